@@ -1,0 +1,1 @@
+"""lupo_migrate: safe, observable and recoverable database schema migrations."""

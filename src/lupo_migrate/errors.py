@@ -1,0 +1,301 @@
+"""Every exception lupo_migrate raises.
+
+The hierarchy (catch ``LupoMigrateError`` for all of them)::
+
+    LupoMigrateError
+    ├── InvalidArgumentError (also TypeError)      a public argument is wrong
+    ├── InternalError                              a lupo_migrate bug: please report it
+    ├── IllegalTransitionError                     an event the run's phase does not accept
+    │   └── TargetBlockedError                     a failed rollback blocks the target
+    ├── MigrationFileError                         one or more migration files are unusable
+    │   ├── DiscoveryError                         a directory or path cannot be walked safely
+    │   └── HeaderError                            a header cannot be read or breaks the schema
+    ├── PlanError                                  the steps cannot be ordered
+    │   ├── DependencyCycleError                   steps depend on each other in a circle
+    │   ├── UnknownDependencyError                 steps name dependencies that do not exist
+    │   └── UnknownTargetError                     "plan up to X" names no step
+    ├── RegistryError                              handler registration or lookup
+    │   ├── HandlerProtocolError (also TypeError)  a handler lacks methods of the protocol
+    │   ├── DuplicateHandlerError                  two handlers for one file type
+    │   └── NoHandlerError                         no handler for a file
+    ├── StorageError                               the storage backend failed
+    │   └── ConcurrentUpdateError                  a compare-and-set write found another version
+    └── LockError                                  the run lock backend failed
+        └── LockHeldError (also TimeoutError)      someone else holds the run lock
+
+Errors keep their facts as attributes (``path``, ``line``, ``cycle``, ``holder``...) and build
+their message from them; every message says what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lupo_migrate._model import Finding
+
+__all__ = [
+    "ConcurrentUpdateError",
+    "DependencyCycleError",
+    "DiscoveryError",
+    "DuplicateHandlerError",
+    "HandlerProtocolError",
+    "HeaderError",
+    "IllegalTransitionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "LockError",
+    "LockHeldError",
+    "LupoMigrateError",
+    "MigrationFileError",
+    "NoHandlerError",
+    "PlanError",
+    "RegistryError",
+    "StorageError",
+    "TargetBlockedError",
+    "UnknownDependencyError",
+    "UnknownTargetError",
+]
+
+
+class LupoMigrateError(Exception):
+    """Root of every error lupo_migrate raises on purpose."""
+
+    #: Exit code the command line uses for this category of error.
+    exit_code: int = 1
+
+
+class InvalidArgumentError(LupoMigrateError, TypeError):
+    """A public function was called with an argument it cannot use."""
+
+    exit_code = 2
+
+
+class InternalError(LupoMigrateError):
+    """An invariant of lupo_migrate itself broke: this is a bug, please report it."""
+
+    exit_code = 70
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            f"{message} (this is a lupo_migrate bug; please report it with the traceback,"
+            " shown by --traceback)"
+        )
+
+
+class IllegalTransitionError(LupoMigrateError):
+    """An event arrived in a phase that does not accept it; nothing changed.
+
+    Attributes:
+        run_id: the run concerned.
+        phase: the phase the run was in (its ``value``).
+        event: the name of the event type.
+        allowed: the names of the event types the phase accepts.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        run_id: str,
+        phase: str,
+        event: str,
+        allowed: Sequence[str],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.phase = phase
+        self.event = event
+        self.allowed = tuple(allowed)
+        self.reason = reason
+        accepts = ", ".join(self.allowed) if self.allowed else "no event (the run has ended)"
+        message = (
+            f"run {run_id} is {phase.upper()} and cannot accept {event};"
+            f" {phase.upper()} accepts {accepts}."
+        )
+        if reason:
+            message += f" {reason}"
+        super().__init__(message)
+
+
+class TargetBlockedError(IllegalTransitionError):
+    """A rollback failed earlier, so the target takes no new run until ``resolve``."""
+
+    exit_code = 4
+
+
+class MigrationFileError(LupoMigrateError):
+    """One or more migration files cannot be used.
+
+    Attributes:
+        problems: every problem found, as findings (path, line, message, hint), so that a
+            directory with several bad files reports all of them at once.
+    """
+
+    exit_code = 5
+
+    def __init__(self, problems: Iterable[Finding]) -> None:
+        self.problems: tuple[Finding, ...] = tuple(problems)
+        lines = [str(p) for p in self.problems]
+        count = len(lines)
+        head = "1 migration file problem" if count == 1 else f"{count} migration file problems"
+        super().__init__(head + ":\n  " + "\n  ".join(lines))
+
+
+class DiscoveryError(MigrationFileError):
+    """A migration directory or path cannot be walked safely (missing, escaping, a loop)."""
+
+
+class HeaderError(MigrationFileError):
+    """A migration file's header cannot be read, or does not match the header schema."""
+
+
+class PlanError(LupoMigrateError):
+    """The steps cannot be put in an order."""
+
+    exit_code = 6
+
+
+class DependencyCycleError(PlanError):
+    """Steps depend on each other in a circle.
+
+    Attributes:
+        cycle: the step ids of the cycle, in dependency order, the first repeated at the end.
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = tuple(cycle)
+        super().__init__(
+            "dependency cycle: "
+            + " -> ".join(self.cycle)
+            + ". Remove one of these dependencies (a step cannot need what needs it)."
+        )
+
+
+class UnknownDependencyError(PlanError):
+    """Steps name dependencies that are not among the steps.
+
+    Attributes:
+        missing: each unknown dependency mapped to the ids of the steps that named it.
+    """
+
+    def __init__(self, missing: Mapping[str, Sequence[str]]) -> None:
+        self.missing = {dep: tuple(sorted(by)) for dep, by in sorted(missing.items())}
+        parts = [f"{dep!r} (named by {', '.join(by)})" for dep, by in self.missing.items()]
+        super().__init__(
+            f"{len(parts)} unknown dependenc{'y' if len(parts) == 1 else 'ies'}: "
+            + "; ".join(parts)
+            + ". Add the missing migration files, or correct the ids in depends_on."
+        )
+
+
+class UnknownTargetError(PlanError):
+    """A plan was asked to stop at a step id that does not exist."""
+
+    def __init__(self, target: str, known: Sequence[str]) -> None:
+        self.target = target
+        sample = ", ".join(sorted(known)[:10])
+        more = "" if len(known) <= 10 else f" and {len(known) - 10} more"
+        super().__init__(
+            f"no step {target!r} to plan up to; known steps: {sample}{more}."
+            " Use an id that `lupo-migrate plan` lists."
+        )
+
+
+class RegistryError(LupoMigrateError):
+    """A handler could not be registered or looked up."""
+
+    exit_code = 7
+
+
+class HandlerProtocolError(RegistryError, TypeError):
+    """A handler was registered that lacks methods or attributes of the ``Handler`` protocol."""
+
+    def __init__(self, handler: object, missing: Sequence[str]) -> None:
+        self.handler = handler
+        self.missing = tuple(missing)
+        super().__init__(
+            f"{handler!r} is not a Handler: missing {', '.join(self.missing)}."
+            " See lupo_migrate.typing.Handler for what a handler provides."
+        )
+
+
+class DuplicateHandlerError(RegistryError):
+    """Two handlers claim the same file type."""
+
+    def __init__(self, file_type: str, existing: object, new: object) -> None:
+        self.file_type = file_type
+        self.existing = existing
+        self.new = new
+        super().__init__(
+            f"file type {file_type!r} is already handled by {existing!r}; cannot also register"
+            f" {new!r}. Unregister the first, or give the new handler another file type."
+        )
+
+
+class NoHandlerError(RegistryError):
+    """No registered handler accepts a file."""
+
+    def __init__(self, what: str, registered: Sequence[str]) -> None:
+        self.what = what
+        self.registered = tuple(sorted(registered))
+        listed = ", ".join(self.registered) or "none"
+        super().__init__(
+            f"no handler for {what}; registered: {listed}. Register one, or install a package"
+            " providing the 'lupo_migrate.handlers' entry point."
+        )
+
+
+class StorageError(LupoMigrateError):
+    """The storage backend failed; the original exception is chained as ``__cause__``."""
+
+    exit_code = 8
+
+
+class ConcurrentUpdateError(StorageError):
+    """A compare-and-set write found a version other than the one expected."""
+
+    def __init__(self, table: str, run_id: str, expected: int, found: int | None) -> None:
+        self.table = table
+        self.run_id = run_id
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{table}: run {run_id} was expected at version {expected} but is at"
+            f" {'no version (missing)' if found is None else found}; another process changed"
+            " it. Re-read the run and retry, or check for a second orchestrator."
+        )
+
+
+class LockError(LupoMigrateError):
+    """The run lock backend failed."""
+
+    exit_code = 9
+
+
+class LockHeldError(LockError, TimeoutError):
+    """Another owner holds the run lock.
+
+    Attributes:
+        name: the lock name.
+        holder: who holds it, as recorded (may be None if the backend cannot tell).
+        since: when they took it, ``YYYYMMDDHHMMSS`` UTC (None if unknown).
+    """
+
+    exit_code = 10
+
+    def __init__(self, name: str, holder: str | None, since: int | None = None) -> None:
+        self.name = name
+        self.holder = holder
+        self.since = since
+        who = holder if holder is not None else "another process"
+        when = f" since {since}" if since is not None else ""
+        super().__init__(
+            f"run lock {name!r} is held by {who}{when}. Wait for that run to finish, or check"
+            " `lupo-migrate status` if it may have crashed."
+        )
+
+    def __reduce__(self) -> tuple[type[LockHeldError], tuple[str, str | None, int | None]]:
+        return (type(self), (self.name, self.holder, self.since))

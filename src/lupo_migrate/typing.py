@@ -1,0 +1,190 @@
+"""The seams of lupo_migrate: protocols for handlers, validators and injected backends.
+
+Nobody subclasses anything: a handler, a storage or a lock is any object with these methods.
+In-memory implementations live in :mod:`lupo_migrate.backends.memory`; the contract every
+implementation must pass is in :mod:`lupo_migrate.testing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from lupo_migrate._model import (
+    AppliedStep,
+    Finding,
+    FreezeInfo,
+    JournalEntry,
+    LockInfo,
+    Run,
+    RunId,
+    Step,
+    StepId,
+    ValidationContext,
+)
+
+__all__ = [
+    "Clock",
+    "Freeze",
+    "Handler",
+    "Lock",
+    "Storage",
+    "Validator",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where time comes from; inject a fake one in tests."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """Applies and undoes one file type.
+
+    Attributes:
+        file_type: the type name steps carry (``doctrine``, ``module``...); unique per registry.
+        suffixes: file name endings this handler claims during discovery (``.sql``...).
+    """
+
+    file_type: str
+    suffixes: Sequence[str]
+
+    def apply(self, step: Step, context: Any) -> None:
+        """Apply *step*; raise to report failure (the shell turns it into a ``Failure``)."""
+        ...
+
+    def rollback(self, step: Step, context: Any) -> None:
+        """Undo *step* (also a partly applied one), restoring the pre-run state exactly."""
+        ...
+
+    def can_rollback(self, step: Step) -> bool:
+        """Whether a rollback of *step* can be guaranteed; asked at plan time, never after."""
+        ...
+
+
+@runtime_checkable
+class Validator(Protocol):
+    """A check: returns findings, never raises for a failed check (every validator runs)."""
+
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        """The findings for *context*; an empty iterable means the check passed."""
+        ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where runs, the applied-step ledger, findings and the statement journal persist.
+
+    Guarantees every implementation gives (checked by ``lupo_migrate.testing.check_storage``):
+    writes are durable when the method returns; ``save_run`` is a compare-and-set on
+    ``Run.version``; values read back equal the values written.
+    """
+
+    def create_run(self, run: Run) -> None:
+        """Store a new run; ``StorageError`` if its id exists."""
+        ...
+
+    def get_run(self, run_id: RunId) -> Run | None:
+        """The run with this id, or None."""
+        ...
+
+    def save_run(self, run: Run, *, expected_version: int) -> None:
+        """Replace the stored run if its version is *expected_version*.
+
+        Raises:
+            ConcurrentUpdateError: the stored version differs (or the run is missing).
+        """
+        ...
+
+    def list_runs(self, target: str | None = None) -> Sequence[Run]:
+        """Runs (of *target*, or all), oldest first."""
+        ...
+
+    def latest_run(self, target: str) -> Run | None:
+        """The most recently created run of *target*, or None."""
+        ...
+
+    def record_applied(self, entry: AppliedStep) -> None:
+        """Add (or replace) the ledger row of ``entry.step_id`` on ``entry.target``."""
+        ...
+
+    def remove_applied(self, target: str, step_id: StepId) -> None:
+        """Drop a ledger row (the step was rolled back); no error if absent."""
+        ...
+
+    def applied(self, target: str) -> Mapping[StepId, AppliedStep]:
+        """The ledger of *target*, by step id, in the order rows were recorded."""
+        ...
+
+    def record_findings(self, run_id: RunId, findings: Sequence[Finding]) -> None:
+        """Append findings to a run's validation log."""
+        ...
+
+    def findings(self, run_id: RunId) -> Sequence[Finding]:
+        """A run's findings, in the order recorded."""
+        ...
+
+    def journal_intent(
+        self, run_id: RunId, step_id: StepId, index: int, statement: str, at: int
+    ) -> JournalEntry:
+        """Write the intent to run a statement, before it is sent; returns the entry."""
+        ...
+
+    def journal_done(self, entry_id: int, at: int) -> None:
+        """Mark a journal entry finished."""
+        ...
+
+    def journal(self, run_id: RunId) -> Sequence[JournalEntry]:
+        """A run's journal entries in order."""
+        ...
+
+
+@runtime_checkable
+class Lock(Protocol):
+    """The run lock of one target: one owner at a time, holder and heartbeat recorded."""
+
+    name: str
+
+    def acquire(self, owner: str, *, timeout: float = 0.0) -> AbstractContextManager[LockInfo]:
+        """Hold the lock for the ``with`` block.
+
+        Raises:
+            LockHeldError: another owner holds it and *timeout* seconds passed.
+        """
+        ...
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock now, or None when it is free."""
+        ...
+
+    def heartbeat(self, owner: str) -> None:
+        """Record that *owner*, the holder, is still alive; ``LockError`` if it is not the holder."""
+        ...
+
+
+@runtime_checkable
+class Freeze(Protocol):
+    """The application write gate: frozen while a run works, thawed by itself on expiry."""
+
+    def freeze(self, owner: str, *, ttl: timedelta) -> FreezeInfo:
+        """Block writes until :meth:`thaw` or until *ttl* passes; re-freezing extends it."""
+        ...
+
+    def thaw(self, owner: str) -> None:
+        """Lift *owner*'s freeze; no error if there is none."""
+        ...
+
+    def status(self) -> FreezeInfo | None:
+        """The active (unexpired) freeze, or None."""
+        ...
+
+    def emergency_thaw(self, operator: str, reason: str) -> FreezeInfo | None:
+        """Lift any freeze whoever holds it, recording who and why; returns what was lifted."""
+        ...

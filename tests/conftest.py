@@ -1,0 +1,22 @@
+"""Shared test configuration: hypothesis profiles picked by LUPO_HYPOTHESIS_PROFILE (or CI)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# ci: at least 500 examples for every property test (issue 2's acceptance);
+# dev: quick feedback while editing; fast: smoke runs.
+settings.register_profile(
+    "ci",
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("fast", max_examples=20, deadline=None)
+settings.load_profile(
+    os.environ.get("LUPO_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+)
