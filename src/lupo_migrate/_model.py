@@ -8,7 +8,7 @@ file discovery), never by the values themselves.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -16,14 +16,13 @@ import attrs
 __all__ = [
     "WORKING_PHASES",
     "AppliedStep",
-    "FreezeInfo",
-    "JournalEntry",
-    "LockInfo",
-    "ValidationContext",
     "Classification",
     "Failure",
     "FailureKind",
     "Finding",
+    "FreezeInfo",
+    "JournalEntry",
+    "LockInfo",
     "Outcome",
     "Phase",
     "Plan",
@@ -33,6 +32,7 @@ __all__ = [
     "Stage",
     "Step",
     "StepId",
+    "ValidationContext",
 ]
 
 #: A run's identifier (opaque text chosen by the shell, e.g. a UUID hex).
@@ -131,8 +131,28 @@ class Classification(enum.Enum):
     D = "D"
 
 
-def _tuple_of_str(value: Any) -> tuple[str, ...]:
+def _tuple_of_str(value: Iterable[Any]) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
+
+
+def to_findings(value: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Converter: any iterable of findings as a tuple."""
+    return tuple(value)
+
+
+def to_steps(value: Iterable[Step]) -> tuple[Step, ...]:
+    """Converter: any iterable of steps as a tuple."""
+    return tuple(value)
+
+
+def to_classes(value: Iterable[Classification]) -> tuple[Classification, ...]:
+    """Converter: any iterable of classifications as a tuple."""
+    return tuple(value)
+
+
+def to_generations(value: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
+    """Converter: generations of step ids as nested tuples."""
+    return tuple(tuple(g) for g in value)
 
 
 def _mapping_copy(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -175,10 +195,8 @@ class Plan:
         generations: groups of step ids that depend only on earlier groups (may run in parallel).
     """
 
-    steps: tuple[Step, ...] = attrs.field(default=(), converter=tuple)
-    generations: tuple[tuple[StepId, ...], ...] = attrs.field(
-        default=(), converter=lambda gs: tuple(tuple(g) for g in gs)
-    )
+    steps: tuple[Step, ...] = attrs.field(default=(), converter=to_steps)
+    generations: tuple[tuple[StepId, ...], ...] = attrs.field(default=(), converter=to_generations)
 
     @property
     def ids(self) -> tuple[StepId, ...]:
@@ -274,8 +292,8 @@ class Run:
     blocked: bool = False
     classification: Classification | None = None
     failure: Failure | None = None
-    findings: tuple[Finding, ...] = attrs.field(default=(), converter=tuple)
-    pending: tuple[Classification, ...] = attrs.field(default=(), converter=tuple)
+    findings: tuple[Finding, ...] = attrs.field(default=(), converter=to_findings)
+    pending: tuple[Classification, ...] = attrs.field(default=(), converter=to_classes)
     holder: str | None = None
     version: int = 0
 

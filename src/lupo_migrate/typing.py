@@ -165,7 +165,7 @@ class Lock(Protocol):
         ...
 
     def heartbeat(self, owner: str) -> None:
-        """Record that *owner*, the holder, is still alive; ``LockError`` if it is not the holder."""
+        """Record that *owner*, the holder, is alive; ``LockError`` if it is not the holder."""
         ...
 
 

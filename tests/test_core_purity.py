@@ -1,0 +1,143 @@
+"""The functional core imports nothing from the shell and does no I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import lupo_migrate
+
+PACKAGE = Path(lupo_migrate.__file__).parent
+
+#: The modules that decide; they may import only these.
+CORE = (
+    "_model",
+    "_state",
+    "_planner",
+    "_rollback",
+    "_registry",
+    "_validation",
+    "_headers",
+    "_clock",
+)
+ALLOWED_TOP = {
+    "__future__",
+    "attrs",
+    "networkx",
+    "jsonschema",
+    "yaml",
+    "typing_extensions",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "functools",
+    "hashlib",
+    "itertools",
+    "math",
+    "operator",
+    "re",
+    "string",
+    "typing",
+    "types",
+    "abc",
+    "ast",
+    "bisect",
+    "heapq",
+    "json",
+    "textwrap",
+    "unicodedata",
+    "codecs",
+    "importlib",
+    "contextlib",
+    "copy",
+    "numbers",
+    "fractions",
+    "decimal",
+    "keyword",
+    "posixpath",
+    "io",
+}
+ALLOWED_OWN = {f"lupo_migrate.{name}" for name in CORE} | {
+    "lupo_migrate.errors",
+    "lupo_migrate.typing",
+}
+#: Names whose call means I/O, a clock, randomness or logging.
+FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval", "__import__"}
+FORBIDDEN_ATTRS = {
+    "now",
+    "utcnow",
+    "today",
+    "time",
+    "monotonic",
+    "perf_counter",
+    "sleep",
+    "random",
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
+    "getenv",
+    "environ",
+    "getLogger",
+    "system",
+    "popen",
+    "listdir",
+    "scandir",
+    "walk",
+}
+
+
+def core_modules() -> list[Path]:
+    return [PACKAGE / f"{name}.py" for name in CORE if (PACKAGE / f"{name}.py").exists()]
+
+
+def imports_of(tree: ast.AST) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.name)
+class TestCoreIsPure:
+    def test_core_module_imports_only_core_and_pure_libraries(self, path: Path) -> None:
+        """No sqlalchemy, no driver, no os/pathlib/logging/time: only pure libraries and core."""
+        bad = []
+        for name in imports_of(ast.parse(path.read_text(encoding="utf-8"))):
+            top = name.split(".")[0]
+            if name.startswith("lupo_migrate"):
+                if name not in ALLOWED_OWN and name != "lupo_migrate":
+                    bad.append(name)
+            elif top not in ALLOWED_TOP:
+                bad.append(name)
+        assert not bad, f"{path.name} imports shell modules: {bad}"
+
+    def test_core_module_calls_nothing_that_does_io(self, path: Path) -> None:
+        """No open(), print(), clock, randomness, environment or logging calls."""
+        bad = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
+                    bad.append(f"{func.id}() at line {node.lineno}")
+                if isinstance(func, ast.Attribute) and func.attr in FORBIDDEN_ATTRS:
+                    bad.append(f".{func.attr}() at line {node.lineno}")
+        assert not bad, f"{path.name} does I/O: {bad}"
+
+
+def test_the_purity_check_catches_a_shell_import(tmp_path: Path) -> None:
+    """The check is not vacuous: a module importing sqlalchemy and calling open() is caught."""
+    tree = ast.parse("import sqlalchemy\nfrom os import path\nopen('x')\n")
+    tops = {name.split(".")[0] for name in imports_of(tree)}
+    assert tops - ALLOWED_TOP == {"sqlalchemy", "os"}
+
+
+def test_every_core_module_is_checked() -> None:
+    """The core modules named in STYLE.md exist and are all parsed here."""
+    assert {p.stem for p in core_modules()} >= {"_model", "_state", "_rollback"}
