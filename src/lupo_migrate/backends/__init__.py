@@ -1,0 +1,27 @@
+"""Backends: where runs persist, the run lock, the write freeze and clocks.
+
+The in-memory implementations here are complete reference implementations of the protocols in
+:mod:`lupo_migrate.typing`; SQLAlchemy ones live in :mod:`lupo_migrate.ext.sqlalchemy`.
+"""
+
+from __future__ import annotations
+
+from lupo_migrate.backends.memory import (
+    FreezeOverride,
+    InMemoryFreeze,
+    InMemoryLock,
+    InMemoryLockTable,
+    InMemoryStorage,
+    ManualClock,
+    SystemClock,
+)
+
+__all__ = [
+    "FreezeOverride",
+    "InMemoryFreeze",
+    "InMemoryLock",
+    "InMemoryLockTable",
+    "InMemoryStorage",
+    "ManualClock",
+    "SystemClock",
+]
