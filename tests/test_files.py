@@ -267,6 +267,16 @@ class TestDownFiles:
         }
         assert [s.meta["down_path"] for s in found.steps] == list(found.down_files.values())
 
+    def test_down_twin_pairs_by_file_name_when_the_header_sets_another_id(
+        self, tmp_path: Path
+    ) -> None:
+        """`V4__x.down.sql` belongs to `V4__x.sql` even when that file's header says `id: x`."""
+        _write(tmp_path, {"V4__x.sql": "-- id: x\nSELECT 1;\n", "V4__x.down.sql": "SELECT 2;\n"})
+        found = discover(tmp_path)
+        assert found.errors == ()
+        assert dict(found.down_files) == {"x": "V4__x.down.sql"}
+        assert found.steps[0].meta["down_path"] == "V4__x.down.sql"
+
     def test_orphan_down_file_is_reported(self, tmp_path: Path) -> None:
         """A down file without an up twin is an error."""
         _write(tmp_path, {"9_gone.down.sql": "x"})

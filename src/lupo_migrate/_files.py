@@ -287,31 +287,34 @@ def discover(
             entries.setdefault(entry.file, entry)
 
     steps: dict[str, Step] = {}  # by relative path
+    by_name: dict[str, str] = {}  # id derived from the file name -> relative path
     downs: dict[str, str] = {}
     for file in files:
         step, read_problems = _read_file(file, entries.get(file.relpath), downs)
         findings.extend(read_problems)
         if step is not None:
             steps[file.relpath] = step
+            by_name[_headers.parse_name(file.relpath, file.suffix).id] = file.relpath
 
     if manifest_path is not None:
         findings.extend(_apply_manifest(manifest_obj, steps, manifest_name))
     findings.extend(_duplicate_ids(steps.values()))
     by_id = {s.id: s for s in steps.values()}
     down_files: dict[StepId, str] = {}
-    for step_id, rel in sorted(downs.items()):
-        up = by_id.get(step_id)
+    for name_id, rel in sorted(downs.items()):
+        # A down twin pairs with the up file of the same name, whatever id its header gives.
+        up = steps[by_name[name_id]] if name_id in by_name else by_id.get(name_id)
         if up is None:
             findings.append(
                 _error(
                     "discovery.orphan_down",
-                    f"down file has no up migration {step_id!r}",
+                    f"down file has no up migration {name_id!r}",
                     "add the up file, or rename the down file after it",
                     rel,
                 )
             )
             continue
-        down_files[step_id] = rel
+        down_files[up.id] = rel
         meta = {**up.meta, "down_path": rel}
         steps[up.path] = attrs.evolve(up, meta=meta)
     findings.sort(key=lambda f: (f.path or "", f.line or 0))

@@ -1,0 +1,9 @@
+"""``python -m lupo_migrate``: the same as the ``lupo-migrate`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from lupo_migrate.cli import main
+
+sys.exit(main())

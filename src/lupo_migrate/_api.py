@@ -1,0 +1,137 @@
+"""Plain functions the command line (and host applications) call: read, plan, check.
+
+Shell: reads migration directories through ``_files`` and hands values to the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from lupo_migrate._files import Discovery, discover
+from lupo_migrate._model import Finding, Plan, Severity, StepId
+from lupo_migrate._planner import plan as plan_steps
+from lupo_migrate._registry import HandlerRegistry
+from lupo_migrate.errors import MigrationFileError, PlanError
+
+__all__ = ["CheckReport", "PlanReport", "check_directory", "plan_directory"]
+
+
+@attrs.frozen(kw_only=True)
+class PlanReport:
+    """A plan computed from a directory, with the non-fatal findings met on the way.
+
+    Attributes:
+        root: the migrations directory.
+        plan: the ordered steps and their generations.
+        findings: warnings and notes from reading the files (errors would have raised).
+    """
+
+    root: Path
+    plan: Plan
+    findings: tuple[Finding, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class CheckReport:
+    """Everything ``check`` found in a directory.
+
+    Attributes:
+        root: the migrations directory.
+        files: how many migration files were read.
+        findings: every finding, errors first, then by path and line.
+        not_strict: paths whose header reads only with the lenient reader, with the line where
+            strict YAML fails.
+    """
+
+    root: Path
+    files: int
+    findings: tuple[Finding, ...]
+    not_strict: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """The findings that fail the check."""
+        return tuple(f for f in self.findings if f.severity.fails)
+
+
+def _suffixes(registry: HandlerRegistry | None) -> Mapping[str, str] | None:
+    if registry is None or len(registry) == 0:
+        return None
+    return registry.suffix_map()
+
+
+def _read(
+    root: str | Path, manifest: str | Path | None, registry: HandlerRegistry | None
+) -> Discovery:
+    return discover(
+        Path(root),
+        suffixes=_suffixes(registry),
+        manifest=Path(manifest) if manifest is not None else None,
+    )
+
+
+def plan_directory(
+    root: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    upto: StepId | None = None,
+    registry: HandlerRegistry | None = None,
+) -> PlanReport:
+    """Read the migration files under *root* and plan them.
+
+    Args:
+        root: the migrations directory.
+        manifest: a manifest giving order and dependencies of header-less files.
+        upto: plan only this step and what it needs.
+        registry: handlers whose suffixes decide the file types (default: the built-in map).
+
+    Raises:
+        MigrationFileError: files are unusable; every problem is listed.
+        PlanError: a cycle, unknown dependencies, or an unknown *upto*.
+    """
+    found = _read(root, manifest, registry)
+    errors = [f for f in found.findings if f.severity.fails]
+    if errors:
+        raise MigrationFileError(errors)
+    return PlanReport(
+        root=Path(root),
+        plan=plan_steps(found.steps, upto=upto),
+        findings=tuple(f for f in found.findings if not f.severity.fails),
+    )
+
+
+_ORDER = {Severity.CRITICAL: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
+
+
+def check_directory(
+    root: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    registry: HandlerRegistry | None = None,
+) -> CheckReport:
+    """Validate every migration file under *root*, and that the set can be planned.
+
+    Returns every finding rather than raising on the first, so a user sees all problems.
+
+    Raises:
+        DiscoveryError: *root* cannot be read at all (missing, not a directory).
+    """
+    found = _read(root, manifest, registry)
+    findings = list(found.findings)
+    if not any(f.severity.fails for f in findings):
+        try:
+            plan_steps(found.steps)
+        except PlanError as error:  # reported as a finding like the rest
+            findings.append(
+                Finding(severity=Severity.ERROR, message=str(error), code="plan", path=str(root))
+            )
+    findings.sort(key=lambda f: (_ORDER[f.severity], f.path or "", f.line or 0))
+    return CheckReport(
+        root=Path(root),
+        files=len(found.steps),
+        findings=tuple(findings),
+        not_strict=tuple(f for f in findings if f.code == "header.not_strict"),
+    )
