@@ -1,0 +1,184 @@
+"""The lupo-migrate command line: output, exit codes and errors, as a user sees them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lupo_migrate import errors
+from lupo_migrate.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
+CORPUS = ROOT.parent / "shared" / "corpus" / "lupopedia"
+CORPUS_MANIFEST = ROOT / "examples" / "corpus-manifest.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class TestPlan:
+    def test_quickstart_plan_lists_order_generations_types_and_checksums(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Four steps in three generations, each with its type and a checksum prefix."""
+        code, out, _ = run(capsys, "plan", str(QUICKSTART))
+        assert code == 0
+        lines = out.splitlines()
+        assert lines[0].endswith("4 step(s) in 3 generation(s)")
+        ids = [line.split()[2] for line in lines[2:]]
+        assert ids == ["create_authors", "create_posts", "seed_authors", "add_post_status"]
+        assert all(" doctrine " in line for line in lines[2:])
+
+    def test_json_output_is_machine_readable(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--format json gives steps with full checksums and the generations."""
+        code, out, _ = run(capsys, "plan", str(QUICKSTART), "--format", "json")
+        data = json.loads(out)
+        assert code == 0
+        assert [len(s["checksum"]) for s in data["steps"]] == [64] * 4
+        assert data["generations"] == [
+            ["create_authors"],
+            ["create_posts", "seed_authors"],
+            ["add_post_status"],
+        ]
+
+    def test_upto_plans_only_a_step_and_what_it_needs(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--upto create_posts leaves out the seed and the later column."""
+        code, out, _ = run(capsys, "plan", str(QUICKSTART), "--upto", "create_posts")
+        assert code == 0
+        assert "2 step(s)" in out.splitlines()[0]
+
+    def test_corpus_plan_with_its_manifest(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The 16 corpus migrations plan in version order, the dated files after 4.1.x."""
+        code, out, _ = run(
+            capsys, "plan", str(CORPUS / "migrations"), "--manifest", str(CORPUS_MANIFEST)
+        )
+        assert code == 0
+        ids = [line.split()[2] for line in out.splitlines()[2:]]
+        assert len(ids) == 16
+        assert ids[0] == "4.0.113_add_seven_love_agents"
+        assert ids[-1] == "4.4.1_create_actor_moods_table"
+        assert ids.index("20260120_drop_legacy_tables_and_set_limit_4.1.17") < ids.index(
+            "4.2.0_add_genesis_doctrine_tables"
+        )
+
+    def test_a_cycle_exits_with_the_plan_code_and_names_the_cycle(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """a needs b, b needs a: exit 6 and both ids in the one-line error."""
+        (tmp_path / "a.sql").write_text("-- depends_on: [b]\nSELECT 1;\n")
+        (tmp_path / "b.sql").write_text("-- depends_on: [a]\nSELECT 1;\n")
+        code, _, err = run(capsys, "plan", str(tmp_path))
+        assert code == errors.PlanError.exit_code == 6
+        assert err.startswith("error: dependency cycle:")
+        assert "a -> b -> a" in err or "b -> a -> b" in err
+
+    def test_a_missing_directory_is_one_line_saying_what_to_do(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No traceback, exit 5, the path in the message."""
+        code, out, err = run(capsys, "plan", str(tmp_path / "nope"))
+        assert code == errors.MigrationFileError.exit_code
+        assert out == ""
+        assert err.count("\n") == 1
+        assert str(tmp_path / "nope") in err
+
+    def test_traceback_flag_re_raises(self, tmp_path: Path) -> None:
+        """--traceback shows the real exception instead of the one-line error."""
+        with pytest.raises(errors.DiscoveryError):
+            main(["--traceback", "plan", str(tmp_path / "nope")])
+
+
+class TestCheck:
+    def test_corpus_docs_all_read_and_not_strict_ones_are_listed(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """All 40 headers read; the not-strict ones are named with a line; exit 0."""
+        code, out, err = run(capsys, "check", str(CORPUS / "docs"))
+        assert code == 0
+        assert "checked 40 file(s)" in out
+        assert "0 error(s)" in out
+        not_strict = [line for line in out.splitlines() if line.startswith("warning:")]
+        assert len(not_strict) >= 30
+        assert any(line.startswith("warning: ANIBUS_DOCTRINE.md:") for line in not_strict)
+        assert f"{len(not_strict)} header(s) not strict YAML" in out
+        assert err == ""
+
+    def test_strict_fails_on_lenient_headers(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--strict turns 'not strict YAML' into a failing check (exit 5)."""
+        code, _, err = run(capsys, "check", "--strict", str(CORPUS / "docs"))
+        assert code == errors.MigrationFileError.exit_code
+        assert "header(s) not strict YAML" in err
+
+    def test_every_bad_file_is_reported_at_once(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Two broken files: both named with their line, exit 5."""
+        (tmp_path / "a.md").write_text("---\nid: a\nx: &anchor 1\ny: *anchor\n---\n")
+        (tmp_path / "b.sql").write_text("-- id: b\n-- depends_on: [unclosed\nSELECT 1;\n")
+        (tmp_path / "c.sql").write_bytes(b"SELECT '\xff';\n")
+        code, out, _ = run(capsys, "check", str(tmp_path))
+        assert code == 5
+        errors_out = [line for line in out.splitlines() if line.startswith("error:")]
+        assert {line.split(":")[1].strip() for line in errors_out} >= {"a.md", "b.sql", "c.sql"}
+
+
+class TestHelp:
+    def test_help_explains_each_command_and_the_exit_codes(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--help lists plan and check; a command's help lists the exit codes."""
+        code, out, _ = run(capsys, "--help")
+        assert code == 0
+        assert "plan" in out
+        assert "check" in out
+        code, out, _ = run(capsys, "plan", "--help")
+        assert "Exit codes:" in out
+        assert "6 plan" in out
+
+    def test_an_unknown_option_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """click's usage errors exit 2."""
+        code, _, err = run(capsys, "plan", "--bogus", str(QUICKSTART))
+        assert code == 2
+        assert "No such option" in err
+
+
+def test_console_script_runs_as_a_module() -> None:
+    """python -m lupo_migrate is the same program, with the same exit codes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lupo_migrate", "plan", str(QUICKSTART)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "create_authors" in done.stdout
+
+
+@pytest.mark.slow
+def test_plan_of_a_10000_file_tree_and_a_malformed_file_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """10,000 generated files plan; one malformed header is then reported by path and line."""
+    for i in range(10_000):
+        folder = tmp_path / f"d{i // 500:02d}"
+        folder.mkdir(exist_ok=True)
+        deps = f"-- depends_on: [s{i - 1}]\n" if i % 3 and i else ""
+        (folder / f"{i:05d}_s.sql").write_text(f"-- id: s{i}\n{deps}SELECT {i};\n")
+    code, out, _ = run(capsys, "plan", str(tmp_path))
+    assert code == 0
+    assert out.splitlines()[0].endswith("10000 step(s) in " + out.splitlines()[0].split(" in ")[-1])
+    assert len(out.splitlines()) == 10_002
+    (tmp_path / "d07" / "03601_s.sql").write_text("-- id: s3601\n-- depends_on: [oops\nSELECT 1;\n")
+    code, _, err = run(capsys, "plan", str(tmp_path))
+    assert code == 5
+    assert "d07/03601_s.sql:2" in err
