@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import pathlib
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from databases import database_params, fresh_database
 
 # ci: at least 500 examples for every property test (issue 2's acceptance);
 # dev: quick feedback while editing; fast: smoke runs.
@@ -20,3 +25,10 @@ settings.register_profile("fast", max_examples=20, deadline=None)
 settings.load_profile(
     os.environ.get("LUPO_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )
+
+
+@pytest.fixture(name="database_url", params=database_params())
+def _database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[str]:
+    """A new empty database on SQLite, MariaDB and PostgreSQL in turn (its SQLAlchemy URL)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url

@@ -1,0 +1,77 @@
+"""Fresh, isolated databases for tests: SQLite files, MariaDB and PostgreSQL databases.
+
+Each ``fresh_database(kind, tmp_path)`` makes a new empty database and returns its URL; the
+context manager drops it afterwards. Servers are the local ones (loopback only); override with
+LUPO_TEST_MARIADB_URL / LUPO_TEST_POSTGRESQL_URL (a server URL without a database name). When
+the server is unreachable the test is skipped, except with CI set, where it fails: CI must run
+the database tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MARIADB_SERVER = os.environ.get("LUPO_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+POSTGRESQL_SERVER = os.environ.get(
+    "LUPO_TEST_POSTGRESQL_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432"
+)
+KINDS = ("sqlite", "mariadb", "postgresql")
+
+
+def _unavailable(kind: str, error: Exception) -> None:
+    message = f"{kind} server unreachable: {error}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must run the database tests: start the server)")
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the SQLAlchemy URL of a new empty database of *kind*; drop it afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / f'lupo_{uuid.uuid4().hex[:8]}.db'}"
+        return
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    name = f"lupo_t_{uuid.uuid4().hex[:12]}"
+    if kind == "mariadb":
+        server, admin_db, create = (
+            MARIADB_SERVER,
+            "",
+            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+        )
+        drop = f"DROP DATABASE IF EXISTS `{name}`"
+    elif kind == "postgresql":
+        server, admin_db, create = POSTGRESQL_SERVER, "/postgres", f'CREATE DATABASE "{name}"'
+        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    else:  # pragma: no cover - a typo in a test
+        raise ValueError(kind)
+    admin = sa.create_engine(server + admin_db, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(create)
+    except Exception as error:  # connection refused, auth...: skip or fail as above
+        admin.dispose()
+        _unavailable(kind, error)
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(drop)
+        admin.dispose()
+
+
+def database_params() -> list[object]:
+    """pytest params over the three kinds, marked so `-m "not mariadb"` can deselect."""
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    ]
