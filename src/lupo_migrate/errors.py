@@ -18,6 +18,9 @@ The hierarchy (catch ``LupoMigrateError`` for all of them)::
     │   ├── HandlerProtocolError (also TypeError)  a handler lacks methods of the protocol
     │   ├── DuplicateHandlerError                  two handlers for one file type
     │   └── NoHandlerError                         no handler for a file
+    ├── StepError                                  applying or undoing a step failed
+    │   └── StatementError                         the database refused one statement
+    ├── ConfigurationError                         settings, DSN or connection unusable
     ├── StorageError                               the storage backend failed
     │   └── ConcurrentUpdateError                  a compare-and-set write found another version
     └── LockError                                  the run lock backend failed
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConcurrentUpdateError",
+    "ConfigurationError",
     "DependencyCycleError",
     "DiscoveryError",
     "DuplicateHandlerError",
@@ -52,6 +56,8 @@ __all__ = [
     "NoHandlerError",
     "PlanError",
     "RegistryError",
+    "StatementError",
+    "StepError",
     "StorageError",
     "TargetBlockedError",
     "UnknownDependencyError",
@@ -246,6 +252,61 @@ class NoHandlerError(RegistryError):
             f"no handler for {what}; registered: {listed}. Register one, or install a package"
             " providing the 'lupo_migrate.handlers' entry point."
         )
+
+
+class StepError(LupoMigrateError):
+    """Applying or undoing a step failed.
+
+    Attributes:
+        step_id: the step.
+        path: its file, relative to the migrations root.
+    """
+
+    exit_code = 11
+
+    def __init__(self, step_id: str, path: str, message: str) -> None:
+        self.step_id = step_id
+        self.path = path
+        super().__init__(f"{path}: step {step_id}: {message}")
+
+
+class StatementError(StepError):
+    """The database refused one statement of a step.
+
+    Attributes:
+        index: the statement's 0-based position in the step.
+        line: its first line in the file (None if unknown).
+        statement: the statement text (first 200 characters in the message).
+        reason: the database's own message.
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        path: str,
+        *,
+        index: int,
+        line: int | None,
+        statement: str,
+        reason: str,
+    ) -> None:
+        self.index = index
+        self.line = line
+        self.statement = statement
+        self.reason = reason
+        where = f"{path}:{line}" if line is not None else path
+        short = " ".join(statement.split())
+        short = short if len(short) <= 200 else short[:197] + "..."
+        StepError.__init__(self, step_id, path, "")
+        Exception.__init__(
+            self, f"{where}: step {step_id}, statement {index + 1} failed: {reason}\n  {short}"
+        )
+
+
+class ConfigurationError(LupoMigrateError):
+    """The settings, the database URL or the connection cannot be used; the message says how."""
+
+    exit_code = 12
 
 
 class StorageError(LupoMigrateError):

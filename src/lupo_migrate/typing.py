@@ -30,6 +30,7 @@ __all__ = [
     "Freeze",
     "Handler",
     "Lock",
+    "StepContext",
     "Storage",
     "Validator",
 ]
@@ -41,6 +42,47 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware, in UTC."""
+        ...
+
+
+@runtime_checkable
+class StepContext(Protocol):
+    """What a handler gets from the orchestrator to apply or undo one step.
+
+    Attributes:
+        dialect: the target's SQLAlchemy dialect name (``mysql``, ``mariadb``, ``postgresql``,
+            ``sqlite``).
+        names: federation, logical schema name (``core``, ``orchestration``, ``ephemeral``) to
+            physical name.
+        renames: literal schema names in SQL to rewrite (``{"lupopedia": "test"}``).
+        connection: the DDL connection (a SQLAlchemy ``Connection``) for handlers that need
+            more than :meth:`execute`; None in a dry run.
+    """
+
+    dialect: str
+    names: Mapping[str, str]
+    renames: Mapping[str, str]
+    connection: Any
+
+    def read_text(self, relpath: str) -> str:
+        """The text of a file under the migrations root (LF line ends, no BOM)."""
+        ...
+
+    def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
+        """Run one statement, journalled: the intent is stored before it is sent, done after.
+
+        Args:
+            statement: the SQL, already rendered (placeholders and renames applied).
+            index: its 0-based position in the step (the journal key with the step id).
+            line: its first line in the file, for error messages.
+
+        Raises:
+            StatementError: the database refused it (the journal keeps the intent).
+        """
+        ...
+
+    def done(self) -> frozenset[int]:
+        """Indexes of this step's statements that the journal records as done (for resume)."""
         ...
 
 
