@@ -20,6 +20,10 @@ CORE = (
     "_registry",
     "_validation",
     "_headers",
+    "_names",
+    "_yaml",
+    "_schema",
+    "_manifest",
     "_clock",
 )
 ALLOWED_TOP = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lupo_migrate import _headers
+from lupo_migrate import _names
 from lupo_migrate._files import RootNotUsableError, discover, load_steps
 from lupo_migrate._model import Severity, Step
 from lupo_migrate.errors import (
@@ -67,7 +67,7 @@ class TestCorpus:
         )
         order = _chain_order(found.steps)
         assert len(order) == 16
-        versions = [_headers.version_key(by_id[i].version) for i in order if i[:4] != "2026"]
+        versions = [_names.version_key(by_id[i].version) for i in order if i[:4] != "2026"]
         assert versions == sorted(versions)
 
     @needs_corpus
@@ -215,7 +215,7 @@ class TestEncoding:
         (crlf_step,) = load_steps(tmp_path / "crlf")
         (lf_step,) = load_steps(tmp_path / "lf")
         assert crlf_step.id == lf_step.id == "doc"
-        assert crlf_step.checksum == lf_step.checksum == _headers.checksum(lf)
+        assert crlf_step.checksum == lf_step.checksum == _names.checksum(lf)
         assert crlf_step.meta == lf_step.meta
 
 

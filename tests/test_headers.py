@@ -1,4 +1,5 @@
-"""Tests of lupo_migrate._headers: header reading, safe YAML, schema, names, versions, manifests."""
+"""Tests of the header core: reading (_headers), safe YAML (_yaml), schema (_schema), names and
+versions (_names), manifests (_manifest)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lupo_migrate import _headers as h
+from lupo_migrate import _manifest, _names, _schema, _yaml
 from lupo_migrate._model import Severity
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "lupopedia"
@@ -126,7 +128,7 @@ class TestFrontMatter:
 class TestSafeYaml:
     def test_alias_and_anchor_are_rejected_with_line(self) -> None:
         """An anchor is refused, the finding naming its file line."""
-        value, problems = h.load_yaml("a: 1\nb: &x 2\nc: *x\n", path="f", first_line=10)
+        value, problems = _yaml.load_yaml("a: 1\nb: &x 2\nc: *x\n", path="f", first_line=10)
         assert value is None
         (problem,) = problems
         assert problem.severity is Severity.ERROR
@@ -135,7 +137,7 @@ class TestSafeYaml:
 
     def test_alias_alone_is_rejected(self) -> None:
         """An alias to an undefined anchor is refused too."""
-        value, problems = h.load_yaml("a: *x\n")
+        value, problems = _yaml.load_yaml("a: *x\n")
         assert value is None
         assert problems[0].severity is Severity.ERROR
 
@@ -145,7 +147,7 @@ class TestSafeYaml:
     def test_custom_tags_are_rejected_with_line(self, tag: str) -> None:
         """Any tag beyond the core ones is refused, with its line, in strict and lenient mode."""
         for lenient in (True, False):
-            value, problems = h.load_yaml(f"a: 1\nb: {tag} {{}}\n", lenient=lenient)
+            value, problems = _yaml.load_yaml(f"a: 1\nb: {tag} {{}}\n", lenient=lenient)
             assert value is None
             (problem,) = problems
             assert (problem.severity, problem.line) == (Severity.ERROR, 2)
@@ -153,14 +155,14 @@ class TestSafeYaml:
 
     def test_core_tags_are_allowed(self) -> None:
         """Explicit core tags such as !!str are fine."""
-        value, problems = h.load_yaml("a: !!str 12\n")
+        value, problems = _yaml.load_yaml("a: !!str 12\n")
         assert (value, problems) == ({"a": "12"}, ())
 
     def test_duplicate_keys_strict_error_lenient_warning(self) -> None:
         """Repeated keys: refused strictly; leniently the last wins with a warning."""
-        _, strict = h.load_yaml("a: 1\na: 2\n", lenient=False)
+        _, strict = _yaml.load_yaml("a: 1\na: 2\n", lenient=False)
         assert strict[0].severity is Severity.ERROR
-        value, lenient = h.load_yaml("a: 1\na: 2\n")
+        value, lenient = _yaml.load_yaml("a: 1\na: 2\n")
         assert value == {"a": 2}
         assert lenient[0].severity is Severity.WARNING
         assert lenient[0].line == 2
@@ -168,16 +170,16 @@ class TestSafeYaml:
     def test_at_values_are_only_accepted_leniently(self) -> None:
         """`@x` values fail strictly and are quoted leniently, also in lists and with comments."""
         text = "a: @x\nb:\n  - @y # note\n  - `z`\n"
-        _, strict = h.load_yaml(text, lenient=False)
+        _, strict = _yaml.load_yaml(text, lenient=False)
         assert strict[0].severity is Severity.ERROR
-        value, problems = h.load_yaml(text)
+        value, problems = _yaml.load_yaml(text)
         assert value == {"a": "@x", "b": ["@y", "`z`"]}
         assert problems[0].line == 1
         assert "lines repaired: 1, 3, 4" in problems[0].message
 
     def test_bom_and_crlf_are_accepted(self) -> None:
         """A BOM and CRLF line ends do not disturb reading or line numbers."""
-        value, problems = h.load_yaml("\ufeffa: 1\r\nb: @x\r\n")
+        value, problems = _yaml.load_yaml("\ufeffa: 1\r\nb: @x\r\n")
         assert value == {"a": 1, "b": "@x"}
         assert problems[0].line == 2
 
@@ -185,14 +187,14 @@ class TestSafeYaml:
 class TestSchema:
     def test_schema_ships_in_the_package(self) -> None:
         """The header schema loads from package data and allows extra keys."""
-        schema = h.header_schema()
+        schema = _schema.header_schema()
         assert schema["additionalProperties"] is True
-        assert set(h.KNOWN_KEYS) <= set(schema["properties"])
+        assert set(_schema.KNOWN_KEYS) <= set(schema["properties"])
 
     def test_valid_header_with_extra_keys_passes(self) -> None:
         """Known keys of the right types plus unknown keys give no finding."""
         mapping = {"id": "a", "depends_on": "b", "version": 4.1, "dialog": {"x": 1}}
-        assert h.validate_header(mapping) == ()
+        assert _schema.validate_header(mapping) == ()
 
     def test_each_violation_names_field_line_and_hint(self) -> None:
         """Every bad field is reported on its own line with a hint."""
@@ -292,16 +294,16 @@ class TestYamlDocument:
 class TestChecksum:
     def test_bom_crlf_and_cr_variants_have_the_lf_checksum(self) -> None:
         """Text, bytes, BOM, CRLF and CR variants of one content share one checksum."""
-        lf = h.checksum("a\nb\n")
-        assert h.checksum("\ufeffa\r\nb\r\n") == lf
-        assert h.checksum(b"\xef\xbb\xbfa\r\nb\r\n") == lf
-        assert h.checksum(b"a\rb\r") == lf
-        assert h.checksum("a\nb") != lf
+        lf = _names.checksum("a\nb\n")
+        assert _names.checksum("\ufeffa\r\nb\r\n") == lf
+        assert _names.checksum(b"\xef\xbb\xbfa\r\nb\r\n") == lf
+        assert _names.checksum(b"a\rb\r") == lf
+        assert _names.checksum("a\nb") != lf
         assert len(lf) == 64
 
     def test_decode_reports_offset_and_line(self) -> None:
         """Non-UTF-8 bytes give a finding with the byte offset and line."""
-        text, problem = h.decode(b"ok\nbad \xff here\n", path="x.sql")
+        text, problem = _names.decode(b"ok\nbad \xff here\n", path="x.sql")
         assert text is None
         assert problem is not None
         assert (problem.path, problem.line) == ("x.sql", 2)
@@ -328,7 +330,7 @@ class TestNames:
         self, relpath: str, suffix: str | None, expected: tuple[str, str, str]
     ) -> None:
         """Flyway, up/down pairs, dotted, underscored and dated names are understood."""
-        info = h.parse_name(relpath, suffix)
+        info = _names.parse_name(relpath, suffix)
         assert (info.id, info.version, info.kind) == expected
 
 
@@ -347,18 +349,18 @@ class TestVersionKey:
     )
     def test_order_is_natural(self, low: str, high: str) -> None:
         """Versions compare numerically part by part."""
-        assert h.version_key(low) < h.version_key(high)
+        assert _names.version_key(low) < _names.version_key(high)
 
     def test_separators_do_not_matter(self) -> None:
         """4_1_1, 4.1.1, v4.1.1 and 4-1-1 are the same version."""
-        keys = {h.version_key(v) for v in ("4_1_1", "4.1.1", "v4.1.1", "4-1-1")}
+        keys = {_names.version_key(v) for v in ("4_1_1", "4.1.1", "v4.1.1", "4-1-1")}
         assert len(keys) == 1
 
 
 class TestManifest:
     def test_plain_list_chains(self) -> None:
         """A plain list is a chain of files in order."""
-        manifest, problems = h.parse_manifest("- a.sql\n- b.sql\n")
+        manifest, problems = _manifest.parse_manifest("- a.sql\n- b.sql\n")
         assert problems == ()
         assert manifest.chain
         assert [e.file for e in manifest.entries] == ["a.sql", "b.sql"]
@@ -370,7 +372,7 @@ class TestManifest:
             "chain: false\nsteps:\n  - file: a.sql\n    version: '1'\n"
             "  - {file: b.sql, depends_on: a}\n"
         )
-        manifest, problems = h.parse_manifest(text)
+        manifest, problems = _manifest.parse_manifest(text)
         assert problems == ()
         assert not manifest.chain
         first, second = manifest.entries
@@ -381,14 +383,18 @@ class TestManifest:
     @pytest.mark.parametrize("bad", ["../x.sql", "a/../../x.sql", "/etc/passwd", "C:/x.sql"])
     def test_traversal_is_rejected_with_line(self, bad: str) -> None:
         """Absolute paths and '..' are refused, naming the manifest line."""
-        manifest, problems = h.parse_manifest(f"steps:\n  - ok.sql\n  - {bad!r}\n", path="m.yaml")
+        manifest, problems = _manifest.parse_manifest(
+            f"steps:\n  - ok.sql\n  - {bad!r}\n", path="m.yaml"
+        )
         assert [e.file for e in manifest.entries] == ["ok.sql"]
         (problem,) = problems
         assert (problem.code, problem.path, problem.line) == ("manifest.path", "m.yaml", 3)
 
     def test_bad_shapes_are_reported(self) -> None:
         """A manifest without a list, or with odd entries, gives findings."""
-        _, problems = h.parse_manifest("steps: 3\n")
+        _, problems = _manifest.parse_manifest("steps: 3\n")
         assert problems[0].code == "manifest.format"
-        _, problems = h.parse_manifest("- 3\n- {file: a.sql, depends_on: 4}\n- {file: b, id: 5}\n")
+        _, problems = _manifest.parse_manifest(
+            "- 3\n- {file: a.sql, depends_on: 4}\n- {file: b, id: 5}\n"
+        )
         assert [p.line for p in problems] == [1, 2, 3]

@@ -1,8 +1,9 @@
 """Finding migration files on disk and turning them into steps (imperative shell: does I/O).
 
 :func:`discover` walks a migrations root in sorted order, reads each file once, and leaves the
-deciding to :mod:`lupo_migrate._headers`: headers, names, versions, checksums and manifests are
-all read there from text. Every problem becomes a :class:`~lupo_migrate._model.Finding`, so one
+deciding to the functional core (:mod:`lupo_migrate._headers`, :mod:`lupo_migrate._names`,
+:mod:`lupo_migrate._manifest`): headers, names, versions, checksums and manifests are all read
+there from text. Every problem becomes a :class:`~lupo_migrate._model.Finding`, so one
 call reports all bad files at once; :func:`load_steps` raises them together.
 
 Rules of the walk:
@@ -15,7 +16,7 @@ Rules of the walk:
   ``step.meta['down_path']``;
 * a manifest (``lupo-manifest.yaml``/``.yml``/``.json`` or ``manifest.yaml``/``.yml``/``.json``
   at the root, or the ``manifest=`` argument, which may live anywhere) gives order and
-  dependencies; its file paths are relative to the root (format: :func:`~lupo_migrate._headers.
+  dependencies; its file paths are relative to the root (format: :func:`~lupo_migrate._manifest.
   parse_manifest`).
 """
 
@@ -28,7 +29,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate import _headers
+from lupo_migrate import _headers, _manifest, _names
 from lupo_migrate._model import Finding, Severity, Step, StepId
 from lupo_migrate.errors import (
     DiscoveryError,
@@ -266,8 +267,8 @@ def discover(
         skip.add(os.path.normcase(os.path.realpath(manifest_path)))
     files, findings = _walk(real_root, table, skip)
 
-    entries: dict[str, _headers.ManifestEntry] = {}
-    manifest_obj = _headers.Manifest()
+    entries: dict[str, _manifest.ManifestEntry] = {}
+    manifest_obj = _manifest.Manifest()
     manifest_name: str | None = None
     if manifest_path is not None:
         manifest_name = _display(manifest_path, real_root)
@@ -294,7 +295,7 @@ def discover(
         findings.extend(read_problems)
         if step is not None:
             steps[file.relpath] = step
-            by_name[_headers.parse_name(file.relpath, file.suffix).id] = file.relpath
+            by_name[_names.parse_name(file.relpath, file.suffix).id] = file.relpath
 
     if manifest_path is not None:
         findings.extend(_apply_manifest(manifest_obj, steps, manifest_name))
@@ -332,11 +333,11 @@ def _display(path: Path, real_root: str) -> str:
     return str(path)
 
 
-def _read_manifest(path: Path, name: str) -> tuple[_headers.Manifest, tuple[Finding, ...]]:
+def _read_manifest(path: Path, name: str) -> tuple[_manifest.Manifest, tuple[Finding, ...]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return _headers.Manifest(), (
+        return _manifest.Manifest(), (
             _error(
                 "manifest.unreadable",
                 f"cannot read manifest: {exc.strerror}",
@@ -344,14 +345,14 @@ def _read_manifest(path: Path, name: str) -> tuple[_headers.Manifest, tuple[Find
                 name,
             ),
         )
-    text, problem = _headers.decode(data, path=name)
+    text, problem = _names.decode(data, path=name)
     if text is None:
-        return _headers.Manifest(), (problem,) if problem else ()
-    return _headers.parse_manifest(text, path=name)
+        return _manifest.Manifest(), (problem,) if problem else ()
+    return _manifest.parse_manifest(text, path=name)
 
 
 def _read_file(
-    file: _File, entry: _headers.ManifestEntry | None, downs: dict[str, str]
+    file: _File, entry: _manifest.ManifestEntry | None, downs: dict[str, str]
 ) -> tuple[Step | None, list[Finding]]:
     try:
         with open(file.abspath, "rb") as handle:
@@ -365,7 +366,7 @@ def _read_file(
                 file.relpath,
             )
         ]
-    name = _headers.parse_name(file.relpath, file.suffix)
+    name = _names.parse_name(file.relpath, file.suffix)
     if name.kind == "down":
         if name.id in downs:
             return None, [
@@ -378,7 +379,7 @@ def _read_file(
             ]
         downs[name.id] = file.relpath
         return None, []
-    text, problem = _headers.decode(data, path=file.relpath)
+    text, problem = _names.decode(data, path=file.relpath)
     if text is None:
         return None, [problem] if problem else []
     header = _headers.read_header(text, suffix=file.suffix, path=file.relpath)
@@ -390,7 +391,7 @@ def _read_file(
     step = _headers.build_step(
         path=file.relpath,
         file_type=file.file_type,
-        content_checksum=_headers.checksum(data),
+        content_checksum=_names.checksum(data),
         header=header,
         name=name,
         extra=entry.fields if entry is not None else None,
@@ -399,7 +400,7 @@ def _read_file(
 
 
 def _apply_manifest(
-    manifest: _headers.Manifest, steps: dict[str, Step], name: str | None
+    manifest: _manifest.Manifest, steps: dict[str, Step], name: str | None
 ) -> list[Finding]:
     """Add the manifest's dependencies to the steps it names (in place); report the rest."""
     findings: list[Finding] = []
