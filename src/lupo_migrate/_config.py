@@ -1,0 +1,178 @@
+"""Settings: defaults, then ``pyproject.toml`` ``[tool.lupo_migrate]``, then ``lupo.toml``, then
+environment variables, then command-line flags (each later source wins).
+
+=========================== ======================== ===========================================
+setting                     environment              meaning
+=========================== ======================== ===========================================
+``db``                      ``LUPO_MIGRATE_DB``      SQLAlchemy URL of the target database
+``migrations``              ``LUPO_MIGRATE_DIR``     the migrations directory
+``manifest``                ``LUPO_MIGRATE_MANIFEST`` manifest for header-less files
+``target``                  ``LUPO_MIGRATE_TARGET``  name runs are recorded under
+``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (77)
+``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
+``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
+``schemas``                                          ``{core=, orchestration=, ephemeral=}``
+``renames``                                          ``{lupopedia = "test"}`` literal schema names
+=========================== ======================== ===========================================
+
+Paths in a file are relative to that file's directory. Passwords are never printed:
+:meth:`Settings.shown_db` hides them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from lupo_migrate.errors import ConfigurationError
+
+__all__ = ["ENVIRONMENT", "Settings", "load_settings"]
+
+#: Environment variable for each setting.
+ENVIRONMENT: Final = {
+    "db": "LUPO_MIGRATE_DB",
+    "migrations": "LUPO_MIGRATE_DIR",
+    "manifest": "LUPO_MIGRATE_MANIFEST",
+    "target": "LUPO_MIGRATE_TARGET",
+    "table_budget": "LUPO_MIGRATE_TABLE_BUDGET",
+    "lock_wait_timeout": "LUPO_MIGRATE_LOCK_WAIT",
+    "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
+    "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
+}
+_INTS: Final = ("table_budget", "lock_wait_timeout")
+_FLOATS: Final = ("lock_timeout",)
+_PATHS: Final = ("migrations", "manifest")
+_KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames"}
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Where and how to migrate."""
+
+    db: str | None = None
+    migrations: Path | None = None
+    manifest: Path | None = None
+    target: str = "default"
+    table_budget: int = 77
+    lock_wait_timeout: int = 5
+    lock_timeout: float = 0.0
+    orchestration_db: str | None = None
+    schemas: Mapping[str, str] = attrs.field(factory=dict)
+    renames: Mapping[str, str] = attrs.field(factory=dict)
+    sources: tuple[str, ...] = ()
+
+    def shown_db(self) -> str:
+        """The database URL with any password replaced by ``***``."""
+        return hide_password(self.db or "")
+
+
+def hide_password(url: str) -> str:
+    """*url* with the password part masked (``user:***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, has_password, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    try:
+        if key in _INTS:
+            return int(value)
+        if key in _FLOATS:
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where}: {key} must be a number, got {value!r}") from None
+    if key in ("schemas", "renames"):
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigurationError(
+                f'{where}: {key} must be a table of names, e.g. {key} = {{ core = "app" }}'
+            )
+        return dict(value)
+    return value
+
+
+def _from_file(path: Path, table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(table) - _KNOWN)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
+        )
+    out = {k: _coerce(k, v, where) for k, v in table.items()}
+    for key in _PATHS:
+        if key in out:
+            out[key] = (path.parent / str(out[key])).resolve()
+    if (
+        "db" in out
+        and str(out["db"]).startswith("sqlite:///")
+        and not str(out["db"]).startswith("sqlite:////")
+    ):
+        relative = str(out["db"])[len("sqlite:///") :]
+        if relative and relative != ":memory:":
+            out["db"] = f"sqlite:///{(path.parent / relative).resolve()}"
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc}") from None
+
+
+def load_settings(
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    config: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from the files in *cwd*, the environment and *overrides* (flags; None = unset).
+
+    Args:
+        cwd: where to look for ``pyproject.toml`` and ``lupo.toml`` (default: current dir).
+        environ: the environment (default: ``os.environ``).
+        config: an explicit settings file (TOML; a ``[tool.lupo_migrate]`` table or top level).
+        overrides: values from flags; None means not given.
+
+    Raises:
+        ConfigurationError: a file is not TOML, or a setting is unknown or of the wrong type.
+    """
+    cwd = cwd or Path.cwd()
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: list[str] = []
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        table = _read_toml(pyproject).get("tool", {}).get("lupo_migrate")
+        if table:
+            values.update(_from_file(pyproject, table, f"{pyproject} [tool.lupo_migrate]"))
+            sources.append(str(pyproject))
+    for path in [cwd / "lupo.toml", *([config] if config is not None else [])]:
+        if path.is_file() or path == config:
+            if not path.is_file():
+                raise ConfigurationError(f"{path}: settings file not found")
+            data = _read_toml(path)
+            table = data.get("tool", {}).get("lupo_migrate", data)
+            values.update(_from_file(path, table, str(path)))
+            sources.append(str(path))
+    for key, name in ENVIRONMENT.items():
+        if env.get(name):
+            value = _coerce(key, env[name], f"environment {name}")
+            values[key] = Path(value) if key in _PATHS else value
+            sources.append(name)
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = Path(value) if key in _PATHS else _coerce(key, value, f"--{key}")
+    return Settings(**values, sources=tuple(sources))

@@ -1,0 +1,132 @@
+"""The SQLAlchemy target: where a run's statements execute.
+
+One connection per step, opened with a short lock wait (MySQL/MariaDB ``lock_wait_timeout``,
+PostgreSQL ``lock_timeout``) so application queries never queue for long behind a waiting
+ALTER; a transaction around the step, which on PostgreSQL and SQLite makes DDL transactional
+(on MySQL DDL commits at once: the journal and rollback take care of that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from lupo_migrate.errors import ConfigurationError
+
+__all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
+
+#: Tables lupo_migrate keeps for itself; never counted against the core table budget.
+ORCHESTRATION_TABLES: Final = frozenset(
+    {
+        "migration_batches",
+        "migration_files",
+        "migration_dependencies",
+        "migration_progress",
+        "migration_validation_log",
+        "migration_rollback_log",
+        "migration_system_state",
+        "migration_alerts",
+    }
+)
+
+
+def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
+    """An engine for *url*; on SQLite, with transactional DDL (BEGIN issued by us).
+
+    pysqlite does not open a transaction before DDL by itself, so a failed step would leave
+    its earlier statements behind; taking over BEGIN makes a step all-or-nothing, as on
+    PostgreSQL.
+    """
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA busy_timeout = 10000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def connect_error(url: sa.URL, exc: BaseException) -> ConfigurationError:
+    """A one-line error for a failed connection, password hidden, saying what to do."""
+    shown = url.render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).split("\n")[0]
+    lowered = reason.lower()
+    if "access denied" in lowered or "password authentication failed" in lowered:
+        hint = "check the user name and password in the database URL (--db or LUPO_MIGRATE_DB)"
+    elif "unknown database" in lowered or ("database" in lowered and "does not exist" in lowered):
+        hint = "create the database first, or correct its name in the URL"
+    elif any(w in lowered for w in ("can't connect", "connection refused", "could not connect")):
+        hint = "is the server running, and are host and port right?"
+    elif "unable to open database file" in lowered:
+        hint = "the SQLite file's directory must exist and be writable"
+    else:
+        hint = "check the database URL and that the server accepts connections"
+    return ConfigurationError(f"cannot connect to {shown}: {reason}; {hint}")
+
+
+@attrs.define
+class SqlAlchemyTarget:
+    """Runs a run's statements on a SQLAlchemy engine (the ``Target`` of the orchestrator).
+
+    Args:
+        engine: the target database.
+        names: federation, logical schema name to physical name.
+        renames: literal schema names in SQL to rewrite.
+        lock_wait_timeout: seconds a DDL statement waits for a metadata lock before failing.
+        core_schema: the schema (MySQL database, PostgreSQL schema) whose tables count against
+            the table budget; None for the connection's default.
+    """
+
+    engine: Engine
+    names: Mapping[str, str] = attrs.field(factory=dict)
+    renames: Mapping[str, str] = attrs.field(factory=dict)
+    lock_wait_timeout: int = 5
+    core_schema: str | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``mariadb``, ``mysql``, ``postgresql`` or ``sqlite``."""
+        if getattr(self.engine.dialect, "is_mariadb", False):
+            return "mariadb"
+        return self.engine.dialect.name
+
+    @property
+    def transactional_ddl(self) -> bool:
+        """Whether a step's DDL rolls back with its transaction."""
+        return self.engine.dialect.name in ("postgresql", "sqlite")
+
+    @contextmanager
+    def step_session(self) -> Iterator[Connection]:
+        """A fresh connection with a short lock wait, in a transaction for the step."""
+        with self.engine.connect() as connection:
+            name = self.engine.dialect.name
+            if name == "mysql":
+                connection.exec_driver_sql(
+                    f"SET SESSION lock_wait_timeout = {int(self.lock_wait_timeout)}"
+                )
+            elif name == "postgresql":
+                connection.exec_driver_sql(f"SET lock_timeout = '{int(self.lock_wait_timeout)}s'")
+            with connection.begin():
+                yield connection
+
+    def execute(self, connection: Connection, statement: str) -> None:
+        """Send one statement as it is (no parameter processing)."""
+        connection.exec_driver_sql(statement)
+
+    def facts(self) -> Mapping[str, Any]:
+        """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
+        with self.engine.connect() as connection:
+            names = sa.inspect(connection).get_table_names(schema=self.core_schema)
+        return {"core_tables": sum(1 for n in names if n not in ORCHESTRATION_TABLES)}
