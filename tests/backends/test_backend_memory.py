@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
 import pytest
@@ -28,7 +28,7 @@ from lupo_migrate.errors import (
 )
 from lupo_migrate.testing import st_runs
 
-T0 = datetime(2024, 6, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(name="clock")
@@ -44,10 +44,10 @@ def _storage() -> InMemoryStorage:
 class TestClocks:
     def test_system_clock_is_aware_utc(self) -> None:
         """The system clock returns the current time in UTC."""
-        before = datetime.now(timezone.utc)
+        before = datetime.now(UTC)
         now = SystemClock().now()
-        assert now.tzinfo is timezone.utc
-        assert before <= now <= datetime.now(timezone.utc)
+        assert now.tzinfo is UTC
+        assert before <= now <= datetime.now(UTC)
 
     def test_manual_clock_moves_only_when_told(self, clock: ManualClock) -> None:
         """A manual clock shows its start until advanced or set."""
@@ -65,7 +65,7 @@ class TestClocks:
 
     def test_manual_clock_has_a_default_start(self) -> None:
         """Without a start the clock shows a fixed aware time."""
-        assert ManualClock().now() == datetime(2024, 1, 1, tzinfo=timezone.utc)
+        assert ManualClock().now() == datetime(2024, 1, 1, tzinfo=UTC)
 
     @pytest.mark.parametrize("bad", [datetime(2024, 1, 1), "2024-01-01", None])
     def test_manual_clock_refuses_naive_start(self, bad: object) -> None:

@@ -1,0 +1,43 @@
+"""SQLAlchemy backends: the storage and the run lock on the orchestration tables.
+
+Importing this package imports SQLAlchemy (the rest of lupo_migrate never does)::
+
+    import sqlalchemy as sa
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
+
+    engine = sa.create_engine("mysql+pymysql://user@db/orchestration")
+    storage = SqlAlchemyStorage(engine)
+    storage.ensure_schema()  # creates the 8 tables once; one query afterwards
+    with SqlAlchemyLock(engine, "main").acquire("host-1:4242", timeout=30) as info:
+        ...
+
+- :class:`SqlAlchemyStorage`: the ``Storage`` protocol, plus the plan, accepted checksums,
+  alerts, rollback decisions and the targets' phase.
+- :class:`SqlAlchemyLock`: the ``Lock`` protocol (``GET_LOCK``, PostgreSQL advisory lock or a
+  SQLite lease, by dialect).
+- :func:`make_tables`: the 8 orchestration tables as Core ``Table`` objects.
+"""
+
+from __future__ import annotations
+
+from lupo_migrate.ext.sqlalchemy._codec import Alert, RollbackDecision, SystemState
+from lupo_migrate.ext.sqlalchemy._tables import (
+    SCHEMA_VERSION,
+    OrchestrationTables,
+    make_tables,
+)
+from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
+from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Alert",
+    "OrchestrationTables",
+    "RollbackDecision",
+    "SqlAlchemyLock",
+    "SqlAlchemyStorage",
+    "SystemState",
+    "make_tables",
+    "mysql_lock_name",
+    "postgresql_lock_key",
+]

@@ -1,0 +1,332 @@
+"""The 8 orchestration tables as SQLAlchemy Core ``Table`` objects, and their creation.
+
+Portable types only: keys auto-increment (``BIGINT``, ``INTEGER`` on SQLite so the key is the
+rowid, with ``AUTOINCREMENT`` so ids are never reused), timestamps are ``BIGINT``
+``YYYYMMDDHHMMSS`` in UTC, strings have explicit lengths and indexed ones stay within 191
+characters (the utf8mb4 index limit of older InnoDB row formats). MySQL/MariaDB tables are
+InnoDB, utf8mb4 with the binary collation (ids compare case-sensitively, as in Python).
+
+The schema version lives in ``migration_system_state``, in the row whose ``target`` is
+:data:`SCHEMA_ROW` (``'__schema__'``), column ``schema_version``. :func:`ensure_schema` reads
+it with one query; it creates what is missing when the row is absent, and refuses a database
+whose version is newer than :data:`SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from lupo_migrate.errors import StorageError
+
+__all__ = [
+    "SCHEMA_ROW",
+    "SCHEMA_VERSION",
+    "OrchestrationTables",
+    "describe",
+    "ensure_schema",
+    "ensure_state_row",
+    "make_tables",
+    "reason",
+]
+
+#: The orchestration schema version this code writes and understands.
+SCHEMA_VERSION: Final = 1
+#: ``migration_system_state.target`` of the row holding ``schema_version``.
+SCHEMA_ROW: Final = "__schema__"
+
+_OPTIONS: Final[dict[str, Any]] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "sqlite_autoincrement": True,
+}
+
+
+def _key() -> sa.Column[int]:
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
+def _stamp(name: str, *, nullable: bool = False) -> sa.Column[int]:
+    return sa.Column(name, sa.BigInteger(), nullable=nullable)
+
+
+def _long_text() -> sa.types.TypeEngine[str]:
+    return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def _run_id(*, nullable: bool = False, index: bool = False) -> sa.Column[str]:
+    return sa.Column("run_id", sa.String(64), nullable=nullable, index=index)
+
+
+@attrs.frozen
+class OrchestrationTables:
+    """The 8 orchestration tables, built on one ``MetaData`` by :func:`make_tables`.
+
+    Attributes:
+        metadata: the ``MetaData`` they belong to.
+        batches: ``migration_batches``, one row per run (full ``Run`` as JSON in ``state``).
+        files: ``migration_files``, the applied-step ledger and operator-accepted checksums.
+        dependencies: ``migration_dependencies``, each run's plan and its edges.
+        progress: ``migration_progress``, the statement journal.
+        validation_log: ``migration_validation_log``, findings.
+        rollback_log: ``migration_rollback_log``, classifications, decisions, deadlines.
+        system_state: ``migration_system_state``, phase, lock, freeze and schema version.
+        alerts: ``migration_alerts``.
+    """
+
+    metadata: sa.MetaData
+    batches: sa.Table
+    files: sa.Table
+    dependencies: sa.Table
+    progress: sa.Table
+    validation_log: sa.Table
+    rollback_log: sa.Table
+    system_state: sa.Table
+    alerts: sa.Table
+
+    @property
+    def all(self) -> tuple[sa.Table, ...]:
+        """The 8 tables, in creation order."""
+        return (
+            self.batches,
+            self.files,
+            self.dependencies,
+            self.progress,
+            self.validation_log,
+            self.rollback_log,
+            self.system_state,
+            self.alerts,
+        )
+
+
+def make_tables(
+    metadata: sa.MetaData | None = None, *, schema: str | None = None
+) -> OrchestrationTables:
+    """Define the orchestration tables on *metadata* (a new one by default).
+
+    Args:
+        metadata: where to add them; must not already hold tables of these names.
+        schema: the physical schema (PostgreSQL schema, MySQL database, attached SQLite file);
+            None for the connection's default.
+
+    Returns:
+        The tables.
+    """
+    md = sa.MetaData() if metadata is None else metadata
+
+    def table(name: str, *items: sa.schema.SchemaItem) -> sa.Table:
+        return sa.Table(name, md, *items, schema=schema, **_OPTIONS)
+
+    batches = table(
+        "migration_batches",
+        _key(),
+        sa.Column("run_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("target", sa.String(191), nullable=False, index=True),
+        sa.Column("phase", sa.String(32), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("blocked", sa.Boolean(), nullable=False),
+        sa.Column("holder", sa.String(255), nullable=True),
+        _stamp("created_at"),
+        _stamp("updated_at"),
+        sa.Column("state", _long_text(), nullable=False),
+    )
+    files = table(
+        "migration_files",
+        _key(),
+        sa.Column("target", sa.String(191), nullable=False),
+        sa.Column("step_id", sa.String(191), nullable=False),
+        sa.Column("path", sa.String(1024), nullable=False),
+        sa.Column("file_type", sa.String(64), nullable=False),
+        sa.Column("checksum", sa.String(128), nullable=False),
+        _run_id(),
+        _stamp("applied_at"),
+        sa.Column("accepted_by", sa.String(255), nullable=True),
+        _stamp("accepted_at", nullable=True),
+        sa.UniqueConstraint("target", "step_id", name="uq_migration_files_target_step"),
+    )
+    dependencies = table(
+        "migration_dependencies",
+        _key(),
+        _run_id(index=True),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("step_id", sa.String(191), nullable=False),
+        sa.Column("depends_on", sa.String(191), nullable=True),
+    )
+    progress = table(
+        "migration_progress",
+        _key(),
+        _run_id(index=True),
+        sa.Column("step_id", sa.String(191), nullable=False),
+        sa.Column("stmt_index", sa.Integer(), nullable=False),
+        sa.Column("statement", _long_text(), nullable=False),
+        _stamp("started_at"),
+        _stamp("done_at", nullable=True),
+    )
+    validation_log = table(
+        "migration_validation_log",
+        _key(),
+        _run_id(index=True),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("code", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=True),
+        sa.Column("path", sa.String(1024), nullable=True),
+        sa.Column("line", sa.Integer(), nullable=True),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("hint", sa.Text(), nullable=True),
+        sa.Column("step_id", sa.String(191), nullable=True),
+        _stamp("recorded_at"),
+    )
+    rollback_log = table(
+        "migration_rollback_log",
+        _key(),
+        _run_id(index=True),
+        sa.Column("classification", sa.String(8), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("window_seconds", sa.Integer(), nullable=True),
+        _stamp("deadline", nullable=True),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("decided_by", sa.String(255), nullable=True),
+        _stamp("decided_at", nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        _stamp("recorded_at"),
+    )
+    system_state = table(
+        "migration_system_state",
+        _key(),
+        sa.Column("target", sa.String(191), nullable=False, unique=True),
+        sa.Column("phase", sa.String(32), nullable=True),
+        _run_id(nullable=True),
+        sa.Column("lock_name", sa.String(191), nullable=True),
+        sa.Column("lock_holder", sa.String(255), nullable=True),
+        sa.Column("lock_token", sa.String(64), nullable=True),
+        _stamp("lock_since", nullable=True),
+        _stamp("heartbeat", nullable=True),
+        _stamp("lock_expires", nullable=True),
+        sa.Column("freeze_owner", sa.String(255), nullable=True),
+        _stamp("freeze_since", nullable=True),
+        _stamp("freeze_expires", nullable=True),
+        sa.Column("schema_version", sa.Integer(), nullable=True),
+        _stamp("updated_at", nullable=True),
+    )
+    alerts = table(
+        "migration_alerts",
+        _key(),
+        _run_id(nullable=True, index=True),
+        sa.Column("level", sa.String(16), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        _stamp("created_at"),
+        _stamp("acknowledged_at", nullable=True),
+        _stamp("resolved_at", nullable=True),
+    )
+    return OrchestrationTables(
+        md, batches, files, dependencies, progress, validation_log, rollback_log, system_state,
+        alerts,
+    )  # fmt: skip
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's own message of *exc* on one line, without SQL or links."""
+    orig = getattr(exc, "orig", None)
+    text = " ".join(str(orig if orig is not None else exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def describe(engine: sa.Engine) -> str:
+    """The engine's URL with the password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) -> int:
+    """Create the missing orchestration tables and record the schema version.
+
+    One query when the schema is current: the version row is read; only when it is absent
+    are the tables created (``checkfirst``) and the row inserted.
+
+    Args:
+        engine: the orchestration database.
+        tables: the tables to create.
+        at: ``YYYYMMDDHHMMSS`` stamp recorded as the row's ``updated_at``.
+
+    Returns:
+        The schema version found or written.
+
+    Raises:
+        StorageError: the database is unreachable, refuses the DDL, or holds a newer schema.
+    """
+    state = tables.system_state
+    probe = sa.select(state.c.schema_version).where(state.c.target == SCHEMA_ROW)
+    found = _probe(engine, probe)  # None: no table yet (or unreachable: reported below)
+    if found is None:
+        try:
+            with engine.begin() as conn:
+                tables.metadata.create_all(conn, tables=list(tables.all), checkfirst=True)
+                found = conn.execute(probe).scalar_one_or_none()
+                if found is None:
+                    found = SCHEMA_VERSION
+                    conn.execute(
+                        state.insert().values(
+                            target=SCHEMA_ROW, schema_version=found, updated_at=at
+                        )
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            found = _probe(engine, probe)  # another process may have won the race
+            if found is not None:
+                return _checked(engine, found)
+            raise StorageError(
+                f"cannot create the orchestration tables in {describe(engine)}: {reason(exc)}."
+                " Check the server is reachable and the user may create tables there."
+            ) from exc
+    return _checked(engine, found)
+
+
+def _probe(engine: sa.Engine, probe: sa.Select[Any]) -> int | None:
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(probe).scalar_one_or_none()
+    except sa.exc.DBAPIError:
+        return None
+    return None if value is None else int(value)
+
+
+def _checked(engine: sa.Engine, found: int) -> int:
+    if found > SCHEMA_VERSION:
+        raise StorageError(
+            f"the orchestration schema in {describe(engine)} is version {found}, newer than"
+            f" version {SCHEMA_VERSION} which this lupo_migrate understands. Upgrade"
+            " lupo_migrate to the version that wrote it, or use another database."
+        )
+    return int(found)
+
+
+def ensure_state_row(conn: sa.Connection, tables: OrchestrationTables, target: str) -> None:
+    """Insert the ``migration_system_state`` row of *target* unless it exists.
+
+    A single write statement (insert-or-ignore of the dialect), so on SQLite the transaction
+    takes the write lock at once, as ``BEGIN IMMEDIATE`` would, and no read-then-write
+    upgrade can deadlock.
+    """
+    table = tables.system_state
+    dialect = conn.dialect.name
+    stmt: sa.Executable
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).values(target=target).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(target=target).on_conflict_do_nothing()
+    elif dialect in ("mysql", "mariadb"):
+        ins = mysql.insert(table).values(target=target)
+        stmt = ins.on_duplicate_key_update(target=ins.inserted.target)
+    else:
+        if conn.execute(sa.select(table.c.id).where(table.c.target == target)).first():
+            return
+        stmt = table.insert().values(target=target)
+    conn.execute(stmt)
