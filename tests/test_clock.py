@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -15,7 +15,7 @@ from lupo_migrate.errors import InvalidArgumentError
 class TestToStamp:
     def test_utc_datetime_becomes_digits(self) -> None:
         """An aware UTC datetime reads as its digits."""
-        assert to_stamp(datetime(2024, 1, 31, 23, 59, 58, tzinfo=timezone.utc)) == 20240131235958
+        assert to_stamp(datetime(2024, 1, 31, 23, 59, 58, tzinfo=UTC)) == 20240131235958
 
     def test_other_zones_are_converted_to_utc(self) -> None:
         """A datetime in another zone is stamped in UTC."""
@@ -24,7 +24,7 @@ class TestToStamp:
 
     def test_microseconds_are_dropped(self) -> None:
         """Sub-second precision is truncated, not rounded."""
-        dt = datetime(2024, 5, 6, 7, 8, 9, 999_999, tzinfo=timezone.utc)
+        dt = datetime(2024, 5, 6, 7, 8, 9, 999_999, tzinfo=UTC)
         assert to_stamp(dt) == 20240506070809
 
     def test_naive_datetime_is_rejected(self) -> None:
@@ -42,8 +42,8 @@ class TestFromStamp:
     def test_stamp_becomes_aware_utc(self) -> None:
         """A stamp reads back as an aware UTC datetime."""
         dt = from_stamp(20240229120000)
-        assert dt == datetime(2024, 2, 29, 12, tzinfo=timezone.utc)
-        assert dt.tzinfo is timezone.utc
+        assert dt == datetime(2024, 2, 29, 12, tzinfo=UTC)
+        assert dt.tzinfo is UTC
 
     @pytest.mark.parametrize(
         "stamp", [20241301000000, 20230229000000, 20240101240000, 20240101006000, 123, -1]
@@ -68,16 +68,14 @@ class TestFromStamp:
         st.datetimes(
             min_value=datetime(1, 1, 1),
             max_value=datetime(9999, 12, 31),
-            timezones=st.just(timezone.utc),
+            timezones=st.just(UTC),
         )
     )
     def test_round_trip(self, dt: datetime) -> None:
         """from_stamp(to_stamp(dt)) is dt without its microseconds."""
         assert from_stamp(to_stamp(dt)) == dt.replace(microsecond=0)
 
-    @given(
-        st.datetimes(timezones=st.just(timezone.utc)), st.datetimes(timezones=st.just(timezone.utc))
-    )
+    @given(st.datetimes(timezones=st.just(UTC)), st.datetimes(timezones=st.just(UTC)))
     def test_order_is_kept(self, a: datetime, b: datetime) -> None:
         """Stamps sort like the datetimes they stand for (to the second)."""
         a, b = a.replace(microsecond=0), b.replace(microsecond=0)

@@ -7,7 +7,7 @@ themselves (``SystemClock``, ``ManualClock``) are shell objects and live in
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from lupo_migrate.errors import InvalidArgumentError
 
@@ -37,7 +37,7 @@ def to_stamp(dt: datetime) -> int:
             f"to_stamp() got the naive datetime {dt.isoformat()}; its time zone is unknown."
             " Pass an aware datetime, e.g. datetime.now(timezone.utc)."
         )
-    utc = dt.astimezone(timezone.utc)
+    utc = dt.astimezone(UTC)
     return (
         utc.year * 10_000_000_000
         + utc.month * 100_000_000
@@ -73,6 +73,6 @@ def from_stamp(stamp: int) -> datetime:
     hour, minute_second = divmod(time, 10_000)
     minute, second = divmod(minute_second, 100)
     try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as exc:
         raise InvalidArgumentError(f"{stamp} is not a YYYYMMDDHHMMSS timestamp: {exc}.") from exc

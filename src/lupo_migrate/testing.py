@@ -31,7 +31,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lupo_migrate._clock import to_stamp
@@ -71,7 +71,7 @@ __all__ = [
 _E = TypeVar("_E", bound=BaseException)
 
 #: Where the contract's manual clocks start.
-_EPOCH = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+_EPOCH = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import final
 
 import attrs
@@ -63,7 +63,7 @@ def _aware(dt: object, what: str) -> datetime:
             f"{what} needs a timezone-aware datetime, got {dt!r}."
             " Use e.g. datetime(2024, 1, 1, tzinfo=timezone.utc)."
         )
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def _start_time(dt: object) -> datetime:
@@ -80,7 +80,7 @@ class SystemClock:
 
     def now(self) -> datetime:
         """The current time, aware, in UTC."""
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @final
@@ -93,7 +93,7 @@ class ManualClock:
     """
 
     _now: datetime = attrs.field(
-        default=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        default=datetime(2024, 1, 1, tzinfo=UTC),
         converter=_start_time,
         alias="start",
     )
