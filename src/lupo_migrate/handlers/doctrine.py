@@ -1,0 +1,400 @@
+"""The ``doctrine`` handler: SQL migration files applied statement by statement.
+
+A doctrine file is a SQL script (``DELIMITER``, comments and strings handled as the dialect's
+command-line client would, see :mod:`lupo_migrate.handlers._sqlsplit`). Each statement is
+rendered for the federation (placeholders, schema renames: :mod:`._federation`) and run through
+:meth:`StepContext.execute`, journalled under its 0-based index; statements the journal records
+as done are skipped, so a resumed step continues where it stopped.
+
+How a step is undone, first source first:
+
+1. its **down section**: the statements after a line ``-- lupo:down`` (the primary marker; an
+   optional ``-- lupo:up`` may open the up section). sql-migrate's ``-- +migrate Down`` and
+   ``-- +migrate Up`` are accepted too, for files written for that tool;
+2. its **down twin**: ``x.down.sql`` beside ``x.sql`` (``step.meta['down_path']``, set by
+   discovery), or the header's ``down`` key (a path ending in ``.sql``, or the SQL itself);
+3. a **derived inverse**, for steps whose every statement has an obvious inverse needing no
+   pre-image: ``CREATE TABLE/VIEW/INDEX/TRIGGER/EVENT/PROCEDURE/FUNCTION x`` becomes ``DROP ...
+   x``; ``ALTER TABLE t ADD [COLUMN] c / ADD INDEX i / ADD CONSTRAINT k ...`` drops what it added;
+   session statements (``SET``, ``SELECT``, ``START TRANSACTION``, ``COMMIT``) need nothing.
+   ``IF NOT EXISTS``/``OR REPLACE``, data changes (``INSERT``, ``UPDATE``...), ``DROP`` and
+   ``MODIFY`` are refused: only a pre-image or a backup can undo them.
+
+Undo statements are journalled under ``DOWN_OFFSET + i``. A partly applied step is undone by
+the derived inverse of exactly the statements that ran when there is one, else by its down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, final
+
+import attrs
+
+from lupo_migrate._model import Step
+from lupo_migrate.errors import StepError
+from lupo_migrate.handlers._federation import render
+from lupo_migrate.handlers._sqlsplit import (
+    CODE,
+    COMMENT,
+    QUOTED,
+    Sections,
+    SplitError,
+    Statement,
+    family,
+    scan,
+    split_sections,
+)
+
+__all__ = ["DOWN_OFFSET", "DoctrineHandler", "StepInfo", "derive_inverse"]
+
+#: Journal indexes of undo statements start here (up statements use 0, 1, 2...).
+DOWN_OFFSET: Final = 10_000
+
+_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
+_NEUTRAL: Final = frozenset(
+    {"SELECT", "SHOW", "START", "BEGIN", "COMMIT", "EXPLAIN", "DESCRIBE", "DESC", "USE", "DO"}
+)
+_OBJECTS: Final = ("TABLE", "INDEX", "VIEW", "TRIGGER", "EVENT", "PROCEDURE", "FUNCTION")
+_PRE_IMAGE = "its inverse needs a pre-image or a backup (derived rollbacks arrive with issue 4)"
+
+
+@attrs.frozen(kw_only=True)
+class StepInfo:
+    """What a doctrine step will run and how it can be undone, known before anything runs.
+
+    Attributes:
+        statements: the up statements.
+        down_statements: the undo statements (down section, twin or derived), in run order.
+        down_source: ``section``, ``twin``, ``derived`` or ``none``.
+        invertible: whether a rollback is guaranteed (a down exists, or every statement inverts).
+        reasons: why not, one line per refused statement (empty when invertible).
+    """
+
+    statements: tuple[Statement, ...]
+    down_statements: tuple[Statement, ...]
+    down_source: str
+    invertible: bool
+    reasons: tuple[str, ...] = ()
+
+
+def derive_inverse(sql: str, *, dialect: str) -> tuple[str, ...] | str:
+    """The statements undoing one statement (empty: nothing to undo), or why there are none.
+
+    Args:
+        sql: one statement, as split (placeholders may still be in it).
+        dialect: a SQLAlchemy dialect name.
+
+    Returns:
+        A tuple of inverse statements in run order, or a reason text when it is refused.
+    """
+    fam = family(dialect)
+    toks = _words(sql, fam)
+    up = [t.upper() if k == "word" else "" for k, t in toks]
+    if not up or up[0] in _NEUTRAL or (up[0] == "SET" and not _global_set(up)):
+        return ()
+    if up[0] == "CREATE":
+        return _invert_create(toks, up, fam)
+    if up[:2] == ["ALTER", "TABLE"]:
+        return _invert_alter(toks, up, fam)
+    return f"{up[0] or toks[0][1]} changes existing objects or data; {_PRE_IMAGE}"
+
+
+def _global_set(up: list[str]) -> bool:
+    return len(up) > 1 and up[1] in {"GLOBAL", "PERSIST", "PERSIST_ONLY"}
+
+
+def _words(sql: str, fam: str) -> list[tuple[str, str]]:
+    """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text)."""
+    out: list[tuple[str, str]] = []
+    for token in scan(sql, dialect=fam):
+        if token.kind == CODE:
+            out.extend(
+                ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
+                for w in _WORD.findall(token.text)
+            )
+        elif token.kind != COMMENT:
+            out.append(("ident" if token.kind == QUOTED else token.kind, token.text))
+    return out
+
+
+def _name(toks: list[tuple[str, str]], i: int) -> tuple[str, int]:
+    """The (possibly qualified) name starting at token *i*, and the index after it."""
+    parts: list[str] = []
+    while i < len(toks) and toks[i][0] in ("word", "ident"):
+        parts.append(toks[i][1])
+        if i + 1 < len(toks) and toks[i + 1][1] == ".":
+            i += 2
+            continue
+        i += 1
+        break
+    return ".".join(parts), i
+
+
+def _invert_create(toks: list[tuple[str, str]], up: list[str], fam: str) -> tuple[str, ...] | str:
+    if "OR" in up[1:3] and "REPLACE" in up[2:4]:
+        return f"CREATE OR REPLACE may replace an existing definition; {_PRE_IMAGE}"
+    kind_at = next((i for i, w in enumerate(up[:14]) if w in _OBJECTS), -1)
+    if kind_at < 0:
+        return f"CREATE {up[1] if len(up) > 1 else ''} has no known inverse; {_PRE_IMAGE}"
+    kind, i = up[kind_at], kind_at + 1
+    temporary = "TEMPORARY" in up[1:kind_at] or "TEMP" in up[1:kind_at]
+    if up[i : i + 3] == ["IF", "NOT", "EXISTS"]:
+        return f"CREATE {kind} IF NOT EXISTS: whether it existed before is unknown; {_PRE_IMAGE}"
+    if kind == "INDEX" and i < len(up) and up[i] == "CONCURRENTLY":
+        i += 1
+    name, i = _name(toks, i)
+    if not name:
+        return f"CREATE {kind} without a name cannot be undone by name; {_PRE_IMAGE}"
+    table = _name(toks, up.index("ON", i) + 1)[0] if "ON" in up[i:] else ""
+    if kind == "INDEX":
+        if fam == "mysql":
+            return (f"DROP INDEX {name} ON {table}",) if table else "CREATE INDEX without ON"
+        schema = table.rsplit(".", 1)[0] + "." if fam == "postgresql" and "." in table else ""
+        return (f"DROP INDEX {schema}{name}",)
+    if kind == "TRIGGER" and fam == "postgresql":
+        return (f"DROP TRIGGER {name} ON {table}",)
+    if kind in ("FUNCTION", "PROCEDURE") and fam != "mysql":
+        return f"DROP {kind} needs the argument types on {fam}; {_PRE_IMAGE}"
+    return (f"DROP {'TEMPORARY ' if temporary and fam == 'mysql' else ''}{kind} {name}",)
+
+
+def _clauses(toks: list[tuple[str, str]], start: int) -> list[list[tuple[str, str]]]:
+    """Split an ALTER TABLE's clause list at its top-level commas."""
+    clauses: list[list[tuple[str, str]]] = [[]]
+    depth = 0
+    for tok in toks[start:]:
+        depth += {"(": 1, ")": -1}.get(tok[1], 0) if tok[0] == "punct" else 0
+        if tok == ("punct", ",") and depth == 0:
+            clauses.append([])
+        else:
+            clauses[-1].append(tok)
+    return clauses
+
+
+def _invert_alter(toks: list[tuple[str, str]], up: list[str], fam: str) -> tuple[str, ...] | str:
+    table, i = _name(toks, 2)
+    undo: list[str] = []
+    for clause in _clauses(toks, i):
+        words = [t.upper() if k == "word" else "" for k, t in clause]
+        drop = _invert_add(clause, words, fam)
+        if drop is None:
+            head = " ".join(t for _, t in clause[:3])
+            return f"ALTER TABLE {table} {head} ...: no inverse without a pre-image; {_PRE_IMAGE}"
+        undo.append(drop)
+    return (f"ALTER TABLE {table} " + ", ".join(reversed(undo)),)
+
+
+def _invert_add(clause: list[tuple[str, str]], words: list[str], fam: str) -> str | None:
+    """The DROP clause undoing one ADD clause, or None when it has no obvious inverse."""
+    words = [*words, "", "", "", ""]  # room to look ahead
+    if words[0] != "ADD":
+        return None
+    i = 1
+    if words[i : i + 1] == ["CONSTRAINT"]:
+        name, i = _name(clause, i + 1)
+        if not name:
+            return None
+        if words[i : i + 2] == ["FOREIGN", "KEY"] and fam == "mysql":
+            return f"DROP FOREIGN KEY {name}"
+        if words[i : i + 2] == ["PRIMARY", "KEY"] and fam == "mysql":
+            return "DROP PRIMARY KEY"
+        if words[i : i + 1] == ["UNIQUE"] and fam == "mysql":
+            return f"DROP INDEX {name}"
+        return f"DROP CONSTRAINT {name}"
+    if words[i : i + 2] == ["PRIMARY", "KEY"]:
+        return "DROP PRIMARY KEY" if fam == "mysql" else None
+    if words[i] in ("UNIQUE", "FULLTEXT", "SPATIAL", "INDEX", "KEY"):
+        if fam != "mysql":
+            return None
+        if words[i] in ("UNIQUE", "FULLTEXT", "SPATIAL"):
+            i += 1
+        if words[i : i + 1] in (["INDEX"], ["KEY"]):
+            i += 1
+        name, _ = _name(clause, i)
+        return f"DROP INDEX {name}" if name and words[i] not in ("USING",) else None
+    if words[i : i + 1] == ["COLUMN"]:
+        i += 1
+    named = i < len(clause) and clause[i][0] in ("word", "ident")
+    if not named or words[i : i + 3] == ["IF", "NOT", "EXISTS"] or words[i] in ("CHECK", "FOREIGN"):
+        return None
+    name, _ = _name(clause, i)
+    return f"DROP COLUMN {name}" if name else None
+
+
+@final
+class DoctrineHandler:
+    """Applies ``.sql`` migration files statement by statement (see the module docstring).
+
+    Args:
+        root: the migrations root; when given, :meth:`can_rollback` reads the file to find an
+            in-file down section or a derived inverse. Without it only a down twin counts.
+    """
+
+    file_type: str = "doctrine"
+    suffixes: tuple[str, ...] = (".sql",)
+
+    def __init__(self, *, root: str | Path | None = None) -> None:
+        self._root = Path(root) if root is not None else None
+
+    def __repr__(self) -> str:
+        return f"DoctrineHandler(root={str(self._root)!r})" if self._root else "DoctrineHandler()"
+
+    def inspect(
+        self,
+        step: Step,
+        text: str,
+        *,
+        dialect: str = "mysql",
+        read_text: Callable[[str], str] | None = None,
+    ) -> StepInfo:
+        """The up statements and the rollback of *step* whose file reads *text*.
+
+        Args:
+            step: the step.
+            text: its file's text.
+            dialect: the target's dialect name.
+            read_text: reads a file under the root (for a down twin); None: twin unknown.
+
+        Raises:
+            StepError: the file (or its twin) cannot be split.
+        """
+        fam = family(dialect)
+        sections = _sections(step, step.path, text, fam)
+        if sections.has_down:
+            return StepInfo(
+                statements=sections.up,
+                down_statements=sections.down,
+                down_source="section",
+                invertible=True,
+            )
+        kind, value = _down_twin(step) or ("", "")
+        if kind == "path" and read_text is not None:
+            kind, step_path, value = "sql", value, read_text(value)
+        else:
+            step_path = step.path
+        if kind == "sql":
+            down = _sections(step, step_path, value, fam).up
+            return StepInfo(
+                statements=sections.up, down_statements=down, down_source="twin", invertible=True
+            )
+        return self._derived(sections.up, fam)
+
+    def statements(
+        self,
+        step: Step,
+        text: str,
+        *,
+        dialect: str,
+        names: Mapping[str, str],
+        renames: Mapping[str, str],
+    ) -> tuple[Statement, ...]:
+        """The up statements of *step*, rendered as they would be executed (``--dry-run``)."""
+        fam = family(dialect)
+        up = _sections(step, step.path, text, fam).up
+        return tuple(attrs.evolve(s, text=self._render(step, s, names, renames, fam)) for s in up)
+
+    def apply(self, step: Step, context: Any) -> None:
+        """Run the step's up statements not yet done, in order, through the context."""
+        fam = family(context.dialect)
+        text = context.read_text(step.path)
+        done = context.done()
+        for stmt in _sections(step, step.path, text, fam).up:
+            if stmt.index not in done:
+                sql = self._render(step, stmt, context.names, context.renames, fam)
+                context.execute(sql, index=stmt.index, line=stmt.line)
+
+    def rollback(self, step: Step, context: Any) -> None:
+        """Run the step's undo statements not yet done (see the module docstring).
+
+        Raises:
+            StepError: the step has no down section, twin or derivable inverse.
+        """
+        fam = family(context.dialect)
+        info = self.inspect(
+            step, context.read_text(step.path), dialect=fam, read_text=context.read_text
+        )
+        done = context.done()
+        ran = {i for i in done if i < DOWN_OFFSET}
+        down = info.down_statements
+        if ran and len(ran) < len(info.statements):
+            partial = self._derived(tuple(s for s in info.statements if s.index in ran), fam)
+            if partial.invertible or not info.invertible:
+                info, down = partial, partial.down_statements
+        if not info.invertible:
+            raise StepError(
+                step.id,
+                step.path,
+                "cannot be rolled back: it has no down section (-- lupo:down), no .down.sql"
+                " twin, and " + "; ".join(info.reasons) + ". Add a down section.",
+            )
+        for stmt in down:
+            if DOWN_OFFSET + stmt.index not in done:
+                sql = self._render(step, stmt, context.names, context.renames, fam)
+                context.execute(sql, index=DOWN_OFFSET + stmt.index, line=stmt.line)
+
+    def can_rollback(self, step: Step) -> bool:
+        """Whether *step* has a down twin, or (with a root) a down section or derived inverse."""
+        if _down_twin(step) is not None:
+            return True
+        if self._root is None:
+            return False
+        try:
+            text = (self._root / step.path).read_bytes().decode("utf-8-sig")
+            info = self.inspect(step, text.replace("\r\n", "\n"), read_text=self._read)
+            return info.invertible
+        except (OSError, UnicodeDecodeError, StepError):
+            return False
+
+    def _read(self, relpath: str) -> str:
+        assert self._root is not None
+        return (self._root / relpath).read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+
+    def _derived(self, statements: tuple[Statement, ...], fam: str) -> StepInfo:
+        down: list[Statement] = []
+        reasons: list[str] = []
+        for stmt in reversed(statements):
+            inverse = derive_inverse(stmt.text, dialect=fam)
+            if isinstance(inverse, str):
+                reasons.append(f"statement {stmt.index + 1} (line {stmt.line}): {inverse}")
+                continue
+            down.extend(Statement(sql, stmt.line, len(down) + k) for k, sql in enumerate(inverse))
+        ok = not reasons
+        return StepInfo(
+            statements=statements,
+            down_statements=tuple(down) if ok else (),
+            down_source="derived" if ok else "none",
+            invertible=ok,
+            reasons=tuple(reversed(reasons)),
+        )
+
+    @staticmethod
+    def _render(
+        step: Step, stmt: Statement, names: Mapping[str, str], renames: Mapping[str, str], fam: str
+    ) -> str:
+        try:
+            return render(stmt.text, names=names, renames=renames, dialect=fam)
+        except SplitError as error:  # pragma: no cover - the splitter saw the same text
+            raise StepError(step.id, step.path, f"line {stmt.line}: {error.message}") from error
+
+
+def _sections(step: Step, path: str, text: str, fam: str) -> Sections:
+    try:
+        return split_sections(text, dialect=fam)
+    except SplitError as error:
+        raise StepError(step.id, path, f"line {error.line}: {error.message}") from error
+
+
+def _down_twin(step: Step) -> tuple[str, str] | None:
+    """``("path", relpath)`` or ``("sql", text)`` from the step's meta, or None."""
+    path = step.meta.get("down_path")
+    if isinstance(path, str) and path:
+        return ("path", path)
+    down = step.meta.get("down")
+    if isinstance(down, str) and down.strip():
+        value = down.strip()
+        is_path = value.endswith(".sql") and not any(c.isspace() for c in value)
+        return ("path" if is_path else "sql", value)
+    return None
