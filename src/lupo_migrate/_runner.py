@@ -67,14 +67,25 @@ logger.addHandler(logging.NullHandler())
 class Target(Protocol):
     """Where statements run: the shell side of a database (see ``ext.sqlalchemy.target``)."""
 
-    #: The dialect name handlers see (``mysql``, ``mariadb``, ``postgresql``, ``sqlite``).
-    dialect: str
-    #: Federation: logical schema name to physical name.
-    names: Mapping[str, str]
-    #: Literal schema names in SQL to rewrite.
-    renames: Mapping[str, str]
-    #: Whether DDL is transactional (PostgreSQL, SQLite): a failed step leaves nothing behind.
-    transactional_ddl: bool
+    @property
+    def dialect(self) -> str:
+        """The dialect name handlers see (``mysql``, ``mariadb``, ``postgresql``, ``sqlite``)."""
+        ...
+
+    @property
+    def names(self) -> Mapping[str, str]:
+        """Federation: logical schema name to physical name."""
+        ...
+
+    @property
+    def renames(self) -> Mapping[str, str]:
+        """Literal schema names in SQL to rewrite."""
+        ...
+
+    @property
+    def transactional_ddl(self) -> bool:
+        """Whether DDL is transactional (PostgreSQL, SQLite): a failed step leaves nothing."""
+        ...
 
     def step_session(self) -> AbstractContextManager[Any]:
         """A connection for one step, in a transaction where DDL is transactional.
@@ -423,7 +434,8 @@ class Orchestrator:
             return sm.RollbackFailed(
                 Failure(
                     kind=FailureKind.DATA_INTEGRITY,
-                    message=f"undoing {step.id} failed: {error}",
+                    message=f"undoing {step.id} failed: {error}"
+                    + (f" (rolling back because: {run.failure.message})" if run.failure else ""),
                     step_id=step.id,
                 )
             )

@@ -123,11 +123,11 @@ class _TableBudget:
             yield Finding(
                 severity=Severity.ERROR,
                 message=(
-                    f"the core schema would have {count} tables, over the table budget of"
+                    f"the core schema has {count} tables, over the table budget of"
                     f" {self.budget} by {int(count) - self.budget}"
                 ),
-                hint="drop or merge tables, or raise the budget (table_budget in"
-                " [tool.lupo_migrate], or --table-budget)",
+                hint="drop or merge tables, or raise the budget: table_budget in lupo.toml"
+                " or [tool.lupo_migrate], or --table-budget N",
                 code="table-budget",
                 kind=FailureKind.CRITICAL_VALIDATION,
             )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import attrs
 import click
 
 from lupo_migrate import _api, errors
@@ -139,6 +140,193 @@ def check_command(directory: Path, manifest: Path | None, strict: bool) -> None:
     click.echo(summary, err=bool(failed))
     if failed:
         sys.exit(errors.MigrationFileError.exit_code)
+
+
+# ---------------------------------------------------------------------- database commands
+
+
+def _db_options(func: _F) -> _F:
+    for option in reversed(
+        [
+            click.option(
+                "--db", metavar="URL", help="Database URL (else LUPO_MIGRATE_DB, lupo.toml)."
+            ),
+            click.option(
+                "--target", "target_name", metavar="NAME", help="Name runs are recorded under."
+            ),
+            click.option(
+                "--manifest",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Manifest giving order and dependencies of header-less files.",
+            ),
+            click.option(
+                "--config",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Settings file (TOML); lupo.toml and pyproject.toml are read anyway.",
+            ),
+            click.option(
+                "--orchestration-schema",
+                metavar="NAME",
+                help="Database (MySQL) or schema (PostgreSQL) for lupo_migrate's own tables;"
+                " created if missing.",
+            ),
+            click.option(
+                "--rename",
+                "renames",
+                multiple=True,
+                metavar="OLD=NEW",
+                help="Rewrite a literal schema name in SQL (e.g. lupopedia=test); repeatable.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return click.argument("directory", required=False, type=click.Path(path_type=Path))(func)
+
+
+def _settings(
+    directory: Path | None,
+    db: str | None,
+    target_name: str | None,
+    manifest: Path | None,
+    config: Path | None,
+    renames: Sequence[str],
+    orchestration_schema: str | None = None,
+    **more: Any,
+) -> Any:
+    from lupo_migrate._config import load_settings
+
+    settings = load_settings(
+        config=config, db=db, migrations=directory, manifest=manifest, target=target_name, **more
+    )
+    if orchestration_schema:
+        schemas = {**settings.schemas, "orchestration": orchestration_schema}
+        settings = attrs.evolve(settings, schemas=schemas)
+    if renames:
+        pairs = {}
+        for item in renames:
+            old, sep, new = item.partition("=")
+            if not sep or not old or not new:
+                raise errors.ConfigurationError(f"--rename takes OLD=NEW, got {item!r}")
+            pairs[old] = new
+        settings = attrs.evolve(settings, renames={**settings.renames, **pairs})
+    return settings
+
+
+@cli.command("apply", epilog=_EPILOG)
+@_db_options
+@click.option("--upto", metavar="ID", help="Apply only this step and the steps it needs.")
+@click.option("--dry-run", is_flag=True, help="Print the statements in order; touch nothing.")
+@click.option("--table-budget", type=int, help="Core table limit (default 77).")
+def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **opts: Any) -> None:
+    """Apply the pending migrations in DIRECTORY to the database, as one run.
+
+    The run freezes writes, takes the target's run lock, checks dependencies, checksums and
+    the table budget, applies each step statement by statement (journalled), and on any
+    failure rolls the run back. A second apply with nothing new does nothing and says so.
+    """
+    from lupo_migrate import _session
+
+    settings = _settings(table_budget=table_budget, **opts)
+    if dry_run:
+        shown = _session.dry_run(settings, upto=upto)
+        if not shown:
+            click.echo("-- nothing to do: every migration is applied already")
+        for step, statements in shown:
+            click.echo(f"-- {step.id} ({step.path})")
+            for statement in statements:
+                click.echo(statement.rstrip() + ";")
+        return
+    with _session.session(settings) as opened:
+        result = opened.apply(upto=upto)
+        if result.nothing_to_do:
+            click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")
+            return
+        run = result.run
+        assert run is not None
+        click.echo(
+            f"run {run.id}: {run.outcome.value if run.outcome else '?'},"
+            f" {len(run.applied)} of {len(result.plan)} step(s) applied"
+        )
+        _print_findings(result.findings, err=True)
+        if run.outcome is not None and run.outcome.value != "completed":
+            if not any(f.severity.fails for f in result.findings):
+                reason = run.failure.message if run.failure else "see lupo-migrate status"
+                click.echo(f"error: {reason}", err=True)
+            sys.exit(errors.StepError.exit_code)
+
+
+@cli.command("status", epilog=_EPILOG)
+@_db_options
+def status_command(**opts: Any) -> None:
+    """Show the latest run of the target and what is applied and pending."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        latest = opened.status()
+        applied = opened.applied()
+        pending = opened.pending()
+        click.echo(f"target {opened.target}: {len(applied)} applied, {len(pending)} pending")
+        if latest is None:
+            click.echo("no run yet")
+        else:
+            outcome = latest.outcome.value if latest.outcome else "in progress"
+            blocked = (
+                " (BLOCKED: run lupo-migrate resolve after a manual fix)" if latest.blocked else ""
+            )
+            click.echo(f"latest run {latest.id}: {latest.phase.value}, {outcome}{blocked}")
+        for step in pending.steps:
+            click.echo(f"pending  {step.id}  {step.path}")
+
+
+@cli.command("history", epilog=_EPILOG)
+@_db_options
+def history_command(**opts: Any) -> None:
+    """List the target's runs, oldest first, with their outcome and steps."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        runs = opened.history()
+        if not runs:
+            click.echo("no run yet")
+        for run in runs:
+            outcome = run.outcome.value if run.outcome else run.phase.value
+            cls = f" class {run.classification.value}" if run.classification else ""
+            click.echo(f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)")
+
+
+@cli.command("verify", epilog=_EPILOG)
+@_db_options
+@click.option("--accept", "accept_id", metavar="ID", help="Accept the edited file's new checksum.")
+@click.option("--operator", default=None, help="Who accepts (recorded); default: $USER.")
+def verify_command(accept_id: str | None, operator: str | None, **opts: Any) -> None:
+    """Check that applied files are unchanged; with --accept, record an edit as accepted."""
+    import getpass
+
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        if accept_id is not None:
+            who = operator or getpass.getuser()
+            entry = opened.accept(accept_id, operator=who)
+            click.echo(f"accepted {accept_id} at checksum {entry.checksum[:12]} (by {who})")
+            return
+        edited = opened.verify()
+        _print_findings(edited, err=False)
+        click.echo(f"verified {len(opened.applied())} applied file(s): {len(edited)} edited")
+        if edited:
+            sys.exit(errors.MigrationFileError.exit_code)
+
+
+@cli.command("baseline", epilog=_EPILOG)
+@_db_options
+@click.option("--upto", metavar="ID", required=True, help="The last step already in the database.")
+def baseline_command(upto: str, **opts: Any) -> None:
+    """Mark an existing database as being at step ID: record ID and what it needs as applied."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        entries = opened.baseline(upto)
+        click.echo(f"baseline: {len(entries)} step(s) recorded as applied, up to {upto}")
 
 
 def _print_findings(findings: Sequence[Finding], *, err: bool) -> None:

@@ -95,8 +95,15 @@ class Handler(Protocol):
         suffixes: file name endings this handler claims during discovery (``.sql``...).
     """
 
-    file_type: str
-    suffixes: Sequence[str]
+    @property
+    def file_type(self) -> str:
+        """The type name steps carry; unique per registry."""
+        ...
+
+    @property
+    def suffixes(self) -> Sequence[str]:
+        """File name endings this handler claims during discovery."""
+        ...
 
     def apply(self, step: Step, context: Any) -> None:
         """Apply *step*; raise to report failure (the shell turns it into a ``Failure``)."""

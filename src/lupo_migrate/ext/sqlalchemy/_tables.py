@@ -14,6 +14,7 @@ whose version is newer than :data:`SCHEMA_VERSION`.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 import attrs
@@ -266,7 +267,8 @@ def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) ->
     state = tables.system_state
     probe = sa.select(state.c.schema_version).where(state.c.target == SCHEMA_ROW)
     found = _probe(engine, probe)  # None: no table yet (or unreachable: reported below)
-    if found is None:
+    attempt = 0
+    while found is None:
         try:
             with engine.begin() as conn:
                 tables.metadata.create_all(conn, tables=list(tables.all), checkfirst=True)
@@ -280,13 +282,29 @@ def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) ->
                     )
         except sa.exc.SQLAlchemyError as exc:
             found = _probe(engine, probe)  # another process may have won the race
-            if found is not None:
-                return _checked(engine, found)
-            raise StorageError(
-                f"cannot create the orchestration tables in {describe(engine)}: {reason(exc)}."
-                " Check the server is reachable and the user may create tables there."
-            ) from exc
+            attempt += 1
+            if found is None and (attempt >= _CREATE_ATTEMPTS or _unreachable(exc)):
+                raise StorageError(
+                    f"cannot create the orchestration tables in {describe(engine)}:"
+                    f" {reason(exc)}. Check the server is reachable and the user may create"
+                    " tables there."
+                ) from exc
+            if found is None:
+                # Another process is half-way through creating them (MySQL DDL is not
+                # atomic): wait for it, then create what is still missing.
+                time.sleep(_CREATE_PAUSE * attempt)
     return _checked(engine, found)
+
+
+#: Tries at creating the tables while other processes race to do the same.
+_CREATE_ATTEMPTS: Final = 10
+_CREATE_PAUSE: Final = 0.05
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return (isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)) or isinstance(
+        exc, sa.exc.InterfaceError
+    )
 
 
 def _probe(engine: sa.Engine, probe: sa.Select[Any]) -> int | None:

@@ -87,6 +87,8 @@ class SqlAlchemyTarget:
         lock_wait_timeout: seconds a DDL statement waits for a metadata lock before failing.
         core_schema: the schema (MySQL database, PostgreSQL schema) whose tables count against
             the table budget; None for the connection's default.
+        orchestration_apart: lupo_migrate's own tables live elsewhere, so every core table
+            counts; otherwise its eight tables are left out of the count.
     """
 
     engine: Engine
@@ -94,6 +96,7 @@ class SqlAlchemyTarget:
     renames: Mapping[str, str] = attrs.field(factory=dict)
     lock_wait_timeout: int = 5
     core_schema: str | None = None
+    orchestration_apart: bool = False
 
     @property
     def dialect(self) -> str:
@@ -110,7 +113,7 @@ class SqlAlchemyTarget:
     @contextmanager
     def step_session(self) -> Iterator[Connection]:
         """A fresh connection with a short lock wait, in a transaction for the step."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, connection.begin():
             name = self.engine.dialect.name
             if name == "mysql":
                 connection.exec_driver_sql(
@@ -118,15 +121,24 @@ class SqlAlchemyTarget:
                 )
             elif name == "postgresql":
                 connection.exec_driver_sql(f"SET lock_timeout = '{int(self.lock_wait_timeout)}s'")
-            with connection.begin():
-                yield connection
+            yield connection
 
     def execute(self, connection: Connection, statement: str) -> None:
-        """Send one statement as it is (no parameter processing)."""
-        connection.exec_driver_sql(statement)
+        """Send one statement exactly as written.
+
+        Through the driver's own cursor with no parameters: ``exec_driver_sql`` would still
+        %-format the text on PyMySQL and psycopg2, breaking ``DATE_FORMAT(x, '%Y')``.
+        """
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
 
     def facts(self) -> Mapping[str, Any]:
         """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
         with self.engine.connect() as connection:
             names = sa.inspect(connection).get_table_names(schema=self.core_schema)
-        return {"core_tables": sum(1 for n in names if n not in ORCHESTRATION_TABLES)}
+        if not self.orchestration_apart:
+            names = [n for n in names if n not in ORCHESTRATION_TABLES]
+        return {"core_tables": len(names)}

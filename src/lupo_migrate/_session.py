@@ -1,0 +1,387 @@
+"""Open a target from settings and run the database commands: apply, status, history, verify,
+baseline, accept.
+
+Shell. SQLAlchemy is imported here (through ``ext.sqlalchemy``) and only when a database
+command runs, so ``import lupo_migrate``, ``plan`` and ``check`` stay light. Files are read and
+checked *before* any connection is made, so bad input never writes to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._config import Settings
+from lupo_migrate._files import load_steps
+from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
+from lupo_migrate._plugins import load_entry_points
+from lupo_migrate._registry import HandlerRegistry
+from lupo_migrate._runner import Orchestrator, RunResult
+from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
+from lupo_migrate.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    NoHandlerError,
+    UnknownTargetError,
+)
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+__all__ = [
+    "Session",
+    "default_registry",
+    "open_session",
+]
+
+
+def default_registry(*, plugins: bool = True) -> HandlerRegistry:
+    """The built-in handlers, plus those installed through the entry point."""
+    from lupo_migrate.handlers.doctrine import DoctrineHandler
+
+    registry = HandlerRegistry()
+    registry.register(DoctrineHandler())
+    if plugins:
+        load_entry_points(registry)
+    return registry
+
+
+@attrs.define
+class Session:
+    """An open target: its steps, the orchestrator, and the engines to close afterwards."""
+
+    settings: Settings
+    steps: tuple[Step, ...]
+    orchestrator: Orchestrator
+    engines: list[Any] = attrs.field(factory=list)
+
+    @property
+    def target(self) -> str:
+        """The name runs are recorded under."""
+        return self.orchestrator.target_name
+
+    def close(self) -> None:
+        """Dispose of every engine."""
+        for engine in self.engines:
+            engine.dispose()
+
+    # ------------------------------------------------------------------ commands
+
+    def apply(self, *, upto: StepId | None = None) -> RunResult:
+        """Apply the pending steps (up to *upto*) as one run."""
+        self._check_handlers()
+        return self.orchestrator.apply(self.steps, upto=upto)
+
+    def pending(self, *, upto: StepId | None = None) -> Plan:
+        """The plan of the steps not applied yet."""
+        return self.orchestrator.pending(self.steps, upto=upto)
+
+    def status(self) -> Run | None:
+        """The latest run of the target."""
+        return self.orchestrator.status()
+
+    def history(self) -> Sequence[Run]:
+        """Every run of the target, oldest first."""
+        return self.orchestrator.history()
+
+    def applied(self) -> dict[StepId, AppliedStep]:
+        """The ledger of the target."""
+        return dict(self.orchestrator.storage.applied(self.target))
+
+    def verify(self) -> tuple[Finding, ...]:
+        """Findings for applied files edited since."""
+        return self.orchestrator.verify(self.steps)
+
+    def accept(self, step_id: StepId, *, operator: str) -> AppliedStep:
+        """Record the current checksum of an applied, edited file as accepted by *operator*."""
+        ledger = self.orchestrator.storage.applied(self.target)
+        step = next((s for s in self.steps if s.id == step_id), None)
+        if step is None or step_id not in ledger:
+            raise InvalidArgumentError(
+                f"{step_id!r} is not an applied migration file of target {self.target};"
+                " `lupo-migrate status` lists the applied ones"
+            )
+        entry = attrs.evolve(
+            ledger[step_id],
+            checksum=step.checksum,
+            run_id=f"accepted-by:{operator}",
+            applied_at=to_stamp(self.orchestrator.clock.now()),
+        )
+        self.orchestrator.storage.record_applied(entry)
+        return entry
+
+    def baseline(self, upto: StepId) -> tuple[AppliedStep, ...]:
+        """Mark *upto* and every step it needs as applied, without running anything."""
+        if upto not in {s.id for s in self.steps}:
+            raise UnknownTargetError(upto, [s.id for s in self.steps])
+        plan = self.pending(upto=upto)
+        now = to_stamp(self.orchestrator.clock.now())
+        entries = tuple(
+            AppliedStep(
+                step_id=s.id,
+                target=self.target,
+                checksum=s.checksum,
+                run_id="baseline",
+                applied_at=now,
+                path=s.path,
+                file_type=s.file_type,
+            )
+            for s in plan.steps
+        )
+        for entry in entries:
+            self.orchestrator.storage.record_applied(entry)
+        return entries
+
+    def _check_handlers(self) -> None:
+        registry = self.orchestrator.registry
+        missing = sorted({s.file_type for s in self.steps if s.file_type not in registry})
+        if missing:
+            first = next(s for s in self.steps if s.file_type == missing[0])
+            raise NoHandlerError(
+                f"{first.path!r} (file type {missing[0]!r})", registry.file_types()
+            )
+
+
+def _engine(url: str) -> sa.Engine:
+    import sqlalchemy as sa
+
+    from lupo_migrate.ext.sqlalchemy.target import connect_error, make_engine
+
+    try:
+        engine = make_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigurationError(
+            f"not a usable database URL: {exc}; expected e.g. sqlite:///app.db,"
+            " mysql+pymysql://user:password@127.0.0.1/db, postgresql://user@127.0.0.1/db"
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise connect_error(engine.url, exc) from None
+    return engine
+
+
+def _orchestration_url(settings: Settings, engine: sa.Engine) -> str | None:
+    """Where lupo_migrate's own tables go: configured, else beside a SQLite file, else None."""
+    if settings.orchestration_db:
+        return settings.orchestration_db
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        path = Path(str(engine.url.database))
+        return f"sqlite:///{path.with_name(path.stem + '.lupo' + path.suffix)}"
+    return None
+
+
+def _prepare_orchestration_schema(engine: sa.Engine, schema: str | None) -> None:
+    """Create the orchestration schema if configured and missing; refuse foreign tables.
+
+    An application may have tables of the same names (Lupopedia's own PHP orchestrator kept
+    eight ``migration_*`` tables in its core schema): lupo_migrate never takes those over.
+    """
+    import sqlalchemy as sa
+
+    from lupo_migrate.ext.sqlalchemy.target import connect_error
+
+    dialect = engine.dialect.name
+    try:
+        if schema and dialect in ("mysql", "postgresql"):
+            inspector = sa.inspect(engine)
+            if schema not in inspector.get_schema_names():
+                quote = engine.dialect.identifier_preparer.quote(schema)
+                ddl = "DATABASE" if dialect == "mysql" else "SCHEMA"
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"CREATE {ddl} IF NOT EXISTS {quote}")
+        inspector = sa.inspect(engine)
+        if inspector.has_table("migration_system_state", schema=schema):
+            columns = {c["name"] for c in inspector.get_columns("migration_system_state", schema)}
+            if "schema_version" not in columns:
+                where = schema or _default_schema(engine)
+                raise ConfigurationError(
+                    f"{where} already has a table migration_system_state that lupo_migrate did"
+                    " not create (an application's own migration tables?); lupo_migrate never"
+                    " takes such tables over. Keep its tables apart: --orchestration-schema"
+                    f" {where}_orchestration, or schemas.orchestration in lupo.toml"
+                )
+    except sa.exc.DBAPIError as exc:
+        raise connect_error(engine.url, exc) from None
+
+
+def _default_schema(engine: sa.Engine) -> str:
+    """The schema unqualified names land in: the MySQL database, ``public``, ``main``."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        return "public"
+    if name == "sqlite":
+        return "main"
+    return str(engine.url.database or "")
+
+
+def open_session(settings: Settings, *, registry: HandlerRegistry | None = None) -> Session:
+    """Read the migration files, then connect to the target and its orchestration storage.
+
+    Raises:
+        ConfigurationError: no directory or database given, or the database unreachable.
+        MigrationFileError: files are unusable (nothing is written anywhere then).
+    """
+    if settings.migrations is None:
+        raise ConfigurationError(
+            "no migrations directory: pass DIRECTORY, or set migrations in lupo.toml"
+            " or LUPO_MIGRATE_DIR"
+        )
+    registry = registry or default_registry()
+    steps = load_steps(
+        settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
+    )
+    if not settings.db:
+        raise ConfigurationError(
+            "no database: pass --db URL, or set db in lupo.toml or LUPO_MIGRATE_DB"
+            " (e.g. sqlite:///app.db)"
+        )
+    from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock
+    from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
+
+    engine = _engine(settings.db)
+    engines = [engine]
+    orchestration_url = _orchestration_url(settings, engine)
+    store_engine = engine
+    if orchestration_url is not None:
+        store_engine = _engine(orchestration_url)
+        engines.append(store_engine)
+    clock = SystemClock()
+    schema = settings.schemas.get("orchestration") or None
+    try:
+        _prepare_orchestration_schema(store_engine, schema)
+        storage = SqlAlchemyStorage(store_engine, schema=schema, clock=clock)
+        storage.ensure_schema()
+    except BaseException:
+        for each in engines:
+            each.dispose()
+        raise
+    lock = SqlAlchemyLock(
+        store_engine, f"lupo_migrate:{settings.target}", clock=clock, schema=schema
+    )
+    home = _default_schema(engine)
+    names = {"core": home, "orchestration": schema or home, "ephemeral": home}
+    names.update(settings.schemas)
+    target = SqlAlchemyTarget(
+        engine,
+        names=names,
+        renames=settings.renames,
+        lock_wait_timeout=settings.lock_wait_timeout,
+        core_schema=settings.schemas.get("core") or None,
+        orchestration_apart=store_engine is not engine or names["orchestration"] != home,
+    )
+    orchestrator = Orchestrator(
+        storage=storage,
+        lock=lock,
+        freeze=InMemoryFreeze(clock),
+        clock=clock,
+        registry=registry,
+        target=target,
+        root=Path(settings.migrations),
+        target_name=settings.target,
+        table_budget=settings.table_budget,
+        lock_timeout=settings.lock_timeout,
+    )
+    return Session(settings=settings, steps=steps, orchestrator=orchestrator, engines=engines)
+
+
+@contextmanager
+def session(settings: Settings, **kwargs: Any) -> Iterator[Session]:
+    """:func:`open_session` as a context manager that closes the engines."""
+    opened = open_session(settings, **kwargs)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    database = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).exists()
+    )
+
+
+def _ledger_read_only(settings: Settings) -> set[StepId]:
+    """Applied step ids if the orchestration tables exist; nothing is created or written."""
+    if not settings.db:
+        return set()
+    import sqlalchemy as sa
+
+    from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+
+    if _missing_sqlite_file(settings.db):
+        return set()  # connecting would create the file
+    engine = _engine(settings.db)
+    engines = [engine]
+    try:
+        url = _orchestration_url(settings, engine)
+        store = engine
+        if url is not None:
+            if _missing_sqlite_file(url):
+                return set()
+            store = _engine(url)
+            engines.append(store)
+        schema = settings.schemas.get("orchestration")
+        if not sa.inspect(store).has_table("migration_files", schema=schema):
+            return set()
+        return set(SqlAlchemyStorage(store, schema=schema).applied(settings.target))
+    finally:
+        for each in engines:
+            each.dispose()
+
+
+def dry_run(
+    settings: Settings, *, upto: StepId | None = None, registry: HandlerRegistry | None = None
+) -> list[tuple[Step, tuple[str, ...]]]:
+    """The statements ``apply`` would run, in order, rendered; the database is not changed.
+
+    With a database URL whose orchestration tables exist, already applied steps are left out;
+    otherwise every step is shown.
+    """
+    from lupo_migrate._planner import plan as plan_steps
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
+
+    if settings.migrations is None:
+        raise ConfigurationError("no migrations directory: pass DIRECTORY or set migrations")
+    registry = registry or default_registry()
+    root = Path(settings.migrations)
+    steps = load_steps(root, suffixes=registry.suffix_map() or None, manifest=settings.manifest)
+    plan = plan_steps(steps, upto=upto, applied=_ledger_read_only(settings))
+    dialect = "mysql"
+    names: dict[str, str] = {"core": "", "orchestration": "", "ephemeral": ""}
+    if settings.db:
+        import sqlalchemy as sa
+
+        url = sa.make_url(settings.db)
+        target = SqlAlchemyTarget(sa.create_engine(url))
+        dialect = target.dialect
+        home = url.database or ""
+        names = {"core": home, "orchestration": home, "ephemeral": home}
+        target.engine.dispose()
+    names.update(settings.schemas)
+    out: list[tuple[Step, tuple[str, ...]]] = []
+    for step in plan.steps:
+        handler: Any = registry.lookup(step.file_type)
+        text = (root / step.path).read_bytes().decode("utf-8")
+        if hasattr(handler, "statements"):
+            shown = handler.statements(
+                step, text, dialect=dialect, names=names, renames=settings.renames
+            )
+            out.append((step, tuple(s.text for s in shown)))
+        else:
+            out.append((step, (f"-- ({step.file_type} step: applied by its handler)",)))
+    return out

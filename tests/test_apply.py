@@ -1,0 +1,287 @@
+"""lupo-migrate apply / status / history / verify / baseline on real databases."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lupo_migrate import errors
+from lupo_migrate.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
+CORPUS = ROOT.parent / "shared" / "corpus" / "lupopedia"
+
+CLEAN_CORPUS = [
+    "4.0.113_add_seven_love_agents.sql",
+    "4_1_1_create_help_topics.sql",
+    "4_1_1_seed_help_topics.sql",
+    "4.1.3_insert_pack_role_registry.sql",
+    "4.1.4_lupopedia_minimal_rest_api_tables.sql",
+    "4.1.5_insert_exhusband_agent.sql",
+    "4.1.6_create_labs_declarations_table.sql",
+    "4_1_6_create_tldnr_table.sql",
+    "20260120_drop_legacy_tables_and_set_limit_4.1.17.sql",
+    "4.2.0_add_genesis_doctrine_tables.sql",
+    "4.2.0_schema_freeze_enforcement.sql",
+    "4.2.1_add_reverse_shaka_sync_table.sql",
+    "4.4.1_create_actor_moods_table.sql",
+]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+class TestQuickstart:
+    def test_apply_then_nothing_to_do_then_status_and_history(
+        self, database_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The quickstart applies on SQLite, MariaDB and PostgreSQL; a re-run is a no-op."""
+        code, out, err = cli(capsys, "apply", str(QUICKSTART), "--db", database_url)
+        assert (code, err) == (0, "")
+        assert "completed, 4 of 4 step(s) applied" in out
+        engine = sa.create_engine(database_url)
+        with engine.connect() as conn:
+            names = conn.exec_driver_sql("SELECT name FROM authors ORDER BY id").scalars().all()
+            status = conn.exec_driver_sql("SELECT status FROM posts").all()
+        engine.dispose()
+        assert names == ["Captain Wolfie", "Ada; the second"]
+        assert status == []
+        code, out, _ = cli(capsys, "apply", str(QUICKSTART), "--db", database_url)
+        assert code == 0
+        assert out.startswith("nothing to do: all 4 migration(s) already applied")
+        code, out, _ = cli(capsys, "status", str(QUICKSTART), "--db", database_url)
+        assert "4 applied, 0 pending" in out
+        assert "idle, completed" in out
+        code, out, _ = cli(capsys, "history", str(QUICKSTART), "--db", database_url)
+        assert len(out.splitlines()) == 1
+        assert "completed" in out
+
+    def test_an_edited_applied_file_is_refused_until_accepted(
+        self, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """verify and apply refuse the edit (exit 5); verify --accept records it; then fine."""
+        migrations = tmp_path / "m"
+        shutil.copytree(QUICKSTART, migrations)
+        assert cli(capsys, "apply", str(migrations), "--db", database_url)[0] == 0
+        seed = migrations / "V3__seed_authors.sql"
+        seed.write_text(seed.read_text() + "-- a comment added later\n")
+        code, out, _ = cli(capsys, "verify", str(migrations), "--db", database_url)
+        assert code == errors.MigrationFileError.exit_code
+        assert "V3__seed_authors.sql" in out
+        assert "edited after it was applied" in out
+        code, _, err = cli(capsys, "apply", str(migrations), "--db", database_url)
+        assert code == errors.MigrationFileError.exit_code
+        assert "verify --accept seed_authors" in err
+        code, out, _ = cli(
+            capsys, "verify", str(migrations), "--db", database_url, "--accept", "seed_authors"
+        )
+        assert code == 0
+        assert "accepted seed_authors" in out
+        assert cli(capsys, "verify", str(migrations), "--db", database_url)[0] == 0
+
+    def test_baseline_marks_an_existing_database(
+        self, database_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """After baseline --upto create_posts, apply runs only the two later steps."""
+        engine = sa.create_engine(database_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE authors (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL,"
+                " created_ymdhis BIGINT NOT NULL)"
+            )
+            conn.exec_driver_sql(
+                "CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id INTEGER NOT NULL,"
+                " title VARCHAR(300) NOT NULL, body TEXT)"
+            )
+        engine.dispose()
+        code, out, _ = cli(
+            capsys, "baseline", str(QUICKSTART), "--db", database_url, "--upto", "create_posts"
+        )
+        assert code == 0
+        assert "2 step(s) recorded" in out
+        code, out, _ = cli(capsys, "apply", str(QUICKSTART), "--db", database_url)
+        assert "2 of 2 step(s) applied" in out
+
+    def test_dry_run_prints_statements_and_creates_nothing(
+        self, database_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--dry-run shows the SQL in order, and the database stays empty."""
+        code, out, _ = cli(capsys, "apply", "--dry-run", str(QUICKSTART), "--db", database_url)
+        assert code == 0
+        assert out.index("CREATE TABLE authors") < out.index("CREATE TABLE posts")
+        assert "'Ada; the second'" in out
+        if not database_url.startswith("sqlite"):
+            assert tables(database_url) == set()
+        else:
+            assert not Path(sa.make_url(database_url).database or "").exists()
+
+
+@pytest.mark.mariadb
+class TestBadInput:
+    def test_a_wrong_password_is_one_line_and_writes_nothing(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Access denied: exit 12, the password masked, a hint."""
+        url = "mysql+pymysql://root:s3cret@127.0.0.1:3306/test"
+        code, out, err = cli(capsys, "apply", str(QUICKSTART), "--db", url)
+        assert code == errors.ConfigurationError.exit_code
+        assert out == ""
+        assert err.count("\n") == 1
+        assert "s3cret" not in err
+        assert "root:***@127.0.0.1" in err
+        assert "check the user name and password" in err
+
+    def test_an_unreachable_host_is_one_line(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Connection refused: exit 12 and 'is the server running'."""
+        code, _, err = cli(
+            capsys, "apply", str(QUICKSTART), "--db", "mysql+pymysql://root@127.0.0.1:1/test"
+        )
+        assert code == errors.ConfigurationError.exit_code
+        assert err.count("\n") == 1
+        assert "is the server running" in err
+
+    def test_a_missing_directory_is_one_line_and_connects_to_nothing(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The directory is checked before the database is touched."""
+        db = tmp_path / "x.db"
+        code, _, err = cli(capsys, "apply", str(tmp_path / "nope"), "--db", f"sqlite:///{db}")
+        assert code == errors.MigrationFileError.exit_code
+        assert err.count("\n") == 1
+        assert not db.exists()
+
+    def test_a_file_that_is_not_utf8_is_named_and_nothing_is_written(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The bad file and its line; no orchestration table is created."""
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "V1__ok.sql").write_text("CREATE TABLE ok (id INTEGER);\n")
+        (migrations / "V2__latin1.sql").write_bytes(b"-- caf\xe9\nCREATE TABLE x (id INTEGER);\n")
+        db = tmp_path / "x.db"
+        code, _, err = cli(capsys, "apply", str(migrations), "--db", f"sqlite:///{db}")
+        assert code == errors.MigrationFileError.exit_code
+        assert "V2__latin1.sql:1" in err
+        assert "UTF-8" in err
+        assert not db.exists()
+
+
+def _load_baseline(url: str) -> None:
+    """Load the corpus baseline (185 tables) with the mariadb client, as a user would."""
+    database = sa.make_url(url).database or ""
+    with (CORPUS / "baseline" / "core.sql").open("rb") as source:
+        subprocess.run(
+            ["mysql", "-uroot", "-h127.0.0.1", "-P3306", database],
+            stdin=source,
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture(name="mariadb_url")
+def _mariadb_url(tmp_path: Path) -> object:
+    from databases import fresh_database
+
+    with fresh_database("mariadb", tmp_path) as url:
+        yield url
+
+
+@pytest.mark.mariadb
+class TestCorpusOnMariaDB:
+    def test_the_13_clean_migrations_apply_in_one_run_and_a_rerun_is_a_noop(
+        self, mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Baseline loaded: one run applies 13 files with checksums; again does nothing."""
+        _load_baseline(mariadb_url)
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        for name in CLEAN_CORPUS:
+            shutil.copy(CORPUS / "migrations" / name, migrations / name)
+        manifest = tmp_path / "manifest.yaml"
+        manifest.write_text("steps:\n" + "".join(f"  - {n}\n" for n in CLEAN_CORPUS))
+        database = sa.make_url(mariadb_url).database
+        args = [
+            str(migrations),
+            "--db",
+            mariadb_url,
+            "--manifest",
+            str(manifest),
+            "--rename",
+            f"lupopedia={database}",
+            "--orchestration-schema",
+            f"{database}_orch",
+        ]
+        code, _, err = cli(capsys, "apply", *args)
+        assert code == errors.StepError.exit_code
+        assert "the core schema has 185 tables, over the table budget of 77 by 108" in err
+        assert "--table-budget N" in err
+        code, out, err = cli(capsys, "apply", *args, "--table-budget", "250")
+        assert (code, err) == (0, "")
+        assert "completed, 13 of 13 step(s) applied" in out
+        engine = sa.create_engine(mariadb_url)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT step_id, checksum FROM `{database}_orch`.migration_files ORDER BY id"
+            ).all()
+        engine.dispose()
+        assert [r[0] for r in rows] == [n[: -len(".sql")] for n in CLEAN_CORPUS]
+        assert all(len(r[1]) == 64 for r in rows)
+        code, out, _ = cli(capsys, "apply", *args, "--table-budget", "250")
+        assert out.startswith("nothing to do")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE `{database}_orch`")
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_four_concurrent_applies_one_wins_the_others_name_the_holder(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    """Four processes at once: one applies; three exit non-zero naming the holder."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    for i in range(6):
+        (migrations / f"V{i + 1}__t{i}.sql").write_text(
+            f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY);\nDO SLEEP(0.2);\n"
+        )
+    command = [sys.executable, "-m", "lupo_migrate", "apply", str(migrations), "--db", mariadb_url]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    winners = [r for r in results if r[0] == 0 and "completed, 6 of 6" in r[1]]
+    losers = [r for r in results if r[0] != 0]
+    assert len(winners) == 1, results
+    assert len(losers) == 3, results
+    for code, _out, err in losers:
+        assert code == errors.LockHeldError.exit_code
+        assert "is held by" in err
+        assert ":" in err.split("is held by")[1]  # host:pid:... of the holder
+    engine = sa.create_engine(mariadb_url)
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT COUNT(*) FROM migration_files").scalar_one()
+        journal = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM migration_progress WHERE done_at IS NOT NULL"
+        ).scalar_one()
+    engine.dispose()
+    assert count == 6
+    assert journal == 12  # each statement ran exactly once
