@@ -149,6 +149,9 @@ class _Context:
     dialect: str
     names: Mapping[str, str]
     renames: Mapping[str, str]
+    #: Indexes of this step's statements the journal records as done (kept up to date here,
+    #: so the journal is read once per run, not once per step).
+    finished: set[int] = attrs.field(factory=set)
     executed: int = 0
 
     def read_text(self, relpath: str) -> str:
@@ -174,13 +177,10 @@ class _Context:
             ) from exc
         self.executed += 1
         self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
+        self.finished.add(index)
 
     def done(self) -> frozenset[int]:
-        return frozenset(
-            e.index
-            for e in self.storage.journal(self.run_id)
-            if e.step_id == self.step.id and e.done_at is not None
-        )
+        return frozenset(self.finished)
 
 
 def _reason(exc: BaseException) -> str:
@@ -227,6 +227,9 @@ class Orchestrator:
     lock_timeout: float = 0.0
     owner: str = attrs.field(factory=default_owner)
     on_event: Callable[[Run, object], None] | None = None
+    # Statement indexes done, by (run, step): filled as statements finish; a resumed run
+    # would load it from the journal once.
+    _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
 
     # ------------------------------------------------------------------ queries
 
@@ -381,7 +384,9 @@ class Orchestrator:
         return sm.ValidationPassed(stage, findings)
 
     def _context(self, run: Run, step: Step, connection: Any) -> _Context:
+        finished = self._done.setdefault((run.id, step.id), set())
         return _Context(
+            finished=finished,
             storage=self.storage,
             clock=self.clock,
             target=self.target,
@@ -418,11 +423,7 @@ class Orchestrator:
 
     def _undo_step(self, run: Run, step: Step, *, partial: bool) -> sm.Event:
         if partial:
-            ran = [
-                e
-                for e in self.storage.journal(run.id)
-                if e.step_id == step.id and e.done_at is not None
-            ]
+            ran = self._done.get((run.id, step.id))
             if self.target.transactional_ddl or not ran:
                 # Rolled back with its transaction, or nothing of it ran: nothing to undo.
                 return sm.StepRolledBack(step.id)
