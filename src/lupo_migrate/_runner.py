@@ -230,6 +230,8 @@ class Orchestrator:
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
+    # The applied step's connection scope, kept open until its StepApplied is persisted.
+    _open_step: ExitStack | None = attrs.field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------------ queries
 
@@ -309,7 +311,12 @@ class Orchestrator:
     def _drive(self, run: Run, first: sm.Event, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
         event: sm.Event | None = first
         while event is not None:
-            run, effects = self._advance(run, event)
+            try:
+                run, effects = self._advance(run, event)
+            except BaseException as error:
+                self._finish_step(error)
+                raise
+            self._finish_step()
             events = [e for e in (self._carry_out(run, fx, plan, by_id) for fx in effects) if e]
             if len(events) > 1:  # pragma: no cover - a table bug
                 raise InternalError(f"effects {effects} produced several events {events}")
@@ -401,25 +408,42 @@ class Orchestrator:
 
     def _apply_step(self, run: Run, step: Step, now: int) -> sm.Event:
         handler = self.registry.lookup(step.file_type)
+        scope = ExitStack()
         try:
-            with self.target.step_session() as connection:
-                handler.apply(step, self._context(run, step, connection))
-        except LupoMigrateError as error:
-            return sm.StepFailed(step.id, _failure(step, error))
-        except (OSError, UnicodeDecodeError) as error:
-            return sm.StepFailed(step.id, _failure(step, error))
-        self.storage.record_applied(
-            AppliedStep(
-                step_id=step.id,
-                target=self.target_name,
-                checksum=step.checksum,
-                run_id=run.id,
-                applied_at=now,
-                path=step.path,
-                file_type=step.file_type,
+            connection = scope.enter_context(self.target.step_session())
+            bind = getattr(self.storage, "bound", None)
+            if bind is not None:
+                scope.enter_context(bind(connection))
+            handler.apply(step, self._context(run, step, connection))
+            self.storage.record_applied(
+                AppliedStep(
+                    step_id=step.id,
+                    target=self.target_name,
+                    checksum=step.checksum,
+                    run_id=run.id,
+                    applied_at=now,
+                    path=step.path,
+                    file_type=step.file_type,
+                )
             )
-        )
+        except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
+            scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
+            return sm.StepFailed(step.id, _failure(step, error))
+        except BaseException as error:
+            scope.__exit__(type(error), error, error.__traceback__)
+            raise
+        # Left open: the StepApplied transition is persisted in the same transaction, and
+        # _drive commits both together before the next effect (see _finish_step).
+        self._open_step = scope
         return sm.StepApplied(step.id)
+
+    def _finish_step(self, error: BaseException | None = None) -> None:
+        scope, self._open_step = self._open_step, None
+        if scope is not None:
+            if error is None:
+                scope.close()
+            else:
+                scope.__exit__(type(error), error, error.__traceback__)
 
     def _undo_step(self, run: Run, step: Step, *, partial: bool) -> sm.Event:
         if partial:

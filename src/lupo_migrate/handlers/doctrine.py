@@ -263,24 +263,18 @@ class DoctrineHandler:
         """
         fam = family(dialect)
         sections = _sections(step, step.path, text, fam)
-        if sections.has_down:
-            return StepInfo(
-                statements=sections.up,
-                down_statements=sections.down,
-                down_source="section",
-                invertible=True,
-            )
-        kind, value = _down_twin(step) or ("", "")
-        if kind == "path" and read_text is not None:
-            kind, step_path, value = "sql", value, read_text(value)
-        else:
-            step_path = step.path
-        if kind == "sql":
-            down = _sections(step, step_path, value, fam).up
-            return StepInfo(
-                statements=sections.up, down_statements=down, down_source="twin", invertible=True
-            )
-        return self._derived(sections.up, fam)
+        source, down = "section", sections.down
+        if not sections.has_down:
+            kind, value = _down_twin(step) or ("", "")
+            where = step.path
+            if kind == "path" and read_text is not None:
+                kind, where, value = "sql", value, read_text(value)
+            if kind != "sql":
+                return self._derived(sections.up, fam)
+            source, down = "twin", _sections(step, where, value, fam).up
+        return StepInfo(
+            statements=sections.up, down_statements=down, down_source=source, invertible=True
+        )
 
     def statements(
         self,

@@ -77,6 +77,7 @@ class SqlAlchemyStorage:
                 f"SqlAlchemyStorage needs an sqlalchemy Engine, got {engine!r}."
             )
         self.engine = engine
+        self._bound: sa.Connection | None = None
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
         self.clock: Clock = SystemClock() if clock is None else clock
 
@@ -89,8 +90,32 @@ class SqlAlchemyStorage:
         return to_stamp(self.clock.now())
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[sa.Connection]:
+    def bound(self, connection: Any) -> Iterator[bool]:
+        """While the block runs, write through *connection*, inside its transaction.
+
+        The orchestrator binds the storage to a step's connection so that the step's journal
+        rows, ledger row and next run state commit together with the step (one commit instead
+        of one per write; on MySQL, DDL's implicit commit also commits the intent before the
+        statement). Only a connection of this storage's own engine can be bound: yields
+        whether it was; otherwise every method keeps its own transaction.
+        """
+        ok = isinstance(connection, sa.Connection) and connection.engine is self.engine
+        if not ok or self._bound is not None:
+            yield False
+            return
+        self._bound = connection
         try:
+            yield True
+        finally:
+            self._bound = None
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[sa.Connection]:
+        bound = self._bound
+        try:
+            if bound is not None:
+                yield bound
+                return
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
