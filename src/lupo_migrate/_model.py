@@ -132,6 +132,10 @@ class Classification(enum.Enum):
 
 
 def _tuple_of_str(value: Iterable[Any]) -> tuple[str, ...]:
+    # Runs are evolved at every transition: keep the common case (already a tuple of str)
+    # free of a per-item copy.
+    if type(value) is tuple and all(type(v) is str for v in value):
+        return value
     return tuple(str(v) for v in value)
 
 

@@ -18,6 +18,9 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as sa_mysql
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import (
@@ -227,13 +230,17 @@ class SqlAlchemyStorage:
             raise InvalidArgumentError(f"record_applied() needs an AppliedStep, got {entry!r}.")
         t = self.tables.files
         values = codec.applied_to_row(entry)
+        row = {**values, "accepted_by": None, "accepted_at": None}
         with self._tx(f"record_applied({entry.target!r}, {entry.step_id!r})") as conn:
+            dialect = conn.dialect.name
+            if dialect in ("mysql", "postgresql", "sqlite"):
+                # One statement (an upsert), not an UPDATE then an INSERT: a run writes one
+                # ledger row per step, so this is on the hot path.
+                conn.execute(_upsert(dialect, t, row, ("target", "step_id")))
+                return
             where = (t.c.target == entry.target) & (t.c.step_id == entry.step_id)
-            replace = (
-                t.update().where(where).values({**values, "accepted_by": None, "accepted_at": None})
-            )
-            if conn.execute(replace).rowcount == 0:
-                conn.execute(t.insert().values(values))
+            if conn.execute(t.update().where(where).values(row)).rowcount == 0:
+                conn.execute(t.insert().values(row))
 
     def remove_applied(self, target: str, step_id: StepId) -> None:
         """Drop a ledger row (the step was rolled back); no error if absent."""
@@ -420,3 +427,18 @@ class SqlAlchemyStorage:
             conn.execute(
                 t.update().where(t.c.target == target).values({**values, "updated_at": at})
             )
+
+
+def _upsert(
+    dialect: str, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]
+) -> sa.Executable:
+    """INSERT *row*, or update every other column where the *keys* already exist."""
+    changes = {k: v for k, v in row.items() if k not in keys}
+    if dialect == "mysql":
+        mysql_insert = sa_mysql.insert(table).values(dict(row))
+        return mysql_insert.on_duplicate_key_update(changes)
+    if dialect == "postgresql":
+        pg_insert = sa_postgresql.insert(table).values(dict(row))
+        return pg_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    lite_insert = sa_sqlite.insert(table).values(dict(row))
+    return lite_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)

@@ -114,14 +114,28 @@ class SqlAlchemyTarget:
     def step_session(self) -> Iterator[Connection]:
         """A fresh connection with a short lock wait, in a transaction for the step."""
         with self.engine.connect() as connection, connection.begin():
-            name = self.engine.dialect.name
-            if name == "mysql":
-                connection.exec_driver_sql(
-                    f"SET SESSION lock_wait_timeout = {int(self.lock_wait_timeout)}"
-                )
-            elif name == "postgresql":
-                connection.exec_driver_sql(f"SET lock_timeout = '{int(self.lock_wait_timeout)}s'")
             yield connection
+
+    def __attrs_post_init__(self) -> None:
+        # The short lock wait is set once per database connection, not once per step.
+        name = self.engine.dialect.name
+        if name == "mysql":
+            setting = f"SET SESSION lock_wait_timeout = {int(self.lock_wait_timeout)}"
+        elif name == "postgresql":
+            setting = f"SET lock_timeout = '{int(self.lock_wait_timeout)}s'"
+        else:
+            return
+
+        @event.listens_for(self.engine, "connect")
+        def _short_lock_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(setting)
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
+        self.engine.pool.dispose()  # connections opened before this get the setting too
 
     def execute(self, connection: Connection, statement: str) -> None:
         """Send one statement exactly as written.
