@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lupo_migrate._model import Run
@@ -148,7 +148,6 @@ class TestInMemoryStorage:
             thread.join()
         assert sorted(results) == ["conflict"] * 7 + ["ok"]
 
-    @settings(max_examples=50)
     @given(runs=st.lists(st_runs(), max_size=6, unique_by=lambda r: r.id))
     def test_any_runs_round_trip(self, runs: list[Run]) -> None:
         """Any runs drawn by st_runs read back equal, in creation order."""
