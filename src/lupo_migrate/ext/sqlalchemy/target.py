@@ -18,22 +18,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.errors import ConfigurationError
+from lupo_migrate.ext.sqlalchemy._tables import make_tables
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
 
 #: Tables lupo_migrate keeps for itself; never counted against the core table budget.
-ORCHESTRATION_TABLES: Final = frozenset(
-    {
-        "migration_batches",
-        "migration_files",
-        "migration_dependencies",
-        "migration_progress",
-        "migration_validation_log",
-        "migration_rollback_log",
-        "migration_system_state",
-        "migration_alerts",
-    }
-)
+ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().all)
 
 
 def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
