@@ -353,7 +353,6 @@ def dry_run(
     otherwise every step is shown.
     """
     from lupo_migrate._planner import plan as plan_steps
-    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
 
     if settings.migrations is None:
         raise ConfigurationError("no migrations directory: pass DIRECTORY or set migrations")
@@ -367,11 +366,9 @@ def dry_run(
         import sqlalchemy as sa
 
         url = sa.make_url(settings.db)
-        target = SqlAlchemyTarget(sa.create_engine(url))
-        dialect = target.dialect
+        dialect = url.get_backend_name()  # mariadb follows the mysql rules in the splitter
         home = url.database or ""
         names = {"core": home, "orchestration": home, "ephemeral": home}
-        target.engine.dispose()
     names.update(settings.schemas)
     out: list[tuple[Step, tuple[str, ...]]] = []
     for step in plan.steps:
