@@ -18,7 +18,7 @@ from lupo_migrate.ext.sqlalchemy import (
     SqlAlchemyStorage,
     make_tables,
 )
-from lupo_migrate.ext.sqlalchemy._codec import run_from_json, run_to_json
+from lupo_migrate.ext.sqlalchemy._codec import run_from_json, run_to_json, steps_to_json
 from lupo_migrate.testing import check_storage, st_runs
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -155,13 +155,23 @@ class TestValues:
 @given(run=st_runs())
 def test_run_json_round_trips(run: Run) -> None:
     """Any run encodes to JSON and decodes to an equal run."""
-    assert run_from_json(run_to_json(run)) == run
+    assert run_from_json(run_to_json(run), steps_to_json(run)) == run
+
+
+def test_applied_prefix_is_stored_as_a_count() -> None:
+    """A run half-way through its plan stores the number applied, not the ids again."""
+    run = Run(id="r", steps=[f"s{i}" for i in range(50)], applied=[f"s{i}" for i in range(20)])
+    assert '"applied":20' in run_to_json(run)
+    assert run_from_json(run_to_json(run), steps_to_json(run)) == run
+    odd = Run(id="r", steps=["a", "b"], applied=["b"])
+    assert '"applied":["b"]' in run_to_json(odd)
+    assert run_from_json(run_to_json(odd), steps_to_json(odd)) == odd
 
 
 def test_unreadable_state_is_a_storage_error() -> None:
     """A hand-edited state column is reported, not crashed on."""
     with pytest.raises(StorageError, match="cannot be read"):
-        run_from_json('{"format": 1}')
+        run_from_json('{"format": 1}', "[]")
 
 
 class TestExtras:

@@ -49,10 +49,11 @@ __all__ = [
     "run_from_json",
     "run_to_json",
     "state_from_row",
+    "steps_to_json",
 ]
 
 #: Layout version of the JSON in ``migration_batches.state``.
-_RUN_FORMAT = 1
+_RUN_FORMAT = 2
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
@@ -163,8 +164,8 @@ def run_to_json(run: Run) -> str:
         "id": run.id,
         "target": run.target,
         "phase": run.phase.value,
-        "steps": list(run.steps),
-        "applied": list(run.applied),
+        # Applied steps are nearly always a prefix of the plan: then their count says it all.
+        "applied": _applied(run),
         "in_flight": run.in_flight,
         "undo": list(run.undo),
         "outcome": _enum_value(run.outcome),
@@ -186,14 +187,28 @@ def run_to_json(run: Run) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def run_from_json(text: str) -> Run:
-    """The run that :func:`run_to_json` wrote.
+def _applied(run: Run) -> int | list[str]:
+    count = len(run.applied)
+    return count if run.steps[:count] == run.applied else list(run.applied)
+
+
+def steps_to_json(run: Run) -> str:
+    """The run's step ids as JSON (the ``steps`` column, written once)."""
+    return json.dumps(list(run.steps), separators=(",", ":"), ensure_ascii=True)
+
+
+def run_from_json(text: str, steps_text: str) -> Run:
+    """The run that :func:`run_to_json` and :func:`steps_to_json` wrote.
 
     Raises:
         StorageError: the text is not a run this code can read.
     """
     try:
         data = json.loads(text)
+        steps = json.loads(steps_text)
+        applied = data["applied"]
+        if isinstance(applied, int):
+            applied = steps[:applied]
         if data.get("format") != _RUN_FORMAT:
             raise ValueError(f"unknown format {data.get('format')!r}")
         failure = data["failure"]
@@ -202,8 +217,8 @@ def run_from_json(text: str) -> Run:
             id=data["id"],
             target=data["target"],
             phase=Phase(data["phase"]),
-            steps=data["steps"],
-            applied=data["applied"],
+            steps=tuple(steps),
+            applied=tuple(applied),
             in_flight=data["in_flight"],
             undo=data["undo"],
             outcome=None if outcome is None else Outcome(outcome),
@@ -240,6 +255,7 @@ def run_columns(run: Run) -> dict[str, Any]:
         "blocked": run.blocked,
         "holder": run.holder,
         "state": run_to_json(run),
+        "steps": steps_to_json(run),
     }
 
 

@@ -140,6 +140,9 @@ def make_tables(
         _stamp("created_at"),
         _stamp("updated_at"),
         sa.Column("state", _long_text(), nullable=False),
+        # The plan's step ids (JSON), written once: a run's steps never change, so saving a
+        # transition does not send them again.
+        sa.Column("steps", _long_text(), nullable=False),
     )
     files = table(
         "migration_files",

@@ -81,6 +81,7 @@ class SqlAlchemyStorage:
             )
         self.engine = engine
         self._bound: sa.Connection | None = None
+        self._steps_seen: dict[RunId, tuple[StepId, ...]] = {}
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
         self.clock: Clock = SystemClock() if clock is None else clock
 
@@ -142,8 +143,12 @@ class SqlAlchemyStorage:
 
     def _state(self, what: str, query: sa.Select[Any]) -> Run | None:
         with self._tx(what) as conn:
-            text = conn.execute(query.limit(1)).scalar()
-        return None if text is None else codec.run_from_json(text)
+            row = conn.execute(query.limit(1)).first()
+        return None if row is None else self._seen(codec.run_from_json(row.state, row.steps))
+
+    def _seen(self, run: Run) -> Run:
+        self._steps_seen[run.id] = run.steps
+        return run
 
     def ensure_schema(self) -> int:
         """Create the missing orchestration tables and record the schema version.
@@ -177,11 +182,13 @@ class SqlAlchemyStorage:
                     f"migration_batches: run {run.id} already exists. Use a new run id, or"
                     " save_run() to update it."
                 ) from exc
+        self._steps_seen[run.id] = run.steps
 
     def get_run(self, run_id: RunId) -> Run | None:
         """The run with this id, or None."""
         t = self.tables.batches
-        return self._state(f"get_run({run_id!r})", sa.select(t.c.state).where(t.c.run_id == run_id))
+        query = sa.select(t.c.state, t.c.steps).where(t.c.run_id == run_id)
+        return self._state(f"get_run({run_id!r})", query)
 
     def save_run(self, run: Run, *, expected_version: int) -> None:
         """Replace the stored run if its version is *expected_version*.
@@ -194,9 +201,16 @@ class SqlAlchemyStorage:
         t = self.tables.batches
         values = {**codec.run_columns(run), "updated_at": self._now()}
         del values["run_id"]
+        if self._steps_seen.get(run.id) == run.steps:
+            # Unchanged since we last wrote or read them (a run's plan does not change while
+            # it runs): do not send them again. A stale view cannot slip through: the
+            # compare-and-set on the version fails first.
+            del values["steps"]
         with self._tx(f"save_run({run.id!r})") as conn:
             cas = t.update().where(t.c.run_id == run.id, t.c.version == expected_version)
-            if conn.execute(cas.values(values)).rowcount != 1:
+            if conn.execute(cas.values(values)).rowcount == 1:
+                self._steps_seen[run.id] = run.steps
+            else:
                 found = conn.execute(sa.select(t.c.version).where(t.c.run_id == run.id)).scalar()
                 raise ConcurrentUpdateError(
                     "migration_batches",
@@ -208,15 +222,16 @@ class SqlAlchemyStorage:
     def list_runs(self, target: str | None = None) -> Sequence[Run]:
         """Runs (of *target*, or all), oldest first."""
         t = self.tables.batches
-        query = sa.select(t.c.state).order_by(t.c.id)
+        query = sa.select(t.c.state, t.c.steps).order_by(t.c.id)
         if target is not None:
             query = query.where(t.c.target == target)
-        return [codec.run_from_json(row.state) for row in self._rows("list_runs()", query)]
+        rows = self._rows("list_runs()", query)
+        return [self._seen(codec.run_from_json(row.state, row.steps)) for row in rows]
 
     def latest_run(self, target: str) -> Run | None:
         """The most recently created run of *target*, or None."""
         t = self.tables.batches
-        query = sa.select(t.c.state).where(t.c.target == target).order_by(t.c.id.desc())
+        query = sa.select(t.c.state, t.c.steps).where(t.c.target == target).order_by(t.c.id.desc())
         return self._state(f"latest_run({target!r})", query)
 
     # ----------------------------------------------------------------------- ledger
