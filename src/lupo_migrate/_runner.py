@@ -291,6 +291,7 @@ class Orchestrator:
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+            stack.callback(self._flush)
             self.storage.create_run(run)
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
         return RunResult(
@@ -317,6 +318,8 @@ class Orchestrator:
                 self._finish_step(error)
                 raise
             self._finish_step()
+            if not all(isinstance(fx, sm.ApplyStep) for fx in effects):
+                self._flush()  # only consecutive steps may leave writes pending
             events = [e for e in (self._carry_out(run, fx, plan, by_id) for fx in effects) if e]
             if len(events) > 1:  # pragma: no cover - a table bug
                 raise InternalError(f"effects {effects} produced several events {events}")
@@ -436,6 +439,11 @@ class Orchestrator:
         # _drive commits both together before the next effect (see _finish_step).
         self._open_step = scope
         return sm.StepApplied(step.id)
+
+    def _flush(self) -> None:
+        flush = getattr(self.target, "flush", None)
+        if flush is not None:
+            flush()
 
     def _finish_step(self, error: BaseException | None = None) -> None:
         scope, self._open_step = self._open_step, None

@@ -36,6 +36,7 @@ from lupo_migrate._model import (
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
+from lupo_migrate.ext.sqlalchemy._hot import HotPath
 from lupo_migrate.ext.sqlalchemy._tables import (
     OrchestrationTables,
     describe,
@@ -83,6 +84,7 @@ class SqlAlchemyStorage:
         self._bound: sa.Connection | None = None
         self._steps_seen: dict[RunId, tuple[StepId, ...]] = {}
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
+        self._hot = HotPath(engine, self.tables)
         self.clock: Clock = SystemClock() if clock is None else clock
 
     def __repr__(self) -> str:
@@ -112,6 +114,10 @@ class SqlAlchemyStorage:
             yield True
         finally:
             self._bound = None
+
+    def _fast(self, conn: sa.Connection) -> bool:
+        """Whether to use the precompiled hot statements (bound to a step's connection)."""
+        return conn is self._bound and self._hot.usable
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[sa.Connection]:
@@ -207,8 +213,20 @@ class SqlAlchemyStorage:
             # compare-and-set on the version fails first.
             del values["steps"]
         with self._tx(f"save_run({run.id!r})") as conn:
-            cas = t.update().where(t.c.run_id == run.id, t.c.version == expected_version)
-            if conn.execute(cas.values(values)).rowcount == 1:
+            if self._fast(conn):
+                names = sorted(values)
+                cas = (
+                    t.update()
+                    .where(t.c.run_id == sa.bindparam("w_run"), t.c.version == sa.bindparam("w_v"))
+                    .values({n: sa.bindparam(f"v_{n}") for n in names})
+                )
+                params = {f"v_{n}": values[n] for n in names}
+                params.update(w_run=run.id, w_v=expected_version)
+                matched = self._hot.execute(conn, "save:" + ",".join(names), cas, params)
+            else:
+                cas = t.update().where(t.c.run_id == run.id, t.c.version == expected_version)
+                matched = int(conn.execute(cas.values(values)).rowcount)
+            if matched == 1:
                 self._steps_seen[run.id] = run.steps
             else:
                 found = conn.execute(sa.select(t.c.version).where(t.c.run_id == run.id)).scalar()
@@ -251,7 +269,15 @@ class SqlAlchemyStorage:
             if dialect in ("mysql", "postgresql", "sqlite"):
                 # One statement (an upsert), not an UPDATE then an INSERT: a run writes one
                 # ledger row per step, so this is on the hot path.
-                conn.execute(_upsert(dialect, t, row, ("target", "step_id")))
+                keys = ("target", "step_id")
+                if self._fast(conn):
+                    names = sorted(row)
+                    binds: dict[str, Any] = {n: sa.bindparam(f"v_{n}") for n in names}
+                    params = {f"v_{n}": row[n] for n in names}
+                    statement = _upsert(dialect, t, binds, keys)
+                    self._hot.execute(conn, "applied:" + ",".join(names), statement, params)
+                    return
+                conn.execute(_upsert(dialect, t, row, keys))
                 return
             where = (t.c.target == entry.target) & (t.c.step_id == entry.step_id)
             if conn.execute(t.update().where(where).values(row)).rowcount == 0:
@@ -326,16 +352,23 @@ class SqlAlchemyStorage:
         entry = JournalEntry(
             id=0, run_id=run_id, step_id=step_id, index=index, statement=statement, started_at=at
         )
-        insert = self.tables.progress.insert().values(codec.journal_to_row(entry))
+        row = codec.journal_to_row(entry)
         with self._tx(f"journal_intent({run_id!r}, {step_id!r}, {index})") as conn:
+            if self._fast(conn):
+                return attrs.evolve(entry, id=self._hot.journal_intent(conn, row))
+            insert = self.tables.progress.insert().values(row)
             return attrs.evolve(entry, id=codec.new_id(conn.execute(insert)))
 
     def journal_done(self, entry_id: int, at: int) -> None:
         """Mark a journal entry finished; ``StorageError`` if there is no such entry."""
         t = self.tables.progress
-        if not self._change(
-            f"journal_done({entry_id})", t.update().where(t.c.id == entry_id).values(done_at=at)
-        ):
+        with self._tx(f"journal_done({entry_id})") as conn:
+            if self._fast(conn):
+                matched = self._hot.journal_done(conn, entry_id, at)
+            else:
+                change = t.update().where(t.c.id == entry_id).values(done_at=at)
+                matched = int(conn.execute(change).rowcount)
+        if not matched:
             raise StorageError(
                 f"migration_progress: no journal entry {entry_id}; only ids returned by"
                 " journal_intent() can be marked done."

@@ -87,6 +87,8 @@ class SqlAlchemyTarget:
     lock_wait_timeout: int = 5
     core_schema: str | None = None
     orchestration_apart: bool = False
+    # MySQL: the connection and transaction consecutive steps share (see step_session).
+    _chain: tuple[Connection, Any] | None = attrs.field(default=None, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -102,9 +104,61 @@ class SqlAlchemyTarget:
 
     @contextmanager
     def step_session(self) -> Iterator[Connection]:
-        """A fresh connection with a short lock wait, in a transaction for the step."""
-        with self.engine.connect() as connection, connection.begin():
+        """A connection in a transaction for one step (short lock wait set per connection).
+
+        PostgreSQL and SQLite: a fresh transaction per step, committed when the block ends.
+
+        MySQL/MariaDB, where DDL commits at once anyway: consecutive steps share one
+        connection and a step only sets a savepoint. What a step writes through the
+        connection (its DML, and the journal, ledger and run state when the storage is bound
+        to it) stays pending until the next statement's implicit commit or :meth:`flush`: so
+        a step costs the commits its DDL makes, no more. Pending writes are always committed
+        before anything runs that cannot be undone (DDL commits them first), and DML commits
+        atomically with them. If the block raises, the step's own writes are rolled back
+        (to the savepoint, or the whole transaction when a DDL already committed what came
+        before) and the earlier steps' writes are committed.
+        """
+        if self.transactional_ddl:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+            return
+        if self._chain is None:
+            connection = self.engine.connect()
+            self._chain = (connection, connection.begin())
+        connection, _transaction = self._chain
+        self._raw(connection, "SAVEPOINT lupo_step")
+        try:
             yield connection
+        except BaseException:
+            try:
+                self._raw(connection, "ROLLBACK TO SAVEPOINT lupo_step")
+            except Exception:  # a DDL committed the savepoint away: only this step is pending
+                self._chain[1].rollback()
+                self._close_chain()
+            self.flush()
+            raise
+
+    def flush(self) -> None:
+        """Commit what consecutive steps left pending and release their connection."""
+        if self._chain is None:
+            return
+        try:
+            self._chain[1].commit()
+        finally:
+            self._close_chain()
+
+    def _close_chain(self) -> None:
+        chain, self._chain = self._chain, None
+        if chain is not None:
+            chain[0].close()
+
+    @staticmethod
+    def _raw(connection: Connection, sql: str) -> None:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
 
     def __attrs_post_init__(self) -> None:
         # The short lock wait is set once per database connection, not once per step.
