@@ -285,3 +285,73 @@ def test_four_concurrent_applies_one_wins_the_others_name_the_holder(
     engine.dispose()
     assert count == 6
     assert journal == 12  # each statement ran exactly once
+
+
+class TestFailedRuns:
+    def test_a_failing_dml_step_rolls_the_whole_run_back(
+        self, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Step 3 hits a duplicate key: its first insert and steps 1-2 are undone; ledger empty."""
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "V1__a.sql").write_text(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY);\nINSERT INTO a (id) VALUES (1);\n"
+            "-- lupo:down\nDROP TABLE a;\n"
+        )
+        (migrations / "V2__b.sql").write_text(
+            "INSERT INTO a (id) VALUES (2);\n-- lupo:down\nDELETE FROM a WHERE id = 2;\n"
+        )
+        (migrations / "V3__c.sql").write_text(
+            "INSERT INTO a (id) VALUES (3);\nINSERT INTO a (id) VALUES (1);\n"
+        )
+        code, out, err = cli(capsys, "apply", str(migrations), "--db", database_url)
+        assert code == errors.StepError.exit_code
+        assert "rolled_back, 0 of 3 step(s) applied" in out
+        assert "V3__c.sql:2" in err
+        assert "a" not in tables(database_url)
+        code, out, _ = cli(capsys, "status", str(migrations), "--db", database_url)
+        assert "0 applied, 3 pending" in out
+        assert "rolled_back" in out
+
+    def test_a_step_failing_after_its_own_ddl_is_undone_part_way(
+        self, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The CREATE that ran before the failing ALTER is dropped again (derived inverse)."""
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "V1__ok.sql").write_text("CREATE TABLE ok1 (id INTEGER PRIMARY KEY);\n")
+        (migrations / "V2__half.sql").write_text(
+            "CREATE TABLE half (id INTEGER PRIMARY KEY);\n"
+            "ALTER TABLE missing ADD COLUMN x INTEGER;\n"
+        )
+        code, out, _ = cli(capsys, "apply", str(migrations), "--db", database_url)
+        assert code == errors.StepError.exit_code
+        assert "rolled_back" in out
+        assert not {"ok1", "half"} & tables(database_url)
+
+    def test_mysql_journal_keeps_the_ddl_that_stayed_and_drops_the_dml_rolled_back(
+        self, mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """CREATE commits at once; the INSERT after it rolls back with the failure.
+
+        The journal says so (the CREATE done, no INSERT), and the undo drops the table.
+        """
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "V1__mixed.sql").write_text(
+            "CREATE TABLE mixed (id INTEGER PRIMARY KEY);\n"
+            "INSERT INTO mixed (id) VALUES (1);\n"
+            "INSERT INTO mixed (id) VALUES (1);\n"
+        )
+        code, out, err = cli(capsys, "apply", str(migrations), "--db", mariadb_url)
+        assert code == errors.StepError.exit_code, err
+        assert "rolled_back" in out
+        assert "mixed" not in tables(mariadb_url)
+        engine = sa.create_engine(mariadb_url)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT stmt_index, done_at IS NOT NULL FROM migration_progress ORDER BY stmt_index"
+            ).all()
+        engine.dispose()
+        # 0: the CREATE, kept and marked done again after the rollback; 10000: its DROP.
+        assert [tuple(r) for r in rows] == [(0, 1), (10000, 1)]

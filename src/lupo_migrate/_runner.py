@@ -431,6 +431,7 @@ class Orchestrator:
             )
         except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
             scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
+            self._settle(run, step)
             return sm.StepFailed(step.id, _failure(step, error))
         except BaseException as error:
             scope.__exit__(type(error), error, error.__traceback__)
@@ -439,6 +440,29 @@ class Orchestrator:
         # _drive commits both together before the next effect (see _finish_step).
         self._open_step = scope
         return sm.StepApplied(step.id)
+
+    def _settle(self, run: Run, step: Step) -> None:
+        """After a failed step was rolled back: keep as done only what the database kept.
+
+        Where DDL is transactional nothing of the step remains. On MySQL the rollback undoes
+        the step's writes since the last implicit commit (its DDL commits what came before):
+        the journal, written on the same connection, was rolled back with them, so a statement
+        that finished and whose intent the journal still holds did persist. Its done mark may
+        have been rolled back with the rest; it is written again.
+        """
+        done = self._done.setdefault((run.id, step.id), set())
+        if self.target.transactional_ddl:
+            done.clear()
+            return
+        kept = {
+            entry.index: entry
+            for entry in self.storage.journal(run.id)
+            if entry.step_id == step.id and entry.index in done
+        }
+        done.intersection_update(kept)
+        for entry in kept.values():
+            if entry.done_at is None:
+                self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
 
     def _flush(self) -> None:
         flush = getattr(self.target, "flush", None)
