@@ -1,0 +1,189 @@
+"""Benchmark ``lupo-migrate apply`` against one ``mariadb`` client process on the same SQL.
+
+Usage::
+
+    python benchmarks/apply_many.py [--count N] [--url URL] [--client PATH] [--rounds K]
+                                    [--repeat R] [--target RATIO] [--noop-target SECONDS]
+
+Generates N migration files (every fourth a ``CREATE TABLE``, the others an ``ADD COLUMN`` on
+the last table created, each followed by an ``INSERT``), then, in one run of this script,
+K rounds (3) alternating (1) and (2), each on fresh databases, the best of each kept:
+
+1. the client: one ``mariadb`` process reads all N files concatenated, on a fresh database;
+2. lupo_migrate: one ``python -m lupo_migrate apply`` process applies them from empty to head
+   on another fresh database (journal, ledger and run state included, as a user runs it);
+3. the nothing-to-do re-run as a whole process, best of R;
+4. ``python -X importtime`` for that re-run: the total and the heaviest top-level imports.
+
+Both databases are compared afterwards (same tables, columns and rows). Prints wall times,
+the ratio (2)/(1), and the peak resident memory of each process; exits 1 when the ratio is
+above ``--target`` (1.5) or the re-run above ``--noop-target`` (0.2 s).
+
+The databases ``lupo_bench_client`` and ``lupo_bench_lupo`` are dropped and created again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+
+CLIENT_DB = "lupo_bench_client"
+LUPO_DB = "lupo_bench_lupo"
+
+
+def migration(index: int) -> str:
+    """The SQL of migration *index* (0-based): a CREATE every fourth, else an ADD COLUMN."""
+    table = f"t{index - index % 4:04d}"
+    if index % 4 == 0:
+        ddl = f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT);"
+    else:
+        ddl = f"ALTER TABLE {table} ADD COLUMN c{index:04d} INT;"
+    return f"{ddl}\nINSERT INTO {table} (id, v) VALUES ({index}, {index});\n"
+
+
+def write_migrations(directory: Path, count: int) -> list[Path]:
+    """N files ``V0001__m.sql``... in *directory*."""
+    paths = []
+    for index in range(count):
+        path = directory / f"V{index + 1:04d}__m.sql"
+        path.write_text(migration(index), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def timed(argv: Sequence[str], *, stdin: Path | None = None) -> tuple[float, int, str, str]:
+    """Run *argv*; (wall seconds, its own peak RSS in KiB, stdout, stderr). Exits on failure.
+
+    The child is reaped with ``wait4``, which reports that process's own peak memory.
+    """
+    with (
+        open(stdin or os.devnull, "rb") as source,
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+    ):
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=source, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{stderr.strip()}")
+    return elapsed, usage.ru_maxrss, stdout, stderr
+
+
+def fresh(engine: sa.Engine, name: str) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+
+
+def snapshot(engine: sa.Engine, name: str) -> dict[str, tuple[tuple[str, ...], int]]:
+    """Table name to (columns, row count), lupo_migrate's own tables left out."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT table_name, GROUP_CONCAT(column_name ORDER BY ordinal_position)"
+            " FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name NOT LIKE 'migration%%' GROUP BY table_name",
+            (name,),
+        ).all()
+        result = {}
+        for table, columns in rows:
+            count = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {name}.{table}").scalar_one()
+            result[table] = (tuple(columns.split(",")), count)
+    return result
+
+
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def import_totals(stderr: str) -> tuple[int, list[tuple[int, str]]]:
+    """(total microseconds, [(cumulative us, top-level module)...] heaviest first)."""
+    tops = []
+    for line in stderr.splitlines():
+        match = _IMPORT_LINE.match(line)
+        if match and len(match.group(3)) == 1:  # one space: imported at the top level
+            tops.append((int(match.group(2)), match.group(4)))
+    return sum(us for us, _ in tops), sorted(tops, reverse=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--url", default="mysql+pymysql://root@127.0.0.1:3306/")
+    parser.add_argument("--client", default=shutil.which("mariadb") or "mysql")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--target", type=float, default=1.5)
+    parser.add_argument("--noop-target", type=float, default=0.2)
+    args = parser.parse_args(argv)
+
+    server = sa.make_url(args.url)
+    engine = sa.create_engine(server)
+    lupo_url = server.set(database=LUPO_DB).render_as_string(hide_password=False)
+    with tempfile.TemporaryDirectory(prefix="lupo-bench-") as tmp:
+        directory = Path(tmp) / "migrations"
+        directory.mkdir()
+        paths = write_migrations(directory, args.count)
+        script = Path(tmp) / "all.sql"
+        script.write_text("".join(p.read_text() for p in paths), encoding="utf-8")
+
+        client = [args.client, "-u", server.username or "root", "-h", server.host or "127.0.0.1"]
+        client += ["-P", str(server.port or 3306), CLIENT_DB]
+        if server.password:
+            client.insert(1, f"-p{server.password}")
+        apply = [sys.executable, "-m", "lupo_migrate", "apply", str(directory)]
+        apply += ["--db", lupo_url, "--table-budget", str(args.count)]
+        clients, lupos = [], []
+        for _ in range(args.rounds):  # alternated, so both see the same disk and server state
+            fresh(engine, CLIENT_DB)
+            fresh(engine, LUPO_DB)
+            clients.append(timed(client, stdin=script))
+            lupos.append(timed(apply))
+            if f"completed, {args.count} of {args.count}" not in lupos[-1][2]:
+                raise SystemExit(f"lupo-migrate apply did not complete: {lupos[-1][2].strip()}")
+        client_s, client_kib, _, _ = min(clients)
+        lupo_s, lupo_kib, _, _ = min(lupos)
+
+        noops = [timed(apply) for _ in range(args.repeat)]
+        noop_s, noop_kib, out, _ = min(noops)
+        if not out.startswith("nothing to do"):
+            raise SystemExit(f"the re-run did something: {out.strip()}")
+        _, _, _, importtime = timed([sys.executable, "-X", "importtime", *apply[1:]])
+
+    same = snapshot(engine, CLIENT_DB) == snapshot(engine, LUPO_DB)
+    engine.dispose()
+    total_us, heaviest = import_totals(importtime)
+    ratio = lupo_s / client_s
+
+    print(f"{args.count} migrations on {server.render_as_string(hide_password=True)}")
+    name = f"{Path(args.client).name} client, one process:"
+    print(f"  {name:33} {client_s:7.2f} s  {client_kib / 1024:6.1f} MiB peak")
+    print(f"  {'lupo-migrate apply:':33} {lupo_s:7.2f} s  {lupo_kib / 1024:6.1f} MiB peak")
+    print(f"  ratio: {ratio:.2f} (target {args.target}); best of {args.rounds} alternated rounds")
+    print(
+        f"  nothing-to-do re-run, best of {args.repeat}: {noop_s:.3f} s"
+        f"  {noop_kib / 1024:.1f} MiB peak (target {args.noop_target} s)"
+    )
+    print(f"  python -X importtime for the re-run: {total_us / 1000:.0f} ms of imports; heaviest:")
+    for us, module in heaviest[:8]:
+        print(f"    {us / 1000:7.1f} ms  {module}")
+    print(f"  databases identical: {'yes' if same else 'NO'}")
+    ok = same and ratio <= args.target and noop_s <= args.noop_target
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
