@@ -32,3 +32,10 @@ def _database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Ite
     """A new empty database on SQLite, MariaDB and PostgreSQL in turn (its SQLAlchemy URL)."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(name="mariadb_url")
+def _mariadb_url(tmp_path: pathlib.Path) -> Iterator[str]:
+    """A new empty MariaDB database (for what only MySQL/MariaDB does)."""
+    with fresh_database("mariadb", tmp_path) as url:
+        yield url

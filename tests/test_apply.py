@@ -195,14 +195,6 @@ def _load_baseline(url: str) -> None:
         )
 
 
-@pytest.fixture(name="mariadb_url")
-def _mariadb_url(tmp_path: Path) -> object:
-    from databases import fresh_database
-
-    with fresh_database("mariadb", tmp_path) as url:
-        yield url
-
-
 @pytest.mark.mariadb
 class TestCorpusOnMariaDB:
     def test_the_13_clean_migrations_apply_in_one_run_and_a_rerun_is_a_noop(

@@ -25,6 +25,7 @@ CORE = (
     "_schema",
     "_manifest",
     "_clock",
+    "_orchestration",
 )
 ALLOWED_TOP = {
     "__future__",

@@ -20,7 +20,7 @@ from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate.errors import RegistryError
 from lupo_migrate.typing import Handler
 
-__all__ = ["DISABLE_ENV", "GROUP", "load_entry_points"]
+__all__ = ["DISABLE_ENV", "GROUP", "default_registry", "load_entry_points"]
 
 #: The entry point group plugins declare their handlers in.
 GROUP = "lupo_migrate.handlers"
@@ -80,3 +80,14 @@ def load_entry_points(registry: HandlerRegistry, *, group: str = GROUP) -> list[
         registry.register(handler)
         loaded.append(ep.name)
     return loaded
+
+
+def default_registry(*, plugins: bool = True) -> HandlerRegistry:
+    """The built-in handlers, plus those installed through the entry point."""
+    from lupo_migrate.handlers.doctrine import DoctrineHandler
+
+    registry = HandlerRegistry()
+    registry.register(DoctrineHandler())
+    if plugins:
+        load_entry_points(registry)
+    return registry

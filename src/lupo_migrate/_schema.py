@@ -9,12 +9,14 @@ import functools
 import importlib.resources
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import jsonschema
 
 from lupo_migrate._model import Finding, Severity
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = ["KNOWN_KEYS", "Header", "error_finding", "header_schema", "validate_header"]
 
@@ -74,6 +76,8 @@ def header_schema() -> Mapping[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema  # here, not at the top: 45 ms, and header-less files never need it
+
     schema = dict(header_schema())
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

@@ -19,7 +19,7 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
 from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
-from lupo_migrate._plugins import load_entry_points
+from lupo_migrate._plugins import default_registry
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runner import Orchestrator, RunResult
 from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
@@ -38,17 +38,6 @@ __all__ = [
     "default_registry",
     "open_session",
 ]
-
-
-def default_registry(*, plugins: bool = True) -> HandlerRegistry:
-    """The built-in handlers, plus those installed through the entry point."""
-    from lupo_migrate.handlers.doctrine import DoctrineHandler
-
-    registry = HandlerRegistry()
-    registry.register(DoctrineHandler())
-    if plugins:
-        load_entry_points(registry)
-    return registry
 
 
 @attrs.define

@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import click
 
-from lupo_migrate import _api, errors
+from lupo_migrate import errors
 from lupo_migrate._model import Finding
 
 __all__ = ["EXIT_CODES", "main"]
@@ -80,6 +80,8 @@ def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: 
     (V2 before V10), then ids. A generation is a group of steps whose dependencies all lie in
     earlier generations (they could run in parallel).
     """
+    from lupo_migrate import _api  # networkx: loaded only by the commands that plan
+
     report = _api.plan_directory(directory, manifest=manifest, upto=upto)
     plan = report.plan
     if fmt == "json":
@@ -129,6 +131,8 @@ def check_command(directory: Path, manifest: Path | None, strict: bool) -> None:
     only with the lenient reader (for example an unquoted `target: @everyone`) are listed as
     "not strict YAML"; with --strict they fail the check.
     """
+    from lupo_migrate import _api
+
     report = _api.check_directory(directory, manifest=manifest)
     _print_findings(report.findings, err=False)
     errors_found = len(report.errors)
@@ -224,9 +228,16 @@ def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **o
     the table budget, applies each step statement by statement (journalled), and on any
     failure rolls the run back. A second apply with nothing new does nothing and says so.
     """
+    settings = _settings(table_budget=table_budget, **opts)
+    if not dry_run and upto is None:
+        from lupo_migrate._quick import nothing_to_do
+
+        count = nothing_to_do(settings)  # a re-run's answer without loading SQLAlchemy
+        if count is not None:
+            click.echo(f"nothing to do: all {count} migration(s) already applied")
+            return
     from lupo_migrate import _session
 
-    settings = _settings(table_budget=table_budget, **opts)
     if dry_run:
         shown = _session.dry_run(settings, upto=upto)
         if not shown:

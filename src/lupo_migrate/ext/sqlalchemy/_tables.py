@@ -21,6 +21,13 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from lupo_migrate._orchestration import (
+    BATCHES,
+    FILES,
+    SCHEMA_ROW,
+    SCHEMA_VERSION,
+    SYSTEM_STATE,
+)
 from lupo_migrate.errors import StorageError
 
 __all__ = [
@@ -34,10 +41,6 @@ __all__ = [
     "reason",
 ]
 
-#: The orchestration schema version this code writes and understands.
-SCHEMA_VERSION: Final = 1
-#: ``migration_system_state.target`` of the row holding ``schema_version``.
-SCHEMA_ROW: Final = "__schema__"
 
 _OPTIONS: Final[dict[str, Any]] = {
     "mysql_engine": "InnoDB",
@@ -128,7 +131,7 @@ def make_tables(
         return sa.Table(name, md, *items, schema=schema, **_OPTIONS)
 
     batches = table(
-        "migration_batches",
+        BATCHES,
         _key(),
         sa.Column("run_id", sa.String(64), nullable=False, unique=True),
         sa.Column("target", sa.String(191), nullable=False, index=True),
@@ -145,7 +148,7 @@ def make_tables(
         sa.Column("steps", _long_text(), nullable=False),
     )
     files = table(
-        "migration_files",
+        FILES,
         _key(),
         sa.Column("target", sa.String(191), nullable=False),
         sa.Column("step_id", sa.String(191), nullable=False),
@@ -205,7 +208,7 @@ def make_tables(
         _stamp("recorded_at"),
     )
     system_state = table(
-        "migration_system_state",
+        SYSTEM_STATE,
         _key(),
         sa.Column("target", sa.String(191), nullable=False, unique=True),
         sa.Column("phase", sa.String(32), nullable=True),

@@ -1,0 +1,21 @@
+"""Facts about the orchestration tables that code without SQLAlchemy needs too.
+
+The tables themselves are defined in :mod:`lupo_migrate.ext.sqlalchemy._tables`; the
+nothing-to-do fast path (:mod:`lupo_migrate._quick`) reads two of them with the bare driver.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["BATCHES", "FILES", "SCHEMA_ROW", "SCHEMA_VERSION", "SYSTEM_STATE"]
+
+#: The orchestration schema version this code writes and understands.
+SCHEMA_VERSION: Final = 1
+#: ``migration_system_state.target`` of the row holding ``schema_version``.
+SCHEMA_ROW: Final = "__schema__"
+
+#: Table names (see ``make_tables`` for their columns).
+BATCHES: Final = "migration_batches"
+FILES: Final = "migration_files"
+SYSTEM_STATE: Final = "migration_system_state"

@@ -1,0 +1,212 @@
+"""The nothing-to-do fast path of ``lupo-migrate apply``: the answer without SQLAlchemy.
+
+A re-run with nothing new is the commonest ``apply`` of all: deploy scripts run it on every
+release. The full path imports SQLAlchemy and networkx, creates the orchestration tables when
+missing, and plans, which costs about half a second before it can say "nothing to do".
+
+Here the migration files are read as always (so a bad file is still reported by the full
+path), then one connection with the bare driver reads the orchestration schema version, the
+target's latest run and its ledger. The answer is "nothing to do" only when the tables are at
+the schema version this code writes, the latest run ended and is not blocked, and every file
+is in the ledger with the checksum it has now. In every other case, and on any doubt (a URL
+with options, a driver that is not installed, any database error), :func:`nothing_to_do`
+returns None and the full path decides, with its own checks and messages.
+
+Shell: reads files and the database; writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, unquote
+
+import attrs
+
+from lupo_migrate._config import Settings
+from lupo_migrate._orchestration import BATCHES, FILES, SCHEMA_ROW, SCHEMA_VERSION, SYSTEM_STATE
+
+__all__ = ["DatabaseUrl", "nothing_to_do", "parse_url"]
+
+# dialect[+driver]://[user[:password]@][host|[ipv6]][:port][/database][?query], as SQLAlchemy
+# writes them.
+_URL: Final = re.compile(
+    r"(?P<scheme>[\w+]+)://"
+    r"(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?:\[(?P<ipv6>[^\]/?]+)\]|(?P<host>[^/:?]+))?"
+    r"(?::(?P<port>\d+))?"
+    r"(?:/(?P<database>[^?]*))?"
+    r"(?:\?(?P<query>.*))?\Z",
+    re.DOTALL,
+)
+_FAMILIES: Final = {
+    "mysql": "mysql",
+    "mysql+pymysql": "mysql",
+    "mariadb": "mysql",
+    "mariadb+pymysql": "mysql",
+    "postgresql": "postgresql",
+    "postgresql+psycopg2": "postgresql",
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+}
+
+
+@attrs.frozen
+class DatabaseUrl:
+    """A database URL this module can open with the bare driver."""
+
+    family: str  # mysql, postgresql or sqlite
+    user: str | None = None
+    password: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+
+
+def parse_url(url: str) -> DatabaseUrl | None:
+    """The parts of *url*, or None when it is not a plain URL of a known driver.
+
+    URLs with query options (``?unix_socket=...``, ``?charset=...``) are left to SQLAlchemy.
+    """
+    match = _URL.match(url)
+    if match is None or match["query"] is not None:
+        return None
+    family = _FAMILIES.get(match["scheme"].lower())
+    if family is None:
+        return None
+    database = match["database"]
+    if family == "sqlite":
+        if match["user"] is not None or match["host"] or match["ipv6"] or match["port"]:
+            return None
+        return DatabaseUrl(family, database=database or None)
+    return DatabaseUrl(
+        family,
+        user=unquote(match["user"]) if match["user"] is not None else None,
+        password=unquote(match["password"]) if match["password"] is not None else None,
+        host=match["ipv6"] or match["host"],
+        port=int(match["port"]) if match["port"] else None,
+        database=unquote(database) if database else None,
+    )
+
+
+def _connect(url: DatabaseUrl) -> Any:
+    """A DB-API connection, or None when this module would rather not decide."""
+    if url.family == "mysql":
+        if not url.host:
+            return None
+        import pymysql
+
+        return pymysql.connect(
+            host=url.host,
+            port=url.port or 3306,
+            user=url.user or "",
+            password=url.password or "",
+            database=url.database,
+            connect_timeout=5,
+            charset="utf8mb4",
+        )
+    if url.family == "postgresql":
+        import psycopg2
+
+        return psycopg2.connect(
+            host=url.host,
+            port=url.port,
+            user=url.user,
+            password=url.password,
+            dbname=url.database,
+            connect_timeout=5,
+        )
+    if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
+        return None  # connecting would create the file: leave that to the full path
+    return sqlite3.connect(f"file:{quote(url.database)}?mode=ro", uri=True)
+
+
+def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | None:
+    """Where the orchestration tables are, as ``open_session`` decides it."""
+    if settings.orchestration_db:
+        return parse_url(settings.orchestration_db)
+    if target.family == "sqlite":
+        if not target.database or target.database == ":memory:":
+            return target
+        path = Path(target.database)
+        return attrs.evolve(target, database=str(path.with_name(path.stem + ".lupo" + path.suffix)))
+    return target
+
+
+def _read(
+    connection: Any, family: str, schema: str | None, target: str
+) -> tuple[Any, Any, dict[str, str]]:
+    """(schema version, latest run's (phase, outcome, blocked) or None, ledger)."""
+    mark = "?" if family == "sqlite" else "%s"
+    quote_char = "`" if family == "mysql" else '"'
+
+    def table(name: str) -> str:
+        if not schema:
+            return name
+        return f"{quote_char}{schema.replace(quote_char, quote_char * 2)}{quote_char}.{name}"
+
+    with closing(connection.cursor()) as cursor:
+        cursor.execute(
+            f"SELECT schema_version FROM {table(SYSTEM_STATE)} WHERE target = {mark}",
+            (SCHEMA_ROW,),
+        )
+        version = cursor.fetchone()
+        cursor.execute(
+            f"SELECT phase, outcome, blocked FROM {table(BATCHES)} WHERE target = {mark}"
+            " ORDER BY id DESC LIMIT 1",
+            (target,),
+        )
+        latest = cursor.fetchone()
+        cursor.execute(
+            f"SELECT step_id, checksum FROM {table(FILES)} WHERE target = {mark}", (target,)
+        )
+        ledger = {str(step): str(checksum) for step, checksum in cursor.fetchall()}
+    return (version[0] if version else None), latest, ledger
+
+
+def nothing_to_do(settings: Settings) -> int | None:
+    """How many migrations there are, if every one is applied unchanged; else None.
+
+    The files are read as ``open_session`` reads them (built-in and plugin handlers); their
+    errors propagate, as on the full path.
+
+    Returns:
+        The number of migration files when there is certainly nothing to do; None when the
+        full path must decide.
+    """
+    if settings.migrations is None or not settings.db:
+        return None
+    target = parse_url(settings.db)
+    store = _orchestration(settings, target) if target is not None else None
+    if store is None:
+        return None
+    from lupo_migrate._files import load_steps
+    from lupo_migrate._plugins import default_registry
+
+    registry = default_registry()
+    steps = load_steps(
+        settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
+    )
+    if any(step.file_type not in registry for step in steps):
+        return None  # the full path names the file without a handler
+    try:
+        connection = _connect(store)
+        if connection is None:
+            return None
+        with closing(connection):
+            schema = settings.schemas.get("orchestration") or None
+            version, latest, ledger = _read(connection, store.family, schema, settings.target)
+    except Exception:  # any doubt: the full path connects again and explains
+        return None
+    if version != SCHEMA_VERSION:
+        return None
+    if latest is not None:
+        phase, outcome, blocked = latest
+        if phase != "idle" or outcome is None or blocked:
+            return None
+    if any(ledger.get(step.id) != step.checksum for step in steps):
+        return None
+    return len(steps)

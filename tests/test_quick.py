@@ -1,0 +1,156 @@
+"""The nothing-to-do fast path of ``apply``: right answer, or no answer (the full path decides)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+import sqlalchemy as sa
+
+from lupo_migrate._config import Settings
+from lupo_migrate._quick import DatabaseUrl, nothing_to_do, parse_url
+from lupo_migrate.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
+
+
+class TestParseUrl:
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            (
+                "mysql+pymysql://root@127.0.0.1:3306/test",
+                DatabaseUrl("mysql", user="root", host="127.0.0.1", port=3306, database="test"),
+            ),
+            (
+                "mariadb://u:p%40ss%3Aw@db.example:3307/app",
+                DatabaseUrl("mysql", "u", "p@ss:w", "db.example", 3307, "app"),
+            ),
+            (
+                "postgresql://postgres@[::1]:5432/test",
+                DatabaseUrl("postgresql", user="postgres", host="::1", port=5432, database="test"),
+            ),
+            ("postgresql:///test", DatabaseUrl("postgresql", database="test")),
+            ("sqlite:///app.db", DatabaseUrl("sqlite", database="app.db")),
+            ("sqlite:////var/lib/app.db", DatabaseUrl("sqlite", database="/var/lib/app.db")),
+            ("sqlite://", DatabaseUrl("sqlite")),
+        ],
+    )
+    def test_plain_urls_are_understood(self, url: str, expected: DatabaseUrl) -> None:
+        """User, password (percent-decoded), host, IPv6 host, port and database."""
+        assert parse_url(url) == expected
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "mysql+pymysql://root@localhost/test?unix_socket=/run/mysqld/mysqld.sock",
+            "mysql+mysqldb://root@127.0.0.1/test",
+            "oracle://scott@127.0.0.1/orcl",
+            "not a url",
+            "sqlite://host/app.db",
+        ],
+    )
+    def test_anything_unusual_is_left_to_sqlalchemy(self, url: str) -> None:
+        """Options, other drivers and odd forms: None, so the full path reads them."""
+        assert parse_url(url) is None
+
+
+def _settings(url: str, migrations: Path) -> Settings:
+    return Settings(db=url, migrations=migrations)
+
+
+def _copy_quickstart(tmp_path: Path) -> Path:
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    for path in QUICKSTART.iterdir():
+        (migrations / path.name).write_bytes(path.read_bytes())
+    return migrations
+
+
+def _orchestration_url(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return f"sqlite:///{path.with_name(path.stem + '.lupo' + path.suffix)}"
+    return url
+
+
+class TestNothingToDo:
+    def test_answers_only_when_everything_is_applied_unchanged(
+        self, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """None before the first run, the count after it; None again for a new or edited file
+        and for a blocked target."""
+        migrations = _copy_quickstart(tmp_path)
+        settings = _settings(database_url, migrations)
+        assert nothing_to_do(settings) is None  # no orchestration tables yet
+        assert main(["apply", str(migrations), "--db", database_url]) == 0
+        capsys.readouterr()
+        assert nothing_to_do(settings) == 4
+
+        (migrations / "V5__more.sql").write_text("CREATE TABLE more_things (id INTEGER);\n")
+        assert nothing_to_do(settings) is None  # pending
+        (migrations / "V5__more.sql").unlink()
+        assert nothing_to_do(settings) == 4
+
+        first = sorted(migrations.glob("V1__*"))[0]
+        original = first.read_bytes()
+        first.write_bytes(original + b"\n-- edited\n")
+        assert nothing_to_do(settings) is None  # edited: the full path refuses and explains
+        first.write_bytes(original)
+
+        engine = sa.create_engine(_orchestration_url(database_url))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE migration_batches SET blocked = TRUE")
+        engine.dispose()
+        assert nothing_to_do(settings) is None  # blocked: the full path says so
+
+    def test_another_target_name_has_its_own_ledger(
+        self, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        migrations = _copy_quickstart(tmp_path)
+        assert main(["apply", str(migrations), "--db", database_url]) == 0
+        capsys.readouterr()
+        other = attrs.evolve(_settings(database_url, migrations), target="staging")
+        assert nothing_to_do(other) is None
+
+    def test_a_missing_sqlite_file_is_not_created(self, tmp_path: Path) -> None:
+        db = tmp_path / "absent.db"
+        assert nothing_to_do(_settings(f"sqlite:///{db}", QUICKSTART)) is None
+        assert not db.exists()
+        assert not db.with_name("absent.lupo.db").exists()
+
+    def test_a_wrong_password_is_left_to_the_full_path(self, mariadb_url: str) -> None:
+        url = mariadb_url.replace("root@", "root:wrong@")
+        assert nothing_to_do(_settings(url, QUICKSTART)) is None
+
+    def test_a_bad_file_is_still_reported(self, tmp_path: Path) -> None:
+        """The files are read first: errors propagate as on the full path."""
+        from lupo_migrate.errors import MigrationFileError
+
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "V1__bad.sql").write_bytes(b"\xff\xfe not utf-8")
+        with pytest.raises(MigrationFileError, match=r"V1__bad\.sql"):
+            nothing_to_do(_settings(f"sqlite:///{tmp_path / 'x.db'}", migrations))
+
+
+def test_the_re_run_does_not_load_sqlalchemy_or_networkx(tmp_path: Path) -> None:
+    """The command's nothing-to-do answer comes from the fast path, in a process of its own."""
+    db = tmp_path / "app.db"
+    args = ["apply", str(QUICKSTART), "--db", f"sqlite:///{db}"]
+    assert main(args) == 0
+    code = (
+        "import sys\n"
+        "from lupo_migrate.cli import main\n"
+        f"code = main({args!r})\n"
+        "print(code, sorted(m for m in ('sqlalchemy', 'networkx')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout
+    assert out.splitlines() == ["nothing to do: all 4 migration(s) already applied", "0 []"]
