@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,7 @@ from lupo_migrate.errors import (
     MigrationFileError,
     StatementError,
     StepError,
+    StorageError,
     TargetBlockedError,
 )
 from lupo_migrate.typing import Clock, Freeze, Lock, Storage, Validator
@@ -153,6 +155,8 @@ class _Context:
     #: so the journal is read once per run, not once per step).
     finished: set[int] = attrs.field(factory=set)
     executed: int = 0
+    #: Whether the storage writes through the step's own connection (same transaction).
+    shared: bool = False
 
     def read_text(self, relpath: str) -> str:
         path = (self.root / relpath).resolve()
@@ -161,11 +165,19 @@ class _Context:
         return normalise(path.read_bytes().decode("utf-8"))
 
     def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
-        entry = self.storage.journal_intent(
-            self.run_id, self.step.id, index, statement, to_stamp(self.clock.now())
-        )
+        started = to_stamp(self.clock.now())
+        # A statement that commits with its journal row gets one row, written after it ran;
+        # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
+        after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
+        entry = None
+        if not after:
+            entry = self.storage.journal_intent(
+                self.run_id, self.step.id, index, statement, started
+            )
         try:
             self.target.execute(self.connection, statement)
+        except StorageError:
+            raise  # a journal or ledger write that travelled with the statement failed
         except Exception as exc:
             raise StatementError(
                 self.step.id,
@@ -176,11 +188,31 @@ class _Context:
                 reason=_reason(exc),
             ) from exc
         self.executed += 1
-        self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
+        done = to_stamp(self.clock.now())
+        if entry is None:
+            self.storage.journal_intent(
+                self.run_id, self.step.id, index, statement, started, done_at=done
+            )
+        else:
+            self.storage.journal_done(entry.id, done)
         self.finished.add(index)
 
     def done(self) -> frozenset[int]:
         return frozenset(self.finished)
+
+
+# Statements that never commit on their own, on any database: plain DML. (MySQL commits
+# before DDL, LOCK TABLES, START TRANSACTION and more; anything not listed here is treated
+# as possibly committing.)
+_DML = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*(?![!+])[\s\S]*?\*/)*"
+    r"(?i:insert|update|delete|replace)\b"
+)
+
+
+def _in_transaction(statement: str) -> bool:
+    """Whether *statement* is plain DML, which commits or rolls back with its transaction."""
+    return _DML.match(statement) is not None
 
 
 def _reason(exc: BaseException) -> str:
@@ -393,9 +425,10 @@ class Orchestrator:
             return sm.ValidationFailed(stage, findings)
         return sm.ValidationPassed(stage, findings)
 
-    def _context(self, run: Run, step: Step, connection: Any) -> _Context:
+    def _context(self, run: Run, step: Step, connection: Any, *, shared: bool = False) -> _Context:
         finished = self._done.setdefault((run.id, step.id), set())
         return _Context(
+            shared=shared,
             finished=finished,
             storage=self.storage,
             clock=self.clock,
@@ -415,9 +448,8 @@ class Orchestrator:
         try:
             connection = scope.enter_context(self.target.step_session())
             bind = getattr(self.storage, "bound", None)
-            if bind is not None:
-                scope.enter_context(bind(connection))
-            handler.apply(step, self._context(run, step, connection))
+            shared = bool(scope.enter_context(bind(connection))) if bind is not None else False
+            handler.apply(step, self._context(run, step, connection, shared=shared))
             self.storage.record_applied(
                 AppliedStep(
                     step_id=step.id,

@@ -340,6 +340,15 @@ def _storage_journal(storage: Storage) -> None:
     )
     _equal(journal[1:], [e3], f"{name}.journal_done() must not touch other entries")
     _equal(list(storage.journal("j2")), [e2], f"{name}.journal('j2')")
+    e4 = storage.journal_intent(
+        "j2", "s9", 1, "INSERT INTO t VALUES (1)", 20240301120006, done_at=20240301120007
+    )
+    _equal(
+        [(e.index, e.started_at, e.done_at) for e in storage.journal("j2")][1:],
+        [(1, 20240301120006, 20240301120007)],
+        f"{name}.journal_intent(done_at=...) must write the entry finished",
+    )
+    _expect(e4.id > e3.id, f"{name}.journal_intent(done_at=...) id {e4.id} after {e3.id}")
 
 
 # --------------------------------------------------------------------------- lock

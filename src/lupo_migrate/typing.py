@@ -181,9 +181,21 @@ class Storage(Protocol):
         ...
 
     def journal_intent(
-        self, run_id: RunId, step_id: StepId, index: int, statement: str, at: int
+        self,
+        run_id: RunId,
+        step_id: StepId,
+        index: int,
+        statement: str,
+        at: int,
+        *,
+        done_at: int | None = None,
     ) -> JournalEntry:
-        """Write the intent to run a statement, before it is sent; returns the entry."""
+        """Write the intent to run a statement, before it is sent; returns the entry.
+
+        With *done_at*, the statement has run already and the entry is written finished: the
+        orchestrator does so for a statement that commits with its journal row (same
+        transaction), where an intent written first would tell nothing more.
+        """
         ...
 
     def journal_done(self, entry_id: int, at: int) -> None:

@@ -211,9 +211,16 @@ class InMemoryStorage:
             return list(self._findings.get(run_id, ()))
 
     def journal_intent(
-        self, run_id: RunId, step_id: StepId, index: int, statement: str, at: int
+        self,
+        run_id: RunId,
+        step_id: StepId,
+        index: int,
+        statement: str,
+        at: int,
+        *,
+        done_at: int | None = None,
     ) -> JournalEntry:
-        """Write the intent to run a statement, before it is sent; returns the entry."""
+        """Write the intent to run a statement (finished at *done_at*, if given)."""
         with self._mutex:
             entry = JournalEntry(
                 id=self._next_entry,
@@ -222,6 +229,7 @@ class InMemoryStorage:
                 index=index,
                 statement=statement,
                 started_at=at,
+                done_at=done_at,
             )
             self._journal[entry.id] = entry
             self._next_entry += 1

@@ -10,7 +10,7 @@ the ordinary path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +21,11 @@ __all__ = ["HotPath"]
 
 
 class HotPath:
-    """Precompiled hot statements for one storage (one dialect, one set of tables)."""
+    """Precompiled hot statements for one storage (one dialect, one set of tables).
+
+    Statements are named; each is built (``build()``) and compiled on first use only, so the
+    hot path never touches SQLAlchemy's statement construction again.
+    """
 
     def __init__(self, engine: sa.Engine, tables: OrchestrationTables) -> None:
         dialect = engine.dialect
@@ -31,10 +35,11 @@ class HotPath:
         self._tables = tables
         self._sql: dict[str, str] = {}
 
-    def _compiled(self, name: str, statement: Any) -> str:
+    def sql(self, name: str, build: Callable[[], Any]) -> str:
+        """The compiled text of statement *name* (``build()`` makes it on first use)."""
         sql = self._sql.get(name)
         if sql is None:
-            sql = str(statement.compile(dialect=self._dialect))
+            sql = str(build().compile(dialect=self._dialect))
             self._sql[name] = sql
         return sql
 
@@ -47,17 +52,32 @@ class HotPath:
         cursor.execute(sql, dict(params))
         return cursor
 
+    def intent_sql(self, names: Sequence[str]) -> str:
+        """The journal intent insert for a row with these columns."""
+        t = self._tables.progress
+
+        def build() -> Any:
+            statement = t.insert().values({n: sa.bindparam(f"v_{n}") for n in names})
+            return statement.returning(t.c.id) if self._returning else statement
+
+        return self.sql("intent:" + ",".join(names), build)
+
+    def done_sql(self) -> str:
+        """The journal done update (``entry_id``, ``at``)."""
+        t = self._tables.progress
+        return self.sql(
+            "done",
+            lambda: (
+                t.update()
+                .where(t.c.id == sa.bindparam("entry_id"))
+                .values(done_at=sa.bindparam("at"))
+            ),
+        )
+
     def journal_intent(self, connection: sa.Connection, row: Mapping[str, Any]) -> int:
         """Insert a journal row; its new id."""
-        t = self._tables.progress
-        names = list(row)
-        statement = t.insert().values({n: sa.bindparam(f"v_{n}") for n in names})
-        if self._returning:
-            statement = statement.returning(t.c.id)
         params = {f"v_{n}": v for n, v in row.items()}
-        cursor = self._run(
-            connection, self._compiled("intent:" + ",".join(names), statement), params
-        )
+        cursor = self._run(connection, self.intent_sql(list(row)), params)
         try:
             return int(cursor.fetchone()[0] if self._returning else cursor.lastrowid)
         finally:
@@ -65,13 +85,7 @@ class HotPath:
 
     def journal_done(self, connection: sa.Connection, entry_id: int, at: int) -> int:
         """Mark a journal row done; the number of rows matched."""
-        t = self._tables.progress
-        statement = (
-            t.update().where(t.c.id == sa.bindparam("entry_id")).values(done_at=sa.bindparam("at"))
-        )
-        cursor = self._run(
-            connection, self._compiled("done", statement), {"entry_id": entry_id, "at": at}
-        )
+        cursor = self._run(connection, self.done_sql(), {"entry_id": entry_id, "at": at})
         try:
             return int(cursor.rowcount)
         finally:
@@ -81,11 +95,11 @@ class HotPath:
         self,
         connection: sa.Connection,
         name: str,
-        statement: Any,
+        build: Callable[[], Any],
         params: Mapping[str, Any],
     ) -> int:
-        """Run a statement built with bind parameters named as in *params*; rows matched."""
-        cursor = self._run(connection, self._compiled(name, statement), params)
+        """Run statement *name* (bind parameters named as in *params*); rows matched."""
+        cursor = self._run(connection, self.sql(name, build), params)
         try:
             return int(cursor.rowcount)
         finally:

@@ -37,6 +37,7 @@ from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
 from lupo_migrate.ext.sqlalchemy._hot import HotPath
+from lupo_migrate.ext.sqlalchemy._pipeline import pipeline_of
 from lupo_migrate.ext.sqlalchemy._tables import (
     OrchestrationTables,
     describe,
@@ -85,6 +86,11 @@ class SqlAlchemyStorage:
         self._steps_seen: dict[RunId, tuple[StepId, ...]] = {}
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
         self._hot = HotPath(engine, self.tables)
+        dbapi = getattr(engine.dialect, "loaded_dbapi", None)
+        error = getattr(dbapi, "Error", None)
+        self._errors: tuple[type[Exception], ...] = (sa.exc.DBAPIError,)
+        if isinstance(error, type) and issubclass(error, Exception):
+            self._errors += (error,)
         self.clock: Clock = SystemClock() if clock is None else clock
 
     def __repr__(self) -> str:
@@ -120,15 +126,23 @@ class SqlAlchemyStorage:
         return conn is self._bound and self._hot.usable
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[sa.Connection]:
+    def _tx(self, what: str, *, hot: bool = False) -> Iterator[sa.Connection]:
+        """A connection for one operation: the bound one, else a transaction of its own.
+
+        On a bound connection with a pipeline, anything but the hot writes (which deal with
+        the pipeline themselves) first sends the writes held back, to keep their order.
+        """
         bound = self._bound
         try:
             if bound is not None:
+                pipeline = None if hot else pipeline_of(bound)
+                if pipeline is not None:
+                    pipeline.send()
                 yield bound
                 return
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.DBAPIError as exc:
+        except self._errors as exc:  # SQLAlchemy's, and the driver's own from the hot path
             raise StorageError(
                 f"{what} failed on {describe(self.engine)}: {reason(exc)}. Check the database is"
                 " reachable and holds the orchestration tables (SqlAlchemyStorage.ensure_schema())."
@@ -212,17 +226,31 @@ class SqlAlchemyStorage:
             # it runs): do not send them again. A stale view cannot slip through: the
             # compare-and-set on the version fails first.
             del values["steps"]
-        with self._tx(f"save_run({run.id!r})") as conn:
+        with self._tx(f"save_run({run.id!r})", hot=True) as conn:
             if self._fast(conn):
                 names = sorted(values)
-                cas = (
-                    t.update()
-                    .where(t.c.run_id == sa.bindparam("w_run"), t.c.version == sa.bindparam("w_v"))
-                    .values({n: sa.bindparam(f"v_{n}") for n in names})
-                )
+
+                def build() -> Any:
+                    return (
+                        t.update()
+                        .where(
+                            t.c.run_id == sa.bindparam("w_run"),
+                            t.c.version == sa.bindparam("w_v"),
+                        )
+                        .values({n: sa.bindparam(f"v_{n}") for n in names})
+                    )
+
+                name = "save:" + ",".join(names)
                 params = {f"v_{n}": values[n] for n in names}
                 params.update(w_run=run.id, w_v=expected_version)
-                matched = self._hot.execute(conn, "save:" + ",".join(names), cas, params)
+                pipeline = pipeline_of(conn)
+                if pipeline is not None:
+                    # Sent now, with the writes held back before it: its row count is
+                    # checked before anything else runs.
+                    text = pipeline.render(self._hot.sql(name, build), params)
+                    matched = pipeline.send(text)
+                else:
+                    matched = self._hot.execute(conn, name, build, params)
             else:
                 cas = t.update().where(t.c.run_id == run.id, t.c.version == expected_version)
                 matched = int(conn.execute(cas.values(values)).rowcount)
@@ -264,7 +292,7 @@ class SqlAlchemyStorage:
         t = self.tables.files
         values = codec.applied_to_row(entry)
         row = {**values, "accepted_by": None, "accepted_at": None}
-        with self._tx(f"record_applied({entry.target!r}, {entry.step_id!r})") as conn:
+        with self._tx(f"record_applied({entry.target!r}, {entry.step_id!r})", hot=True) as conn:
             dialect = conn.dialect.name
             if dialect in ("mysql", "postgresql", "sqlite"):
                 # One statement (an upsert), not an UPDATE then an INSERT: a run writes one
@@ -274,8 +302,16 @@ class SqlAlchemyStorage:
                     names = sorted(row)
                     binds: dict[str, Any] = {n: sa.bindparam(f"v_{n}") for n in names}
                     params = {f"v_{n}": row[n] for n in names}
-                    statement = _upsert(dialect, t, binds, keys)
-                    self._hot.execute(conn, "applied:" + ",".join(names), statement, params)
+                    name = "applied:" + ",".join(names)
+
+                    def build() -> Any:
+                        return _upsert(dialect, t, binds, keys)
+
+                    pipeline = pipeline_of(conn)
+                    if pipeline is not None:
+                        pipeline.defer(self._hot.sql(name, build), params)
+                    else:
+                        self._hot.execute(conn, name, build, params)
                     return
                 conn.execute(_upsert(dialect, t, row, keys))
                 return
@@ -346,15 +382,35 @@ class SqlAlchemyStorage:
         return [codec.finding_from_row(row) for row in rows]
 
     def journal_intent(
-        self, run_id: RunId, step_id: StepId, index: int, statement: str, at: int
+        self,
+        run_id: RunId,
+        step_id: StepId,
+        index: int,
+        statement: str,
+        at: int,
+        *,
+        done_at: int | None = None,
     ) -> JournalEntry:
-        """Write the intent to run a statement, before it is sent; returns the entry."""
+        """Write the intent to run a statement (finished at *done_at*, if given)."""
         entry = JournalEntry(
-            id=0, run_id=run_id, step_id=step_id, index=index, statement=statement, started_at=at
+            id=0,
+            run_id=run_id,
+            step_id=step_id,
+            index=index,
+            statement=statement,
+            started_at=at,
+            done_at=done_at,
         )
         row = codec.journal_to_row(entry)
-        with self._tx(f"journal_intent({run_id!r}, {step_id!r}, {index})") as conn:
+        with self._tx(f"journal_intent({run_id!r}, {step_id!r}, {index})", hot=True) as conn:
             if self._fast(conn):
+                pipeline = pipeline_of(conn)
+                if pipeline is not None:
+                    # Held back: it travels with the statement it announces. The id is a
+                    # handle until then; journal_done() accepts it.
+                    params = {f"v_{n}": v for n, v in row.items()}
+                    handle = pipeline.defer(self._hot.intent_sql(list(row)), params, want_id=True)
+                    return attrs.evolve(entry, id=int(handle or 0))
                 return attrs.evolve(entry, id=self._hot.journal_intent(conn, row))
             insert = self.tables.progress.insert().values(row)
             return attrs.evolve(entry, id=codec.new_id(conn.execute(insert)))
@@ -362,7 +418,13 @@ class SqlAlchemyStorage:
     def journal_done(self, entry_id: int, at: int) -> None:
         """Mark a journal entry finished; ``StorageError`` if there is no such entry."""
         t = self.tables.progress
-        with self._tx(f"journal_done({entry_id})") as conn:
+        with self._tx(f"journal_done({entry_id})", hot=True) as conn:
+            pipeline = pipeline_of(conn) if self._fast(conn) else None
+            if pipeline is not None:
+                if entry_id < 0:
+                    entry_id = pipeline.resolve(entry_id)
+                pipeline.defer(self._hot.done_sql(), {"entry_id": entry_id, "at": at})
+                return  # the id came from journal_intent on this connection: it exists
             if self._fast(conn):
                 matched = self._hot.journal_done(conn, entry_id, at)
             else:

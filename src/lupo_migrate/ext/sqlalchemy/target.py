@@ -18,9 +18,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.errors import ConfigurationError
+from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
+
+_MULTI_STATEMENTS: Final = 1 << 16  # CLIENT.MULTI_STATEMENTS
 
 #: Tables lupo_migrate keeps for itself; never counted against the core table budget.
 ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().all)
@@ -29,11 +32,25 @@ ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().al
 def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     """An engine for *url*; on SQLite, with transactional DDL (BEGIN issued by us).
 
+    With PyMySQL, connections accept multi-statement packets (``CLIENT.MULTI_STATEMENTS``),
+    which the step pipeline uses; lupo_migrate only ever sends its own writes, escaped by the
+    driver, and the migration's own statements in them.
+
     pysqlite does not open a transaction before DDL by itself, so a failed step would leave
     its earlier statements behind; taking over BEGIN makes a step all-or-nothing, as on
     PostgreSQL.
     """
     engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.driver == "pymysql":
+
+        @event.listens_for(engine, "do_connect")
+        def _multi_statements(
+            _dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
+        ) -> None:
+            # Multi-statement packets let a step's journal and ledger writes travel with its
+            # statements (see _pipeline). SQLAlchemy's own flags (FOUND_ROWS) are kept.
+            cparams["client_flag"] = int(cparams.get("client_flag", 0)) | _MULTI_STATEMENTS
+
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -117,6 +134,9 @@ class SqlAlchemyTarget:
         atomically with them. If the block raises, the step's own writes are rolled back
         (to the savepoint, or the whole transaction when a DDL already committed what came
         before) and the earlier steps' writes are committed.
+
+        With PyMySQL the savepoint, the journal marks and the ledger row are held back in the
+        connection's pipeline and travel with the step's statements (see ``_pipeline``).
         """
         if self.transactional_ddl:
             with self.engine.connect() as connection, connection.begin():
@@ -125,24 +145,43 @@ class SqlAlchemyTarget:
         if self._chain is None:
             connection = self.engine.connect()
             self._chain = (connection, connection.begin())
+            if _pipeline.supports_pipelining(connection):
+                _pipeline.attach(connection)
         connection, _transaction = self._chain
-        self._raw(connection, "SAVEPOINT lupo_step")
+        pipeline = _pipeline.pipeline_of(connection)
+        if pipeline is not None:
+            pipeline.send()  # nothing may wait from before the step's savepoint
+            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")  # sent with the first statement
+        else:
+            self._raw(connection, "SAVEPOINT lupo_step")
         try:
             yield connection
         except BaseException:
-            try:
-                self._raw(connection, "ROLLBACK TO SAVEPOINT lupo_step")
-            except Exception:  # a DDL committed the savepoint away: only this step is pending
-                self._chain[1].rollback()
-                self._close_chain()
-            self.flush()
+            self._undo_step(connection)
             raise
+
+    def _undo_step(self, connection: Connection) -> None:
+        """Roll the failed step's writes back, keep the earlier steps' ones, commit those."""
+        pipeline = _pipeline.pipeline_of(connection)
+        if pipeline is not None and "savepoint" in pipeline.discard():
+            self.flush()  # nothing of the step reached the server
+            return
+        try:
+            self._raw(connection, "ROLLBACK TO SAVEPOINT lupo_step")
+        except Exception:  # a DDL committed the savepoint away: only this step is pending
+            if self._chain is not None:
+                self._chain[1].rollback()
+            self._close_chain()
+        self.flush()
 
     def flush(self) -> None:
         """Commit what consecutive steps left pending and release their connection."""
         if self._chain is None:
             return
         try:
+            pipeline = _pipeline.pipeline_of(self._chain[0])
+            if pipeline is not None:
+                pipeline.send()
             self._chain[1].commit()
         finally:
             self._close_chain()
@@ -150,6 +189,7 @@ class SqlAlchemyTarget:
     def _close_chain(self) -> None:
         chain, self._chain = self._chain, None
         if chain is not None:
+            _pipeline.detach(chain[0])
             chain[0].close()
 
     @staticmethod
@@ -187,6 +227,10 @@ class SqlAlchemyTarget:
         Through the driver's own cursor with no parameters: ``exec_driver_sql`` would still
         %-format the text on PyMySQL and psycopg2, breaking ``DATE_FORMAT(x, '%Y')``.
         """
+        pipeline = _pipeline.pipeline_of(connection)
+        if pipeline is not None:
+            pipeline.send(statement)  # with the writes held back before it, in one packet
+            return
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(statement)

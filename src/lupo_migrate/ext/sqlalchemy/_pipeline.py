@@ -1,0 +1,150 @@
+"""Writes held back to travel with the next statement: MySQL multi-statement packets.
+
+On MySQL/MariaDB a step's journal marks, its ledger row and the savepoint that opens it are
+not sent one by one: they wait in the step connection's :class:`Pipeline` and go, in order,
+in the same packet as the next statement (PyMySQL with ``CLIENT.MULTI_STATEMENTS``). The
+server runs a packet's statements in order and stops at the first error, so a write held back
+still happens before the statement it precedes, and the statement does not run if the write
+fails. A step then costs three round trips (its DDL, its DML, the run's next state) instead of
+nine.
+
+What must be known before anything else runs is never held back: the run's state is written
+by a compare-and-set whose row count is checked before the next statement (``send`` with the
+write as the packet's last statement).
+
+The target attaches a pipeline to its step connection (``connection.info``) and detaches it
+when the connection is released; the storage, bound to the same connection, finds it with
+:func:`pipeline_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from lupo_migrate.errors import StorageError
+
+__all__ = ["KEY", "Pipeline", "attach", "detach", "pipeline_of", "supports_pipelining"]
+
+#: Where a connection's pipeline lives in ``Connection.info``.
+KEY: Final = "lupo_migrate.pipeline"
+_MULTI_STATEMENTS: Final = 1 << 16  # CLIENT.MULTI_STATEMENTS in the MySQL protocol
+
+
+def supports_pipelining(connection: sa.Connection) -> bool:
+    """Whether *connection* is a PyMySQL connection opened with multi-statement packets."""
+    dbapi = connection.connection.dbapi_connection
+    flags = getattr(dbapi, "client_flag", 0)
+    return isinstance(flags, int) and bool(flags & _MULTI_STATEMENTS) and hasattr(dbapi, "query")
+
+
+def pipeline_of(connection: sa.Connection) -> Pipeline | None:
+    """The pipeline attached to *connection*, or None."""
+    pipeline = connection.info.get(KEY)
+    return pipeline if isinstance(pipeline, Pipeline) else None
+
+
+def attach(connection: sa.Connection) -> Pipeline:
+    """Attach a new, empty pipeline to *connection*."""
+    pipeline = Pipeline(connection.connection.dbapi_connection)
+    connection.info[KEY] = pipeline
+    return pipeline
+
+
+def detach(connection: sa.Connection) -> None:
+    """Remove *connection*'s pipeline (its held writes are dropped)."""
+    connection.info.pop(KEY, None)
+
+
+class Pipeline:
+    """The writes held back on one MySQL connection, sent with its next statement."""
+
+    def __init__(self, dbapi_connection: Any) -> None:
+        self._dbapi = dbapi_connection
+        self._held: list[tuple[str, int | None, str | None]] = []  # (sql, handle, tag)
+        self._ids: dict[int, int] = {}
+        self._handles = 0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def render(self, sql: str, params: Mapping[str, Any]) -> str:
+        """*sql* with *params* escaped in by the driver (as it does for every query)."""
+        cursor = self._dbapi.cursor()
+        try:
+            return str(cursor.mogrify(sql, dict(params)))
+        finally:
+            cursor.close()
+
+    def defer(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        want_id: bool = False,
+        tag: str | None = None,
+    ) -> int | None:
+        """Hold a write back until the next :meth:`send`.
+
+        Returns:
+            With *want_id*, a handle (negative) that :meth:`resolve` turns into the row's
+            auto-increment id once it is sent; else None.
+        """
+        text = self.render(sql, params) if params else sql
+        handle = None
+        if want_id:
+            self._handles -= 1
+            handle = self._handles
+        self._held.append((text, handle, tag))
+        return handle
+
+    def discard(self) -> set[str]:
+        """Drop the held writes (a rollback would undo them anyway); the tags dropped."""
+        held, self._held = self._held, []
+        return {tag for _, _, tag in held if tag is not None}
+
+    def resolve(self, handle: int) -> int:
+        """The id of the row inserted by the write behind *handle* (sending it if held)."""
+        if handle not in self._ids:
+            self.send()
+        try:
+            return self._ids.pop(handle)
+        except KeyError:
+            raise StorageError(f"journal entry handle {handle} is unknown") from None
+
+    def send(self, statement: str | None = None) -> int:
+        """Send the held writes and then *statement* in one packet; the last one's row count.
+
+        Raises:
+            StorageError: a held write failed (nothing after it ran).
+            Exception: the driver's error for *statement* itself.
+        """
+        held, self._held = self._held, []
+        texts = [text for text, _, _ in held]
+        if statement is not None:
+            texts.append(statement)
+        if not texts:
+            return 0
+        cursor = self._dbapi.cursor()
+        index = 0
+        try:
+            cursor.execute(";\n".join(texts))
+            while True:
+                if index < len(held) and held[index][1] is not None:
+                    self._ids[held[index][1]] = int(cursor.lastrowid)  # type: ignore[index]
+                rowcount = int(cursor.rowcount)
+                index += 1
+                if not cursor.nextset():
+                    break
+        except Exception as exc:
+            if index < len(held):
+                raise StorageError(
+                    f"a journal, ledger or savepoint write failed: {exc}; the statement after"
+                    " it did not run"
+                ) from exc
+            raise
+        finally:
+            cursor.close()
+        return rowcount
