@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
 import attrs
@@ -29,7 +30,11 @@ import attrs
 from lupo_migrate._config import Settings
 from lupo_migrate._orchestration import BATCHES, FILES, SCHEMA_ROW, SCHEMA_VERSION, SYSTEM_STATE
 
-__all__ = ["DatabaseUrl", "nothing_to_do", "parse_url"]
+if TYPE_CHECKING:
+    from lupo_migrate._model import Step
+    from lupo_migrate._registry import HandlerRegistry
+
+__all__ = ["DatabaseUrl", "nothing_to_do", "parse_url", "read_steps"]
 
 # dialect[+driver]://[user[:password]@][host|[ipv6]][:port][/database][?query], as SQLAlchemy
 # writes them.
@@ -167,21 +172,13 @@ def _read(
     return (version[0] if version else None), latest, ledger
 
 
-def nothing_to_do(settings: Settings) -> int | None:
-    """How many migrations there are, if every one is applied unchanged; else None.
+def read_steps(settings: Settings) -> tuple[HandlerRegistry, tuple[Step, ...]] | None:
+    """The handlers and the migration files, read as ``open_session`` reads them.
 
-    The files are read as ``open_session`` reads them (built-in and plugin handlers); their
-    errors propagate, as on the full path.
-
-    Returns:
-        The number of migration files when there is certainly nothing to do; None when the
-        full path must decide.
+    Returns None when no directory is configured (the full path says so). File errors
+    propagate, as on the full path.
     """
-    if settings.migrations is None or not settings.db:
-        return None
-    target = parse_url(settings.db)
-    store = _orchestration(settings, target) if target is not None else None
-    if store is None:
+    if settings.migrations is None:
         return None
     from lupo_migrate._files import load_steps
     from lupo_migrate._plugins import default_registry
@@ -190,6 +187,31 @@ def nothing_to_do(settings: Settings) -> int | None:
     steps = load_steps(
         settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
     )
+    return registry, tuple(steps)
+
+
+def nothing_to_do(
+    settings: Settings,
+    read: tuple[HandlerRegistry, Sequence[Step]] | None = None,
+) -> int | None:
+    """How many migrations there are, if every one is applied unchanged; else None.
+
+    Args:
+        settings: the command's settings.
+        read: the handlers and steps from :func:`read_steps` (read here when not given).
+
+    Returns:
+        The number of migration files when there is certainly nothing to do; None when the
+        full path must decide.
+    """
+    read = read if read is not None else read_steps(settings)
+    if read is None or not settings.db:
+        return None
+    registry, steps = read
+    target = parse_url(settings.db)
+    store = _orchestration(settings, target) if target is not None else None
+    if store is None:
+        return None
     if any(step.file_type not in registry for step in steps):
         return None  # the full path names the file without a handler
     try:

@@ -12,6 +12,7 @@ The orchestrator is database-agnostic: statements reach the database through a `
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -159,10 +160,11 @@ class _Context:
     shared: bool = False
 
     def read_text(self, relpath: str) -> str:
-        path = (self.root / relpath).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        real = os.path.realpath(os.path.join(self.root, relpath))
+        if not real.startswith(_real_root(self.root)):
             raise StepError(self.step.id, relpath, "path leaves the migrations root")
-        return normalise(path.read_bytes().decode("utf-8"))
+        with open(real, "rb") as file:
+            return normalise(file.read().decode("utf-8"))
 
     def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
         started = to_stamp(self.clock.now())
@@ -199,6 +201,12 @@ class _Context:
 
     def done(self) -> frozenset[int]:
         return frozenset(self.finished)
+
+
+@functools.lru_cache(maxsize=8)
+def _real_root(root: Path) -> str:
+    """*root* with symbolic links resolved, ending in a separator (for prefix checks)."""
+    return os.path.join(os.path.realpath(root), "")
 
 
 # Statements that never commit on their own, on any database: plain DML. (MySQL commits

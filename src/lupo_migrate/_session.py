@@ -211,8 +211,18 @@ def _default_schema(engine: sa.Engine) -> str:
     return str(engine.url.database or "")
 
 
-def open_session(settings: Settings, *, registry: HandlerRegistry | None = None) -> Session:
+def open_session(
+    settings: Settings,
+    *,
+    registry: HandlerRegistry | None = None,
+    steps: Sequence[Step] | None = None,
+) -> Session:
     """Read the migration files, then connect to the target and its orchestration storage.
+
+    Args:
+        settings: directory, database and options.
+        registry: the handlers (default: built-in and plugins).
+        steps: the files already read with *registry* (read here when not given).
 
     Raises:
         ConfigurationError: no directory or database given, or the database unreachable.
@@ -224,9 +234,10 @@ def open_session(settings: Settings, *, registry: HandlerRegistry | None = None)
             " or LUPO_MIGRATE_DIR"
         )
     registry = registry or default_registry()
-    steps = load_steps(
-        settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
-    )
+    if steps is None:
+        steps = load_steps(
+            settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
+        )
     if not settings.db:
         raise ConfigurationError(
             "no database: pass --db URL, or set db in lupo.toml or LUPO_MIGRATE_DB"
@@ -279,7 +290,9 @@ def open_session(settings: Settings, *, registry: HandlerRegistry | None = None)
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,
     )
-    return Session(settings=settings, steps=steps, orchestrator=orchestrator, engines=engines)
+    return Session(
+        settings=settings, steps=tuple(steps), orchestrator=orchestrator, engines=engines
+    )
 
 
 @contextmanager

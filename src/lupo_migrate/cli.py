@@ -228,12 +228,14 @@ def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **o
     the table budget, applies each step statement by statement (journalled), and on any
     failure rolls the run back. A second apply with nothing new does nothing and says so.
     """
-    settings = _settings(table_budget=table_budget, **opts)
-    if not dry_run and upto is None:
-        from lupo_migrate._quick import nothing_to_do
+    from lupo_migrate import _quick
 
-        count = nothing_to_do(settings)  # a re-run's answer without loading SQLAlchemy
-        if count is not None:
+    settings = _settings(table_budget=table_budget, **opts)
+    read = None
+    if not dry_run:
+        read = _quick.read_steps(settings)
+        count = _quick.nothing_to_do(settings, read) if upto is None else None
+        if count is not None:  # a re-run's answer, without loading SQLAlchemy
             click.echo(f"nothing to do: all {count} migration(s) already applied")
             return
     from lupo_migrate import _session
@@ -247,7 +249,8 @@ def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **o
             for statement in statements:
                 click.echo(statement.rstrip() + ";")
         return
-    with _session.session(settings) as opened:
+    registry, steps = read if read is not None else (None, None)
+    with _session.session(settings, registry=registry, steps=steps) as opened:
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")

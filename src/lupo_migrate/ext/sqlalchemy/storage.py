@@ -18,9 +18,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as sa_mysql
-from sqlalchemy.dialects import postgresql as sa_postgresql
-from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import (
@@ -545,10 +542,16 @@ def _upsert(
     """INSERT *row*, or update every other column where the *keys* already exist."""
     changes = {k: v for k, v in row.items() if k not in keys}
     if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as sa_mysql
+
         mysql_insert = sa_mysql.insert(table).values(dict(row))
         return mysql_insert.on_duplicate_key_update(changes)
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as sa_postgresql
+
         pg_insert = sa_postgresql.insert(table).values(dict(row))
         return pg_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    from sqlalchemy.dialects import sqlite as sa_sqlite
+
     lite_insert = sa_sqlite.insert(table).values(dict(row))
     return lite_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
