@@ -144,6 +144,9 @@ class TestHelp:
         code, out, _ = run(capsys, "plan", "--help")
         assert "Exit codes:" in out
         assert "6 plan" in out
+        help_text = " ".join(out.split())
+        for code_ in {type_.exit_code for type_ in _error_types()}:
+            assert f" {code_} " in help_text, f"exit code {code_} missing from --help"
 
     def test_an_unknown_option_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
         """click's usage errors exit 2."""
@@ -182,3 +185,13 @@ def test_plan_of_a_10000_file_tree_and_a_malformed_file_in_it(
     code, _, err = run(capsys, "plan", str(tmp_path))
     assert code == 5
     assert "d07/03601_s.sql:2" in err
+
+
+def _error_types() -> list[type[errors.LupoMigrateError]]:
+    """Every error class of lupo_migrate.errors (each has an exit code)."""
+    return [
+        obj
+        for name in errors.__all__
+        if isinstance(obj := getattr(errors, name), type)
+        and issubclass(obj, errors.LupoMigrateError)
+    ]

@@ -24,6 +24,7 @@ __all__ = ["EXIT_CODES", "main"]
 #: Exit codes by error category; 0 is success, 1 any other lupo_migrate error.
 EXIT_CODES: Final = {
     "ok": 0,
+    "other error": errors.LupoMigrateError.exit_code,
     "usage (click)": 2,
     "invalid argument": errors.InvalidArgumentError.exit_code,
     "illegal transition": errors.IllegalTransitionError.exit_code,
@@ -34,6 +35,8 @@ EXIT_CODES: Final = {
     "storage": errors.StorageError.exit_code,
     "lock": errors.LockError.exit_code,
     "lock held": errors.LockHeldError.exit_code,
+    "run failed (rolled back)": errors.StepError.exit_code,
+    "configuration (URL, connection)": errors.ConfigurationError.exit_code,
     "internal (a bug)": errors.InternalError.exit_code,
 }
 
