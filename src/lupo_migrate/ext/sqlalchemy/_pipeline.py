@@ -26,18 +26,27 @@ import sqlalchemy as sa
 
 from lupo_migrate.errors import StorageError
 
-__all__ = ["KEY", "Pipeline", "attach", "detach", "pipeline_of", "supports_pipelining"]
+__all__ = [
+    "KEY",
+    "MULTI_STATEMENTS",
+    "Pipeline",
+    "attach",
+    "detach",
+    "pipeline_of",
+    "supports_pipelining",
+]
 
 #: Where a connection's pipeline lives in ``Connection.info``.
 KEY: Final = "lupo_migrate.pipeline"
-_MULTI_STATEMENTS: Final = 1 << 16  # CLIENT.MULTI_STATEMENTS in the MySQL protocol
+#: ``CLIENT.MULTI_STATEMENTS`` in the MySQL protocol: the connection flag pipelining needs.
+MULTI_STATEMENTS: Final = 1 << 16
 
 
 def supports_pipelining(connection: sa.Connection) -> bool:
     """Whether *connection* is a PyMySQL connection opened with multi-statement packets."""
     dbapi = connection.connection.dbapi_connection
     flags = getattr(dbapi, "client_flag", 0)
-    return isinstance(flags, int) and bool(flags & _MULTI_STATEMENTS) and hasattr(dbapi, "query")
+    return isinstance(flags, int) and bool(flags & MULTI_STATEMENTS) and hasattr(dbapi, "query")
 
 
 def pipeline_of(connection: sa.Connection) -> Pipeline | None:

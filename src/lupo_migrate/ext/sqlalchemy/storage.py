@@ -404,9 +404,12 @@ class SqlAlchemyStorage:
                 pipeline = pipeline_of(conn)
                 if pipeline is not None:
                     # Held back: it travels with the statement it announces. The id is a
-                    # handle until then; journal_done() accepts it.
+                    # handle until then, which journal_done() accepts; a row written finished
+                    # is never marked done, so it gets no handle (id 0).
                     params = {f"v_{n}": v for n, v in row.items()}
-                    handle = pipeline.defer(self._hot.intent_sql(list(row)), params, want_id=True)
+                    handle = pipeline.defer(
+                        self._hot.intent_sql(list(row)), params, want_id=done_at is None
+                    )
                     return attrs.evolve(entry, id=int(handle or 0))
                 return attrs.evolve(entry, id=self._hot.journal_intent(conn, row))
             insert = self.tables.progress.insert().values(row)

@@ -23,8 +23,6 @@ from lupo_migrate.ext.sqlalchemy._tables import make_tables
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
 
-_MULTI_STATEMENTS: Final = 1 << 16  # CLIENT.MULTI_STATEMENTS
-
 #: Tables lupo_migrate keeps for itself; never counted against the core table budget.
 ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().all)
 
@@ -49,7 +47,7 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
         ) -> None:
             # Multi-statement packets let a step's journal and ledger writes travel with its
             # statements (see _pipeline). SQLAlchemy's own flags (FOUND_ROWS) are kept.
-            cparams["client_flag"] = int(cparams.get("client_flag", 0)) | _MULTI_STATEMENTS
+            cparams["client_flag"] = int(cparams.get("client_flag", 0)) | _pipeline.MULTI_STATEMENTS
 
     if engine.dialect.name == "sqlite":
 
