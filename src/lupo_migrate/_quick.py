@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from lupo_migrate._model import Step
     from lupo_migrate._registry import HandlerRegistry
 
-__all__ = ["DatabaseUrl", "nothing_to_do", "parse_url", "read_steps"]
+__all__ = ["DatabaseUrl", "nothing_to_do", "parse_url", "read_steps", "sibling_store"]
 
 # dialect[+driver]://[user[:password]@][host|[ipv6]][:port][/database][?query], as SQLAlchemy
 # writes them.
@@ -129,6 +129,12 @@ def _connect(url: DatabaseUrl) -> Any:
     return sqlite3.connect(f"file:{quote(url.database)}?mode=ro", uri=True)
 
 
+def sibling_store(database: str) -> str:
+    """Where a SQLite target keeps lupo_migrate's tables: ``app.db`` -> ``app.lupo.db``."""
+    path = Path(database)
+    return str(path.with_name(path.stem + ".lupo" + path.suffix))
+
+
 def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | None:
     """Where the orchestration tables are, as ``open_session`` decides it."""
     if settings.orchestration_db:
@@ -136,8 +142,7 @@ def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | Non
     if target.family == "sqlite":
         if not target.database or target.database == ":memory:":
             return target
-        path = Path(target.database)
-        return attrs.evolve(target, database=str(path.with_name(path.stem + ".lupo" + path.suffix)))
+        return attrs.evolve(target, database=sibling_store(target.database))
     return target
 
 

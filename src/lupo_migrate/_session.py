@@ -20,6 +20,7 @@ from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
 from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
 from lupo_migrate._plugins import default_registry
+from lupo_migrate._quick import sibling_store
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runner import Orchestrator, RunResult
 from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
@@ -162,8 +163,7 @@ def _orchestration_url(settings: Settings, engine: sa.Engine) -> str | None:
     if settings.orchestration_db:
         return settings.orchestration_db
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        path = Path(str(engine.url.database))
-        return f"sqlite:///{path.with_name(path.stem + '.lupo' + path.suffix)}"
+        return f"sqlite:///{sibling_store(str(engine.url.database))}"
     return None
 
 
