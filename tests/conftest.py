@@ -11,6 +11,13 @@ from hypothesis import HealthCheck, settings
 
 from databases import database_params, fresh_database
 
+#: The user's corpus, checked out beside this repository (``../shared``). Tests that read it
+#: skip when it is missing on a developer machine; in CI they run (and fail if it is missing).
+CORPUS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "lupopedia"
+needs_corpus = pytest.mark.skipif(
+    not CORPUS.is_dir() and not os.environ.get("CI"), reason="shared corpus not checked out"
+)
+
 # ci: at least 500 examples for every property test (issue 2's acceptance);
 # dev: quick feedback while editing; fast: smoke runs.
 settings.register_profile(

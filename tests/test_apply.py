@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from conftest import needs_corpus
 from lupo_migrate import errors
 from lupo_migrate.cli import main
 
@@ -196,6 +197,7 @@ def _load_baseline(url: str) -> None:
 
 
 @pytest.mark.mariadb
+@needs_corpus
 class TestCorpusOnMariaDB:
     def test_the_13_clean_migrations_apply_in_one_run_and_a_rerun_is_a_noop(
         self, mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_corpus
 from lupo_migrate import errors
 from lupo_migrate.cli import main
 
@@ -57,6 +58,7 @@ class TestPlan:
         assert code == 0
         assert "2 step(s)" in out.splitlines()[0]
 
+    @needs_corpus
     def test_corpus_plan_with_its_manifest(self, capsys: pytest.CaptureFixture[str]) -> None:
         """The 16 corpus migrations plan in version order, the dated files after 4.1.x."""
         code, out, _ = run(
@@ -99,6 +101,7 @@ class TestPlan:
 
 
 class TestCheck:
+    @needs_corpus
     def test_corpus_docs_all_read_and_not_strict_ones_are_listed(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -113,6 +116,7 @@ class TestCheck:
         assert f"{len(not_strict)} header(s) not strict YAML" in out
         assert err == ""
 
+    @needs_corpus
     def test_strict_fails_on_lenient_headers(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--strict turns 'not strict YAML' into a failing check (exit 5)."""
         code, _, err = run(capsys, "check", "--strict", str(CORPUS / "docs"))
