@@ -338,6 +338,17 @@ class TestProperties:
         assert plan(data.draw(st.permutations(dag.steps))) == plan(dag.steps)
 
     @given(st_dags(), st.data())
+    def test_without_dependencies_one_generation_in_sort_order(
+        self, dag: Dag, data: st.DataObject
+    ) -> None:
+        # The planner's path without a graph must give what the graph would.
+        free = [Step(id=s.id, path=s.path, version=s.version) for s in dag.steps]
+        result = plan(data.draw(st.permutations(free)))
+        expected = sorted(dag.ids, key=sort_key(dag))
+        assert ids(result) == expected
+        assert result.generations == ((tuple(expected),) if expected else ())
+
+    @given(st_dags(), st.data())
     def test_generations_follow_dependencies(self, dag: Dag, data: st.DataObject) -> None:
         result = plan(data.draw(st.permutations(dag.steps)))
         generation_of = {sid: n for n, gen in enumerate(result.generations) for sid in gen}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from lupo_migrate.ext.sqlalchemy import (
     mysql_lock_name,
     postgresql_lock_key,
 )
+from lupo_migrate.ext.sqlalchemy._tables import ensure_state_row
+from lupo_migrate.ext.sqlalchemy.lock import HOLDER_GRACE
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -166,6 +169,42 @@ def test_killed_holder_connection_frees_the_lock(server_engine: MakeEngine) -> N
         with b.acquire("bob") as info:
             assert a.holder() == info
     assert b.holder() is None  # a's exit did not clear bob's record, and bob let go
+
+
+def test_a_holder_not_yet_recorded_is_still_named(server_engine: MakeEngine) -> None:
+    """Refused in the instant between the server's grant and the holder's record: the taker
+    looks again and names the holder instead of "another process"."""
+    engine = server_engine()
+    a = SqlAlchemyLock(engine, "main")
+    b = SqlAlchemyLock(server_engine(), "main")
+    a.holder()  # tables exist
+    with engine.connect() as granted:  # the server's grant, without the record
+        if _kind(engine) == "mysql":
+            granted.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": a.server_name})
+        else:
+            granted.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": a.server_key})
+        token = f"{a._user(granted)}/x"
+
+        def late_record() -> None:
+            time.sleep(0.15)
+            t = a.tables.system_state
+            with engine.begin() as tx:
+                ensure_state_row(tx, a.tables, a.target)
+                row = {"lock_name": a.name, "lock_holder": "late@host:1", "lock_since": 1}
+                tx.execute(
+                    t.update()
+                    .where(t.c.target == a.target)
+                    .values({**row, "heartbeat": 1, "lock_token": token})
+                )
+
+        thread = threading.Thread(target=late_record)
+        started = time.monotonic()
+        thread.start()
+        with pytest.raises(LockHeldError) as err:
+            b.acquire("bob").__enter__()
+        thread.join()
+    assert err.value.holder == "late@host:1"
+    assert time.monotonic() - started < HOLDER_GRACE + 0.5
 
 
 def test_held_error_from_another_process_names_the_holder(

@@ -11,16 +11,16 @@ it, and a dependency cycle from its first step back to itself. Nothing here does
 
 Performance: planning 100,000 steps costs little more than the bare networkx calls (see
 ``benchmarks/planner.py``): the graph is built in bulk, sort keys are computed once, the graph
-is never copied, and the cycle search runs only once ordering has failed.
+is never copied, and the cycle search runs only once ordering has failed. Steps without
+dependencies among them need no graph: their order is the sort order, and networkx (a fifth
+of a command's start-up) is not even imported.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import TypeAlias
-
-import networkx as nx  # type: ignore[import-untyped, unused-ignore]
+from typing import TYPE_CHECKING, TypeAlias
 
 from lupo_migrate._model import Plan, Step, StepId
 from lupo_migrate.errors import (
@@ -36,6 +36,9 @@ __all__ = ["build_graph", "descendants", "plan", "rollback_plan"]
 _SortKey: TypeAlias = tuple[tuple[str | int, ...], StepId]
 
 _DIGITS = re.compile(r"(\d+)")
+
+if TYPE_CHECKING:
+    import networkx as nx  # type: ignore[import-untyped, unused-ignore]
 
 
 def _natural_key(text: str) -> tuple[str | int, ...]:
@@ -104,15 +107,22 @@ def _graph(
     With *selected*, only dependencies among the selected ids become edges (the rest are
     satisfied elsewhere: applied already); without it every dependency must be a step.
     """
+    import networkx as nx  # type: ignore[import-untyped, unused-ignore]
+
     ids = [step.id for step in steps] if selected is None else list(selected)
-    if selected is None:
-        edges = [(dep, step.id) for step in steps for dep in step.depends_on]
-    else:
-        edges = [(dep, step.id) for step in steps for dep in step.depends_on if dep in selected]
     graph: nx.DiGraph[StepId] = nx.DiGraph()
     graph.add_nodes_from(ids)
-    graph.add_edges_from(edges)
+    graph.add_edges_from(_edges(steps, selected))
     return graph
+
+
+def _edges(
+    steps: Collection[Step], selected: Collection[StepId] | None
+) -> list[tuple[StepId, StepId]]:
+    """The edges dependency -> dependant (with *selected*, only those among the selected)."""
+    if selected is None:
+        return [(dep, step.id) for step in steps for dep in step.depends_on]
+    return [(dep, step.id) for step in steps for dep in step.depends_on if dep in selected]
 
 
 def build_graph(steps: Iterable[Step]) -> nx.DiGraph[StepId]:
@@ -141,6 +151,8 @@ def _cycle(graph: nx.DiGraph[StepId], keys: Mapping[StepId, int]) -> tuple[StepI
     smallest step that lies on a cycle, rebuilt with sorted adjacency, and starts the cycle at
     its smallest step. The first id is repeated at the end.
     """
+    import networkx as nx  # type: ignore[import-untyped, unused-ignore]
+
     on_cycles = [
         component
         for component in nx.strongly_connected_components(graph)
@@ -212,9 +224,16 @@ def plan(
         selected = {sid: None for sid in by_id if sid in wanted and sid not in done}.keys()
         pending = [by_id[sid] for sid in selected]
 
-    graph = _graph(pending, selected)
     keys = _ranks(pending)
     key = keys.__getitem__
+    if not any(True for _ in _edges(pending, selected)):
+        # No dependency among them: one generation, in sort order (what networkx would give).
+        order = sorted(keys, key=key)
+        generations = [tuple(order)] if order else []
+        return Plan(steps=[by_id[sid] for sid in order], generations=generations)
+    import networkx as nx  # type: ignore[import-untyped, unused-ignore]
+
+    graph = _graph(pending, selected)
     try:
         order = list(nx.lexicographical_topological_sort(graph, key=key))
     except nx.NetworkXUnfeasible:
@@ -240,6 +259,8 @@ def descendants(
     Raises:
         InvalidArgumentError: some of *step_ids* are not in the graph (all are named).
     """
+    import networkx as nx  # type: ignore[import-untyped, unused-ignore]
+
     graph = (
         graph_or_steps if isinstance(graph_or_steps, nx.DiGraph) else build_graph(graph_or_steps)
     )

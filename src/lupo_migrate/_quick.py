@@ -97,6 +97,12 @@ def parse_url(url: str) -> DatabaseUrl | None:
     )
 
 
+#: Hosts that never leave this machine. PyMySQL (1.2+) otherwise builds a TLS context for
+#: every connection to try TLS opportunistically (tens of milliseconds each); over loopback
+#: that protects nothing, so lupo_migrate skips it unless the URL asks for TLS.
+LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _connect(url: DatabaseUrl) -> Any:
     """A DB-API connection, or None when this module would rather not decide."""
     if url.family == "mysql":
@@ -112,6 +118,7 @@ def _connect(url: DatabaseUrl) -> Any:
             database=url.database,
             connect_timeout=5,
             charset="utf8mb4",
+            ssl_disabled=url.host in LOOPBACK,
         )
     if url.family == "postgresql":
         import psycopg2

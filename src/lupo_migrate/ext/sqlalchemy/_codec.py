@@ -244,9 +244,13 @@ def run_from_json(text: str, steps_text: str) -> Run:
         ) from exc
 
 
-def run_columns(run: Run) -> dict[str, Any]:
-    """The ``migration_batches`` columns of *run* (all but ``id`` and the stamps)."""
-    return {
+def run_columns(run: Run, *, steps: bool = True) -> dict[str, Any]:
+    """The ``migration_batches`` columns of *run* (all but ``id`` and the stamps).
+
+    Without *steps*, the ``steps`` column is left out (a run's plan is written once; encoding
+    a long plan again for every state change costs more than the write).
+    """
+    columns = {
         "run_id": run.id,
         "target": run.target,
         "phase": run.phase.value,
@@ -255,8 +259,10 @@ def run_columns(run: Run) -> dict[str, Any]:
         "blocked": run.blocked,
         "holder": run.holder,
         "state": run_to_json(run),
-        "steps": steps_to_json(run),
     }
+    if steps:
+        columns["steps"] = steps_to_json(run)
+    return columns
 
 
 def applied_to_row(entry: AppliedStep) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -49,6 +49,10 @@ from lupo_migrate.ext.sqlalchemy._tables import (
 from lupo_migrate.typing import Clock
 
 __all__ = ["SqlAlchemyLock", "mysql_lock_name", "postgresql_lock_key"]
+
+#: Seconds a refused taker keeps looking for the holder's name when the server says the lock
+#: is taken but no holder is recorded yet (the instant between the grant and the record).
+HOLDER_GRACE: Final = 0.5
 
 _KINDS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql", "sqlite": "sqlite"}
 
@@ -238,7 +242,14 @@ class SqlAlchemyLock:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise self._held_error()
+                    error = self._held_error()
+                    late = -remaining > HOLDER_GRACE
+                    if error.holder is not None or not self.heartbeat_table or late:
+                        raise error
+                    # Held, but by nobody recorded: the holder records itself just after the
+                    # server grants the lock (or has just let go). Look again shortly rather
+                    # than report "another process".
+                    remaining = HOLDER_GRACE + remaining
                 time.sleep(min(self.poll_interval, remaining))
         except BaseException:
             if conn is not None:

@@ -216,13 +216,12 @@ class SqlAlchemyStorage:
         if not isinstance(run, Run):
             raise InvalidArgumentError(f"save_run() needs a Run, got {run!r}.")
         t = self.tables.batches
-        values = {**codec.run_columns(run), "updated_at": self._now()}
+        # Steps unchanged since we last wrote or read them (a run's plan does not change
+        # while it runs) are not encoded or sent again. A stale view cannot slip through:
+        # the compare-and-set on the version fails first.
+        steps = self._steps_seen.get(run.id) != run.steps
+        values = {**codec.run_columns(run, steps=steps), "updated_at": self._now()}
         del values["run_id"]
-        if self._steps_seen.get(run.id) == run.steps:
-            # Unchanged since we last wrote or read them (a run's plan does not change while
-            # it runs): do not send them again. A stale view cannot slip through: the
-            # compare-and-set on the version fails first.
-            del values["steps"]
         with self._tx(f"save_run({run.id!r})", hot=True) as conn:
             if self._fast(conn):
                 names = sorted(values)
@@ -297,11 +296,11 @@ class SqlAlchemyStorage:
                 keys = ("target", "step_id")
                 if self._fast(conn):
                     names = sorted(row)
-                    binds: dict[str, Any] = {n: sa.bindparam(f"v_{n}") for n in names}
                     params = {f"v_{n}": row[n] for n in names}
                     name = "applied:" + ",".join(names)
 
                     def build() -> Any:
+                        binds: dict[str, Any] = {n: sa.bindparam(f"v_{n}") for n in names}
                         return _upsert(dialect, t, binds, keys)
 
                     pipeline = pipeline_of(conn)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from lupo_migrate._quick import LOOPBACK
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
@@ -48,6 +49,9 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
             # Multi-statement packets let a step's journal and ledger writes travel with its
             # statements (see _pipeline). SQLAlchemy's own flags (FOUND_ROWS) are kept.
             cparams["client_flag"] = int(cparams.get("client_flag", 0)) | _pipeline.MULTI_STATEMENTS
+            loopback = cparams.get("unix_socket") or cparams.get("host") in LOOPBACK
+            if loopback and not any(key.startswith("ssl") for key in cparams):
+                cparams["ssl_disabled"] = True  # no opportunistic TLS over loopback (see LOOPBACK)
 
     if engine.dialect.name == "sqlite":
 
