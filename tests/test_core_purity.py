@@ -26,6 +26,7 @@ CORE = (
     "_manifest",
     "_clock",
     "_orchestration",
+    "_fingerprint",
 )
 ALLOWED_TOP = {
     "__future__",

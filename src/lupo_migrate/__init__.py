@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lupo_migrate._api import CheckReport, PlanReport, check_directory, plan_directory
     from lupo_migrate._files import Discovery, discover, load_steps
+    from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff
     from lupo_migrate._model import (
         AppliedStep,
         Classification,
@@ -45,10 +46,12 @@ __all__ = [
     "AppliedStep",
     "CheckReport",
     "Classification",
+    "Difference",
     "Discovery",
     "Failure",
     "FailureKind",
     "Finding",
+    "Fingerprint",
     "FreezeInfo",
     "HandlerRegistry",
     "JournalEntry",
@@ -64,11 +67,13 @@ __all__ = [
     "Severity",
     "Stage",
     "Step",
+    "TableData",
     "ValidationContext",
     "build_graph",
     "check_directory",
     "classify",
     "descendants",
+    "diff",
     "discover",
     "load_entry_points",
     "load_steps",
@@ -85,6 +90,10 @@ _HOMES: dict[str, str] = {
     "CheckReport": "lupo_migrate._api",
     "Classification": "lupo_migrate._model",
     "DEFAULT_WINDOWS": "lupo_migrate._rollback",
+    "Difference": "lupo_migrate._fingerprint",
+    "Fingerprint": "lupo_migrate._fingerprint",
+    "TableData": "lupo_migrate._fingerprint",
+    "diff": "lupo_migrate._fingerprint",
     "Discovery": "lupo_migrate._files",
     "Failure": "lupo_migrate._model",
     "FailureKind": "lupo_migrate._model",

@@ -16,6 +16,8 @@ Importing this package imports SQLAlchemy (the rest of lupo_migrate never does):
 - :class:`SqlAlchemyLock`: the ``Lock`` protocol (``GET_LOCK``, PostgreSQL advisory lock or a
   SQLite lease, by dialect).
 - :func:`make_tables`: the 8 orchestration tables as Core ``Table`` objects.
+- :func:`read_fingerprint` and :func:`table_data`: a schema's fingerprint and tables' row
+  checksums, read with a few bulk catalog queries.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lupo_migrate.ext.sqlalchemy._tables import (
     OrchestrationTables,
     make_tables,
 )
+from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
 
@@ -40,4 +43,6 @@ __all__ = [
     "make_tables",
     "mysql_lock_name",
     "postgresql_lock_key",
+    "read_fingerprint",
+    "table_data",
 ]
