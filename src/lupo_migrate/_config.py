@@ -11,6 +11,7 @@ setting                     environment              meaning
 ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (77)
 ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
 ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
 ``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
 ``schemas``                                          ``{core=, orchestration=, ephemeral=}``
 ``renames``                                          ``{lupopedia = "test"}`` literal schema names
@@ -43,9 +44,10 @@ ENVIRONMENT: Final = {
     "table_budget": "LUPO_MIGRATE_TABLE_BUDGET",
     "lock_wait_timeout": "LUPO_MIGRATE_LOCK_WAIT",
     "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
+    "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
 }
-_INTS: Final = ("table_budget", "lock_wait_timeout")
+_INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit")
 _FLOATS: Final = ("lock_timeout",)
 _PATHS: Final = ("migrations", "manifest")
 _KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames"}
@@ -62,6 +64,7 @@ class Settings:
     table_budget: int = 77
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
+    backup_limit: int = 100_000
     orchestration_db: str | None = None
     schemas: Mapping[str, str] = attrs.field(factory=dict)
     renames: Mapping[str, str] = attrs.field(factory=dict)

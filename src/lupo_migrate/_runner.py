@@ -36,6 +36,7 @@ from lupo_migrate._model import (
     Outcome,
     Plan,
     Run,
+    Severity,
     Stage,
     Step,
     StepId,
@@ -158,6 +159,8 @@ class _Context:
     executed: int = 0
     #: Whether the storage writes through the step's own connection (same transaction).
     shared: bool = False
+    #: Called with each statement before it runs (pre-images of what it touches).
+    before: Callable[[str], None] | None = None
 
     def read_text(self, relpath: str) -> str:
         real = os.path.realpath(os.path.join(self.root, relpath))
@@ -170,6 +173,8 @@ class _Context:
         started = to_stamp(self.clock.now())
         # A statement that commits with its journal row gets one row, written after it ran;
         # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
+        if self.before is not None:
+            self.before(statement)
         after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
         entry = None
         if not after:
@@ -272,6 +277,8 @@ class Orchestrator:
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
     # The applied step's connection scope, kept open until its StepApplied is persisted.
     _open_step: ExitStack | None = attrs.field(default=None, init=False, repr=False)
+    # The run's pre-images where the target keeps them (MySQL: see ext.sqlalchemy._preimage).
+    _pre: Any = attrs.field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------------ queries
 
@@ -332,6 +339,7 @@ class Orchestrator:
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
             stack.callback(self._flush)
+            stack.callback(self._forget_pre_images)
             self.storage.create_run(run)
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
         return RunResult(
@@ -384,7 +392,7 @@ class Orchestrator:
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():
-                return sm.Prepared()  # pre-images and backups arrive with verified rollback
+                return self._start_pre_images(run)
             case sm.Validate(stage=stage):
                 return self._validate(run, stage, plan)
             case sm.ApplyStep(step_id=step_id):
@@ -392,7 +400,7 @@ class Orchestrator:
             case sm.UndoStep(step_id=step_id, partial=partial):
                 return self._undo_step(run, by_id[step_id], partial=partial)
             case sm.VerifyRollback():
-                return sm.RollbackVerified()
+                return self._verify_rollback(run)
             case sm.RecordHistory() | sm.RecordOutcome() | sm.RecordResolution():
                 pass  # the persisted run and the ledger rows are the history
             case sm.RecordDecision(decision=decision, findings=findings):
@@ -433,9 +441,73 @@ class Orchestrator:
             return sm.ValidationFailed(stage, findings)
         return sm.ValidationPassed(stage, findings)
 
+    def _start_pre_images(self, run: Run) -> sm.Event:
+        """Read the fingerprint pre-images are taken from (where the target keeps them)."""
+        make = getattr(self.target, "pre_images", None)
+        self._pre = make(run.id) if make is not None else None
+        if self._pre is not None:
+            try:
+                self._pre.start()
+            except LupoMigrateError as error:
+                self._pre = None
+                failure = Failure(kind=FailureKind.STORAGE_UNREACHABLE, message=str(error))
+                return sm.PreparationFailed(failure)
+        return sm.Prepared()
+
+    def _forget_pre_images(self) -> None:
+        """A run that ended without a rollback needs its backups no more (decisions that
+        would roll a completed run back keep theirs once they are persisted)."""
+        pre, self._pre = self._pre, None
+        if pre is not None:
+            pre.drop_backups()
+
+    def _verify_rollback(self, run: Run) -> sm.Event:
+        """Compare what the run touched with its pre-images; put back what differs; record."""
+        pre, self._pre = self._pre, None
+        if pre is None:
+            return sm.RollbackVerified()
+        self._flush()
+        try:
+            report = pre.restore()
+        except LupoMigrateError as error:
+            return sm.RollbackFailed(_rollback_failure(f"restoring the pre-images failed: {error}"))
+        summary = (
+            f"rollback compared {report.checked} touched object(s) with their pre-images;"
+            f" restored {len(report.restored)}, dropped {len(report.dropped)}"
+        )
+        findings = [Finding(severity=Severity.INFO, message=summary, code="rollback-verified")]
+        if pre.unknown:
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    message="statements with effects not known from their text ran and were"
+                    f" not compared: {', '.join(sorted(set(pre.unknown)))}",
+                    code="rollback-unverifiable",
+                )
+            )
+        if not report.verified:
+            lines = [str(d) for d in report.differences] + [
+                f"table {name}: rows {a.rows} -> {b.rows}, checksum {a.checksum} -> {b.checksum}"
+                for name, (a, b) in report.data.items()
+            ]
+            findings[0] = Finding(
+                severity=Severity.ERROR,
+                message="rollback did not restore the pre-image: " + "; ".join(lines[:20]),
+                code="rollback-mismatch",
+                kind=FailureKind.DATA_INTEGRITY,
+            )
+            self.storage.record_findings(run.id, findings)
+            kept = ", ".join(pre.backups) or "none"
+            message = f"{findings[0].message} (backup tables kept for a manual fix: {kept})"
+            return sm.RollbackFailed(_rollback_failure(message))
+        self.storage.record_findings(run.id, findings)
+        pre.drop_backups()
+        return sm.RollbackVerified()
+
     def _context(self, run: Run, step: Step, connection: Any, *, shared: bool = False) -> _Context:
         finished = self._done.setdefault((run.id, step.id), set())
         return _Context(
+            before=None if self._pre is None else self._pre.before,
             shared=shared,
             finished=finished,
             storage=self.storage,
@@ -528,6 +600,12 @@ class Orchestrator:
             with self.target.step_session() as connection:
                 handler.rollback(step, self._context(run, step, connection))
         except (LupoMigrateError, OSError) as error:
+            if self._pre is not None and not self._pre.unknown:
+                # No down section or inverse, but every object the step touched has a
+                # pre-image: verifying the rollback puts them back (see _verify_rollback).
+                logger.info("run %s: %s is undone from pre-images (%s)", run.id, step.id, error)
+                self.storage.remove_applied(self.target_name, step.id)
+                return sm.StepRolledBack(step.id)
             return sm.RollbackFailed(
                 Failure(
                     kind=FailureKind.DATA_INTEGRITY,
@@ -538,6 +616,10 @@ class Orchestrator:
             )
         self.storage.remove_applied(self.target_name, step.id)
         return sm.StepRolledBack(step.id)
+
+
+def _rollback_failure(message: str) -> Failure:
+    return Failure(kind=FailureKind.DATA_INTEGRITY, message=message, critical=True)
 
 
 def _failure(step: Step, error: BaseException) -> Failure:

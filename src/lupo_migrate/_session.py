@@ -277,6 +277,9 @@ def open_session(
         lock_wait_timeout=settings.lock_wait_timeout,
         core_schema=settings.schemas.get("core") or None,
         orchestration_apart=store_engine is not engine or names["orchestration"] != home,
+        # Backups beside the orchestration tables when they have a schema of their own.
+        backup_schema=names["orchestration"] if names["orchestration"] != home else None,
+        backup_limit=settings.backup_limit,
     )
     orchestrator = Orchestrator(
         storage=storage,

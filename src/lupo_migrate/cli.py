@@ -224,7 +224,19 @@ def _settings(
 @click.option("--upto", metavar="ID", help="Apply only this step and the steps it needs.")
 @click.option("--dry-run", is_flag=True, help="Print the statements in order; touch nothing.")
 @click.option("--table-budget", type=int, help="Core table limit (default 77).")
-def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **opts: Any) -> None:
+@click.option(
+    "--backup-limit",
+    type=click.IntRange(min=0),
+    help="Most rows of a table backed up before a run changes it (default 100000); a larger"
+    " table needs a down section.",
+)
+def apply_command(
+    upto: str | None,
+    dry_run: bool,
+    table_budget: int | None,
+    backup_limit: int | None,
+    **opts: Any,
+) -> None:
     """Apply the pending migrations in DIRECTORY to the database, as one run.
 
     The run freezes writes, takes the target's run lock, checks dependencies, checksums and
@@ -233,7 +245,7 @@ def apply_command(upto: str | None, dry_run: bool, table_budget: int | None, **o
     """
     from lupo_migrate import _quick
 
-    settings = _settings(table_budget=table_budget, **opts)
+    settings = _settings(table_budget=table_budget, backup_limit=backup_limit, **opts)
     read = None
     if not dry_run:
         read = _quick.read_steps(settings)

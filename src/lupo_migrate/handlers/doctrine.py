@@ -26,7 +26,6 @@ the derived inverse of exactly the statements that ran when there is one, else b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, final
@@ -37,23 +36,19 @@ from lupo_migrate._model import Step
 from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._federation import render
 from lupo_migrate.handlers._sqlsplit import (
-    CODE,
-    COMMENT,
-    QUOTED,
     Sections,
     SplitError,
     Statement,
     family,
-    scan,
     split_sections,
 )
+from lupo_migrate.handlers._touch import name_at, words
 
 __all__ = ["DOWN_OFFSET", "DoctrineHandler", "StepInfo", "derive_inverse"]
 
 #: Journal indexes of undo statements start here (up statements use 0, 1, 2...).
 DOWN_OFFSET: Final = 10_000
 
-_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
 _NEUTRAL: Final = frozenset(
     {"SELECT", "SHOW", "START", "BEGIN", "COMMIT", "EXPLAIN", "DESCRIBE", "DESC", "USE", "DO"}
 )
@@ -91,7 +86,7 @@ def derive_inverse(sql: str, *, dialect: str) -> tuple[str, ...] | str:
         A tuple of inverse statements in run order, or a reason text when it is refused.
     """
     fam = family(dialect)
-    toks = _words(sql, fam)
+    toks = words(sql, fam)
     up = [t.upper() if k == "word" else "" for k, t in toks]
     if not up or up[0] in _NEUTRAL or (up[0] == "SET" and not _global_set(up)):
         return ()
@@ -106,33 +101,6 @@ def _global_set(up: list[str]) -> bool:
     return len(up) > 1 and up[1] in {"GLOBAL", "PERSIST", "PERSIST_ONLY"}
 
 
-def _words(sql: str, fam: str) -> list[tuple[str, str]]:
-    """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text)."""
-    out: list[tuple[str, str]] = []
-    for token in scan(sql, dialect=fam):
-        if token.kind == CODE:
-            out.extend(
-                ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
-                for w in _WORD.findall(token.text)
-            )
-        elif token.kind != COMMENT:
-            out.append(("ident" if token.kind == QUOTED else token.kind, token.text))
-    return out
-
-
-def _name(toks: list[tuple[str, str]], i: int) -> tuple[str, int]:
-    """The (possibly qualified) name starting at token *i*, and the index after it."""
-    parts: list[str] = []
-    while i < len(toks) and toks[i][0] in ("word", "ident"):
-        parts.append(toks[i][1])
-        if i + 1 < len(toks) and toks[i + 1][1] == ".":
-            i += 2
-            continue
-        i += 1
-        break
-    return ".".join(parts), i
-
-
 def _invert_create(toks: list[tuple[str, str]], up: list[str], fam: str) -> tuple[str, ...] | str:
     if "OR" in up[1:3] and "REPLACE" in up[2:4]:
         return f"CREATE OR REPLACE may replace an existing definition; {_PRE_IMAGE}"
@@ -145,10 +113,10 @@ def _invert_create(toks: list[tuple[str, str]], up: list[str], fam: str) -> tupl
         return f"CREATE {kind} IF NOT EXISTS: whether it existed before is unknown; {_PRE_IMAGE}"
     if kind == "INDEX" and i < len(up) and up[i] == "CONCURRENTLY":
         i += 1
-    name, i = _name(toks, i)
+    name, i = name_at(toks, i)
     if not name:
         return f"CREATE {kind} without a name cannot be undone by name; {_PRE_IMAGE}"
-    table = _name(toks, up.index("ON", i) + 1)[0] if "ON" in up[i:] else ""
+    table = name_at(toks, up.index("ON", i) + 1)[0] if "ON" in up[i:] else ""
     if kind == "INDEX":
         if fam == "mysql":
             return (f"DROP INDEX {name} ON {table}",) if table else "CREATE INDEX without ON"
@@ -175,7 +143,7 @@ def _clauses(toks: list[tuple[str, str]], start: int) -> list[list[tuple[str, st
 
 
 def _invert_alter(toks: list[tuple[str, str]], up: list[str], fam: str) -> tuple[str, ...] | str:
-    table, i = _name(toks, 2)
+    table, i = name_at(toks, 2)
     undo: list[str] = []
     for clause in _clauses(toks, i):
         words = [t.upper() if k == "word" else "" for k, t in clause]
@@ -194,7 +162,7 @@ def _invert_add(clause: list[tuple[str, str]], words: list[str], fam: str) -> st
         return None
     i = 1
     if words[i : i + 1] == ["CONSTRAINT"]:
-        name, i = _name(clause, i + 1)
+        name, i = name_at(clause, i + 1)
         if not name:
             return None
         if words[i : i + 2] == ["FOREIGN", "KEY"] and fam == "mysql":
@@ -213,14 +181,14 @@ def _invert_add(clause: list[tuple[str, str]], words: list[str], fam: str) -> st
             i += 1
         if words[i : i + 1] in (["INDEX"], ["KEY"]):
             i += 1
-        name, _ = _name(clause, i)
+        name, _ = name_at(clause, i)
         return f"DROP INDEX {name}" if name and words[i] not in ("USING",) else None
     if words[i : i + 1] == ["COLUMN"]:
         i += 1
     named = i < len(clause) and clause[i][0] in ("word", "ident")
     if not named or words[i : i + 3] == ["IF", "NOT", "EXISTS"] or words[i] in ("CHECK", "FOREIGN"):
         return None
-    name, _ = _name(clause, i)
+    name, _ = name_at(clause, i)
     return f"DROP COLUMN {name}" if name else None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from lupo_migrate._quick import LOOPBACK
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _pipeline
+from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
@@ -98,6 +99,8 @@ class SqlAlchemyTarget:
             the table budget; None for the connection's default.
         orchestration_apart: lupo_migrate's own tables live elsewhere, so every core table
             counts; otherwise its eight tables are left out of the count.
+        backup_schema: where backup tables go on MySQL/MariaDB (None: the core schema).
+        backup_limit: the most rows a table may hold to be backed up before a run changes it.
     """
 
     engine: Engine
@@ -106,6 +109,8 @@ class SqlAlchemyTarget:
     lock_wait_timeout: int = 5
     core_schema: str | None = None
     orchestration_apart: bool = False
+    backup_schema: str | None = None
+    backup_limit: int = 100_000
     # MySQL: the connection and transaction consecutive steps share (see step_session).
     _chain: tuple[Connection, Any] | None = attrs.field(default=None, init=False, repr=False)
 
@@ -239,10 +244,25 @@ class SqlAlchemyTarget:
         finally:
             cursor.close()
 
+    def pre_images(self, run_id: str) -> PreImages | None:
+        """The pre-image keeper of run *run_id* on MySQL/MariaDB; None where DDL is
+        transactional (a failed step leaves nothing there)."""
+        if self.transactional_ddl:
+            return None
+        own = frozenset() if self.orchestration_apart else ORCHESTRATION_TABLES
+        return PreImages(
+            self.engine,
+            run_id,
+            backup_schema=self.backup_schema,
+            limit=self.backup_limit,
+            exclude=own.__contains__,
+        )
+
     def facts(self) -> Mapping[str, Any]:
         """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
         with self.engine.connect() as connection:
             names = sa.inspect(connection).get_table_names(schema=self.core_schema)
         if not self.orchestration_apart:
             names = [n for n in names if n not in ORCHESTRATION_TABLES]
+        names = [n for n in names if not n.startswith(BACKUP_PREFIX)]
         return {"core_tables": len(names)}

@@ -1,0 +1,296 @@
+"""Pre-images and backups on MySQL/MariaDB, where DDL commits at once: restore and verify.
+
+Before a run the target's fingerprint is read once (:meth:`PreImages.start`). Before a
+statement first touches a table that existed before the run, that table's pre-image is taken
+(:meth:`PreImages.before`): its ``SHOW CREATE TABLE``, the ``SHOW CREATE TRIGGER`` of its
+triggers, its row count and checksum and, when it has rows, a copy of them in a backup table
+(``lupo_bk_<run>_<n>``, in the backup schema). Views, triggers and routines a statement touches
+keep their ``SHOW CREATE`` text. Objects the run creates need no pre-image: undoing the run
+drops them.
+
+After a rollback (:meth:`PreImages.restore`), every touched object is compared with its
+pre-image; what still differs is put back from it (tables recreated and refilled from their
+backup, with foreign key checks off; created objects dropped), and the comparison is made
+again: the differences that remain, if any, are the rollback's failure.
+
+Snapshots use their own connection (autocommit), never the step's: the step's pending writes
+are neither committed nor seen by them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
+import sqlalchemy as sa
+
+from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff, restrict
+from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
+from lupo_migrate.handlers._touch import Touch, touches
+
+__all__ = ["BACKUP_PREFIX", "BackupLimitError", "PreImages", "RestoreReport"]
+
+#: Backup tables are named ``lupo_bk_<first 12 characters of the run id>_<n>``.
+BACKUP_PREFIX: Final = "lupo_bk_"
+_SHOW: Final = {"view": "VIEW", "trigger": "TRIGGER"}
+
+
+class BackupLimitError(StorageError):
+    """A table to back up has more rows than the backup limit."""
+
+
+@attrs.frozen
+class TableImage:
+    """A table as it was before the run."""
+
+    ddl: str
+    triggers: tuple[str, ...]
+    data: TableData
+    backup: str | None
+    columns: tuple[str, ...]
+
+
+@attrs.frozen
+class RestoreReport:
+    """What a restore did and what still differs.
+
+    Attributes:
+        restored: objects put back from their pre-image (``table:t``...).
+        dropped: objects the run had created, dropped.
+        differences: what still differs from the pre-image afterwards (empty: verified).
+        data: tables whose rows still differ, with (before, after).
+        checked: how many objects were compared.
+    """
+
+    restored: tuple[str, ...]
+    dropped: tuple[str, ...]
+    differences: tuple[Difference, ...]
+    data: Mapping[str, tuple[TableData, TableData]]
+    checked: int
+
+    @property
+    def verified(self) -> bool:
+        """Whether every touched object equals its pre-image, rows included."""
+        return not self.differences and not self.data
+
+
+@attrs.define
+class PreImages:
+    """The pre-images of one run on one MySQL/MariaDB database.
+
+    Args:
+        engine: the target engine (connections with the core schema as default database).
+        run_id: the run's id (names its backup tables).
+        backup_schema: where backup tables go (None: the core schema itself).
+        limit: the most rows a table may have to be backed up; beyond, ``BackupLimitError``.
+        exclude: tables never snapshotted nor compared (lupo_migrate's own).
+    """
+
+    engine: sa.Engine
+    run_id: str
+    backup_schema: str | None = None
+    limit: int = 100_000
+    exclude: Callable[[str], bool] = lambda name: False
+    fingerprint: Fingerprint | None = None
+    touched: set[str] = attrs.field(factory=set)
+    tables: dict[str, TableImage] = attrs.field(factory=dict)
+    definitions: dict[str, str] = attrs.field(factory=dict)
+    unknown: list[str] = attrs.field(factory=list)
+    _numbers: Any = attrs.field(factory=lambda: itertools.count(1))
+    _schema: str = ""
+
+    def _connect(self) -> sa.Connection:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+
+    def start(self) -> None:
+        """Read the fingerprint the pre-images are taken from."""
+        with self._connect() as conn:
+            self._schema = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+            self.fingerprint = read_fingerprint(conn, exclude=self._skip)
+
+    def _skip(self, name: str) -> bool:
+        return name.startswith(BACKUP_PREFIX) or self.exclude(name)
+
+    def before(self, statement: str) -> None:
+        """Take the pre-images of what *statement* touches for the first time in this run."""
+        new = [t for t in touches(statement, dialect="mysql") if _key(t) not in self.touched]
+        if not new or self.fingerprint is None:
+            return
+        for touch in new:
+            self.touched.add(_key(touch))
+            if touch.new_name is not None:
+                self.touched.add(f"table:{touch.new_name}")
+            if touch.kind == "unknown":
+                self.unknown.append(touch.name)
+            elif touch.kind == "routine":  # the statement may name a procedure or a function
+                self.touched.add(f"routine:procedure:{touch.name}")
+                self.touched.add(f"routine:function:{touch.name}")
+        todo = [t for t in new if self._existed(t)]
+        if todo:
+            with self._connect() as conn:
+                for touch in todo:
+                    self._snapshot(conn, touch)
+
+    def _existed(self, touch: Touch) -> bool:
+        assert self.fingerprint is not None
+        if touch.schema not in (None, self._schema):
+            self.unknown.append(f"{touch.schema}.{touch.name}")
+            return False
+        if touch.kind == "routine":
+            return any(
+                f"routine:{kind}:{touch.name}" in self.fingerprint.objects
+                for kind in ("procedure", "function")
+            )
+        return _key(touch) in self.fingerprint.objects
+
+    def _snapshot(self, conn: sa.Connection, touch: Touch) -> None:
+        assert self.fingerprint is not None
+        name = touch.name
+        if touch.kind == "table":
+            if self._skip(name):
+                return
+            self.tables[name] = self._table(conn, name)
+        elif touch.kind in _SHOW:
+            row = conn.exec_driver_sql(f"SHOW CREATE {_SHOW[touch.kind]} {_q(name)}").one()
+            self.definitions[_key(touch)] = str(row[1] if touch.kind == "view" else row[2])
+        elif touch.kind == "routine":
+            for kind in ("procedure", "function"):
+                key = f"routine:{kind}:{name}"
+                if key in self.fingerprint.objects:
+                    row = conn.exec_driver_sql(f"SHOW CREATE {kind.upper()} {_q(name)}").one()
+                    self.definitions[key] = str(row[2])
+
+    def _table(self, conn: sa.Connection, name: str) -> TableImage:
+        assert self.fingerprint is not None
+        ddl = str(conn.exec_driver_sql(f"SHOW CREATE TABLE {_q(name)}").one()[1])
+        triggers = tuple(
+            str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(key[8:])}").one()[2])
+            for key, value in self.fingerprint.objects.items()
+            if key.startswith("trigger:") and value.get("table") == name
+        )
+        data = table_data(conn, [name])[name]
+        columns = tuple(
+            c["name"]
+            for c in self.fingerprint.objects[f"table:{name}"]["columns"]
+            if not c.get("generated")
+        )
+        backup = None
+        if data.rows:
+            if data.rows > self.limit:
+                raise BackupLimitError(
+                    f"table {name} has {data.rows} rows, more than the backup limit"
+                    f" ({self.limit}): give the migration that changes it a down section"
+                    " (-- lupo:down), or raise the limit (--backup-limit)"
+                )
+            backup = self._backup_name()
+            cols = ", ".join(_q(c) for c in columns)
+            conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {_q(name)}")
+            conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {_q(name)}")
+        return TableImage(ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns)
+
+    def _backup_name(self) -> str:
+        table = _q(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}")
+        return table if self.backup_schema is None else f"{_q(self.backup_schema)}.{table}"
+
+    # ------------------------------------------------------------------ after a rollback
+
+    def compare(self, conn: sa.Connection) -> RestoreReport:
+        """The touched objects compared with their pre-images (nothing changed)."""
+        assert self.fingerprint is not None
+        now = read_fingerprint(conn, exclude=self._skip)
+        keys = self.touched
+        differences = diff(restrict(self.fingerprint, keys), restrict(now, keys))
+        present = [n for n in self.tables if f"table:{n}" in now.objects]
+        after = table_data(conn, present)
+        data = {
+            name: (image.data, after[name])
+            for name, image in self.tables.items()
+            if name in after and after[name] != image.data
+        }
+        return RestoreReport((), (), differences, data, len(keys))
+
+    def restore(self) -> RestoreReport:
+        """Put back every touched object that differs from its pre-image; compare again."""
+        if self.fingerprint is None:
+            return RestoreReport((), (), (), {}, 0)
+        restored: list[str] = []
+        dropped: list[str] = []
+        with self._connect() as conn:
+            first = self.compare(conn)
+            if first.verified:
+                return first
+            wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            try:
+                # What the run created goes first (triggers and views before tables); then
+                # tables come back, then what is defined on them (routines, views, triggers).
+                for key in sorted(wrong - self.fingerprint.objects.keys(), key=_order):
+                    _drop(conn, *key.split(":", 1))
+                    dropped.append(key)
+                for key in sorted(
+                    wrong & self.fingerprint.objects.keys(), key=_order, reverse=True
+                ):
+                    kind, _, name = key.partition(":")
+                    if kind == "table":
+                        self._refill(conn, name)
+                    elif key in self.definitions:
+                        _drop(conn, kind, name)
+                        conn.exec_driver_sql(self.definitions[key])
+                    else:
+                        continue
+                    restored.append(key)
+            finally:
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+            final = self.compare(conn)
+        return attrs.evolve(final, restored=tuple(restored), dropped=tuple(dropped))
+
+    def _refill(self, conn: sa.Connection, name: str) -> None:
+        image = self.tables.get(name)
+        if image is None:
+            raise StorageError(f"no pre-image of table {name}: it cannot be restored")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(name)}")
+        conn.exec_driver_sql(image.ddl)
+        if image.backup is not None:
+            cols = ", ".join(_q(c) for c in image.columns)
+            conn.exec_driver_sql(
+                f"INSERT INTO {_q(name)} ({cols}) SELECT {cols} FROM {image.backup}"
+            )
+        for trigger in image.triggers:
+            conn.exec_driver_sql(trigger)
+
+    @property
+    def backups(self) -> tuple[str, ...]:
+        """This run's backup tables (qualified, quoted)."""
+        return tuple(image.backup for image in self.tables.values() if image.backup)
+
+    def drop_backups(self) -> None:
+        """Drop this run's backup tables (its rollback material is no longer needed)."""
+        if self.backups:
+            with self._connect() as conn:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.backups)}")
+
+
+def _key(touch: Touch) -> str:
+    if touch.kind == "routine":
+        return f"routine:?:{touch.name}"
+    return f"{touch.kind}:{touch.name}"
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _order(key: str) -> tuple[int, str]:
+    """Triggers, views, routines, then tables: the order to drop in (reversed: to create)."""
+    return ({"trigger": 0, "view": 1, "routine": 2}.get(key.partition(":")[0], 3), key)
+
+
+def _drop(conn: sa.Connection, kind: str, name: str) -> None:
+    if kind == "routine":
+        rtype, _, rname = name.partition(":")
+        conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {_q(rname)}")
+    elif kind in ("table", "view", "trigger"):
+        conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {_q(name)}")

@@ -1,0 +1,281 @@
+"""What a SQL statement touches: the objects it creates, changes, drops or writes rows into.
+
+Pure: a statement's text in, ``Touch`` values out. The orchestrator records the pre-image of
+every object a plan touches before it runs, and compares them again after a rollback; a
+statement whose effects cannot be told from its text (``CALL``, ``EXECUTE``, ``LOAD``... and
+anything not recognised) is reported as touching *unknown* objects, so the plan can say before
+anything runs that only a down section can undo it.
+
+Names are returned unquoted, with their schema when the statement names one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import attrs
+
+from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, scan
+
+__all__ = ["Touch", "name_at", "touches", "words"]
+
+_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
+#: Statements that change nothing lasting (session state, reads, transaction control).
+_NEUTRAL: Final = frozenset(
+    {
+        "SELECT", "SHOW", "START", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE",
+        "EXPLAIN", "DESCRIBE", "DESC", "USE", "DO", "SET", "ANALYZE", "OPTIMIZE", "CHECK",
+        "LOCK", "UNLOCK", "FLUSH", "VALUES", "WITH", "COMMENT", "GRANT", "REVOKE",
+    }
+)  # fmt: skip
+_KINDS: Final = {
+    "TABLE": "table",
+    "VIEW": "view",
+    "TRIGGER": "trigger",
+    "PROCEDURE": "routine",
+    "FUNCTION": "routine",
+    "EVENT": "event",
+    "INDEX": "index",
+}
+
+
+@attrs.frozen
+class Touch:
+    """One object a statement affects.
+
+    Attributes:
+        kind: ``table``, ``view``, ``trigger``, ``routine``, ``event`` or ``unknown``.
+        name: the object's name, unquoted (for ``unknown``: the statement's first word).
+        action: ``create``, ``alter``, ``drop``, ``rename`` (to *new_name*) or ``write``
+            (rows inserted, changed or deleted).
+        schema: the schema the statement names, or None.
+        new_name: for ``rename``, the new name.
+    """
+
+    kind: str
+    name: str
+    action: str
+    schema: str | None = None
+    new_name: str | None = None
+
+
+def words(sql: str, fam: str) -> list[tuple[str, str]]:
+    """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text)."""
+    out: list[tuple[str, str]] = []
+    for token in scan(sql, dialect=fam):
+        if token.kind == CODE:
+            out.extend(
+                ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
+                for w in _WORD.findall(token.text)
+            )
+        elif token.kind != COMMENT:
+            out.append(("ident" if token.kind == QUOTED else token.kind, token.text))
+    return out
+
+
+def name_at(toks: list[tuple[str, str]], i: int) -> tuple[str, int]:
+    """The (possibly qualified) name starting at token *i*, as written, and the index after."""
+    parts: list[str] = []
+    while i < len(toks) and toks[i][0] in ("word", "ident"):
+        parts.append(toks[i][1])
+        if i + 1 < len(toks) and toks[i + 1][1] == ".":
+            i += 2
+            continue
+        i += 1
+        break
+    return ".".join(parts), i
+
+
+def _parts(toks: list[tuple[str, str]], i: int) -> tuple[str | None, str, int]:
+    """(schema, name) unquoted at token *i*, and the index after."""
+    parts: list[str] = []
+    while i < len(toks) and toks[i][0] in ("word", "ident"):
+        kind, text = toks[i]
+        parts.append(_unquote(text) if kind == "ident" else text)
+        if i + 1 < len(toks) and toks[i + 1][1] == ".":
+            i += 2
+            continue
+        i += 1
+        break
+    if not parts:
+        return None, "", i
+    return (parts[-2] if len(parts) > 1 else None), parts[-1], i
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] in '`"[' and text[-1] in '`"]':
+        close = text[-1]
+        return text[1:-1].replace(close + close, close)
+    return text
+
+
+def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
+    """The objects *sql* (one statement) affects; empty for statements that change nothing.
+
+    Args:
+        sql: one statement, rendered as it will run.
+        dialect: ``mysql``, ``postgresql`` or ``sqlite`` (a dialect family).
+    """
+    toks = words(sql, dialect)
+    up = [t.upper() if k == "word" else "" for k, t in toks]
+    if not up:
+        return ()
+    head = up[0]
+    if head in _NEUTRAL and not (head == "SET" and up[1:2] in (["GLOBAL"], ["PERSIST"])):
+        return ()
+    if head == "CREATE":
+        return _create(toks, up)
+    if head == "ALTER":
+        return _alter(toks, up)
+    if head == "DROP":
+        return _drop(toks, up)
+    if head == "RENAME" and up[1:2] == ["TABLE"]:
+        return _rename(toks, 2)
+    if head == "TRUNCATE":
+        schema, name, _ = _parts(toks, 2 if up[1:2] == ["TABLE"] else 1)
+        return (Touch("table", name, "write", schema),)
+    if head in ("INSERT", "REPLACE"):
+        i = 1
+        while i < len(up) and up[i] in ("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"):
+            i += 1
+        if up[i : i + 1] == ["OR"]:  # SQLite: INSERT OR REPLACE / OR IGNORE
+            i += 2
+        if up[i : i + 1] == ["INTO"]:
+            i += 1
+        schema, name, _ = _parts(toks, i)
+        return (Touch("table", name, "write", schema),)
+    if head == "UPDATE":
+        return _tables_until(toks, up, 1, {"SET"}, "write")
+    if head == "DELETE":
+        if "FROM" in up:
+            at = up.index("FROM")
+            before = _tables_until(toks, up, 1, {"FROM"}, "write")
+            if before:  # DELETE t1, t2 FROM ...: the named tables lose rows
+                return before
+            return _tables_until(toks, up, at + 1, {"WHERE", "USING", "ORDER", "LIMIT"}, "write")
+        return _tables_until(toks, up, 1, {"WHERE"}, "write")
+    return (Touch("unknown", toks[0][1], "alter"),)
+
+
+def _skip(up: list[str], i: int, *options: str) -> int:
+    while i < len(up) and up[i] in options:
+        i += 1
+    return i
+
+
+def _create(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
+    i = _skip(up, 1, "OR", "REPLACE", "TEMPORARY", "TEMP", "UNIQUE", "FULLTEXT", "SPATIAL")
+    i = _skip(up, i, "ALGORITHM", "=", "UNDEFINED", "MERGE", "TEMPTABLE")
+    if up[i : i + 1] == ["DEFINER"]:  # DEFINER = user@host [SQL SECURITY ...]
+        while i < len(up) and up[i] not in _KINDS:
+            i += 1
+    i = _skip(up, i, "SQL", "SECURITY", "DEFINER", "INVOKER", "AGGREGATE")
+    kind = _KINDS.get(up[i] if i < len(up) else "")
+    if kind is None:
+        return (Touch("unknown", "CREATE", "alter"),)
+    if "TEMPORARY" in up[1:i] or "TEMP" in up[1:i]:
+        return ()  # gone with the session
+    i = _skip(up, i + 1, "IF", "NOT", "EXISTS", "CONCURRENTLY")
+    schema, name, i = _parts(toks, i)
+    if kind in ("index", "trigger"):
+        on = up.index("ON", i) if "ON" in up[i:] else -1
+        t_schema, table, _ = _parts(toks, on + 1) if on >= 0 else (None, "", 0)
+        if kind == "index":
+            return (Touch("table", table, "alter", t_schema),)
+        return (Touch("trigger", name, "create", schema), Touch("table", table, "alter", t_schema))
+    return (Touch(kind, name, "create", schema),)
+
+
+def _alter(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
+    i = _skip(up, 1, "ONLINE", "IGNORE")
+    kind = _KINDS.get(up[i] if i < len(up) else "")
+    if kind is None:
+        return (Touch("unknown", "ALTER", "alter"),)
+    i = _skip(up, i + 1, "IF", "EXISTS", "ONLY")
+    schema, name, i = _parts(toks, i)
+    found = [Touch(kind, name, "alter", schema)]
+    for at in range(i, len(up) - 1):
+        if up[at] == "RENAME" and up[at + 1] in ("TO", "AS") and kind == "table":
+            _, new, _ = _parts(toks, at + 2)
+            found.append(Touch(kind, name, "rename", schema, new_name=new))
+        elif (
+            up[at] == "RENAME"
+            and up[at + 1] not in ("COLUMN", "INDEX", "KEY", "CONSTRAINT", "TO")
+            and kind == "table"
+            and toks[at + 1][0] in ("word", "ident")
+        ):
+            _, new, _ = _parts(toks, at + 1)  # MySQL: ALTER TABLE a RENAME b
+            found.append(Touch(kind, name, "rename", schema, new_name=new))
+    return tuple(found)
+
+
+def _drop(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
+    i = _skip(up, 1, "TEMPORARY")
+    kind = _KINDS.get(up[i] if i < len(up) else "")
+    if kind is None:
+        return (Touch("unknown", "DROP", "drop"),)
+    if "TEMPORARY" in up[1:i]:
+        return ()
+    i = _skip(up, i + 1, "IF", "EXISTS", "CONCURRENTLY")
+    if kind == "index":  # MySQL: DROP INDEX i ON t; elsewhere the table is not named
+        on = up.index("ON", i) if "ON" in up[i:] else -1
+        if on < 0:
+            schema, name, _ = _parts(toks, i)
+            return (Touch("unknown", f"index {name}", "drop"),)
+        t_schema, table, _ = _parts(toks, on + 1)
+        return (Touch("table", table, "alter", t_schema),)
+    found = []
+    while i < len(toks):
+        schema, name, i = _parts(toks, i)
+        if not name:
+            break
+        found.append(Touch(kind, name, "drop", schema))
+        if i < len(toks) and toks[i][1] == ",":
+            i += 1
+            continue
+        break
+    return tuple(found)
+
+
+def _rename(toks: list[tuple[str, str]], i: int) -> tuple[Touch, ...]:
+    found = []
+    while i < len(toks):
+        schema, name, i = _parts(toks, i)
+        if not name or i >= len(toks) or toks[i][1].upper() != "TO":
+            break
+        _new_schema, new, i = _parts(toks, i + 1)
+        found.append(Touch("table", name, "rename", schema, new_name=new))
+        if i < len(toks) and toks[i][1] == ",":
+            i += 1
+            continue
+        break
+    return tuple(found)
+
+
+def _tables_until(
+    toks: list[tuple[str, str]], up: list[str], i: int, stop: set[str], action: str
+) -> tuple[Touch, ...]:
+    """Table names from token *i* up to a *stop* keyword: comma lists and JOINs, aliases
+    skipped."""
+    found: list[Touch] = []
+    expect = True
+    depth = 0
+    while i < len(toks) and not (depth == 0 and up[i] in stop):
+        kind, text = toks[i]
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        elif depth == 0 and expect and kind in ("word", "ident"):
+            if up[i] in ("LOW_PRIORITY", "IGNORE", "QUICK", "ONLY"):
+                i += 1
+                continue
+            schema, name, i = _parts(toks, i)
+            found.append(Touch("table", name, action, schema))
+            expect = False
+            continue
+        elif depth == 0 and (text == "," or up[i] == "JOIN"):
+            expect = True
+        i += 1
+    return tuple(found)

@@ -1,0 +1,203 @@
+"""Verified rollback on MariaDB: pre-images, backups, restore, and the comparison recorded."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import needs_corpus
+from lupo_migrate import Fingerprint, TableData, diff
+from lupo_migrate.cli import main
+from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
+from test_apply import CORPUS, _load_baseline
+
+pytestmark = pytest.mark.mariadb
+
+RUN_FAILED = 11  # the run failed and was rolled back
+
+FAILING_CORPUS = {
+    "20260122_channel_system_migration.sql": "Duplicate column name 'semantic_weight'",
+    "4.1.2_clarify_mood_rgb_terminology.sql": "Unknown column 'mood_rgb'",
+    "4_1_2_fix_labs_timestamps.sql": "Unknown column 'resolved_ymdhis'",
+}
+
+
+def _state(url: str) -> tuple[Fingerprint, dict[str, TableData]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        fingerprint = read_fingerprint(conn)
+        data = table_data(conn, fingerprint.tables)
+    engine.dispose()
+    return fingerprint, data
+
+
+def _run(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def _apply(
+    capsys: pytest.CaptureFixture[str], url: str, migrations: Path, *more: str
+) -> tuple[int, str, str]:
+    database = sa.make_url(url).database
+    args = ["apply", str(migrations), "--db", url, "--orchestration-schema", f"{database}_orch"]
+    code = main([*args, *more])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _log(url: str) -> list[tuple[str, str, str]]:
+    database = sa.make_url(url).database
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT severity, code, message FROM `{database}_orch`.migration_validation_log"
+            " ORDER BY id"
+        ).all()
+        leftovers = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.tables"
+            f" WHERE table_schema = '{database}_orch' AND table_name LIKE 'lupo\\_bk\\_%%'"
+        ).scalar_one()
+    engine.dispose()
+    assert leftovers == 0  # backups dropped once the rollback was verified
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture(name="orch_cleanup")
+def _orch_cleanup(mariadb_url: str) -> Iterator[None]:
+    yield
+    _run(mariadb_url, f"DROP DATABASE IF EXISTS `{sa.make_url(mariadb_url).database}_orch`")
+
+
+def _corpus_run(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, name: str
+) -> tuple[int, str, str]:
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    shutil.copy(CORPUS / "migrations" / name, migrations / name)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(f"steps:\n  - {name}\n")
+    database = sa.make_url(url).database
+    return _apply(
+        capsys,
+        url,
+        migrations,
+        "--manifest",
+        str(manifest),
+        "--rename",
+        f"lupopedia={database}",
+        "--table-budget",
+        "250",
+    )
+
+
+@needs_corpus
+@pytest.mark.usefixtures("orch_cleanup")
+@pytest.mark.parametrize("name", sorted(FAILING_CORPUS))
+def test_failing_corpus_migration_rolls_back_to_the_baseline(
+    name: str, mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each corpus file that fails part-way: class A, rolled back, schema and rows as before."""
+    _load_baseline(mariadb_url)
+    before = _state(mariadb_url)
+    code, out, err = _corpus_run(capsys, mariadb_url, tmp_path, name)
+    assert code == RUN_FAILED, (out, err)
+    assert "rolled_back" in out
+    assert FAILING_CORPUS[name] in err
+    after = _state(mariadb_url)
+    assert diff(before[0], after[0]) == ()
+    assert after[1] == before[1]
+    assert [code for _, code, _ in _log(mariadb_url)] == ["rollback-verified"]
+
+
+@needs_corpus
+@pytest.mark.usefixtures("orch_cleanup")
+def test_older_mood_rgb_definitions_and_rows_are_restored_exactly(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A baseline where the two MODIFYs before the failing one really change columns with rows."""
+    _load_baseline(mariadb_url)
+    _run(
+        mariadb_url,
+        "ALTER TABLE lupo_dialog_channels MODIFY COLUMN mood_rgb VARCHAR(20) NULL"
+        " DEFAULT 'ffffff' COMMENT 'old colour'",
+        "ALTER TABLE lupo_dialog_messages MODIFY COLUMN mood_rgb VARCHAR(12) NULL COMMENT 'old'",
+        "INSERT INTO lupo_dialog_channels (channel_name, file_source, mood_rgb,"
+        " created_timestamp, modified_timestamp) VALUES ('c1', 'f.md', 'abcdef', 1, 1),"
+        " ('c2', 'g.md', NULL, 2, 2)",
+        "INSERT INTO lupo_dialog_messages (message_text, mood_rgb, created_ymdhis,"
+        " updated_ymdhis) VALUES ('hello', 'ff00ff', 1, 1), ('x', '123456', 2, 2)",
+    )
+    before = _state(mariadb_url)
+    code, out, err = _corpus_run(
+        capsys, mariadb_url, tmp_path, "4.1.2_clarify_mood_rgb_terminology.sql"
+    )
+    assert code == RUN_FAILED, (out, err)
+    after = _state(mariadb_url)
+    assert diff(before[0], after[0]) == ()
+    assert after[1] == before[1]
+    (verified,) = _log(mariadb_url)
+    assert "restored 2" in verified[2]
+
+
+@pytest.mark.usefixtures("orch_cleanup")
+def test_updates_drops_and_deletes_of_earlier_steps_are_put_back(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four steps change rows and columns of existing tables; the fifth fails: all restored."""
+    _run(
+        mariadb_url,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT, w VARCHAR(10) DEFAULT 'w')",
+        "CREATE TABLE u (id INT PRIMARY KEY, t_id INT, CONSTRAINT fk_u_t FOREIGN KEY (t_id)"
+        " REFERENCES t (id))",
+        "CREATE TRIGGER trg_t BEFORE UPDATE ON t FOR EACH ROW SET NEW.w = UPPER(NEW.w)",
+        "INSERT INTO t VALUES (1, 10, 'a'), (2, 20, NULL), (3, 30, 'c')",
+        "INSERT INTO u VALUES (1, 1), (2, 3)",
+    )
+    before = _state(mariadb_url)
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    files = {
+        "V1__bump.sql": "UPDATE t SET v = v + 1;\n",
+        "V2__drop_w.sql": "ALTER TABLE t DROP COLUMN w;\n",
+        "V3__new.sql": "CREATE TABLE n (id INT);\nINSERT INTO n VALUES (1);\n",
+        "V4__forget.sql": "DELETE FROM u;\nDROP TRIGGER IF EXISTS trg_t;\n",
+        "V5__fails.sql": "UPDATE t SET v = 0;\nSELECT no_such_function();\n",
+    }
+    for file, sql in files.items():
+        (migrations / file).write_text(sql)
+    code, out, err = _apply(capsys, mariadb_url, migrations)
+    assert code == RUN_FAILED, (out, err)
+    assert "no_such_function" in err
+    after = _state(mariadb_url)
+    assert [str(d) for d in diff(before[0], after[0])] == []
+    assert after[1] == before[1]
+    (verified,) = _log(mariadb_url)
+    assert verified[1] == "rollback-verified"
+
+
+@pytest.mark.usefixtures("orch_cleanup")
+def test_a_table_over_the_backup_limit_is_refused_by_name(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(
+        mariadb_url,
+        "CREATE TABLE big (id INT PRIMARY KEY)",
+        "INSERT INTO big VALUES (1), (2), (3), (4), (5)",
+    )
+    before = _state(mariadb_url)
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__wipe.sql").write_text("DELETE FROM big;\n")
+    code, _, err = _apply(capsys, mariadb_url, migrations, "--backup-limit", "3")
+    assert code == RUN_FAILED
+    assert "table big has 5 rows, more than the backup limit (3)" in err
+    assert "down section" in err
+    assert _state(mariadb_url) == before  # refused before the statement ran
