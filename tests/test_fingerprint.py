@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -37,7 +38,7 @@ _objects = st.dictionaries(
 
 class TestPure:
     @given(_objects)
-    def test_equal_objects_hash_equally_whatever_their_order(self, objects: dict) -> None:
+    def test_equal_objects_hash_equally_whatever_their_order(self, objects: dict[str, Any]) -> None:
         a = Fingerprint("mysql", objects)
         b = Fingerprint("mysql", dict(reversed(list(objects.items()))))
         assert a == b
@@ -45,12 +46,12 @@ class TestPure:
         assert diff(a, b) == ()
 
     @given(_objects)
-    def test_json_round_trip(self, objects: dict) -> None:
+    def test_json_round_trip(self, objects: dict[str, Any]) -> None:
         a = Fingerprint("postgresql", objects)
         assert Fingerprint.from_json(a.to_json()) == a
 
     @given(_objects, _objects)
-    def test_diff_is_empty_exactly_when_equal(self, a: dict, b: dict) -> None:
+    def test_diff_is_empty_exactly_when_equal(self, a: dict[str, Any], b: dict[str, Any]) -> None:
         fa, fb = Fingerprint("mysql", a), Fingerprint("mysql", b)
         assert (diff(fa, fb) == ()) == (fa == fb) == (fa.digest == fb.digest)
 

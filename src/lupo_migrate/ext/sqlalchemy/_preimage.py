@@ -116,13 +116,17 @@ class PreImages:
 
     def before(self, statement: str) -> None:
         """Take the pre-images of what *statement* touches for the first time in this run."""
-        new = [t for t in touches(statement, dialect="mysql") if _key(t) not in self.touched]
-        if not new or self.fingerprint is None:
+        if self.fingerprint is None:
+            return
+        found = touches(statement, dialect="mysql")
+        for touch in found:  # a renamed table's new name is touched too (it must go again)
+            if touch.new_name is not None:
+                self.touched.add(f"{touch.kind}:{touch.new_name}")
+        new = [t for t in found if _key(t) not in self.touched]
+        if not new:
             return
         for touch in new:
             self.touched.add(_key(touch))
-            if touch.new_name is not None:
-                self.touched.add(f"table:{touch.new_name}")
             if touch.kind == "unknown":
                 self.unknown.append(touch.name)
             elif touch.kind == "routine":  # the statement may name a procedure or a function
