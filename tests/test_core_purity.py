@@ -27,6 +27,7 @@ CORE = (
     "_clock",
     "_orchestration",
     "_fingerprint",
+    "_decisions",
 )
 ALLOWED_TOP = {
     "__future__",

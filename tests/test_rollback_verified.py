@@ -13,7 +13,7 @@ from conftest import needs_corpus
 from lupo_migrate import Fingerprint, TableData, diff
 from lupo_migrate.cli import main
 from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
-from test_apply import CORPUS, _load_baseline
+from test_apply import CLEAN_CORPUS, CORPUS, _load_baseline
 
 pytestmark = pytest.mark.mariadb
 
@@ -201,3 +201,71 @@ def test_a_table_over_the_backup_limit_is_refused_by_name(
     assert "table big has 5 rows, more than the backup limit (3)" in err
     assert "down section" in err
     assert _state(mariadb_url) == before  # refused before the statement ran
+
+
+LIVEHELP = (
+    "channels", "messages", "modules", "modules_dep", "operator_channels", "referers_monthly",
+    "sessions", "visit_track",
+)  # fmt: skip
+
+
+def _livehelp_tables() -> list[str]:
+    """The eight tables the 4.1.17 migration drops, made with rows, an index and a trigger."""
+    statements = []
+    for n, name in enumerate(LIVEHELP):
+        table = f"livehelp_{name}"
+        statements += [
+            f"CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, label VARCHAR(40)"
+            f" NOT NULL DEFAULT '', hits INT NULL, note TEXT, KEY idx_{name}_label (label))",
+            f"INSERT INTO {table} (label, hits, note) VALUES ('a{n}', {n}, NULL),"
+            f" ('b{n}', NULL, 'ünïcode {n}'), ('c{n}', 3, REPEAT('x', 300))",
+        ]
+    statements.append(
+        "CREATE TRIGGER trg_livehelp_hits BEFORE INSERT ON livehelp_sessions FOR EACH ROW"
+        " SET NEW.hits = COALESCE(NEW.hits, 0)"
+    )
+    return statements
+
+
+@needs_corpus
+@pytest.mark.usefixtures("orch_cleanup")
+def test_the_13_clean_migrations_then_rollback_run_give_the_baseline_back(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One run applies the 13 clean files (inserts and the livehelp drops included);
+    `rollback RUN` puts back the schema and every row, the dropped tables with theirs."""
+    _load_baseline(mariadb_url)
+    _run(mariadb_url, *_livehelp_tables())
+    before = _state(mariadb_url)
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    for name in CLEAN_CORPUS:
+        shutil.copy(CORPUS / "migrations" / name, migrations / name)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("steps:\n" + "".join(f"  - {n}\n" for n in CLEAN_CORPUS))
+    database = sa.make_url(mariadb_url).database
+    more = ["--manifest", str(manifest), "--rename", f"lupopedia={database}"]
+    code, out, err = _apply(capsys, mariadb_url, migrations, *more, "--table-budget", "250")
+    assert code == 0, (out, err)
+    assert "completed, 13 of 13" in out
+    applied = _state(mariadb_url)
+    assert "table:livehelp_sessions" not in applied[0].objects
+    assert sum(d.rows for d in applied[1].values()) > sum(d.rows for d in before[1].values())
+    run_id = out.split()[1].rstrip(":")
+    orch = ["--db", mariadb_url, "--orchestration-schema", f"{database}_orch", *more]
+    assert main(["decisions", str(migrations), *orch]) == 0
+    listed = capsys.readouterr().out
+    assert f"{run_id}  run  available    13 step(s), 23h59m left" in listed
+    assert main(["rollback", run_id[:10], str(migrations), *orch, "--operator", "ops"]) == 0
+    out, err = capsys.readouterr()
+    assert "rolled_back, 13 step(s) of the run undone" in out, err
+    after = _state(mariadb_url)
+    assert [str(d) for d in diff(before[0], after[0])] == []
+    assert after[1] == before[1]
+    assert after[1]["livehelp_sessions"].rows == 3
+    log = _log(mariadb_url)  # and no backup table is left
+    assert log[-1][1] == "rollback-verified"
+    assert main(["status", str(migrations), *orch]) == 0
+    assert "0 applied, 13 pending" in capsys.readouterr().out
+    assert main(["rollback", run_id, str(migrations), *orch]) == 13
+    assert "rollback is rolled_back by ops" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lupo_migrate._api import CheckReport, PlanReport, check_directory, plan_directory
+    from lupo_migrate._decisions import DecisionRecord
     from lupo_migrate._files import Discovery, discover, load_steps
     from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff
     from lupo_migrate._model import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from lupo_migrate._plugins import load_entry_points
     from lupo_migrate._registry import HandlerRegistry
     from lupo_migrate._rollback import DEFAULT_WINDOWS, RollbackDecision, Scope, classify
+    from lupo_migrate._runner import Orchestrator, RunResult
     from lupo_migrate._state import transition
     from lupo_migrate.errors import LupoMigrateError
 
@@ -46,6 +48,7 @@ __all__ = [
     "AppliedStep",
     "CheckReport",
     "Classification",
+    "DecisionRecord",
     "Difference",
     "Discovery",
     "Failure",
@@ -57,12 +60,14 @@ __all__ = [
     "JournalEntry",
     "LockInfo",
     "LupoMigrateError",
+    "Orchestrator",
     "Outcome",
     "Phase",
     "Plan",
     "PlanReport",
     "RollbackDecision",
     "Run",
+    "RunResult",
     "Scope",
     "Severity",
     "Stage",
@@ -89,6 +94,9 @@ _HOMES: dict[str, str] = {
     "AppliedStep": "lupo_migrate._model",
     "CheckReport": "lupo_migrate._api",
     "Classification": "lupo_migrate._model",
+    "DecisionRecord": "lupo_migrate._decisions",
+    "Orchestrator": "lupo_migrate._runner",
+    "RunResult": "lupo_migrate._runner",
     "DEFAULT_WINDOWS": "lupo_migrate._rollback",
     "Difference": "lupo_migrate._fingerprint",
     "Fingerprint": "lupo_migrate._fingerprint",

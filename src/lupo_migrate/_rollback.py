@@ -38,6 +38,7 @@ __all__ = [
     "Scope",
     "classify",
     "classify_finding",
+    "decision_for",
     "most_drastic",
 ]
 
@@ -159,6 +160,15 @@ def classify_finding(
     kind = finding.kind or FailureKind.CRITICAL_VALIDATION
     critical = finding.severity is Severity.CRITICAL
     return classify(Failure(kind=kind, critical=critical), windows=windows)
+
+
+def decision_for(
+    classification: Classification,
+    *,
+    windows: Mapping[Classification, timedelta | None] = DEFAULT_WINDOWS,
+) -> RollbackDecision:
+    """The decision of *classification* itself (an operator rolling back a decided scope)."""
+    return _decision(classification, windows)
 
 
 def most_drastic(decisions: Iterable[RollbackDecision]) -> RollbackDecision | None:

@@ -28,8 +28,20 @@ import attrs
 
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
+from lupo_migrate._decisions import (
+    ACCEPTED,
+    AVAILABLE,
+    FINAL,
+    PURGED,
+    ROLLED_BACK,
+    DecisionRecord,
+    is_open,
+    scope_steps,
+    status_at,
+)
 from lupo_migrate._model import (
     AppliedStep,
+    Classification,
     Failure,
     FailureKind,
     Finding,
@@ -52,6 +64,7 @@ from lupo_migrate._validation import (
     table_budget,
 )
 from lupo_migrate.errors import (
+    DecisionError,
     InternalError,
     LupoMigrateError,
     MigrationFileError,
@@ -60,7 +73,7 @@ from lupo_migrate.errors import (
     StorageError,
     TargetBlockedError,
 )
-from lupo_migrate.typing import Clock, Freeze, Lock, Storage, Validator
+from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
 __all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
 
@@ -256,6 +269,8 @@ class Orchestrator:
         freeze_ttl: how long a freeze lasts if the orchestrator dies without thawing.
         lock_timeout: seconds to wait for the run lock before ``LockHeldError``.
         owner: the lock owner (default: host, pid and a random part).
+        keep_rollback: how long a completed run can be rolled back as a whole (``rollback``)
+            when no pending decision keeps it longer; its backups are kept as long.
     """
 
     storage: Storage
@@ -272,6 +287,7 @@ class Orchestrator:
     lock_timeout: float = 0.0
     owner: str = attrs.field(factory=default_owner)
     on_event: Callable[[Run, object], None] | None = None
+    keep_rollback: timedelta = timedelta(hours=24)
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -279,6 +295,10 @@ class Orchestrator:
     _open_step: ExitStack | None = attrs.field(default=None, init=False, repr=False)
     # The run's pre-images where the target keeps them (MySQL: see ext.sqlalchemy._preimage).
     _pre: Any = attrs.field(default=None, init=False, repr=False)
+    # Set while an operator's rollback of a completed run is driven (see rollback()).
+    _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
+    # Records of pending decisions written by the run being driven.
+    _recorded: list[DecisionRecord] = attrs.field(factory=list, init=False, repr=False)
 
     # ------------------------------------------------------------------ queries
 
@@ -339,15 +359,232 @@ class Orchestrator:
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
             stack.callback(self._flush)
-            stack.callback(self._forget_pre_images)
+            stack.callback(self._close_pre_images)
+            self._recorded = []
             self.storage.create_run(run)
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
+            if run.outcome is Outcome.COMPLETED:
+                self._keep_rollback_material(run, plan)
         return RunResult(
             run=run,
             plan=plan,
             applied=run.applied,
             findings=tuple(self.storage.findings(run.id)),
         )
+
+    # ------------------------------------------------------------------ decisions
+
+    def decisions(self, run_id: str | None = None) -> list[DecisionRecord]:
+        """The rollback log of this target (or of one run), oldest first; the stored status
+        of a record past its deadline reads ``final`` (see ``_decisions.status_at``)."""
+        log = self._require_log()
+        now = to_stamp(self.clock.now())
+        runs = {r.id for r in self.history()}
+        return [
+            attrs.evolve(r, status=status_at(r, now))
+            for r in log.decisions(run_id)
+            if r.run_id in runs
+        ]
+
+    def find_run(self, prefix: str) -> Run:
+        """The target's run whose id is *prefix* or starts with it (``DecisionError`` if none
+        or several)."""
+        runs = [r for r in self.history() if r.id.startswith(prefix)] if prefix else []
+        exact = [r for r in runs if r.id == prefix]
+        if exact or len(runs) == 1:
+            return (exact or runs)[0]
+        if not runs:
+            raise DecisionError(
+                f"no run {prefix!r} on target {self.target_name}; `lupo-migrate history`"
+                " lists the runs"
+            )
+        raise DecisionError(
+            f"{prefix!r} names {len(runs)} runs ({', '.join(r.id[:12] for r in runs[:5])});"
+            " give more of the id"
+        )
+
+    def rollback(
+        self,
+        run_id: str,
+        steps: Sequence[Step],
+        *,
+        scope: Classification | None = None,
+        operator: str = "operator",
+    ) -> RunResult:
+        """Roll back a completed run as a whole (*scope* None), or the scope of one of its
+        pending decisions (B, C or D), while the window is open.
+
+        The rollback is a run of its own (recorded in history, frozen and locked like any
+        run): its steps are undone newest first, then everything they touched is compared with
+        the pre-images kept since the run, and what differs is put back.
+
+        Raises:
+            DecisionError: no such run; it did not complete; the window closed or the scope was
+                decided; a later run applied steps since (roll that back first); a step's file
+                is missing.
+            LockHeldError: another run holds the target.
+        """
+        log = self._require_log()
+        of = self.find_run(run_id)
+        if of.outcome is not Outcome.COMPLETED:
+            state = of.outcome.value if of.outcome else of.phase.value
+            raise DecisionError(f"run {of.id} is {state}: only a completed run can be rolled back")
+        record = self._open_record(log, of, scope)
+        ledger = self.storage.applied(self.target_name)
+        later = [
+            r.id
+            for r in self.history()[[r.id for r in self.history()].index(of.id) + 1 :]
+            if any(ledger.get(s) is not None and ledger[s].run_id == r.id for s in r.applied)
+        ]
+        if later:
+            raise DecisionError(
+                f"run {later[-1]} applied steps after run {of.id}; roll it back first"
+                f" (`lupo-migrate rollback {later[-1][:12]}`), then this one"
+            )
+        mine = [s for s in of.applied if s in ledger and ledger[s].run_id == of.id]
+        undo = [s for s in record.scope if s in mine]
+        if not undo:
+            raise DecisionError(f"nothing of run {of.id} is applied any more: nothing to undo")
+        by_id = {s.id: s for s in steps}
+        missing = [s for s in undo if s not in by_id]
+        if missing:
+            raise DecisionError(
+                f"the files of {', '.join(missing)} are not in the migrations directory;"
+                " restore them to roll the run back"
+            )
+        plan = Plan(steps=[by_id[s] for s in undo])
+        run = attrs.evolve(Run.new(uuid.uuid4().hex, plan, target=self.target_name), applied=undo)
+        others = tuple(s for s in mine if s not in undo)
+        with ExitStack() as stack:
+            stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+            stack.callback(self._flush)
+            stack.callback(self._close_pre_images)
+            stack.callback(setattr, self, "_rolling", None)
+            self._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
+            self.storage.create_run(run)
+            run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
+            if run.outcome is Outcome.ROLLED_BACK:
+                now = to_stamp(self.clock.now())
+                done = [r for r in log.decisions(of.id) if is_open(r, now)]
+                if scope is not None:  # the material stays for the rest of the run
+                    done = [r for r in done if r.classification is scope]
+                for r in done:
+                    log.decide(
+                        r.id,
+                        status=ROLLED_BACK,
+                        operator=operator,
+                        at=now,
+                        detail=f"by run {run.id}",
+                    )
+        return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
+
+    def accept(
+        self, run_id: str, *, scope: Classification | None = None, operator: str = "operator"
+    ) -> list[DecisionRecord]:
+        """Keep a completed run's changes: its open decisions (of *scope*, or all, and then the
+        run's own rollback material) become final now; ``purge`` drops their backups."""
+        log = self._require_log()
+        of = self.find_run(run_id)
+        now = to_stamp(self.clock.now())
+        chosen = [
+            r
+            for r in log.decisions(of.id)
+            if is_open(r, now) and (scope is None or r.classification is scope)
+        ]
+        if not chosen:
+            what = "decision" if scope is None else f"class {scope.value} decision"
+            raise DecisionError(f"run {of.id} has no open {what} to accept")
+        for r in chosen:
+            log.decide(r.id, status=ACCEPTED, operator=operator, at=now)
+        return [
+            attrs.evolve(r, status=ACCEPTED, decided_by=operator, decided_at=now) for r in chosen
+        ]
+
+    def purge(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Close the windows that have passed and drop the backups no open record needs.
+
+        Returns:
+            (run id, dropped backup tables) for each run whose rollback material went.
+        """
+        log = self._require_log()
+        now = to_stamp(self.clock.now())
+        records = self.decisions()
+        for r in records:
+            if r.status == FINAL and r.decided_at is None:
+                log.decide(r.id, status=FINAL, operator="window", at=now)
+        purged: list[tuple[str, tuple[str, ...]]] = []
+        by_run: dict[str, list[DecisionRecord]] = {}
+        for r in records:
+            by_run.setdefault(r.run_id, []).append(r)
+        drop = getattr(self.target, "drop_backups", None)
+        for run_id, rows in by_run.items():
+            if any(is_open(r, now) for r in rows):
+                continue
+            material = [r for r in rows if r.classification is None and r.status != PURGED]
+            if not material:
+                continue
+            dropped = tuple(drop(run_id)) if drop is not None else ()
+            for r in material:
+                log.decide(
+                    r.id,
+                    status=PURGED,
+                    operator="purge",
+                    at=now,
+                    detail=f"{r.detail or ''}; purged (was {r.status}):"
+                    f" {', '.join(dropped) or 'no backup tables'}",
+                )
+            purged.append((run_id, dropped))
+        return purged
+
+    def resolve(self, *, operator: str, note: str = "") -> Run:
+        """Clear the block a failed rollback left, after an operator fixed the target by hand."""
+        latest = self.status()
+        if latest is None or not latest.blocked:
+            raise DecisionError(
+                f"target {self.target_name} is not blocked; there is nothing to resolve"
+            )
+        run, _ = self._advance(latest, sm.Resolved(operator, note))
+        self.storage.record_findings(
+            run.id,
+            [
+                Finding(
+                    severity=Severity.INFO,
+                    message=f"resolved by {operator}: {note or 'no note'}",
+                    code="resolved",
+                )
+            ],
+        )
+        return run
+
+    def _require_log(self) -> DecisionLog:
+        log = self._decision_log
+        if log is None:
+            raise DecisionError(
+                f"the storage {type(self.storage).__name__} keeps no rollback log"
+                " (record_decision, decide, decisions): decisions need one"
+            )
+        return log
+
+    def _open_record(
+        self, log: DecisionLog, of: Run, scope: Classification | None
+    ) -> DecisionRecord:
+        now = to_stamp(self.clock.now())
+        rows = [r for r in log.decisions(of.id) if r.classification is scope]
+        if not rows:
+            what = "rollback record" if scope is None else f"class {scope.value} decision"
+            raise DecisionError(
+                f"run {of.id} has no {what}; `lupo-migrate decisions` lists what can be rolled back"
+            )
+        record = rows[-1]
+        if not is_open(record, now):
+            status = status_at(record, now)
+            when = f" at {record.deadline}" if status == FINAL else ""
+            by = f" by {record.decided_by}" if record.decided_by else ""
+            raise DecisionError(
+                f"run {of.id}: the {record.label} rollback is {status}{by}{when}; the run's"
+                " changes stay. Write a new migration to change them"
+            )
+        return record
 
     def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
         new, effects = sm.transition(run, event)
@@ -404,19 +641,49 @@ class Orchestrator:
             case sm.RecordHistory() | sm.RecordOutcome() | sm.RecordResolution():
                 pass  # the persisted run and the ledger rows are the history
             case sm.RecordDecision(decision=decision, findings=findings):
-                logger.warning(
-                    "run %s: class %s decision pending for %s (%d finding(s))",
-                    run.id,
-                    decision.classification.value,
-                    decision.window,
-                    len(findings),
-                )
+                self._record_decision(run, decision, findings, by_id)
             case sm.RaiseAlert(level=level, message=message):
                 log = logger.error if level is sm.AlertLevel.CRITICAL else logger.info
                 log("%s", message)
             case _:  # pragma: no cover - every effect type is matched above
                 raise InternalError(f"no shell action for effect {effect!r}")
         return None
+
+    def _record_decision(
+        self,
+        run: Run,
+        decision: Any,
+        findings: Sequence[Finding],
+        by_id: Mapping[StepId, Step],
+    ) -> None:
+        """A B/C/D decision: its scope's steps and its deadline go to the rollback log."""
+        now = self.clock.now()
+        window = decision.window or timedelta(0)
+        applied = [by_id[s] for s in run.applied if s in by_id]
+        scope = scope_steps(
+            decision.classification, [f.step_id for f in findings if f.step_id], applied
+        )
+        logger.warning(
+            "run %s: class %s decision pending for %s (%d finding(s)); scope: %s",
+            run.id,
+            decision.classification.value,
+            window,
+            len(findings),
+            ", ".join(scope),
+        )
+        log = self._decision_log
+        if log is None:
+            return
+        record = DecisionRecord(
+            run_id=run.id,
+            classification=decision.classification,
+            scope=scope,
+            recorded_at=to_stamp(now),
+            window_seconds=int(window.total_seconds()),
+            deadline=to_stamp(now + window),
+            detail="; ".join(str(f) for f in findings)[:2000],
+        )
+        self._recorded.append(log.record_decision(record))
 
     def _validate(self, run: Run, stage: Stage, plan: Plan) -> sm.Event:
         validators: list[Validator] = list(self.validators)
@@ -443,6 +710,8 @@ class Orchestrator:
 
     def _start_pre_images(self, run: Run) -> sm.Event:
         """Read the fingerprint pre-images are taken from (where the target keeps them)."""
+        if self._rolling is not None:
+            return self._load_pre_images(run, self._rolling)
         make = getattr(self.target, "pre_images", None)
         self._pre = make(run.id) if make is not None else None
         if self._pre is not None:
@@ -454,12 +723,88 @@ class Orchestrator:
                 return sm.PreparationFailed(failure)
         return sm.Prepared()
 
-    def _forget_pre_images(self) -> None:
-        """A run that ended without a rollback needs its backups no more (decisions that
-        would roll a completed run back keep theirs once they are persisted)."""
+    def _load_pre_images(self, run: Run, rolling: _Rollback) -> sm.Event:
+        """An operator's rollback: the completed run's kept pre-images, restricted to what
+        only the steps in scope touched."""
+        make = getattr(self.target, "pre_images", None)
+        pre = make(rolling.of.id) if make is not None else None
+        findings: list[Finding] = []
+        if pre is not None and not pre.load():
+            pre = None
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    message=f"run {rolling.of.id} kept no pre-images; its steps are undone by"
+                    " their down sections and derived inverses only, not verified",
+                    code="rollback-unverifiable",
+                )
+            )
+        if pre is not None and rolling.others:
+            mine, theirs = pre.keys_of(run.applied), pre.keys_of(rolling.others)
+            rolling.only = mine - theirs
+            if mine & theirs:
+                findings.append(
+                    Finding(
+                        severity=Severity.WARNING,
+                        message="objects steps outside the scope changed too are undone by"
+                        " down sections and inverses only, not compared with their"
+                        f" pre-images: {', '.join(sorted(mine & theirs))}",
+                        code="rollback-unverifiable",
+                    )
+                )
+        self._pre = pre
+        if findings:
+            self.storage.record_findings(run.id, findings)
+        label = "the whole run" if rolling.scope is None else f"class {rolling.scope.value} scope"
+        failure = Failure(
+            kind=FailureKind.OPERATOR_ABORT,
+            message=f"{rolling.operator} rolls back {label} of run {rolling.of.id}:"
+            f" {', '.join(run.applied)}",
+        )
+        return sm.RollbackRequested(failure, classification=rolling.scope)
+
+    def _close_pre_images(self) -> None:
+        """Forget the run's pre-images; backups that are still there stay (an interrupted
+        run's are what ``recover`` needs)."""
         pre, self._pre = self._pre, None
-        if pre is not None:
-            pre.drop_backups()
+        if pre is not None and pre.backups:
+            logger.warning("backup tables kept: %s", ", ".join(pre.backups))
+
+    def _keep_rollback_material(self, run: Run, plan: Plan) -> None:
+        """A completed run stays rollbackable: its pre-images are kept, and the rollback log
+        records until when (the longest of ``keep_rollback`` and its decisions' windows)."""
+        pre, self._pre = self._pre, None
+        log = self._decision_log
+        if log is None:
+            if pre is not None:
+                pre.drop_backups()
+            return
+        kept = pre.save() if pre is not None else None
+        now = self.clock.now()
+        deadline = max(
+            [to_stamp(now + self.keep_rollback)] + [r.deadline or 0 for r in self._recorded]
+        )
+        where = (
+            f"pre-images and backups kept in {kept}"
+            if kept is not None
+            else "no pre-images (handler rollbacks only)"
+        )
+        log.record_decision(
+            DecisionRecord(
+                run_id=run.id,
+                classification=None,
+                scope=run.applied,
+                recorded_at=to_stamp(now),
+                window_seconds=int(self.keep_rollback.total_seconds()),
+                deadline=deadline,
+                status=AVAILABLE,
+                detail=f"the run can be rolled back as a whole; {where}",
+            )
+        )
+
+    @property
+    def _decision_log(self) -> DecisionLog | None:
+        return self.storage if isinstance(self.storage, DecisionLog) else None
 
     def _verify_rollback(self, run: Run) -> sm.Event:
         """Compare what the run touched with its pre-images; put back what differs; record."""
@@ -467,8 +812,9 @@ class Orchestrator:
         if pre is None:
             return sm.RollbackVerified()
         self._flush()
+        only = None if self._rolling is None else self._rolling.only
         try:
-            report = pre.restore()
+            report = pre.restore(only)
         except LupoMigrateError as error:
             return sm.RollbackFailed(_rollback_failure(f"restoring the pre-images failed: {error}"))
         summary = (
@@ -501,13 +847,15 @@ class Orchestrator:
             message = f"{findings[0].message} (backup tables kept for a manual fix: {kept})"
             return sm.RollbackFailed(_rollback_failure(message))
         self.storage.record_findings(run.id, findings)
-        pre.drop_backups()
+        if only is None:  # a partial rollback leaves material the rest may still need
+            pre.drop_backups()
         return sm.RollbackVerified()
 
     def _context(self, run: Run, step: Step, connection: Any, *, shared: bool = False) -> _Context:
         finished = self._done.setdefault((run.id, step.id), set())
         return _Context(
-            before=None if self._pre is None else self._pre.before,
+            # An operator's rollback works from kept pre-images: nothing more to record.
+            before=None if self._pre is None or self._rolling else self._pre.before,
             shared=shared,
             finished=finished,
             storage=self.storage,
@@ -524,6 +872,8 @@ class Orchestrator:
 
     def _apply_step(self, run: Run, step: Step, now: int) -> sm.Event:
         handler = self.registry.lookup(step.file_type)
+        if self._pre is not None:
+            self._pre.step = step.id
         scope = ExitStack()
         try:
             connection = scope.enter_context(self.target.step_session())
@@ -589,6 +939,14 @@ class Orchestrator:
             else:
                 scope.__exit__(type(error), error, error.__traceback__)
 
+    def _pre_images_cover(self, step: Step) -> bool:
+        """Whether verifying the rollback puts back everything *step* changed."""
+        pre = self._pre
+        if pre is None or pre.unknown:
+            return False
+        only = None if self._rolling is None else self._rolling.only
+        return only is None or bool(pre.keys_of([step.id]) <= only)
+
     def _undo_step(self, run: Run, step: Step, *, partial: bool) -> sm.Event:
         if partial:
             ran = self._done.get((run.id, step.id))
@@ -600,7 +958,7 @@ class Orchestrator:
             with self.target.step_session() as connection:
                 handler.rollback(step, self._context(run, step, connection))
         except (LupoMigrateError, OSError) as error:
-            if self._pre is not None and not self._pre.unknown:
+            if self._pre_images_cover(step):
                 # No down section or inverse, but every object the step touched has a
                 # pre-image: verifying the rollback puts them back (see _verify_rollback).
                 logger.info("run %s: %s is undone from pre-images (%s)", run.id, step.id, error)
@@ -616,6 +974,19 @@ class Orchestrator:
             )
         self.storage.remove_applied(self.target_name, step.id)
         return sm.StepRolledBack(step.id)
+
+
+@attrs.define
+class _Rollback:
+    """An operator's rollback of a completed run, while it is driven."""
+
+    of: Run
+    scope: Classification | None
+    operator: str
+    #: Steps of the run that stay applied (outside the scope).
+    others: tuple[StepId, ...] = ()
+    #: The objects whose pre-images may be put back (None: every touched object).
+    only: set[str] | None = None
 
 
 def _rollback_failure(message: str) -> Failure:

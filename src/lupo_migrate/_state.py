@@ -51,7 +51,13 @@ from lupo_migrate._model import (
     _tuple_of_str,
     to_findings,
 )
-from lupo_migrate._rollback import RollbackDecision, classify, classify_finding, most_drastic
+from lupo_migrate._rollback import (
+    RollbackDecision,
+    classify,
+    classify_finding,
+    decision_for,
+    most_drastic,
+)
 from lupo_migrate.errors import IllegalTransitionError, InternalError, TargetBlockedError
 
 __all__ = [
@@ -156,9 +162,12 @@ class Completed:
 
 @attrs.frozen
 class RollbackRequested:
-    """Something outside the steps calls for a rollback: a crash found, a lost lock, an abort."""
+    """Something outside the steps calls for a rollback: a crash found, a lost lock, an abort,
+    or an operator rolling back a completed run's decided scope (then *classification* names
+    the decision's class; otherwise the rollback is class A)."""
 
     failure: Failure
+    classification: Classification | None = None
 
 
 @attrs.frozen
@@ -520,6 +529,8 @@ def _step_failed(run: Run, event: StepFailed) -> Result:
 
 
 def _rollback_requested(run: Run, event: RollbackRequested) -> Result:
+    if event.classification is not None:
+        return _enter_rollback(run, event.failure, decision_for(event.classification))
     decision = classify(event.failure)
     if not decision.automatic:
         decision = classify(attrs.evolve(event.failure, critical=True))

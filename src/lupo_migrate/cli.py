@@ -37,6 +37,7 @@ EXIT_CODES: Final = {
     "lock held": errors.LockHeldError.exit_code,
     "run failed (rolled back)": errors.StepError.exit_code,
     "configuration (URL, connection)": errors.ConfigurationError.exit_code,
+    "decision not allowed (window closed, later run)": errors.DecisionError.exit_code,
     "internal (a bug)": errors.InternalError.exit_code,
 }
 
@@ -356,6 +357,135 @@ def baseline_command(upto: str, **opts: Any) -> None:
     with _session.session(_settings(**opts)) as opened:
         entries = opened.baseline(upto)
         click.echo(f"baseline: {len(entries)} step(s) recorded as applied, up to {upto}")
+
+
+_SCOPES: Final = {"run": None, "B": "B", "C": "C", "D": "D"}
+
+
+def _scope(value: str) -> Any:
+    from lupo_migrate._model import Classification
+
+    code = _SCOPES[value]
+    return None if code is None else Classification(code)
+
+
+def _operator(operator: str | None) -> str:
+    import getpass
+
+    return operator or getpass.getuser()
+
+
+_OPERATOR = click.option("--operator", default=None, help="Who decides (recorded); default: $USER.")
+_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(list(_SCOPES)),
+    default="run",
+    show_default=True,
+    help="run: the whole run; B, C, D: the steps of that pending decision.",
+)
+
+
+@cli.command("decisions", epilog=_EPILOG)
+@_db_options
+@click.option("--all", "show_all", is_flag=True, help="Also the decided and final ones.")
+def decisions_command(show_all: bool, **opts: Any) -> None:
+    """List the rollbacks still possible (completed runs, pending B/C/D decisions) and the
+    time left in their windows; with --all, the decided ones too."""
+    from lupo_migrate import _session
+    from lupo_migrate._decisions import OPEN, time_left
+
+    with _session.session(_settings(**opts)) as opened:
+        orchestrator = opened.orchestrator
+        now = orchestrator.clock.now()
+        rows = [r for r in orchestrator.decisions() if show_all or r.status in OPEN]
+        if not rows:
+            click.echo("no open decision" if not show_all else "no decision recorded")
+        for r in rows:
+            left = time_left(r, now)
+            window = "" if left is None or r.status not in OPEN else f", {_duration(left)} left"
+            click.echo(
+                f"{r.run_id}  {r.label:<3}  {r.status:<11}  {len(r.scope)} step(s){window}"
+                f"  (deadline {r.deadline})"
+            )
+
+
+def _duration(delta: Any) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours}h{minutes:02d}m"
+
+
+@cli.command("rollback", epilog=_EPILOG)
+@click.argument("run_id", metavar="RUN")
+@_db_options
+@_SCOPE
+@_OPERATOR
+def rollback_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
+    """Roll back RUN (an id or its first characters), a completed run, while its window is
+    open: the whole run, or with --scope the steps of one of its pending decisions.
+
+    The steps are undone newest first (down sections, derived inverses), then everything
+    they touched is compared with the pre-images kept since the run and put back where it
+    differs; the comparison is recorded.
+    """
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        result = opened.orchestrator.rollback(
+            run_id, opened.steps, scope=_scope(scope), operator=_operator(operator)
+        )
+        run = result.run
+        assert run is not None
+        outcome = run.outcome.value if run.outcome else "?"
+        click.echo(f"run {run.id}: {outcome}, {len(run.steps)} step(s) of the run undone")
+        _print_findings(result.findings, err=True)
+        if outcome != "rolled_back":
+            reason = run.failure.message if run.failure else "see lupo-migrate status"
+            click.echo(f"error: {reason}", err=True)
+            sys.exit(errors.StepError.exit_code)
+
+
+@cli.command("accept", epilog=_EPILOG)
+@click.argument("run_id", metavar="RUN")
+@_db_options
+@_SCOPE
+@_OPERATOR
+def accept_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
+    """Keep RUN's changes: its open decisions (or the one of --scope) become final now."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        who = _operator(operator)
+        chosen = opened.orchestrator.accept(run_id, scope=_scope(scope), operator=who)
+        for r in chosen:
+            click.echo(f"accepted {r.run_id} {r.label} (by {who}); `lupo-migrate purge` frees")
+
+
+@cli.command("purge", epilog=_EPILOG)
+@_db_options
+def purge_command(**opts: Any) -> None:
+    """Make decisions whose window closed final, and drop the backups nobody needs any more."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        purged = opened.orchestrator.purge()
+        for run_id, tables in purged:
+            click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
+        click.echo(f"{len(purged)} run(s) purged")
+
+
+@cli.command("resolve", epilog=_EPILOG)
+@_db_options
+@click.option("--note", default="", help="What was fixed by hand (recorded).")
+@_OPERATOR
+def resolve_command(note: str, operator: str | None, **opts: Any) -> None:
+    """Clear the block a failed rollback left, once the target was fixed by hand."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        run = opened.orchestrator.resolve(operator=_operator(operator), note=note)
+        click.echo(f"run {run.id}: resolved; the target accepts runs again")
 
 
 def _print_findings(findings: Sequence[Finding], *, err: bool) -> None:

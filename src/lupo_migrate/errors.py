@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "DecisionError",
     "DependencyCycleError",
     "DiscoveryError",
     "DuplicateHandlerError",
@@ -307,6 +308,14 @@ class ConfigurationError(LupoMigrateError):
     """The settings, the database URL or the connection cannot be used; the message says how."""
 
     exit_code = 12
+
+
+class DecisionError(LupoMigrateError):
+    """A rollback, acceptance or resolution the rollback log does not allow now: no such run,
+    a run that did not complete, a closed window, a later run in the way; the message says
+    what to do instead."""
+
+    exit_code = 13
 
 
 class StorageError(LupoMigrateError):

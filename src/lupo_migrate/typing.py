@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from lupo_migrate._decisions import DecisionRecord
 from lupo_migrate._model import (
     AppliedStep,
     Finding,
@@ -27,6 +28,7 @@ from lupo_migrate._model import (
 
 __all__ = [
     "Clock",
+    "DecisionLog",
     "Freeze",
     "Handler",
     "Lock",
@@ -204,6 +206,29 @@ class Storage(Protocol):
 
     def journal(self, run_id: RunId) -> Sequence[JournalEntry]:
         """A run's journal entries in order."""
+        ...
+
+
+@runtime_checkable
+class DecisionLog(Protocol):
+    """The rollback log (``migration_rollback_log``): decisions, windows, rollback material.
+
+    Optional beside :class:`Storage`: a storage that has these methods lets completed runs be
+    rolled back, accepted and purged (both shipped storages have them).
+    """
+
+    def record_decision(self, decision: DecisionRecord) -> DecisionRecord:
+        """Add a record; returns it with the id given to it."""
+        ...
+
+    def decide(
+        self, decision_id: int, *, status: str, operator: str, at: int, detail: str | None = None
+    ) -> None:
+        """Record a decision on a record (``StorageError`` if there is no such record)."""
+        ...
+
+    def decisions(self, run_id: RunId | None = None) -> Sequence[DecisionRecord]:
+        """Records (of *run_id*, or all), oldest first."""
         ...
 
 

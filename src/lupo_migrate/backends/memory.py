@@ -5,7 +5,8 @@ These are reference implementations, not mocks: they give every guarantee the pr
 between threads, and are what tests and dry runs use. Nothing survives the process.
 
 - :class:`InMemoryStorage`: runs (compare-and-set on ``Run.version``), the applied-step ledger,
-  findings and the statement journal.
+  findings, the statement journal and the rollback log
+  (a :class:`~lupo_migrate.typing.DecisionLog`).
 - :class:`InMemoryLock`: a non-reentrant run lock. Handles built on one
   :class:`InMemoryLockTable` share their state, as two processes share a database lock.
 - :class:`InMemoryFreeze`: the write gate, expiring by the injected clock.
@@ -24,6 +25,7 @@ from typing import final
 import attrs
 
 from lupo_migrate._clock import to_stamp
+from lupo_migrate._decisions import DecisionRecord
 from lupo_migrate._model import (
     AppliedStep,
     Finding,
@@ -134,6 +136,7 @@ class InMemoryStorage:
     _findings: dict[RunId, list[Finding]] = attrs.field(factory=dict, init=False)
     _journal: dict[int, JournalEntry] = attrs.field(factory=dict, init=False)
     _next_entry: int = attrs.field(default=1, init=False)
+    _decisions: list[DecisionRecord] = attrs.field(factory=list, init=False)
 
     def create_run(self, run: Run) -> None:
         """Store a new run; ``StorageError`` if its id exists."""
@@ -250,6 +253,34 @@ class InMemoryStorage:
         """A run's journal entries in order."""
         with self._mutex:
             return [e for e in self._journal.values() if e.run_id == run_id]
+
+    def record_decision(self, decision: DecisionRecord) -> DecisionRecord:
+        """Add a rollback-log record; returns it with the id given to it."""
+        with self._mutex:
+            recorded = attrs.evolve(decision, id=len(self._decisions) + 1)
+            self._decisions.append(recorded)
+            return recorded
+
+    def decide(
+        self, decision_id: int, *, status: str, operator: str, at: int, detail: str | None = None
+    ) -> None:
+        """Record a decision on a rollback-log record; ``StorageError`` if there is none."""
+        with self._mutex:
+            if not 0 < decision_id <= len(self._decisions):
+                raise StorageError(f"migration_rollback_log: no decision {decision_id}.")
+            old = self._decisions[decision_id - 1]
+            self._decisions[decision_id - 1] = attrs.evolve(
+                old,
+                status=status,
+                decided_by=operator,
+                decided_at=at,
+                detail=old.detail if detail is None else detail,
+            )
+
+    def decisions(self, run_id: RunId | None = None) -> list[DecisionRecord]:
+        """Rollback-log records (of *run_id*, or all), oldest first."""
+        with self._mutex:
+            return [d for d in self._decisions if run_id is None or d.run_id == run_id]
 
 
 # --------------------------------------------------------------------------- lock

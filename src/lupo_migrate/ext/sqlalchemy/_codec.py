@@ -5,8 +5,9 @@ them. A run is stored whole as JSON in ``migration_batches.state`` (ASCII-escape
 Python string survives any column charset) and decodes to an equal ``Run``: enums by value,
 nested ``Failure`` and ``Finding`` as objects, tuples as lists.
 
-The value classes of the extra tables (:class:`SystemState`, :class:`Alert`,
-:class:`RollbackDecision`) live here too, until the core grows its own.
+The value classes of the extra tables (:class:`SystemState`, :class:`Alert`) live here too,
+until the core grows its own; a ``migration_rollback_log`` row is the core's
+:class:`~lupo_migrate._decisions.DecisionRecord` (``classification`` ``run`` stands for None).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from lupo_migrate._decisions import DecisionRecord
 from lupo_migrate._model import (
     AppliedStep,
     Classification,
@@ -94,35 +96,8 @@ class Alert:
     resolved_at: int | None = None
 
 
-@attrs.frozen(kw_only=True)
-class RollbackDecision:
-    """A row of ``migration_rollback_log``: a classification and the decision it awaits.
-
-    Attributes:
-        id: the row id (0 until recorded).
-        run_id: the run.
-        classification: the rollback class.
-        scope: the step ids concerned.
-        window_seconds: how long the decision may wait (None: no window).
-        deadline: ``YYYYMMDDHHMMSS`` by which to decide (None: none).
-        status: ``pending``, ``rolled_back``, ``kept``, ``automatic``... (free text).
-        decided_by: the operator (None while pending).
-        decided_at: when decided.
-        detail: free text (why, what was done).
-        recorded_at: when the row was written.
-    """
-
-    run_id: str
-    classification: Classification
-    scope: tuple[str, ...] = attrs.field(converter=_str_tuple)
-    recorded_at: int
-    id: int = 0
-    window_seconds: int | None = None
-    deadline: int | None = None
-    status: str = "pending"
-    decided_by: str | None = None
-    decided_at: int | None = None
-    detail: str | None = None
+#: A row of ``migration_rollback_log`` (the core's record; the old name is kept).
+RollbackDecision = DecisionRecord
 
 
 def _enum_value(value: Any) -> Any:
@@ -366,7 +341,7 @@ def decision_to_row(decision: RollbackDecision) -> dict[str, Any]:
     """The ``migration_rollback_log`` columns of a decision (all but ``id``)."""
     row = attrs.asdict(decision, recurse=False)
     del row["id"]
-    row["classification"] = Classification(decision.classification).value
+    row["classification"] = decision.label
     row["scope"] = json.dumps(list(decision.scope))
     return row
 
@@ -384,7 +359,7 @@ def decision_from_row(row: Any) -> RollbackDecision:
     return RollbackDecision(
         id=int(row.id),
         run_id=row.run_id,
-        classification=Classification(row.classification),
+        classification=None if row.classification == "run" else Classification(row.classification),
         scope=tuple(json.loads(row.scope)),
         window_seconds=_opt_int(row.window_seconds),
         deadline=_opt_int(row.deadline),

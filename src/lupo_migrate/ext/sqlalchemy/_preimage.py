@@ -20,7 +20,8 @@ are neither committed nor seen by them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import attrs
@@ -31,7 +32,7 @@ from lupo_migrate.errors import StorageError
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.handlers._touch import Touch, touches
 
-__all__ = ["BACKUP_PREFIX", "BackupLimitError", "PreImages", "RestoreReport"]
+__all__ = ["BACKUP_PREFIX", "BackupLimitError", "PreImages", "RestoreReport", "drop_backups"]
 
 #: Backup tables are named ``lupo_bk_<first 12 characters of the run id>_<n>``.
 BACKUP_PREFIX: Final = "lupo_bk_"
@@ -99,6 +100,10 @@ class PreImages:
     tables: dict[str, TableImage] = attrs.field(factory=dict)
     definitions: dict[str, str] = attrs.field(factory=dict)
     unknown: list[str] = attrs.field(factory=list)
+    #: The step whose statements run now, and the objects each step touched (for partial
+    #: rollbacks: an object another step touched too cannot be put back from its pre-image).
+    step: str | None = None
+    by_step: dict[str, set[str]] = attrs.field(factory=dict)
     _numbers: Any = attrs.field(factory=lambda: itertools.count(1))
     _schema: str = ""
 
@@ -119,9 +124,12 @@ class PreImages:
         if self.fingerprint is None:
             return
         found = touches(statement, dialect="mysql")
+        mine = self.by_step.setdefault(self.step or "", set())
         for touch in found:  # a renamed table's new name is touched too (it must go again)
+            mine.add(_key(touch))
             if touch.new_name is not None:
                 self.touched.add(f"{touch.kind}:{touch.new_name}")
+                mine.add(f"{touch.kind}:{touch.new_name}")
         new = [t for t in found if _key(t) not in self.touched]
         if not new:
             return
@@ -201,29 +209,40 @@ class PreImages:
 
     # ------------------------------------------------------------------ after a rollback
 
-    def compare(self, conn: sa.Connection) -> RestoreReport:
-        """The touched objects compared with their pre-images (nothing changed)."""
+    def keys_of(self, steps: Collection[str]) -> set[str]:
+        """The objects *steps* touched (with the routine aliases the pre-images use)."""
+        keys: set[str] = set()
+        for step in steps:
+            for key in self.by_step.get(step, ()):
+                keys.add(key)
+                if key.startswith("routine:?:"):
+                    keys.update(f"routine:{k}:{key[10:]}" for k in ("procedure", "function"))
+        return keys
+
+    def compare(self, conn: sa.Connection, only: Collection[str] | None = None) -> RestoreReport:
+        """The touched objects (or those of *only*) compared with their pre-images."""
         assert self.fingerprint is not None
         now = read_fingerprint(conn, exclude=self._skip)
-        keys = self.touched
+        keys = self.touched if only is None else self.touched & set(only)
         differences = diff(restrict(self.fingerprint, keys), restrict(now, keys))
-        present = [n for n in self.tables if f"table:{n}" in now.objects]
-        after = table_data(conn, present)
+        mine = [n for n in self.tables if f"table:{n}" in keys]
+        after = table_data(conn, [n for n in mine if f"table:{n}" in now.objects])
         data = {
-            name: (image.data, after[name])
-            for name, image in self.tables.items()
-            if name in after and after[name] != image.data
+            name: (self.tables[name].data, after[name])
+            for name in mine
+            if name in after and after[name] != self.tables[name].data
         }
         return RestoreReport((), (), differences, data, len(keys))
 
-    def restore(self) -> RestoreReport:
-        """Put back every touched object that differs from its pre-image; compare again."""
+    def restore(self, only: Collection[str] | None = None) -> RestoreReport:
+        """Put back every touched object (of *only*) that differs from its pre-image; compare
+        again."""
         if self.fingerprint is None:
             return RestoreReport((), (), (), {}, 0)
         restored: list[str] = []
         dropped: list[str] = []
         with self._connect() as conn:
-            first = self.compare(conn)
+            first = self.compare(conn, only)
             if first.verified:
                 return first
             wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
@@ -248,7 +267,7 @@ class PreImages:
                     restored.append(key)
             finally:
                 conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-            final = self.compare(conn)
+            final = self.compare(conn, only)
         return attrs.evolve(final, restored=tuple(restored), dropped=tuple(dropped))
 
     def _refill(self, conn: sa.Connection, name: str) -> None:
@@ -271,10 +290,102 @@ class PreImages:
         return tuple(image.backup for image in self.tables.values() if image.backup)
 
     def drop_backups(self) -> None:
-        """Drop this run's backup tables (its rollback material is no longer needed)."""
-        if self.backups:
+        """Drop this run's backup tables and saved material (no longer needed)."""
+        drop_backups(self.engine, self.run_id, self.backup_schema)
+
+    # ------------------------------------------------------------------ kept after a run
+
+    def to_json(self) -> str:
+        """What a rollback of the completed run needs, as JSON (the pre-run fingerprint of the
+        touched objects only)."""
+        assert self.fingerprint is not None
+        data = {
+            "format": 1,
+            "schema": self._schema,
+            "fingerprint": restrict(self.fingerprint, self.touched).to_json(),
+            "touched": sorted(self.touched),
+            "tables": {
+                name: {
+                    "ddl": image.ddl,
+                    "triggers": list(image.triggers),
+                    "rows": image.data.rows,
+                    "checksum": image.data.checksum,
+                    "backup": image.backup,
+                    "columns": list(image.columns),
+                }
+                for name, image in self.tables.items()
+            },
+            "definitions": self.definitions,
+            "unknown": self.unknown,
+            "by_step": {step: sorted(keys) for step, keys in self.by_step.items()},
+        }
+        return json.dumps(data, sort_keys=True, ensure_ascii=True)
+
+    def save(self) -> str | None:
+        """Keep the material in the backup schema (``lupo_bk_<run>_0``); returns its name."""
+        if self.fingerprint is None:
+            return None
+        table = self._material_name()
+        with self._connect() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {table} (material LONGTEXT NOT NULL)")
+            conn.exec_driver_sql(f"INSERT INTO {table} VALUES (%s)", (self.to_json(),))
+        return table
+
+    def _material_name(self) -> str:
+        table = _q(f"{BACKUP_PREFIX}{self.run_id[:12]}_0")
+        return table if self.backup_schema is None else f"{_q(self.backup_schema)}.{table}"
+
+    def load(self) -> bool:
+        """Read the material :meth:`save` kept; False when there is none (purged)."""
+        try:
             with self._connect() as conn:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.backups)}")
+                text = conn.exec_driver_sql(
+                    f"SELECT material FROM {self._material_name()}"
+                ).scalar()
+        except sa.exc.ProgrammingError:
+            return False
+        if text is None:
+            return False
+        data = json.loads(str(text))
+        self._schema = data["schema"]
+        self.fingerprint = Fingerprint.from_json(data["fingerprint"])
+        self.touched = set(data["touched"])
+        self.tables = {
+            name: TableImage(
+                ddl=t["ddl"],
+                triggers=tuple(t["triggers"]),
+                data=TableData(rows=t["rows"], checksum=t["checksum"]),
+                backup=t["backup"],
+                columns=tuple(t["columns"]),
+            )
+            for name, t in data["tables"].items()
+        }
+        self.definitions = dict(data["definitions"])
+        self.unknown = list(data["unknown"])
+        self.by_step = {step: set(keys) for step, keys in data["by_step"].items()}
+        return True
+
+
+def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> tuple[str, ...]:
+    """Drop every backup table of *run_id* (material included); returns their names."""
+    pattern = f"{BACKUP_PREFIX}{run_id[:12]}_".replace("_", "\\_") + "%"
+    where = "DATABASE()" if backup_schema is None else "%s"
+    params = (pattern,) if backup_schema is None else (backup_schema, pattern)
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        names = [
+            str(row[0])
+            for row in conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables"
+                f" WHERE table_schema = {where} AND table_name LIKE %s",
+                params,
+            )
+        ]
+        qualified = [
+            _q(n) if backup_schema is None else f"{_q(backup_schema)}.{_q(n)}" for n in names
+        ]
+        if qualified:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(qualified)}")
+    return tuple(names)
 
 
 def _key(touch: Touch) -> str:

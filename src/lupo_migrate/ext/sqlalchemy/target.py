@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from lupo_migrate._quick import LOOPBACK
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _pipeline
-from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages
+from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
@@ -257,6 +257,12 @@ class SqlAlchemyTarget:
             limit=self.backup_limit,
             exclude=own.__contains__,
         )
+
+    def drop_backups(self, run_id: str) -> tuple[str, ...]:
+        """Drop the backup tables and kept material of run *run_id*; returns their names."""
+        if self.transactional_ddl:
+            return ()
+        return drop_backups(self.engine, run_id, self.backup_schema)
 
     def facts(self) -> Mapping[str, Any]:
         """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
