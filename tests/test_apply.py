@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,17 @@ class TestBadInput:
         assert not db.exists()
 
 
+def corpus_dir(tmp_path: Path, names: Sequence[str]) -> tuple[Path, Path]:
+    """A migrations directory holding the corpus files *names*, and a manifest in that order."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    for name in names:
+        shutil.copy(CORPUS / "migrations" / name, migrations / name)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("steps:\n" + "".join(f"  - {n}\n" for n in names))
+    return migrations, manifest
+
+
 def _load_baseline(url: str) -> None:
     """Load the corpus baseline (185 tables) with the mariadb client, as a user would."""
     database = sa.make_url(url).database or ""
@@ -204,12 +216,7 @@ class TestCorpusOnMariaDB:
     ) -> None:
         """Baseline loaded: one run applies 13 files with checksums; again does nothing."""
         _load_baseline(mariadb_url)
-        migrations = tmp_path / "m"
-        migrations.mkdir()
-        for name in CLEAN_CORPUS:
-            shutil.copy(CORPUS / "migrations" / name, migrations / name)
-        manifest = tmp_path / "manifest.yaml"
-        manifest.write_text("steps:\n" + "".join(f"  - {n}\n" for n in CLEAN_CORPUS))
+        migrations, manifest = corpus_dir(tmp_path, CLEAN_CORPUS)
         database = sa.make_url(mariadb_url).database
         args = [
             str(migrations),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from conftest import needs_corpus
 from lupo_migrate import Fingerprint, TableData, diff
 from lupo_migrate.cli import main
 from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
-from test_apply import CLEAN_CORPUS, CORPUS, _load_baseline
+from test_apply import CLEAN_CORPUS, _load_baseline, corpus_dir
 
 pytestmark = pytest.mark.mariadb
 
@@ -79,11 +78,7 @@ def _orch_cleanup(mariadb_url: str) -> Iterator[None]:
 def _corpus_run(
     capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, name: str
 ) -> tuple[int, str, str]:
-    migrations = tmp_path / "m"
-    migrations.mkdir()
-    shutil.copy(CORPUS / "migrations" / name, migrations / name)
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(f"steps:\n  - {name}\n")
+    migrations, manifest = corpus_dir(tmp_path, [name])
     database = sa.make_url(url).database
     return _apply(
         capsys,
@@ -237,12 +232,7 @@ def test_the_13_clean_migrations_then_rollback_run_give_the_baseline_back(
     _load_baseline(mariadb_url)
     _run(mariadb_url, *_livehelp_tables())
     before = _state(mariadb_url)
-    migrations = tmp_path / "m"
-    migrations.mkdir()
-    for name in CLEAN_CORPUS:
-        shutil.copy(CORPUS / "migrations" / name, migrations / name)
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text("steps:\n" + "".join(f"  - {n}\n" for n in CLEAN_CORPUS))
+    migrations, manifest = corpus_dir(tmp_path, CLEAN_CORPUS)
     database = sa.make_url(mariadb_url).database
     more = ["--manifest", str(manifest), "--rename", f"lupopedia={database}"]
     code, out, err = _apply(capsys, mariadb_url, migrations, *more, "--table-budget", "250")
