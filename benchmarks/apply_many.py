@@ -93,12 +93,14 @@ def fresh(engine: sa.Engine, name: str) -> None:
 
 
 def snapshot(engine: sa.Engine, name: str) -> dict[str, tuple[tuple[str, ...], int]]:
-    """Table name to (columns, row count), lupo_migrate's own tables left out."""
+    """Table name to (columns, row count), lupo_migrate's own tables (orchestration tables,
+    and the rollback material a completed run keeps) left out."""
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT table_name, GROUP_CONCAT(column_name ORDER BY ordinal_position)"
             " FROM information_schema.columns WHERE table_schema = %s"
-            " AND table_name NOT LIKE 'migration%%' GROUP BY table_name",
+            " AND table_name NOT LIKE 'migration%%' AND table_name NOT LIKE 'lupo\\_bk\\_%%'"
+            " GROUP BY table_name",
             (name,),
         ).all()
         result = {}

@@ -12,7 +12,7 @@ from conftest import needs_corpus
 from lupo_migrate import Fingerprint, TableData, diff
 from lupo_migrate.cli import main
 from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
-from test_apply import CLEAN_CORPUS, _load_baseline, corpus_dir
+from test_apply import CLEAN_CORPUS, LIVEHELP, _load_baseline, corpus_dir
 
 pytestmark = pytest.mark.mariadb
 
@@ -109,7 +109,8 @@ def test_failing_corpus_migration_rolls_back_to_the_baseline(
     after = _state(mariadb_url)
     assert diff(before[0], after[0]) == ()
     assert after[1] == before[1]
-    assert [code for _, code, _ in _log(mariadb_url)] == ["rollback-verified"]
+    codes = [code for _, code, _ in _log(mariadb_url)]
+    assert [c for c in codes if c.startswith("rollback")] == ["rollback-verified"]
 
 
 @needs_corpus
@@ -138,7 +139,7 @@ def test_older_mood_rgb_definitions_and_rows_are_restored_exactly(
     after = _state(mariadb_url)
     assert diff(before[0], after[0]) == ()
     assert after[1] == before[1]
-    (verified,) = _log(mariadb_url)
+    (verified,) = [row for row in _log(mariadb_url) if row[1].startswith("rollback")]
     assert "restored 2" in verified[2]
 
 
@@ -174,7 +175,7 @@ def test_updates_drops_and_deletes_of_earlier_steps_are_put_back(
     after = _state(mariadb_url)
     assert [str(d) for d in diff(before[0], after[0])] == []
     assert after[1] == before[1]
-    (verified,) = _log(mariadb_url)
+    (verified,) = [row for row in _log(mariadb_url) if row[1].startswith("rollback")]
     assert verified[1] == "rollback-verified"
 
 
@@ -196,12 +197,6 @@ def test_a_table_over_the_backup_limit_is_refused_by_name(
     assert "table big has 5 rows, more than the backup limit (3)" in err
     assert "down section" in err
     assert _state(mariadb_url) == before  # refused before the statement ran
-
-
-LIVEHELP = (
-    "channels", "messages", "modules", "modules_dep", "operator_channels", "referers_monthly",
-    "sessions", "visit_track",
-)  # fmt: skip
 
 
 def _livehelp_tables() -> list[str]:

@@ -90,9 +90,29 @@ class TestSchema:
         t = storage.tables.system_state
         with storage.engine.begin() as conn:
             conn.execute(t.update().where(t.c.target == "__schema__").values(schema_version=99))
-        with pytest.raises(StorageError, match=r"version 99, newer than version 1") as info:
+        with pytest.raises(StorageError, match=r"version 99, newer than version 2") as info:
             SqlAlchemyStorage(storage.engine).ensure_schema()
         assert "Upgrade lupo_migrate" in str(info.value)
+
+    def test_a_version_1_schema_is_upgraded_in_place_and_keeps_its_rows(
+        self, storage: SqlAlchemyStorage
+    ) -> None:
+        """Version 1 had no fingerprint column: ensure_schema() adds it, rows stay, twice safe."""
+        t = storage.tables.system_state
+        storage.set_phase("app", None, None, 20260101000000)
+        with storage.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {storage.engine.dialect.identifier_preparer.format_table(t)}"
+                " DROP COLUMN fingerprint"
+            )
+            conn.execute(t.update().where(t.c.target == "__schema__").values(schema_version=1))
+        again = SqlAlchemyStorage(storage.engine, schema=t.schema)
+        assert again.ensure_schema() == 2
+        assert again.ensure_schema() == 2
+        assert again.system_state("app") is not None
+        again.record_fingerprint("app", '{"x": 1}', 20260101000001)
+        assert again.fingerprint("app") == '{"x": 1}'
+        assert again.fingerprint("other") is None
 
     def test_missing_tables_say_what_to_do(self, engine: sa.Engine) -> None:
         """Using a storage before ensure_schema() names the remedy."""

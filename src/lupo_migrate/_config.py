@@ -13,6 +13,16 @@ setting                     environment              meaning
 ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
 ``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
 ``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
+``drift``                   ``LUPO_MIGRATE_DRIFT``   ``error`` (default), ``warn`` or ``off``
+``keep_rollback_hours``     ``LUPO_MIGRATE_KEEP_ROLLBACK`` hours a completed run stays
+                                                     rollbackable (24)
+``probe_threshold``         ``LUPO_MIGRATE_PROBE_THRESHOLD`` slowdown factor a probe may
+                                                     show before a class B finding (2.0)
+``forbid``                                           lint rules whose findings refuse the run
+                                                     (``["foreign-key", "trigger"]``)
+``lint_ignore``                                      lint rules not reported
+``probes``                                           ``{name = "SELECT ..."}`` timed before and
+                                                     after a run
 ``schemas``                                          ``{core=, orchestration=, ephemeral=}``
 ``renames``                                          ``{lupopedia = "test"}`` literal schema names
 =========================== ======================== ===========================================
@@ -46,11 +56,16 @@ ENVIRONMENT: Final = {
     "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
+    "drift": "LUPO_MIGRATE_DRIFT",
+    "keep_rollback_hours": "LUPO_MIGRATE_KEEP_ROLLBACK",
+    "probe_threshold": "LUPO_MIGRATE_PROBE_THRESHOLD",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit")
-_FLOATS: Final = ("lock_timeout",)
+_FLOATS: Final = ("lock_timeout", "keep_rollback_hours", "probe_threshold")
 _PATHS: Final = ("migrations", "manifest")
-_KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames"}
+_LISTS: Final = ("forbid", "lint_ignore")
+_DRIFT: Final = ("error", "warn", "off")
+_KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames", "probes", *_LISTS}
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +81,12 @@ class Settings:
     lock_timeout: float = 0.0
     backup_limit: int = 100_000
     orchestration_db: str | None = None
+    drift: str = "error"
+    keep_rollback_hours: float = 24.0
+    probe_threshold: float = 2.0
+    forbid: tuple[str, ...] = ()
+    lint_ignore: tuple[str, ...] = ()
+    probes: Mapping[str, str] = attrs.field(factory=dict)
     schemas: Mapping[str, str] = attrs.field(factory=dict)
     renames: Mapping[str, str] = attrs.field(factory=dict)
     sources: tuple[str, ...] = ()
@@ -93,12 +114,28 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             return float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"{where}: {key} must be a number, got {value!r}") from None
-    if key in ("schemas", "renames"):
+    if key == "drift" and value not in _DRIFT:
+        raise ConfigurationError(
+            f"{where}: drift must be one of {', '.join(_DRIFT)}, got {value!r}"
+        )
+    if key in _LISTS:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigurationError(
+                f'{where}: {key} must be a list of rule names, e.g. {key} = ["trigger"]'
+            )
+        return tuple(items)
+    if key in ("schemas", "renames", "probes"):
         if not isinstance(value, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise ConfigurationError(
-                f'{where}: {key} must be a table of names, e.g. {key} = {{ core = "app" }}'
+                f"{where}: {key} must be a table of names,"
+                + (
+                    ' e.g. probes = { users = "SELECT COUNT(*) FROM users" }'
+                    if key == "probes"
+                    else f' e.g. {key} = {{ core = "app" }}'
+                )
             )
         return dict(value)
     return value

@@ -39,6 +39,7 @@ from lupo_migrate._decisions import (
     scope_steps,
     status_at,
 )
+from lupo_migrate._fingerprint import Fingerprint
 from lupo_migrate._model import (
     AppliedStep,
     Classification,
@@ -58,14 +59,29 @@ from lupo_migrate._names import normalise
 from lupo_migrate._planner import plan as plan_steps
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._validation import (
+    BEFORE,
+    DATA_AFTER,
+    DATA_BEFORE,
+    EFFECTS,
+    FINGERPRINT,
+    PROBES_AFTER,
+    PROBES_BEFORE,
+    RECORDED,
+    UNKNOWN,
     all_of,
     checksums_unchanged,
+    declared_effects,
     dependencies_applied,
+    performance_probes,
+    schema_drift,
     table_budget,
+    touched_keys,
+    untouched_unchanged,
 )
 from lupo_migrate.errors import (
     DecisionError,
     InternalError,
+    InvalidArgumentError,
     LupoMigrateError,
     MigrationFileError,
     StatementError,
@@ -73,6 +89,8 @@ from lupo_migrate.errors import (
     StorageError,
     TargetBlockedError,
 )
+from lupo_migrate.handlers._lint import STATEMENTS, risky_statements
+from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
 __all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
@@ -176,11 +194,7 @@ class _Context:
     before: Callable[[str], None] | None = None
 
     def read_text(self, relpath: str) -> str:
-        real = os.path.realpath(os.path.join(self.root, relpath))
-        if not real.startswith(_real_root(self.root)):
-            raise StepError(self.step.id, relpath, "path leaves the migrations root")
-        with open(real, "rb") as file:
-            return normalise(file.read().decode("utf-8"))
+        return _read_under(self.root, relpath, self.step)
 
     def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
         started = to_stamp(self.clock.now())
@@ -271,6 +285,14 @@ class Orchestrator:
         owner: the lock owner (default: host, pid and a random part).
         keep_rollback: how long a completed run can be rolled back as a whole (``rollback``)
             when no pending decision keeps it longer; its backups are kept as long.
+        drift: ``error`` (a schema changed since the last run refuses the run), ``warn`` or
+            ``off``.
+        forbid: lint rules whose findings refuse the run (``foreign-key``, ``trigger``...).
+        lint_ignore: lint rules not reported.
+        probes: performance probes, name to query, timed before and after a run.
+        probe_threshold: the slowdown factor beyond which a probe is a class B finding.
+        integrity_limit: tables the run does not touch are checksummed before and after it
+            when they hold at most this many rows (by the catalog's estimate).
     """
 
     storage: Storage
@@ -288,6 +310,12 @@ class Orchestrator:
     owner: str = attrs.field(factory=default_owner)
     on_event: Callable[[Run, object], None] | None = None
     keep_rollback: timedelta = timedelta(hours=24)
+    drift: str = "error"
+    forbid: Sequence[str] = ()
+    lint_ignore: Sequence[str] = ()
+    probes: Mapping[str, str] = attrs.field(factory=dict)
+    probe_threshold: float = 2.0
+    integrity_limit: int = 100_000
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -297,8 +325,17 @@ class Orchestrator:
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
+    # Facts measured at PRE for POST, and the fingerprint POST read.
+    _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    _after: Any = attrs.field(default=None, init=False, repr=False)
     # Records of pending decisions written by the run being driven.
     _recorded: list[DecisionRecord] = attrs.field(factory=list, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.drift not in ("error", "warn", "off"):
+            raise InvalidArgumentError(f"drift must be error, warn or off, got {self.drift!r}")
+        risky_statements(forbid=self.forbid, ignore=self.lint_ignore)  # names the unknown
+        performance_probes(self.probe_threshold)
 
     # ------------------------------------------------------------------ queries
 
@@ -365,6 +402,7 @@ class Orchestrator:
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
             if run.outcome is Outcome.COMPLETED:
                 self._keep_rollback_material(run, plan)
+            self._record_schema(run)
         return RunResult(
             run=run,
             plan=plan,
@@ -463,6 +501,7 @@ class Orchestrator:
             self._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
             self.storage.create_run(run)
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
+            self._record_schema(run, when=Outcome.ROLLED_BACK)
             if run.outcome is Outcome.ROLLED_BACK:
                 now = to_stamp(self.clock.now())
                 done = [r for r in log.decisions(of.id) if is_open(r, now)]
@@ -687,13 +726,35 @@ class Orchestrator:
 
     def _validate(self, run: Run, stage: Stage, plan: Plan) -> sm.Event:
         validators: list[Validator] = list(self.validators)
-        facts: Mapping[str, Any] = {}
+        facts: dict[str, Any] = {}
         if stage is Stage.PRE:
             validators[:0] = [dependencies_applied()]
             if self.table_budget is not None:
                 validators.append(table_budget(self.table_budget))
-        if self.table_budget is not None:
-            facts = self.target.facts()
+                facts.update(self.target.facts())
+            validators += [
+                schema_drift(fail=self.drift == "error"),
+                risky_statements(
+                    forbid=self.forbid, ignore=self.lint_ignore, dialect=_family(self.target)
+                ),
+            ]
+        else:
+            validators += [
+                declared_effects(),
+                untouched_unchanged(),
+                performance_probes(self.probe_threshold),
+            ]
+        try:
+            facts.update(self._measure(stage, plan))
+        except LupoMigrateError as error:
+            failure = Finding(
+                severity=Severity.ERROR,
+                message=f"{stage.value}-validation could not measure the target: {error}",
+                code="measure-failed",
+                kind=FailureKind.CRITICAL_VALIDATION,
+            )
+            self.storage.record_findings(run.id, [failure])
+            return sm.ValidationFailed(stage, (failure,))
         context = ValidationContext(
             stage=stage,
             plan=plan,
@@ -707,6 +768,106 @@ class Orchestrator:
         if any(f.severity.fails for f in findings):
             return sm.ValidationFailed(stage, findings)
         return sm.ValidationPassed(stage, findings)
+
+    def _measure(self, stage: Stage, plan: Plan) -> dict[str, Any]:
+        """The facts the schema, data and probe validators compare (see ``_validation``).
+
+        PRE reads the plan's statements and what they touch, the live and the recorded
+        fingerprints, the rows of the tables the plan leaves alone and the probe times; POST
+        reads them again (the statements' effects are kept from PRE).
+        """
+        if stage is Stage.PRE:
+            self._facts = self._plan_effects(plan)
+            self._facts[PROBES_BEFORE] = self._time_probes()
+        facts = dict(self._facts)
+        if stage is Stage.POST:
+            facts[PROBES_AFTER] = self._time_probes()
+        read = getattr(self.target, "fingerprint", None)
+        if read is None:
+            return facts
+        taken = getattr(self._pre, "fingerprint", None)  # read a moment ago (MySQL)
+        core = getattr(self.target, "core_schema", None)
+        live = taken if stage is Stage.PRE and taken is not None and core is None else read()
+        if stage is Stage.PRE:
+            facts[FINGERPRINT] = live
+            kept = getattr(self.storage, "fingerprint", None)
+            text = kept(self.target_name) if kept is not None and self.drift != "off" else None
+            facts[RECORDED] = None if text is None else Fingerprint.from_json(text)
+            touched = touched_keys(facts[EFFECTS])
+            estimates = self.target.row_estimates()  # type: ignore[attr-defined]
+            untouched = sorted(
+                name
+                for name, rows in estimates.items()
+                if f"table:{name}" not in touched and rows <= self.integrity_limit
+            )
+            facts[DATA_BEFORE] = self.target.table_data(untouched)  # type: ignore[attr-defined]
+            self._facts = {**facts, BEFORE: live}
+        else:
+            facts[FINGERPRINT] = live
+            before = facts.get(DATA_BEFORE) or {}
+            facts[DATA_AFTER] = self.target.table_data(  # type: ignore[attr-defined]
+                [n for n in before if f"table:{n}" in live.objects]
+            )
+            self._after = live
+        return facts
+
+    def _time_probes(self) -> dict[str, float | None]:
+        timer = getattr(self.target, "time_query", None)
+        if timer is None:
+            return {}
+        return {name: timer(sql) for name, sql in self.probes.items()}
+
+    def _plan_effects(self, plan: Plan) -> dict[str, Any]:
+        """The plan's statements (from handlers that can list them) and what they touch."""
+        statements: list[tuple[str, str, int | None, str]] = []
+        effects: list[tuple[str, str, str, str, str | None]] = []
+        unknown: list[tuple[str, str]] = []
+        family = _family(self.target)
+        core = self.target.names.get("core")
+        for step in plan.steps:
+            handler = self.registry.lookup(step.file_type)
+            listing = getattr(handler, "statements", None)
+            if listing is None:
+                if step.file_type != "documentation":
+                    unknown.append((step.id, step.file_type))
+                continue
+            try:
+                text = _read_under(self.root, step.path, step)
+                listed = listing(
+                    step,
+                    text,
+                    dialect=self.target.dialect,
+                    names=self.target.names,
+                    renames=self.target.renames,
+                )
+            except (LupoMigrateError, OSError, UnicodeDecodeError):
+                unknown.append((step.id, "unreadable"))  # the step itself will say why
+                continue
+            for stmt in listed:
+                statements.append((step.id, step.path, stmt.line, stmt.text))
+                for touch in touches(stmt.text, dialect=family):
+                    if touch.kind == "unknown":
+                        unknown.append((step.id, touch.name))
+                    elif touch.schema in (None, core):
+                        effects.append(
+                            (step.id, touch.kind, touch.name, touch.action, touch.new_name)
+                        )
+        return {STATEMENTS: tuple(statements), EFFECTS: tuple(effects), UNKNOWN: tuple(unknown)}
+
+    def _record_schema(self, run: Run, *, when: Outcome = Outcome.COMPLETED) -> None:
+        """Keep the schema as a run that ended *when* left it: the next run's drift reference.
+
+        A run that failed and rolled back leaves the reference alone: the schema is as it
+        was, and a drift found before it must not become the reference by the way.
+        """
+        keep = getattr(self.storage, "record_fingerprint", None)
+        read = getattr(self.target, "fingerprint", None)
+        after, self._after = self._after, None
+        if keep is None or read is None or run.outcome is not when:
+            return
+        if after is None:
+            after = read()
+        keep(self.target_name, after.to_json(), to_stamp(self.clock.now()))
 
     def _start_pre_images(self, run: Run) -> sm.Event:
         """Read the fingerprint pre-images are taken from (where the target keeps them)."""
@@ -987,6 +1148,20 @@ class _Rollback:
     others: tuple[StepId, ...] = ()
     #: The objects whose pre-images may be put back (None: every touched object).
     only: set[str] | None = None
+
+
+def _family(target: Target) -> str:
+    """The dialect family statements are written in (``mysql`` for MariaDB too)."""
+    return "mysql" if target.dialect in ("mysql", "mariadb") else target.dialect
+
+
+def _read_under(root: Path, relpath: str, step: Step) -> str:
+    """The text of *relpath* under *root* (LF line ends, no BOM), for *step*."""
+    real = os.path.realpath(os.path.join(root, relpath))
+    if not real.startswith(_real_root(root)):
+        raise StepError(step.id, relpath, "path leaves the migrations root")
+    with open(real, "rb") as file:
+        return normalise(file.read().decode("utf-8"))
 
 
 def _rollback_failure(message: str) -> Failure:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -292,6 +293,13 @@ def open_session(
         target_name=settings.target,
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,
+        keep_rollback=timedelta(hours=settings.keep_rollback_hours),
+        drift=settings.drift,
+        forbid=settings.forbid,
+        lint_ignore=settings.lint_ignore,
+        probes=settings.probes,
+        probe_threshold=settings.probe_threshold,
+        integrity_limit=settings.backup_limit,
     )
     return Session(
         settings=settings, steps=tuple(steps), orchestrator=orchestrator, engines=engines

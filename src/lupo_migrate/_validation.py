@@ -13,17 +13,33 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate._model import FailureKind, Finding, Severity, ValidationContext
+from lupo_migrate._fingerprint import Fingerprint, diff, restrict
+from lupo_migrate._model import FailureKind, Finding, Severity, Stage, ValidationContext
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.typing import Validator
 
 __all__ = [
+    "BEFORE",
+    "DATA_AFTER",
+    "DATA_BEFORE",
     "DEFAULT_TABLE_BUDGET",
+    "EFFECTS",
+    "FINGERPRINT",
+    "PROBES_AFTER",
+    "PROBES_BEFORE",
+    "RECORDED",
+    "UNKNOWN",
     "all_of",
     "checksums_unchanged",
+    "declared_effects",
     "dependencies_applied",
+    "expected_existence",
+    "performance_probes",
     "run_validators",
+    "schema_drift",
     "table_budget",
+    "touched_keys",
+    "untouched_unchanged",
 ]
 
 #: The doctrine's architectural limit on core tables.
@@ -148,3 +164,271 @@ def table_budget(budget: int = DEFAULT_TABLE_BUDGET, *, fact: str = "core_tables
             f"table budget must be a whole number of tables >= 0, got {budget!r}"
         )
     return _TableBudget(budget, fact)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema and data checks. The shell measures; these compare. Facts they read:
+
+#: The live schema fingerprint at this stage (PRE: before the run; POST: after it).
+FINGERPRINT: Final = "fingerprint"
+#: PRE: the fingerprint the last run left (None on the first run).
+RECORDED: Final = "recorded_fingerprint"
+#: POST: the fingerprint read before the run.
+BEFORE: Final = "fingerprint_before"
+#: What the plan's statements declare, in order: (step id, kind, name, action, new name);
+#: kinds ``table``, ``view``, ``trigger``...; actions ``create``, ``alter``, ``drop``,
+#: ``rename``, ``write``.
+EFFECTS: Final = "effects"
+#: Statements whose effects cannot be told from their text: (step id, first word).
+UNKNOWN: Final = "unknown_effects"
+#: Row counts and checksums (``TableData``) of the tables the plan does not touch.
+DATA_BEFORE: Final = "data_before"
+DATA_AFTER: Final = "data_after"
+#: Seconds each declared performance probe took (None: it failed).
+PROBES_BEFORE: Final = "probes_before"
+PROBES_AFTER: Final = "probes_after"
+
+#: Object kinds whose existence the fingerprint tells.
+_SEEN_KINDS: Final = frozenset({"table", "view", "trigger"})
+
+
+@attrs.frozen(repr=False)
+class _SchemaDrift:
+    fail: bool
+
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        recorded, live = context.facts.get(RECORDED), context.facts.get(FINGERPRINT)
+        if recorded is None or live is None or context.stage is not Stage.PRE:
+            return
+        differences = diff(recorded, live)
+        if not differences:
+            return
+        shown = "; ".join(str(d) for d in differences[:10])
+        more = f" and {len(differences) - 10} more" if len(differences) > 10 else ""
+        yield Finding(
+            severity=Severity.ERROR if self.fail else Severity.WARNING,
+            message=f"the schema changed since the last run ({len(differences)}"
+            f" difference(s)): {shown}{more}",
+            hint="something changed the schema outside lupo_migrate: review the differences;"
+            " to run anyway and take the live schema as the new reference, pass --allow-drift",
+            code="drift",
+            kind=FailureKind.CRITICAL_VALIDATION,
+        )
+
+    def __repr__(self) -> str:
+        return f"schema_drift(fail={self.fail})"
+
+
+def schema_drift(*, fail: bool = True) -> Validator:
+    """PRE: the live schema must equal the fingerprint the last run recorded (no drift).
+
+    Args:
+        fail: a drift stops the run (True) or is only reported (False).
+    """
+    return _SchemaDrift(fail)
+
+
+def expected_existence(effects: Iterable[tuple[str, str, str, str, str | None]]) -> dict[str, bool]:
+    """Which objects the effects say exist (True) or not (False) at the end, by key."""
+    state: dict[str, bool] = {}
+    for _step, kind, name, action, new_name in effects:
+        if kind not in _SEEN_KINDS:
+            continue
+        key = f"{kind}:{name}"
+        if action == "create":
+            state[key] = True
+        elif action == "drop":
+            state[key] = False
+        elif action == "rename" and new_name is not None:
+            state[key] = False
+            state[f"{kind}:{new_name}"] = True
+    return state
+
+
+def touched_keys(effects: Iterable[tuple[str, str, str, str, str | None]]) -> set[str]:
+    """Every object key the effects name (renamed objects under both names)."""
+    keys: set[str] = set()
+    for _step, kind, name, _action, new_name in effects:
+        keys.add(f"{kind}:{name}")
+        if new_name is not None:
+            keys.add(f"{kind}:{new_name}")
+    return keys
+
+
+@attrs.frozen(repr=False)
+class _DeclaredEffects:
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        after = context.facts.get(FINGERPRINT)
+        effects = context.facts.get(EFFECTS)
+        if after is None or effects is None or context.stage is not Stage.POST:
+            return
+        last_step: dict[str, str] = {}
+        for step, kind, name, _action, new_name in effects:
+            last_step[f"{kind}:{name}"] = step
+            if new_name is not None:
+                last_step[f"{kind}:{new_name}"] = step
+        for key, exists in sorted(expected_existence(effects).items()):
+            if (key in after.objects) != exists:
+                kind, _, name = key.partition(":")
+                said, found = ("created", "is missing") if exists else ("dropped", "still exists")
+                yield Finding(
+                    severity=Severity.ERROR,
+                    message=f"{kind} {name} should be {said} by the run but {found} after it",
+                    hint="a statement did not do what it says (a conditional or a failed"
+                    " dynamic statement?); the run is rolled back",
+                    code="effect-missing",
+                    kind=FailureKind.CRITICAL_VALIDATION,
+                    step_id=last_step.get(key),
+                )
+
+    def __repr__(self) -> str:
+        return "declared_effects()"
+
+
+def declared_effects() -> Validator:
+    """POST: each table, view and trigger the plan creates, drops or renames is (or is not)
+    there after the run, as its statements declare."""
+    return _DeclaredEffects()
+
+
+def _linked_tables(fingerprint: Fingerprint, touched: set[str]) -> set[str]:
+    """Tables a touched table's triggers mention, or whose foreign keys reference one: a run
+    may change them without touching them itself."""
+    names = {k[6:] for k in touched if k.startswith("table:")}
+    linked: set[str] = set()
+    for key, value in fingerprint.objects.items():
+        if key.startswith("trigger:") and value.get("table") in names:
+            text = " ".join(str(v) for v in value.values()).lower()
+            linked.update(
+                k[6:]
+                for k in fingerprint.objects
+                if k.startswith("table:") and _mentions(text, k[6:].lower())
+            )
+        elif key.startswith("table:") and any(
+            _mentions(" ".join(map(str, fk.values())).lower(), n.lower())
+            for fk in value.get("foreign_keys", ())
+            for n in names
+        ):
+            linked.add(key[6:])
+    return linked
+
+
+def _mentions(text: str, name: str) -> bool:
+    start = text.find(name)
+    while start >= 0:
+        end = start + len(name)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        start = text.find(name, start + 1)
+    return False
+
+
+@attrs.frozen(repr=False)
+class _UntouchedUnchanged:
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        facts = context.facts
+        before, after = facts.get(BEFORE), facts.get(FINGERPRINT)
+        effects = facts.get(EFFECTS)
+        if before is None or after is None or effects is None or context.stage is not Stage.POST:
+            return
+        if facts.get(UNKNOWN):
+            words = ", ".join(sorted({w for _, w in facts[UNKNOWN]}))
+            yield Finding(
+                severity=Severity.INFO,
+                message=f"objects the run did not touch were not compared: statements ({words})"
+                " may change anything",
+                code="untouched-unchecked",
+            )
+            return
+        touched = touched_keys(effects)
+        # A table's triggers go and come with it.
+        tables = {k[6:] for k in touched if k.startswith("table:")}
+        touched |= {
+            key
+            for fingerprint in (before, after)
+            for key, value in fingerprint.objects.items()
+            if key.startswith("trigger:") and value.get("table") in tables
+        }
+        untouched = (set(before.objects) | set(after.objects)) - touched
+        for difference in diff(restrict(before, untouched), restrict(after, untouched)):
+            yield Finding(
+                severity=Severity.ERROR,
+                message=f"{difference} (the run's statements do not touch it)",
+                hint="something else changed the schema during the run",
+                code="untouched-changed",
+                kind=FailureKind.DATA_INTEGRITY,
+            )
+        linked = _linked_tables(before, touched)
+        rows_before, rows_after = facts.get(DATA_BEFORE) or {}, facts.get(DATA_AFTER) or {}
+        for name in sorted(set(rows_before) & set(rows_after)):
+            old, new = rows_before[name], rows_after[name]
+            if f"table:{name}" in touched or old == new:
+                continue
+            through = name in linked
+            yield Finding(
+                severity=Severity.WARNING if through else Severity.ERROR,
+                message=f"table {name}, which the run does not touch, changed: rows {old.rows}"
+                f" -> {new.rows}, checksum {old.checksum} -> {new.checksum}"
+                + (" (through a trigger or foreign key of a table it touches)" if through else ""),
+                hint=None if through else "writes reached it during the run: check the freeze",
+                code="untouched-data-changed",
+                kind=None if through else FailureKind.DATA_INTEGRITY,
+            )
+
+    def __repr__(self) -> str:
+        return "untouched_unchanged()"
+
+
+def untouched_unchanged() -> Validator:
+    """POST: objects the plan's statements do not touch have the same definition, and tables
+    they do not touch the same rows (row count and checksum), as before the run."""
+    return _UntouchedUnchanged()
+
+
+@attrs.frozen(repr=False)
+class _PerformanceProbes:
+    threshold: float
+    floor: float
+
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        before = context.facts.get(PROBES_BEFORE) or {}
+        after = context.facts.get(PROBES_AFTER) or {}
+        if context.stage is not Stage.POST:
+            return
+        for name in sorted(set(before) & set(after)):
+            old, new = before[name], after[name]
+            if old is None:
+                continue
+            if new is None:
+                message = f"performance probe {name!r} fails after the run (it ran before)"
+            elif new > max(old * self.threshold, old + self.floor):
+                message = (
+                    f"performance probe {name!r} takes {new * 1000:.1f} ms after the run,"
+                    f" {new / old if old else float('inf'):.1f}x its {old * 1000:.1f} ms before"
+                    f" (threshold {self.threshold}x)"
+                )
+            else:
+                continue
+            yield Finding(
+                severity=Severity.ERROR,
+                message=message,
+                hint="a class B decision: `lupo-migrate rollback RUN --scope B` within 24 hours,"
+                " or `lupo-migrate accept RUN`",
+                code="performance",
+                kind=FailureKind.PERFORMANCE_DEGRADATION,
+            )
+
+    def __repr__(self) -> str:
+        return f"performance_probes(threshold={self.threshold}, floor={self.floor})"
+
+
+def performance_probes(threshold: float = 2.0, *, floor: float = 0.005) -> Validator:
+    """POST: each declared probe query takes at most *threshold* times as long as before the
+    run (and at least *floor* seconds more, so that noise on fast queries is not reported);
+    otherwise a class B finding (performance degradation).
+    """
+    if not threshold >= 1.0:
+        raise InvalidArgumentError(f"probe threshold must be >= 1.0, got {threshold!r}")
+    return _PerformanceProbes(float(threshold), float(floor))

@@ -231,11 +231,27 @@ def _settings(
     help="Most rows of a table backed up before a run changes it (default 100000); a larger"
     " table needs a down section.",
 )
+@click.option(
+    "--allow-drift",
+    is_flag=True,
+    help="Run although the schema changed since the last run (reported as a warning); the"
+    " run then records the live schema as the new reference.",
+)
+@click.option(
+    "--forbid",
+    multiple=True,
+    metavar="RULE",
+    help="Refuse the run when a statement breaks lint rule RULE (foreign-key, trigger,"
+    " drop-table, drop-column, narrowing-modify, update-without-where, delete-without-where);"
+    " repeatable, added to forbid in lupo.toml.",
+)
 def apply_command(
     upto: str | None,
     dry_run: bool,
     table_budget: int | None,
     backup_limit: int | None,
+    allow_drift: bool,
+    forbid: tuple[str, ...],
     **opts: Any,
 ) -> None:
     """Apply the pending migrations in DIRECTORY to the database, as one run.
@@ -247,6 +263,10 @@ def apply_command(
     from lupo_migrate import _quick
 
     settings = _settings(table_budget=table_budget, backup_limit=backup_limit, **opts)
+    if forbid:
+        settings = attrs.evolve(settings, forbid=(*settings.forbid, *forbid))
+    if allow_drift and settings.drift == "error":
+        settings = attrs.evolve(settings, drift="warn")
     read = None
     if not dry_run:
         read = _quick.read_steps(settings)

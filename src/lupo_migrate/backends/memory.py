@@ -137,6 +137,7 @@ class InMemoryStorage:
     _journal: dict[int, JournalEntry] = attrs.field(factory=dict, init=False)
     _next_entry: int = attrs.field(default=1, init=False)
     _decisions: list[DecisionRecord] = attrs.field(factory=list, init=False)
+    _fingerprints: dict[str, str] = attrs.field(factory=dict, init=False)
 
     def create_run(self, run: Run) -> None:
         """Store a new run; ``StorageError`` if its id exists."""
@@ -253,6 +254,16 @@ class InMemoryStorage:
         """A run's journal entries in order."""
         with self._mutex:
             return [e for e in self._journal.values() if e.run_id == run_id]
+
+    def record_fingerprint(self, target: str, text: str, at: int) -> None:
+        """Keep *target*'s schema fingerprint (JSON) as a run left it."""
+        with self._mutex:
+            self._fingerprints[target] = text
+
+    def fingerprint(self, target: str) -> str | None:
+        """The fingerprint kept for *target*, or None."""
+        with self._mutex:
+            return self._fingerprints.get(target)
 
     def record_decision(self, decision: DecisionRecord) -> DecisionRecord:
         """Add a rollback-log record; returns it with the id given to it."""

@@ -26,6 +26,7 @@ the derived inverse of exactly the statements that ran when there is one, else b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, final
@@ -342,9 +343,16 @@ class DoctrineHandler:
             raise StepError(step.id, step.path, f"line {stmt.line}: {error.message}") from error
 
 
+@functools.lru_cache(maxsize=4096)
+def _split(text: str, fam: str) -> Sections:
+    """:func:`split_sections`, remembered: a run splits each file before it (the pre-run
+    checks read the plan's statements) and again to apply it."""
+    return split_sections(text, dialect=fam)
+
+
 def _sections(step: Step, path: str, text: str, fam: str) -> Sections:
     try:
-        return split_sections(text, dialect=fam)
+        return _split(text, fam)
     except SplitError as error:
         raise StepError(step.id, path, f"line {error.line}: {error.message}") from error
 

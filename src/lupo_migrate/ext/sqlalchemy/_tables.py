@@ -8,8 +8,8 @@ InnoDB, utf8mb4 with the binary collation (ids compare case-sensitively, as in P
 
 The schema version lives in ``migration_system_state``, in the row whose ``target`` is
 :data:`SCHEMA_ROW` (``'__schema__'``), column ``schema_version``. :func:`ensure_schema` reads
-it with one query; it creates what is missing when the row is absent, and refuses a database
-whose version is newer than :data:`SCHEMA_VERSION`.
+it with one query; it creates what is missing when the row is absent, upgrades an older
+version in place, and refuses a database whose version is newer than :data:`SCHEMA_VERSION`.
 """
 
 from __future__ import annotations
@@ -224,6 +224,9 @@ def make_tables(
         _stamp("freeze_expires", nullable=True),
         sa.Column("schema_version", sa.Integer(), nullable=True),
         _stamp("updated_at", nullable=True),
+        # The target's schema fingerprint (JSON) as the last run left it: the drift check's
+        # reference. Added in schema version 2.
+        sa.Column("fingerprint", _long_text(), nullable=True),
     )
     alerts = table(
         "migration_alerts",
@@ -273,6 +276,8 @@ def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) ->
     state = tables.system_state
     probe = sa.select(state.c.schema_version).where(state.c.target == SCHEMA_ROW)
     found = _probe(engine, probe)  # None: no table yet (or unreachable: reported below)
+    if found is not None and found < SCHEMA_VERSION:
+        found = _upgrade(engine, tables, found, at=at)
     attempt = 0
     while found is None:
         try:
@@ -300,6 +305,45 @@ def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) ->
                 # atomic): wait for it, then create what is still missing.
                 time.sleep(_CREATE_PAUSE * attempt)
     return _checked(engine, found)
+
+
+def _upgrade(engine: sa.Engine, tables: OrchestrationTables, found: int, *, at: int) -> int:
+    """Bring an older orchestration schema to :data:`SCHEMA_VERSION`; returns it.
+
+    Each step checks before it changes anything, so processes upgrading at the same time
+    (or one interrupted half-way) end with the same tables.
+    """
+    state = tables.system_state
+    try:
+        if found < 2:
+            columns = {c["name"] for c in sa.inspect(engine).get_columns(state.name, state.schema)}
+            if "fingerprint" not in columns:
+                column = state.c.fingerprint
+                kind = column.type.compile(dialect=engine.dialect)
+                preparer = engine.dialect.identifier_preparer
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {preparer.format_table(state)}"
+                        f" ADD COLUMN {preparer.quote(column.name)} {kind} NULL"
+                    )
+        with engine.begin() as conn:
+            conn.execute(
+                state.update()
+                .where(state.c.target == SCHEMA_ROW, state.c.schema_version < SCHEMA_VERSION)
+                .values(schema_version=SCHEMA_VERSION, updated_at=at)
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        again = _probe(
+            engine, sa.select(state.c.schema_version).where(state.c.target == SCHEMA_ROW)
+        )
+        if again == SCHEMA_VERSION:  # another process upgraded it meanwhile
+            return SCHEMA_VERSION
+        raise StorageError(
+            f"cannot upgrade the orchestration tables in {describe(engine)} from version"
+            f" {found} to {SCHEMA_VERSION}: {reason(exc)}. Check the user may alter tables"
+            " there."
+        ) from exc
+    return SCHEMA_VERSION
 
 
 #: Tries at creating the tables while other processes race to do the same.

@@ -537,6 +537,23 @@ class SqlAlchemyStorage:
                 t.update().where(t.c.target == target).values({**values, "updated_at": at})
             )
 
+    def record_fingerprint(self, target: str, text: str, at: int) -> None:
+        """Keep *target*'s schema fingerprint (JSON) as a run left it: the drift reference."""
+        t = self.tables.system_state
+        with self._tx(f"record_fingerprint({target!r})") as conn:
+            ensure_state_row(conn, self.tables, target)
+            conn.execute(
+                t.update().where(t.c.target == target).values(fingerprint=text, updated_at=at)
+            )
+
+    def fingerprint(self, target: str) -> str | None:
+        """The fingerprint :meth:`record_fingerprint` kept for *target*, or None."""
+        t = self.tables.system_state
+        rows = self._rows(
+            f"fingerprint({target!r})", sa.select(t.c.fingerprint).where(t.c.target == target)
+        )
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
 
 def _upsert(
     dialect: str, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]

@@ -8,7 +8,8 @@ ALTER; a transaction around the step, which on PostgreSQL and SQLite makes DDL t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -17,11 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from lupo_migrate._fingerprint import Fingerprint, TableData
 from lupo_migrate._quick import LOOPBACK
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
+from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
 
@@ -264,6 +267,65 @@ class SqlAlchemyTarget:
             return ()
         return drop_backups(self.engine, run_id, self.backup_schema)
 
+    def _own(self, name: str) -> bool:
+        """lupo_migrate's own tables in the core schema (never fingerprinted nor counted)."""
+        own = not self.orchestration_apart and name in ORCHESTRATION_TABLES
+        return own or name.startswith(BACKUP_PREFIX)
+
+    def fingerprint(self) -> Fingerprint:
+        """The core schema's fingerprint, lupo_migrate's own tables left out."""
+        with self.engine.connect() as connection:
+            return read_fingerprint(connection, self.core_schema, exclude=self._own)
+
+    def table_data(self, tables: Sequence[str]) -> dict[str, TableData]:
+        """Row count and checksum of each of *tables* (core schema)."""
+        with self.engine.connect() as connection:
+            return table_data(connection, tables, self.core_schema)
+
+    def row_estimates(self) -> dict[str, int]:
+        """About how many rows each core table holds (the catalog's statistics where there
+        are some; SQLite counts)."""
+        family = "mysql" if self.dialect in ("mysql", "mariadb") else self.dialect
+        rows: Iterable[Any]
+        with self.engine.connect() as connection:
+            if family == "mysql":
+                where = "DATABASE()" if self.core_schema is None else "%(s)s"
+                rows = connection.exec_driver_sql(
+                    "SELECT table_name, COALESCE(table_rows, 0) FROM information_schema.tables"
+                    f" WHERE table_schema = {where} AND table_type = 'BASE TABLE'",
+                    {"s": self.core_schema},
+                )
+            elif family == "postgresql":
+                rows = connection.exec_driver_sql(
+                    "SELECT c.relname, GREATEST(c.reltuples, 0)::bigint FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+                    " AND n.nspname = COALESCE(%(s)s, current_schema())",
+                    {"s": self.core_schema},
+                )
+            else:
+                names = sa.inspect(connection).get_table_names(schema=self.core_schema)
+                quote = connection.dialect.identifier_preparer.quote
+                rows = (
+                    (n, connection.exec_driver_sql(f"SELECT COUNT(*) FROM {quote(n)}").scalar())
+                    for n in names
+                )
+            return _counts(rows, self._own)
+
+    def time_query(self, sql: str, *, repeat: int = 3) -> float | None:
+        """The fastest of *repeat* runs of *sql* (seconds, rows fetched); None if it fails."""
+        best: float | None = None
+        try:
+            with self.engine.connect() as connection:
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    connection.exec_driver_sql(sql).fetchall()
+                    took = time.perf_counter() - started
+                    best = took if best is None else min(best, took)
+                connection.rollback()
+        except sa.exc.DBAPIError:
+            return None
+        return best
+
     def facts(self) -> Mapping[str, Any]:
         """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
         with self.engine.connect() as connection:
@@ -272,3 +334,7 @@ class SqlAlchemyTarget:
             names = [n for n in names if n not in ORCHESTRATION_TABLES]
         names = [n for n in names if not n.startswith(BACKUP_PREFIX)]
         return {"core_tables": len(names)}
+
+
+def _counts(rows: Iterable[Any], own: Any) -> dict[str, int]:
+    return {str(name): int(count or 0) for name, count in rows if not own(str(name))}

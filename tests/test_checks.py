@@ -1,0 +1,358 @@
+"""The schema, data, probe and lint validators: pure checks on measured facts, then for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import sqlalchemy as sa
+
+from lupo_migrate import Fingerprint, TableData
+from lupo_migrate._model import (
+    Classification,
+    FailureKind,
+    Outcome,
+    Plan,
+    Run,
+    Severity,
+    Stage,
+    ValidationContext,
+)
+from lupo_migrate._validation import (
+    BEFORE,
+    DATA_AFTER,
+    DATA_BEFORE,
+    EFFECTS,
+    FINGERPRINT,
+    PROBES_AFTER,
+    PROBES_BEFORE,
+    RECORDED,
+    UNKNOWN,
+    declared_effects,
+    performance_probes,
+    schema_drift,
+    untouched_unchanged,
+)
+from lupo_migrate.cli import main
+from lupo_migrate.errors import InvalidArgumentError
+from lupo_migrate.handlers._lint import STATEMENTS, narrowing, risky_statements
+from test_runner import THREE, FakeTarget, orchestrator, write
+from test_runner import _parts as _parts  # the parts fixture
+
+
+def _context(stage: Stage, **facts: Any) -> ValidationContext:
+    return ValidationContext(stage=stage, plan=Plan(), run=Run(id="r"), facts=facts)
+
+
+def _fp(**objects: Any) -> Fingerprint:
+    return Fingerprint(
+        dialect="mysql", objects={k.replace("__", ":"): v for k, v in objects.items()}
+    )
+
+
+T = {"columns": [{"name": "id", "type": "int"}]}
+T2 = {"columns": [{"name": "id", "type": "bigint"}]}
+
+
+class TestDrift:
+    def test_no_reference_yet_is_no_finding(self) -> None:
+        assert list(schema_drift()(_context(Stage.PRE, **{FINGERPRINT: _fp(table__a=T)}))) == []
+
+    def test_a_changed_schema_names_the_difference_and_fails(self) -> None:
+        facts = {RECORDED: _fp(table__a=T), FINGERPRINT: _fp(table__a=T2, table__b=T)}
+        (finding,) = schema_drift()(_context(Stage.PRE, **facts))
+        assert finding.severity is Severity.ERROR
+        assert finding.code == "drift"
+        assert "2 difference(s)" in finding.message
+        assert 'table a: column id: type: "int" -> "bigint"' in finding.message
+        assert "--allow-drift" in (finding.hint or "")
+        (warned,) = schema_drift(fail=False)(_context(Stage.PRE, **facts))
+        assert warned.severity is Severity.WARNING
+
+
+class TestDeclaredEffects:
+    EFFECTS = (
+        ("s1", "table", "a", "create", None),
+        ("s2", "table", "b", "drop", None),
+        ("s3", "table", "c", "rename", "d"),
+        ("s4", "trigger", "t", "create", None),
+        ("s4", "table", "e", "write", None),
+    )
+
+    def test_what_the_statements_declare_is_there(self) -> None:
+        after = _fp(table__a=T, table__d=T, table__e=T, trigger__t={"table": "a"})
+        facts = {FINGERPRINT: after, EFFECTS: self.EFFECTS}
+        assert list(declared_effects()(_context(Stage.POST, **facts))) == []
+
+    def test_a_missing_creation_and_a_surviving_drop_are_critical(self) -> None:
+        after = _fp(table__b=T, table__c=T, table__d=T, trigger__t={"table": "a"})
+        findings = list(
+            declared_effects()(_context(Stage.POST, **{FINGERPRINT: after, EFFECTS: self.EFFECTS}))
+        )
+        assert [(f.step_id, f.message) for f in findings] == [
+            ("s1", "table a should be created by the run but is missing after it"),
+            ("s2", "table b should be dropped by the run but still exists after it"),
+            ("s3", "table c should be dropped by the run but still exists after it"),
+        ]
+        assert {f.kind for f in findings} == {FailureKind.CRITICAL_VALIDATION}
+
+
+class TestUntouched:
+    def _check(self, before: Fingerprint, after: Fingerprint, **facts: Any) -> list[Any]:
+        facts = {
+            BEFORE: before,
+            FINGERPRINT: after,
+            EFFECTS: (("s", "table", "a", "drop", None),),
+            **facts,
+        }
+        return list(untouched_unchanged()(_context(Stage.POST, **facts)))
+
+    def test_a_touched_table_and_its_triggers_may_change(self) -> None:
+        before = _fp(table__a=T, table__b=T, trigger__ta={"table": "a"})
+        assert self._check(before, _fp(table__b=T)) == []
+
+    def test_a_changed_untouched_table_is_a_data_integrity_error(self) -> None:
+        findings = self._check(_fp(table__a=T, table__b=T), _fp(table__b=T2))
+        (finding,) = findings
+        assert finding.kind is FailureKind.DATA_INTEGRITY
+        assert (
+            'table b: column id: type: "int" -> "bigint" (the run\'s statements do not touch it)'
+            in finding.message
+        )
+
+    def test_rows_of_untouched_tables_are_compared(self) -> None:
+        fk = {"columns": [], "foreign_keys": [{"references": [None, "a"], "name": "fk"}]}
+        before = _fp(table__a=T, table__b=T, table__c=fk)
+        data_before = {"b": TableData(2, "10"), "c": TableData(2, "20")}
+        data_after = {"b": TableData(1, "5"), "c": TableData(0, "0")}
+        findings = self._check(before, before, **{DATA_BEFORE: data_before, DATA_AFTER: data_after})
+        assert [(f.severity, f.code) for f in findings] == [
+            (Severity.ERROR, "untouched-data-changed"),
+            (Severity.WARNING, "untouched-data-changed"),
+        ]
+        assert "table b, which the run does not touch, changed: rows 2 -> 1" in findings[0].message
+        assert "through a trigger or foreign key" in findings[1].message
+
+    def test_statements_of_unknown_effect_skip_the_comparison(self) -> None:
+        findings = self._check(_fp(table__b=T), _fp(table__b=T2), **{UNKNOWN: (("s", "CALL"),)})
+        assert [(f.severity, f.code) for f in findings] == [(Severity.INFO, "untouched-unchecked")]
+
+
+class TestProbes:
+    def test_a_probe_over_the_threshold_is_class_b(self) -> None:
+        facts = {
+            PROBES_BEFORE: {"slow": 0.010, "fine": 0.010, "noise": 0.0001, "broken": 0.01},
+            PROBES_AFTER: {"slow": 0.050, "fine": 0.015, "noise": 0.001, "broken": None},
+        }
+        findings = list(performance_probes(2.0)(_context(Stage.POST, **facts)))
+        assert [f.message for f in findings] == [
+            "performance probe 'broken' fails after the run (it ran before)",
+            "performance probe 'slow' takes 50.0 ms after the run, 5.0x its 10.0 ms before"
+            " (threshold 2.0x)",
+        ]
+        assert {f.kind for f in findings} == {FailureKind.PERFORMANCE_DEGRADATION}
+
+    def test_a_threshold_below_one_is_refused(self) -> None:
+        with pytest.raises(InvalidArgumentError, match=r">= 1\.0"):
+            performance_probes(0.5)
+
+
+class TestLint:
+    def _codes(self, sql: str, **kwargs: Any) -> list[tuple[str, Severity]]:
+        facts = {
+            STATEMENTS: (("s1", "s1.sql", 3, sql),),
+            FINGERPRINT: _fp(table__t={"columns": [{"name": "v", "type": "varchar(20)"}]}),
+        }
+        return [
+            (f.code, f.severity) for f in risky_statements(**kwargs)(_context(Stage.PRE, **facts))
+        ]
+
+    @pytest.mark.parametrize(
+        ("sql", "code"),
+        [
+            ("DROP TABLE IF EXISTS t", "drop-table"),
+            ("ALTER TABLE t DROP COLUMN v", "drop-column"),
+            ("ALTER TABLE t MODIFY v VARCHAR(5) NOT NULL", "narrowing-modify"),
+            ("ALTER TABLE t CHANGE v w INT", "narrowing-modify"),
+            ("UPDATE t SET v = 'x'", "update-without-where"),
+            ("DELETE FROM t", "delete-without-where"),
+            ("TRUNCATE TABLE t", "delete-without-where"),
+        ],
+    )
+    def test_each_risky_statement_is_a_warning_of_class_c(self, sql: str, code: str) -> None:
+        assert self._codes(sql) == [(code, Severity.WARNING)]
+
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "ALTER TABLE t MODIFY v VARCHAR(40)",
+            "ALTER TABLE t MODIFY v TEXT",
+            "ALTER TABLE t DROP INDEX v",
+            "UPDATE t SET v = 'x' WHERE id = 1",
+            "DELETE FROM t WHERE id = 1",
+            "CREATE TABLE u (id INT)",
+        ],
+    )
+    def test_safe_statements_say_nothing(self, sql: str) -> None:
+        assert self._codes(sql) == []
+
+    def test_foreign_keys_and_triggers_are_noted_or_forbidden(self) -> None:
+        fk = "CREATE TABLE c (id INT, p INT, FOREIGN KEY (p) REFERENCES t (id))"
+        trigger = "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.v = 'x'"
+        assert self._codes(fk) == [("foreign-key", Severity.INFO)]
+        assert self._codes(trigger, forbid=["trigger"]) == [("trigger", Severity.ERROR)]
+        assert self._codes(
+            "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (v) REFERENCES u (id)",
+            forbid=["foreign-key"],
+        ) == [("foreign-key", Severity.ERROR)]
+        assert self._codes(trigger, ignore=["trigger"]) == []
+
+    def test_unknown_rules_are_named(self) -> None:
+        with pytest.raises(
+            InvalidArgumentError, match=r"unknown lint rule.*triggers.*the rules are"
+        ):
+            risky_statements(forbid=["triggers"])
+
+    @pytest.mark.parametrize(
+        ("old", "new", "narrower"),
+        [
+            ("int(11)", "TINYINT", True),
+            ("bigint", "int", True),
+            ("int", "bigint", False),
+            ("varchar(20)", "char(20)", False),
+            ("varchar(20)", "text", False),
+            ("text", "varchar(255)", True),
+            ("decimal(10,2)", "decimal(12,2)", False),
+            ("decimal(10,2)", "decimal(9,2)", True),
+            ("enum('a')", "varchar(3)", False),  # unknown family: not judged
+        ],
+    )
+    def test_narrowing(self, old: str, new: str, narrower: bool) -> None:
+        assert (narrowing(old, new) is not None) is narrower
+
+
+# ------------------------------------------------------------------ on real databases
+
+
+@pytest.fixture(name="lite")
+def _lite(tmp_path: Path) -> tuple[str, Path]:
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    return f"sqlite:///{tmp_path / 'app.db'}", migrations
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class TestOnSQLite:
+    def test_drift_refuses_the_next_run_until_allowed(
+        self, lite: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url, migrations = lite
+        (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER PRIMARY KEY);\n")
+        assert _cli(capsys, "apply", str(migrations), "--db", url)[0] == 0
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE t ADD COLUMN sneaky TEXT")
+        engine.dispose()
+        (migrations / "V2__u.sql").write_text("CREATE TABLE u (id INTEGER);\n")
+        code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+        assert code == 11
+        assert (
+            "the schema changed since the last run (1 difference(s)): table t: column sneaky: added"
+            in err
+        )
+        assert "0 of 1 step(s) applied" in out
+        code, out, err = _cli(capsys, "apply", str(migrations), "--db", url, "--allow-drift")
+        assert code == 0, err
+        assert err.startswith("warning:")
+        assert "column sneaky" in err
+        (migrations / "V3__v.sql").write_text("CREATE TABLE v (id INTEGER);\n")
+        code, _, err = _cli(capsys, "apply", str(migrations), "--db", url)
+        assert (code, err) == (0, "")  # the allowed run recorded the new reference
+
+    def test_a_forbidden_trigger_refuses_the_run_before_anything_runs(
+        self, lite: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url, migrations = lite
+        (migrations / "V1__t.sql").write_text(
+            "CREATE TABLE t (id INTEGER, v TEXT);\n"
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET v = 'x'; END;\n"
+        )
+        code, _, err = _cli(capsys, "apply", str(migrations), "--db", url, "--forbid", "trigger")
+        assert code == 11
+        assert "error: V1__t.sql:2: creates trigger tr" in err
+        engine = sa.create_engine(url)
+        assert "t" not in sa.inspect(engine).get_table_names()
+        engine.dispose()
+        code, _, err = _cli(capsys, "apply", str(migrations), "--db", url, "--forbid", "triggers")
+        assert code == 2
+        assert "unknown lint rule(s) triggers" in err
+
+    def test_a_slower_probe_completes_the_run_with_a_class_b_decision(
+        self, lite: tuple[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        url, migrations = lite
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE big (id INTEGER PRIMARY KEY, k INTEGER)")
+            conn.exec_driver_sql(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)"
+                " INSERT INTO big SELECT i, i % 1000 FROM n"
+            )
+            conn.exec_driver_sql("CREATE INDEX big_k ON big (k)")
+        engine.dispose()
+        (migrations / "V1__drop_index.sql").write_text(
+            "DROP INDEX big_k;\n-- lupo:down\nCREATE INDEX big_k ON big (k);\n"
+        )
+        config = tmp_path / "lupo.toml"
+        config.write_text(
+            'probe_threshold = 3.0\n[probes]\nlookup = "SELECT SUM(id) FROM big WHERE k = 7"\n'
+        )
+        code, out, err = _cli(
+            capsys, "apply", str(migrations), "--db", url, "--config", str(config)
+        )
+        assert code == 0, err
+        assert "completed, 1 of 1" in out
+        assert "performance probe 'lookup' takes" in err
+        run_id = out.split()[1].rstrip(":")
+        code, out, _ = _cli(capsys, "decisions", str(migrations), "--db", url)
+        assert f"{run_id}  B    pending      1 step(s), 23h59m left" in out
+        code, out, err = _cli(
+            capsys, "rollback", run_id, str(migrations), "--db", url, "--scope", "B"
+        )
+        assert code == 0, err
+        engine = sa.create_engine(url)
+        assert [i["name"] for i in sa.inspect(engine).get_indexes("big")] == ["big_k"]
+        engine.dispose()
+
+
+def test_probes_reach_decisions_through_the_orchestrator(parts: dict[str, Any]) -> None:
+    """Any target with time_query() feeds the probes; a slowdown is a pending class B."""
+    times = iter([0.010, 0.040])
+
+    @attrs.define
+    class TimedTarget(FakeTarget):
+        def time_query(self, sql: str) -> float:
+            return next(times)
+
+    parts["target"] = TimedTarget()
+    steps = write(parts["root"], THREE)
+    orch = orchestrator(parts, probes={"q": "SELECT 1"})
+    result = orch.apply(steps)
+    assert result.outcome is Outcome.COMPLETED
+    (decision, _material) = orch.decisions(result.run.id)
+    assert decision.classification is Classification.B
+    assert decision.scope == tuple(s.id for s in steps)  # no step named: every step
+
+
+def test_bad_settings_are_refused_when_the_orchestrator_is_made(parts: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError, match="drift must be"):
+        orchestrator(parts, drift="maybe")
+    with pytest.raises(InvalidArgumentError, match="unknown lint rule"):
+        orchestrator(parts, forbid=["nope"])
