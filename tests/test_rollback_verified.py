@@ -194,7 +194,9 @@ def test_a_table_over_the_backup_limit_is_refused_by_name(
     (migrations / "V1__wipe.sql").write_text("DELETE FROM big;\n")
     code, _, err = _apply(capsys, mariadb_url, migrations, "--backup-limit", "3")
     assert code == RUN_FAILED
-    assert "table big has 5 rows, more than the backup limit (3)" in err
+    # said before anything runs, with the remedy
+    assert "V1__wipe changes table big (about 5 rows), over the backup limit of 3 rows" in err
+    assert "give the step a down section" in err
     assert "down section" in err
     assert _state(mariadb_url) == before  # refused before the statement ran
 
@@ -254,3 +256,28 @@ def test_the_13_clean_migrations_then_rollback_run_give_the_baseline_back(
     assert "0 applied, 13 pending" in capsys.readouterr().out
     assert main(["rollback", run_id, str(migrations), *orch]) == 13
     assert "rollback is rolled_back by ops" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("orch_cleanup")
+def test_a_step_with_a_down_section_may_change_a_table_over_the_limit(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No copy is taken; the down section undoes it and the rows are compared afterwards."""
+    _run(
+        mariadb_url,
+        "CREATE TABLE big (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO big VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)",
+    )
+    before = _state(mariadb_url)
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__bump.sql").write_text(
+        "UPDATE big SET v = v + 10 WHERE id > 0;\n-- lupo:down\nUPDATE big SET v = v - 10;\n"
+    )
+    (migrations / "V2__fails.sql").write_text("SELECT no_such_function();\n")
+    code, _, err = _apply(capsys, mariadb_url, migrations, "--backup-limit", "3")
+    assert code == RUN_FAILED
+    assert "no_such_function" in err
+    assert _state(mariadb_url) == before
+    rows = [row for row in _log(mariadb_url) if row[1].startswith("rollback")]
+    assert [row[1] for row in rows] == ["rollback-verified"]

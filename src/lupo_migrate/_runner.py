@@ -63,12 +63,15 @@ from lupo_migrate._validation import (
     DATA_AFTER,
     DATA_BEFORE,
     EFFECTS,
+    ESTIMATES,
+    EXPLICIT_DOWN,
     FINGERPRINT,
     PROBES_AFTER,
     PROBES_BEFORE,
     RECORDED,
     UNKNOWN,
     all_of,
+    backup_limit,
     checksums_unchanged,
     declared_effects,
     dependencies_applied,
@@ -190,8 +193,9 @@ class _Context:
     executed: int = 0
     #: Whether the storage writes through the step's own connection (same transaction).
     shared: bool = False
-    #: Called with each statement before it runs (pre-images of what it touches).
-    before: Callable[[str], None] | None = None
+    #: Called with each statement (and the step's connection) before it runs: pre-images of
+    #: what it touches.
+    before: Callable[[str, Any], None] | None = None
 
     def read_text(self, relpath: str) -> str:
         return _read_under(self.root, relpath, self.step)
@@ -201,7 +205,7 @@ class _Context:
         # A statement that commits with its journal row gets one row, written after it ran;
         # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
         if self.before is not None:
-            self.before(statement)
+            self.before(statement, self.connection)
         after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
         entry = None
         if not after:
@@ -732,6 +736,9 @@ class Orchestrator:
             if self.table_budget is not None:
                 validators.append(table_budget(self.table_budget))
                 facts.update(self.target.facts())
+            limit = getattr(self.target, "backup_limit", None)
+            if limit is not None and getattr(self.target, "pre_images", None) is not None:
+                validators.append(backup_limit(limit))
             validators += [
                 schema_drift(fail=self.drift == "error"),
                 risky_statements(
@@ -795,6 +802,7 @@ class Orchestrator:
             facts[RECORDED] = None if text is None else Fingerprint.from_json(text)
             touched = touched_keys(facts[EFFECTS])
             estimates = self.target.row_estimates()  # type: ignore[attr-defined]
+            facts[ESTIMATES] = estimates
             untouched = sorted(
                 name
                 for name, rows in estimates.items()
@@ -820,6 +828,7 @@ class Orchestrator:
     def _plan_effects(self, plan: Plan) -> dict[str, Any]:
         """The plan's statements (from handlers that can list them) and what they touch."""
         statements: list[tuple[str, str, int | None, str]] = []
+        explicit: set[str] = set()
         effects: list[tuple[str, str, str, str, str | None]] = []
         unknown: list[tuple[str, str]] = []
         family = _family(self.target)
@@ -840,6 +849,16 @@ class Orchestrator:
                     names=self.target.names,
                     renames=self.target.renames,
                 )
+                inspect = getattr(handler, "inspect", None)
+                if inspect is not None:
+                    info = inspect(
+                        step,
+                        text,
+                        dialect=self.target.dialect,
+                        read_text=lambda rel, step=step: _read_under(self.root, rel, step),
+                    )
+                    if info.down_source in ("section", "twin"):
+                        explicit.add(step.id)
             except (LupoMigrateError, OSError, UnicodeDecodeError):
                 unknown.append((step.id, "unreadable"))  # the step itself will say why
                 continue
@@ -852,7 +871,12 @@ class Orchestrator:
                         effects.append(
                             (step.id, touch.kind, touch.name, touch.action, touch.new_name)
                         )
-        return {STATEMENTS: tuple(statements), EFFECTS: tuple(effects), UNKNOWN: tuple(unknown)}
+        return {
+            STATEMENTS: tuple(statements),
+            EFFECTS: tuple(effects),
+            UNKNOWN: tuple(unknown),
+            EXPLICIT_DOWN: frozenset(explicit),
+        }
 
     def _record_schema(self, run: Run, *, when: Outcome = Outcome.COMPLETED) -> None:
         """Keep the schema as a run that ended *when* left it: the next run's drift reference.
@@ -983,6 +1007,8 @@ class Orchestrator:
             f" restored {len(report.restored)}, dropped {len(report.dropped)}"
         )
         findings = [Finding(severity=Severity.INFO, message=summary, code="rollback-verified")]
+        if report.checked == 0 and not pre.unknown and report.verified:
+            findings = []  # nothing was touched (refused before it ran): nothing to say
         if pre.unknown:
             findings.append(
                 Finding(
@@ -1035,6 +1061,8 @@ class Orchestrator:
         handler = self.registry.lookup(step.file_type)
         if self._pre is not None:
             self._pre.step = step.id
+            # A step with a down of its own needs no copy of a table over the backup limit.
+            self._pre.trust_down = step.id in self._facts.get(EXPLICIT_DOWN, ())
         scope = ExitStack()
         try:
             connection = scope.enter_context(self.target.step_session())

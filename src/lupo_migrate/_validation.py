@@ -24,17 +24,21 @@ __all__ = [
     "DATA_BEFORE",
     "DEFAULT_TABLE_BUDGET",
     "EFFECTS",
+    "ESTIMATES",
+    "EXPLICIT_DOWN",
     "FINGERPRINT",
     "PROBES_AFTER",
     "PROBES_BEFORE",
     "RECORDED",
     "UNKNOWN",
     "all_of",
+    "backup_limit",
     "checksums_unchanged",
     "declared_effects",
     "dependencies_applied",
     "expected_existence",
     "performance_probes",
+    "referring",
     "run_validators",
     "schema_drift",
     "table_budget",
@@ -184,6 +188,10 @@ UNKNOWN: Final = "unknown_effects"
 #: Row counts and checksums (``TableData``) of the tables the plan does not touch.
 DATA_BEFORE: Final = "data_before"
 DATA_AFTER: Final = "data_after"
+#: About how many rows each table holds (the catalog's estimate).
+ESTIMATES: Final = "row_estimates"
+#: Steps with a down section of their own (or a down twin): they need no backups.
+EXPLICIT_DOWN: Final = "explicit_down"
 #: Seconds each declared performance probe took (None: it failed).
 PROBES_BEFORE: Final = "probes_before"
 PROBES_AFTER: Final = "probes_after"
@@ -291,6 +299,26 @@ def declared_effects() -> Validator:
     return _DeclaredEffects()
 
 
+def referring(fingerprint: Fingerprint, tables: Iterable[str]) -> set[str]:
+    """Keys of the tables whose foreign keys, and the views and triggers whose text, name one
+    of *tables* (what a database may rewrite when one of them is renamed)."""
+    names = {n.lower() for n in tables}
+    if not names:
+        return set()
+    found = set()
+    for key, value in fingerprint.objects.items():
+        kind, _, own = key.partition(":")
+        if kind == "table":
+            text = " ".join(" ".join(map(str, fk.values())) for fk in value.get("foreign_keys", ()))
+        elif kind in ("view", "trigger"):
+            text = " ".join(str(v) for v in value.values())
+        else:
+            continue
+        if own.lower() not in names and any(_mentions(text.lower(), n) for n in names):
+            found.add(key)
+    return found
+
+
 def _linked_tables(fingerprint: Fingerprint, touched: set[str]) -> set[str]:
     """Tables a touched table's triggers mention, or whose foreign keys reference one: a run
     may change them without touching them itself."""
@@ -351,6 +379,9 @@ class _UntouchedUnchanged:
             for key, value in fingerprint.objects.items()
             if key.startswith("trigger:") and value.get("table") in tables
         }
+        # What refers to a renamed table may be rewritten with it (SQLite does).
+        renamed = {name for _, kind, name, action, _ in effects if action == "rename"}
+        touched |= referring(before, renamed)
         untouched = (set(before.objects) | set(after.objects)) - touched
         for difference in diff(restrict(before, untouched), restrict(after, untouched)):
             yield Finding(
@@ -385,6 +416,49 @@ def untouched_unchanged() -> Validator:
     """POST: objects the plan's statements do not touch have the same definition, and tables
     they do not touch the same rows (row count and checksum), as before the run."""
     return _UntouchedUnchanged()
+
+
+@attrs.frozen(repr=False)
+class _BackupLimit:
+    limit: int
+
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        estimates = context.facts.get(ESTIMATES) or {}
+        explicit = context.facts.get(EXPLICIT_DOWN) or frozenset()
+        paths = {s.id: s.path for s in context.plan.steps}
+        reported: set[tuple[str, str]] = set()
+        created: set[str] = set()
+        for step, kind, name, action, _new in context.facts.get(EFFECTS) or ():
+            if kind != "table":
+                continue
+            if action == "create":
+                created.add(name)
+            rows = estimates.get(name)
+            if rows is None or rows <= self.limit or name in created or step in explicit:
+                continue
+            if (step, name) in reported:
+                continue
+            reported.add((step, name))
+            yield Finding(
+                severity=Severity.ERROR,
+                message=f"{step} changes table {name} (about {rows} rows), over the backup"
+                f" limit of {self.limit} rows: it cannot be backed up for a rollback",
+                path=paths.get(step),
+                hint="give the step a down section (-- lupo:down) or a .down.sql twin, or raise"
+                " the limit (backup_limit, --backup-limit)",
+                code="backup-limit",
+                kind=FailureKind.CRITICAL_VALIDATION,
+                step_id=step,
+            )
+
+    def __repr__(self) -> str:
+        return f"backup_limit({self.limit})"
+
+
+def backup_limit(limit: int) -> Validator:
+    """PRE: a step that changes a table of more than *limit* rows needs a down of its own,
+    since that table is not copied before the run; said before anything runs."""
+    return _BackupLimit(limit)
 
 
 @attrs.frozen(repr=False)

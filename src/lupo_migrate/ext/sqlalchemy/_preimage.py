@@ -1,4 +1,8 @@
-"""Pre-images and backups on MySQL/MariaDB, where DDL commits at once: restore and verify.
+"""Pre-images and backups: restore and verify what a run's committed steps changed.
+
+On MySQL/MariaDB DDL commits at once, so even the step that fails may leave changes; on SQLite
+a step is one transaction, but the steps before the failing one (or every step of a run rolled
+back later) committed. Both keep pre-images; the SQLite parts are noted below.
 
 Before a run the target's fingerprint is read once (:meth:`PreImages.start`). Before a
 statement first touches a table that existed before the run, that table's pre-image is taken
@@ -13,8 +17,11 @@ pre-image; what still differs is put back from it (tables recreated and refilled
 backup, with foreign key checks off; created objects dropped), and the comparison is made
 again: the differences that remain, if any, are the rollback's failure.
 
-Snapshots use their own connection (autocommit), never the step's: the step's pending writes
-are neither committed nor seen by them.
+MySQL: snapshots use their own connection (autocommit), never the step's: the step's pending
+writes are neither committed nor seen by them. SQLite has one writer at a time, so snapshots
+are taken on the step's own connection, inside its transaction: a step that fails takes its
+snapshots (and backup tables) back with it, and its tables are as they were anyway. There
+the ``CREATE`` texts come from ``sqlite_master`` (a table's with its indexes and triggers).
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import attrs
 import sqlalchemy as sa
 
 from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff, restrict
+from lupo_migrate._validation import referring
 from lupo_migrate.errors import StorageError
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.handlers._touch import Touch, touches
@@ -103,27 +112,48 @@ class PreImages:
     #: The step whose statements run now, and the objects each step touched (for partial
     #: rollbacks: an object another step touched too cannot be put back from its pre-image).
     step: str | None = None
+    #: The current step has a down of its own: a table over the limit is not copied.
+    trust_down: bool = False
     by_step: dict[str, set[str]] = attrs.field(factory=dict)
     _numbers: Any = attrs.field(factory=lambda: itertools.count(1))
     _schema: str = ""
 
-    def _connect(self) -> sa.Connection:
-        return self.engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+    @property
+    def _sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def _connect(self) -> AbstractContextManager[sa.Connection]:
+        """A connection of its own: autocommit on MySQL; on SQLite (whose engine issues its own
+        BEGIN) a transaction committed when the block ends."""
+        return _own_connection(self.engine)
 
     def start(self) -> None:
         """Read the fingerprint the pre-images are taken from."""
         with self._connect() as conn:
-            self._schema = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+            if not self._sqlite:
+                self._schema = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
             self.fingerprint = read_fingerprint(conn, exclude=self._skip)
 
     def _skip(self, name: str) -> bool:
         return name.startswith(BACKUP_PREFIX) or self.exclude(name)
 
-    def before(self, statement: str) -> None:
-        """Take the pre-images of what *statement* touches for the first time in this run."""
+    def before(self, statement: str, connection: sa.Connection | None = None) -> None:
+        """Take the pre-images of what *statement* touches for the first time in this run.
+
+        Args:
+            statement: the statement about to run.
+            connection: the step's connection (SQLite takes its snapshots on it).
+        """
         if self.fingerprint is None:
             return
-        found = touches(statement, dialect="mysql")
+        found = [t for t in map(self._resolve, touches(statement, dialect=self._family)) if t]
+        # What refers to a renamed table is rewritten with it (InnoDB's foreign keys; SQLite's
+        # foreign keys, views and triggers): it changes too.
+        renamed = {t.name for t in found if t.action == "rename" and t.kind == "table"}
+        if renamed:
+            for key in sorted(referring(self.fingerprint, renamed)):
+                kind, _, name = key.partition(":")
+                found.append(Touch(kind, name, "alter"))
         mine = self.by_step.setdefault(self.step or "", set())
         for touch in found:  # a renamed table's new name is touched too (it must go again)
             mine.add(_key(touch))
@@ -141,14 +171,35 @@ class PreImages:
                 self.touched.add(f"routine:procedure:{touch.name}")
                 self.touched.add(f"routine:function:{touch.name}")
         todo = [t for t in new if self._existed(t)]
-        if todo:
+        if todo and self._sqlite and connection is not None:
+            for touch in todo:
+                self._snapshot(connection, touch)
+        elif todo:
             with self._connect() as conn:
                 for touch in todo:
                     self._snapshot(conn, touch)
 
+    @property
+    def _family(self) -> str:
+        return "sqlite" if self._sqlite else "mysql"
+
+    def _resolve(self, touch: Touch) -> Touch | None:
+        """SQLite's ``DROP INDEX i`` names no table: the index's table is what it touches (an
+        index the fingerprint does not know was made by this run, on a table touched then)."""
+        if touch.kind != "unknown" or not touch.name.lower().startswith("index "):
+            return touch
+        assert self.fingerprint is not None
+        index = touch.name.split(None, 1)[1].strip('`"[]')
+        for key, value in self.fingerprint.objects.items():
+            if key.startswith("table:") and any(
+                i.get("name") == index for i in value.get("indexes", ())
+            ):
+                return Touch("table", key[6:], "alter")
+        return None
+
     def _existed(self, touch: Touch) -> bool:
         assert self.fingerprint is not None
-        if touch.schema not in (None, self._schema):
+        if touch.schema not in (None, self._schema or "main"):
             self.unknown.append(f"{touch.schema}.{touch.name}")
             return False
         if touch.kind == "routine":
@@ -165,6 +216,8 @@ class PreImages:
             if self._skip(name):
                 return
             self.tables[name] = self._table(conn, name)
+        elif touch.kind in _SHOW and self._sqlite:
+            self.definitions[_key(touch)] = _master_sql(conn, touch.kind, name)
         elif touch.kind in _SHOW:
             row = conn.exec_driver_sql(f"SHOW CREATE {_SHOW[touch.kind]} {_q(name)}").one()
             self.definitions[_key(touch)] = str(row[1] if touch.kind == "view" else row[2])
@@ -177,20 +230,37 @@ class PreImages:
 
     def _table(self, conn: sa.Connection, name: str) -> TableImage:
         assert self.fingerprint is not None
-        ddl = str(conn.exec_driver_sql(f"SHOW CREATE TABLE {_q(name)}").one()[1])
-        triggers = tuple(
-            str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(key[8:])}").one()[2])
+        mine = [
+            key[8:]
             for key, value in self.fingerprint.objects.items()
             if key.startswith("trigger:") and value.get("table") == name
-        )
+        ]
+        if self._sqlite:
+            ddl = _master_sql(conn, "table", name)
+            # Indexes are recreated with the triggers, after the rows are back.
+            triggers = tuple(
+                str(sql)
+                for (sql,) in conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN"
+                    " ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name",
+                    (name,),
+                )
+            )
+        else:
+            ddl = str(conn.exec_driver_sql(f"SHOW CREATE TABLE {_q(name)}").one()[1])
+            triggers = tuple(
+                str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(t)}").one()[2]) for t in mine
+            )
         data = table_data(conn, [name])[name]
         columns = tuple(
             c["name"]
             for c in self.fingerprint.objects[f"table:{name}"]["columns"]
-            if not c.get("generated")
+            if not c.get("generated") and not c.get("hidden")
         )
         backup = None
-        if data.rows:
+        if data.rows > self.limit and self.trust_down:
+            pass  # its down section undoes it; the comparison afterwards checks the rows
+        elif data.rows:
             if data.rows > self.limit:
                 raise BackupLimitError(
                     f"table {name} has {data.rows} rows, more than the backup limit"
@@ -199,8 +269,11 @@ class PreImages:
                 )
             backup = self._backup_name()
             cols = ", ".join(_q(c) for c in columns)
-            conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {_q(name)}")
-            conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {_q(name)}")
+            if self._sqlite:  # the rows are what matters; the definition is in ddl
+                conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {_q(name)}")
+            else:
+                conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {_q(name)}")
+                conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {_q(name)}")
         return TableImage(ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns)
 
     def _backup_name(self) -> str:
@@ -246,7 +319,8 @@ class PreImages:
             if first.verified:
                 return first
             wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            checks = "PRAGMA foreign_keys = " if self._sqlite else "SET FOREIGN_KEY_CHECKS = "
+            conn.exec_driver_sql(checks + "0")
             try:
                 # What the run created goes first (triggers and views before tables); then
                 # tables come back, then what is defined on them (routines, views, triggers).
@@ -266,7 +340,8 @@ class PreImages:
                         continue
                     restored.append(key)
             finally:
-                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+                if not self._sqlite:  # SQLite's default is off; a pragma is per connection
+                    conn.exec_driver_sql(checks + "1")
             final = self.compare(conn, only)
         return attrs.evolve(final, restored=tuple(restored), dropped=tuple(dropped))
 
@@ -326,9 +401,10 @@ class PreImages:
         if self.fingerprint is None:
             return None
         table = self._material_name()
+        kind, mark = ("TEXT", "?") if self._sqlite else ("LONGTEXT", "%s")
         with self._connect() as conn:
-            conn.exec_driver_sql(f"CREATE TABLE {table} (material LONGTEXT NOT NULL)")
-            conn.exec_driver_sql(f"INSERT INTO {table} VALUES (%s)", (self.to_json(),))
+            conn.exec_driver_sql(f"CREATE TABLE {table} (material {kind} NOT NULL)")
+            conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (self.to_json(),))
         return table
 
     def _material_name(self) -> str:
@@ -342,8 +418,8 @@ class PreImages:
                 text = conn.exec_driver_sql(
                     f"SELECT material FROM {self._material_name()}"
                 ).scalar()
-        except sa.exc.ProgrammingError:
-            return False
+        except (sa.exc.ProgrammingError, sa.exc.OperationalError):
+            return False  # no such table: purged
         if text is None:
             return False
         data = json.loads(str(text))
@@ -368,6 +444,20 @@ class PreImages:
 
 def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> tuple[str, ...]:
     """Drop every backup table of *run_id* (material included); returns their names."""
+    if engine.dialect.name == "sqlite":
+        prefix = f"{BACKUP_PREFIX}{run_id[:12]}_"
+        with _own_connection(engine) as conn:
+            names = [
+                str(n)
+                for (n,) in conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master"
+                    " WHERE type = 'table' AND substr(name, 1, ?) = ?",
+                    (len(prefix), prefix),
+                )
+            ]
+            for n in names:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(n)}")
+        return tuple(names)
     pattern = f"{BACKUP_PREFIX}{run_id[:12]}_".replace("_", "\\_") + "%"
     where = "DATABASE()" if backup_schema is None else "%s"
     params = (pattern,) if backup_schema is None else (backup_schema, pattern)
@@ -392,6 +482,22 @@ def _key(touch: Touch) -> str:
     if touch.kind == "routine":
         return f"routine:?:{touch.name}"
     return f"{touch.kind}:{touch.name}"
+
+
+def _own_connection(engine: sa.Engine) -> AbstractContextManager[sa.Connection]:
+    if engine.dialect.name == "sqlite":
+        return engine.begin()
+    return engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+
+
+def _master_sql(conn: sa.Connection, kind: str, name: str) -> str:
+    """SQLite: the ``CREATE`` text of an object, from ``sqlite_master``."""
+    sql = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
+    ).scalar()
+    if sql is None:
+        raise StorageError(f"no definition of {kind} {name} in sqlite_master")
+    return str(sql)
 
 
 def _q(name: str) -> str:

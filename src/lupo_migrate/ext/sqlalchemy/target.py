@@ -248,9 +248,9 @@ class SqlAlchemyTarget:
             cursor.close()
 
     def pre_images(self, run_id: str) -> PreImages | None:
-        """The pre-image keeper of run *run_id* on MySQL/MariaDB; None where DDL is
-        transactional (a failed step leaves nothing there)."""
-        if self.transactional_ddl:
+        """The pre-image keeper of run *run_id* on MySQL/MariaDB and SQLite; None on
+        PostgreSQL (not yet: its steps are undone by down sections and inverses)."""
+        if self.engine.dialect.name == "postgresql":
             return None
         own = frozenset() if self.orchestration_apart else ORCHESTRATION_TABLES
         return PreImages(
@@ -263,7 +263,7 @@ class SqlAlchemyTarget:
 
     def drop_backups(self, run_id: str) -> tuple[str, ...]:
         """Drop the backup tables and kept material of run *run_id*; returns their names."""
-        if self.transactional_ddl:
+        if self.engine.dialect.name == "postgresql":
             return ()
         return drop_backups(self.engine, run_id, self.backup_schema)
 
