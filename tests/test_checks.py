@@ -356,3 +356,94 @@ def test_bad_settings_are_refused_when_the_orchestrator_is_made(parts: dict[str,
         orchestrator(parts, drift="maybe")
     with pytest.raises(InvalidArgumentError, match="unknown lint rule"):
         orchestrator(parts, forbid=["nope"])
+
+
+def test_a_step_without_a_guaranteed_rollback_is_reported_before_the_run(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where pre-images cover it (MariaDB, SQLite) a DROP needs no down; on PostgreSQL it does."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    (migrations / "V2__drop.sql").write_text("DROP TABLE t;\n")
+    code, _, err = _cli(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == 0, err
+    reported = [line for line in err.splitlines() if "rollback cannot be guaranteed" in line]
+    if database_url.startswith("postgresql"):
+        assert reported == [
+            "warning: V2__drop.sql: V2__drop: its rollback cannot be guaranteed (statement 1"
+            " (line 1): DROP changes existing objects or data; its inverse needs a pre-image or"
+            " a backup (kept on MySQL/MariaDB and SQLite only))"
+            " (give it a down section (-- lupo:down) or a .down.sql twin)"
+        ]
+    else:
+        assert reported == []
+
+
+def test_a_step_that_leaves_a_foreign_key_broken_is_rolled_back(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With checks turned off a step may insert orphans; the check after the step sees them."""
+    if database_url.startswith("postgresql"):
+        pytest.skip("turning foreign key checks off needs superuser rights on PostgreSQL")
+    off = (
+        "PRAGMA foreign_keys = OFF"
+        if database_url.startswith("sqlite")
+        else ("SET FOREIGN_KEY_CHECKS = 0")
+    )
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__tables.sql").write_text(
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);\n"
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER,"
+        " CONSTRAINT fk_child_parent FOREIGN KEY (parent_id) REFERENCES parent (id));\n"
+        "INSERT INTO parent (id) VALUES (1);\n"
+    )
+    (migrations / "V2__orphans.sql").write_text(
+        f"{off};\nINSERT INTO child (id, parent_id) VALUES (1, 1), (2, 99), (3, NULL);\n"
+    )
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == 11, (out, err)
+    assert "rolled_back, 0 of 2" in out
+    assert "after V2__orphans: 1 row(s) of child break foreign key" in err
+    engine = sa.create_engine(database_url)
+    assert "child" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_a_step_whose_declared_effect_is_missing_fails_as_class_a(parts: dict[str, Any]) -> None:
+    """A target that reports the created table missing: the step fails, the run rolls back."""
+
+    @attrs.define
+    class Forgetful(FakeTarget):
+        def existing(self, keys: Any, connection: Any = None) -> set[str]:
+            return set()
+
+    parts["target"] = Forgetful()
+    (parts["root"] / "V1__t.sql").write_text("CREATE TABLE t (id INT)\n")
+    steps = write(parts["root"], {})
+    orch = orchestrator(parts)
+
+    class Lines:
+        file_type = "doctrine"
+        suffixes = (".sql",)
+
+        def statements(self, step: Any, text: str, **_: Any) -> list[Any]:
+            return [attrs.make_class("S", ["line", "text"])(1, text.strip())]
+
+        def apply(self, step: Any, context: Any) -> None:
+            context.execute(context.read_text(step.path).strip(), index=0)
+
+        def rollback(self, step: Any, context: Any) -> None:
+            context.execute(f"UNDO {step.id}", index=1000)
+
+        def can_rollback(self, step: Any) -> bool:
+            return True
+
+    orch.registry = type(orch.registry)()
+    orch.registry.register(Lines())
+    result = orch.apply(steps)
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert result.run.classification is Classification.A
+    assert [f.code for f in result.findings] == ["step-effect"]
+    assert result.findings[0].message == "after V1__t: table t should exist, but is missing"

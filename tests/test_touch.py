@@ -49,6 +49,8 @@ def t(
         ("CREATE OR REPLACE VIEW v AS SELECT 1", [t("view", "v", "create")]),
         ("DROP PROCEDURE IF EXISTS p", [t("routine", "p", "drop")]),
         ("SET NAMES utf8mb4", []),
+        ("PRAGMA foreign_keys = OFF", []),
+        ("PRAGMA user_version = 3", [t("unknown", "PRAGMA", "alter")]),
         ("SELECT * FROM t", []),
         ("-- only a comment\nSTART TRANSACTION", []),
         ("CALL p()", [t("unknown", "CALL", "alter")]),

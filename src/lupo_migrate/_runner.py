@@ -66,6 +66,7 @@ from lupo_migrate._validation import (
     ESTIMATES,
     EXPLICIT_DOWN,
     FINGERPRINT,
+    NO_ROLLBACK,
     PROBES_AFTER,
     PROBES_BEFORE,
     RECORDED,
@@ -75,7 +76,9 @@ from lupo_migrate._validation import (
     checksums_unchanged,
     declared_effects,
     dependencies_applied,
+    expected_existence,
     performance_probes,
+    rollback_available,
     schema_drift,
     table_budget,
     touched_keys,
@@ -740,6 +743,7 @@ class Orchestrator:
             if limit is not None and getattr(self.target, "pre_images", None) is not None:
                 validators.append(backup_limit(limit))
             validators += [
+                rollback_available(),
                 schema_drift(fail=self.drift == "error"),
                 risky_statements(
                     forbid=self.forbid, ignore=self.lint_ignore, dialect=_family(self.target)
@@ -833,13 +837,18 @@ class Orchestrator:
         unknown: list[tuple[str, str]] = []
         family = _family(self.target)
         core = self.target.names.get("core")
+        no_rollback: list[tuple[str, str]] = []
+        kept = self._pre is not None  # pre-images put back what a step touched
         for step in plan.steps:
             handler = self.registry.lookup(step.file_type)
             listing = getattr(handler, "statements", None)
             if listing is None:
                 if step.file_type != "documentation":
                     unknown.append((step.id, step.file_type))
+                if not handler.can_rollback(step):
+                    no_rollback.append((step.id, f"its {step.file_type} handler cannot undo it"))
                 continue
+            info = None
             try:
                 text = _read_under(self.root, step.path, step)
                 listed = listing(
@@ -862,16 +871,27 @@ class Orchestrator:
             except (LupoMigrateError, OSError, UnicodeDecodeError):
                 unknown.append((step.id, "unreadable"))  # the step itself will say why
                 continue
+            mine: list[str] = []
             for stmt in listed:
                 statements.append((step.id, step.path, stmt.line, stmt.text))
                 for touch in touches(stmt.text, dialect=family):
                     if touch.kind == "unknown":
                         unknown.append((step.id, touch.name))
+                        mine.append(touch.name)
                     elif touch.schema in (None, core):
                         effects.append(
                             (step.id, touch.kind, touch.name, touch.action, touch.new_name)
                         )
+            invertible = info.invertible if info is not None else handler.can_rollback(step)
+            if not invertible and not (kept and not mine):
+                why = (
+                    f"statements whose effects cannot be told: {', '.join(mine)}"
+                    if kept
+                    else "; ".join(getattr(info, "reasons", ())) or "no down section"
+                )
+                no_rollback.append((step.id, why))
         return {
+            NO_ROLLBACK: tuple(no_rollback),
             STATEMENTS: tuple(statements),
             EFFECTS: tuple(effects),
             UNKNOWN: tuple(unknown),
@@ -1069,6 +1089,7 @@ class Orchestrator:
             bind = getattr(self.storage, "bound", None)
             shared = bool(scope.enter_context(bind(connection))) if bind is not None else False
             handler.apply(step, self._context(run, step, connection, shared=shared))
+            self._check_step(run, step, connection)
             self.storage.record_applied(
                 AppliedStep(
                     step_id=step.id,
@@ -1083,7 +1104,10 @@ class Orchestrator:
         except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
             scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
             self._settle(run, step)
-            return sm.StepFailed(step.id, _failure(step, error))
+            failure = _failure(step, error)
+            if isinstance(error, _StepCheckFailed):
+                failure = attrs.evolve(failure, kind=FailureKind.CRITICAL_VALIDATION, critical=True)
+            return sm.StepFailed(step.id, failure)
         except BaseException as error:
             scope.__exit__(type(error), error, error.__traceback__)
             raise
@@ -1091,6 +1115,55 @@ class Orchestrator:
         # _drive commits both together before the next effect (see _finish_step).
         self._open_step = scope
         return sm.StepApplied(step.id)
+
+    def _check_step(self, run: Run, step: Step, connection: Any) -> None:
+        """The during-validation of a step that ran: what its statements create, drop or
+        rename is (or is not) there; and where it turned foreign key checks off, the foreign
+        keys of the tables it touched still hold.
+
+        Raises:
+            _StepCheckFailed: a check failed (its findings are recorded).
+        """
+        mine = [e for e in self._facts.get(EFFECTS, ()) if e[0] == step.id]
+        findings: list[Finding] = []
+        expected = expected_existence(mine)
+        exists = getattr(self.target, "existing", None)
+        if expected and exists is not None:
+            found = exists(sorted(expected), connection)
+            for key, there in sorted(expected.items()):
+                if (key in found) != there:
+                    kind, _, name = key.partition(":")
+                    findings.append(
+                        Finding(
+                            severity=Severity.ERROR,
+                            message=f"after {step.id}: {kind} {name} should"
+                            f" {'exist' if there else 'be gone'}, but"
+                            f" {'is missing' if there else 'still exists'}",
+                            path=step.path,
+                            code="step-effect",
+                            kind=FailureKind.CRITICAL_VALIDATION,
+                            step_id=step.id,
+                        )
+                    )
+        orphans = getattr(self.target, "orphans", None)
+        texts = [sql for sid, _p, _l, sql in self._facts.get(STATEMENTS, ()) if sid == step.id]
+        if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
+            tables = sorted({e[2] for e in mine if e[1] == "table"} | {e[4] for e in mine if e[4]})
+            for table, key, count in orphans(tables, connection):
+                findings.append(
+                    Finding(
+                        severity=Severity.ERROR,
+                        message=f"after {step.id}: {count} row(s) of {table} break foreign key"
+                        f" {key} (the step turned foreign key checks off)",
+                        path=step.path,
+                        code="foreign-key-broken",
+                        kind=FailureKind.DATA_INTEGRITY,
+                        step_id=step.id,
+                    )
+                )
+        if findings:
+            self.storage.record_findings(run.id, findings)
+            raise _StepCheckFailed("; ".join(f.message for f in findings))
 
     def _settle(self, run: Run, step: Step) -> None:
         """After a failed step was rolled back: keep as done only what the database kept.
@@ -1163,6 +1236,18 @@ class Orchestrator:
             )
         self.storage.remove_applied(self.target_name, step.id)
         return sm.StepRolledBack(step.id)
+
+
+class _StepCheckFailed(LupoMigrateError):
+    """A step ran, but its during-validation failed."""
+
+
+#: Statements that turn foreign key checks off (MySQL, SQLite, PostgreSQL's replica role).
+_CHECKS_OFF = re.compile(
+    r"foreign_key_checks\s*=\s*(?:0|off|false)|foreign_keys\s*=\s*(?:0|off|false|no)"
+    r"|session_replication_role\s*=\s*'?replica",
+    re.IGNORECASE,
+)
 
 
 @attrs.define

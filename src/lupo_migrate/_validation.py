@@ -27,6 +27,7 @@ __all__ = [
     "ESTIMATES",
     "EXPLICIT_DOWN",
     "FINGERPRINT",
+    "NO_ROLLBACK",
     "PROBES_AFTER",
     "PROBES_BEFORE",
     "RECORDED",
@@ -39,6 +40,7 @@ __all__ = [
     "expected_existence",
     "performance_probes",
     "referring",
+    "rollback_available",
     "run_validators",
     "schema_drift",
     "table_budget",
@@ -192,6 +194,8 @@ DATA_AFTER: Final = "data_after"
 ESTIMATES: Final = "row_estimates"
 #: Steps with a down section of their own (or a down twin): they need no backups.
 EXPLICIT_DOWN: Final = "explicit_down"
+#: Steps whose rollback cannot be guaranteed, with why: (step id, reason).
+NO_ROLLBACK: Final = "no_rollback"
 #: Seconds each declared performance probe took (None: it failed).
 PROBES_BEFORE: Final = "probes_before"
 PROBES_AFTER: Final = "probes_after"
@@ -459,6 +463,30 @@ def backup_limit(limit: int) -> Validator:
     """PRE: a step that changes a table of more than *limit* rows needs a down of its own,
     since that table is not copied before the run; said before anything runs."""
     return _BackupLimit(limit)
+
+
+@attrs.frozen(repr=False)
+class _RollbackAvailable:
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        paths = {s.id: s.path for s in context.plan.steps}
+        for step, why in context.facts.get(NO_ROLLBACK) or ():
+            yield Finding(
+                severity=Severity.WARNING,
+                message=f"{step}: its rollback cannot be guaranteed ({why})",
+                path=paths.get(step),
+                hint="give it a down section (-- lupo:down) or a .down.sql twin",
+                code="no-rollback",
+                step_id=step,
+            )
+
+    def __repr__(self) -> str:
+        return "rollback_available()"
+
+
+def rollback_available() -> Validator:
+    """PRE: every step whose rollback cannot be guaranteed (no down, no derivable inverse, and
+    no pre-images that cover it) is reported before the run starts, never found after."""
+    return _RollbackAvailable()
 
 
 @attrs.frozen(repr=False)

@@ -29,6 +29,15 @@ _NEUTRAL: Final = frozenset(
         "LOCK", "UNLOCK", "FLUSH", "VALUES", "WITH", "COMMENT", "GRANT", "REVOKE",
     }
 )  # fmt: skip
+#: SQLite pragmas that only read, or set the connection's own behaviour.
+_SESSION_PRAGMAS: Final = frozenset(
+    {
+        "FOREIGN_KEYS", "DEFER_FOREIGN_KEYS", "LEGACY_ALTER_TABLE", "RECURSIVE_TRIGGERS",
+        "IGNORE_CHECK_CONSTRAINTS", "BUSY_TIMEOUT", "CASE_SENSITIVE_LIKE", "FOREIGN_KEY_CHECK",
+        "INTEGRITY_CHECK", "QUICK_CHECK", "TABLE_INFO", "TABLE_XINFO", "INDEX_LIST",
+        "INDEX_INFO", "FOREIGN_KEY_LIST",
+    }
+)  # fmt: skip
 _KINDS: Final = {
     "TABLE": "table",
     "VIEW": "view",
@@ -123,6 +132,8 @@ def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
         return ()
     head = up[0]
     if head in _NEUTRAL and not (head == "SET" and up[1:2] in (["GLOBAL"], ["PERSIST"])):
+        return ()
+    if head == "PRAGMA" and up[1:2] and up[1] in _SESSION_PRAGMAS:
         return ()
     if head == "CREATE":
         return _create(toks, up)

@@ -54,7 +54,7 @@ _NEUTRAL: Final = frozenset(
     {"SELECT", "SHOW", "START", "BEGIN", "COMMIT", "EXPLAIN", "DESCRIBE", "DESC", "USE", "DO"}
 )
 _OBJECTS: Final = ("TABLE", "INDEX", "VIEW", "TRIGGER", "EVENT", "PROCEDURE", "FUNCTION")
-_PRE_IMAGE = "its inverse needs a pre-image or a backup (derived rollbacks arrive with issue 4)"
+_PRE_IMAGE = "its inverse needs a pre-image or a backup (kept on MySQL/MariaDB and SQLite only)"
 
 
 @attrs.frozen(kw_only=True)

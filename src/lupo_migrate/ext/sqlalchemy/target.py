@@ -311,6 +311,78 @@ class SqlAlchemyTarget:
                 )
             return _counts(rows, self._own)
 
+    @contextmanager
+    def _reader(self, connection: Connection | None) -> Iterator[Connection]:
+        """Where a check after a step reads: the step's own connection, which sees its
+        uncommitted writes (on MySQL the writes held for its next packet are sent first);
+        without one, a connection of its own."""
+        if connection is not None:
+            pipeline = _pipeline.pipeline_of(connection)
+            if pipeline is not None:
+                pipeline.send()
+            yield connection
+        else:
+            with self.engine.connect() as own:
+                yield own
+
+    def existing(self, keys: Sequence[str], connection: Connection | None = None) -> set[str]:
+        """Which of *keys* (``table:t``, ``view:v``, ``trigger:x``) exist in the core schema."""
+        names = sorted({k.partition(":")[2] for k in keys})
+        if not names:
+            return set()
+        with self._reader(connection) as conn:
+            if self.engine.dialect.name == "sqlite":
+                marks = ", ".join("?" * len(names))
+                rows = conn.exec_driver_sql(
+                    f"SELECT type, name FROM sqlite_master WHERE name IN ({marks})", tuple(names)
+                ).all()
+            else:
+                here = (
+                    "DATABASE()" if self.engine.dialect.name != "postgresql" else "current_schema()"
+                )
+                schema = here if self.core_schema is None else "%(s)s"
+                params: dict[str, Any] = {"s": self.core_schema, "n": tuple(names)}
+                rows = conn.exec_driver_sql(
+                    "SELECT CASE WHEN table_type = 'VIEW' THEN 'view' ELSE 'table' END,"
+                    " table_name FROM information_schema.tables"
+                    f" WHERE table_schema = {schema} AND table_name IN %(n)s"
+                    " UNION ALL SELECT 'trigger', trigger_name FROM information_schema.triggers"
+                    f" WHERE trigger_schema = {schema} AND trigger_name IN %(n)s",
+                    params,
+                ).all()
+        return {f"{kind}:{name}" for kind, name in rows} & set(keys)
+
+    def orphans(
+        self, tables: Sequence[str], connection: Connection | None = None
+    ) -> list[tuple[str, str, int]]:
+        """Rows of *tables* whose foreign keys point at no row: (table, key, how many)."""
+        found = []
+        with self._reader(connection) as conn:
+            inspector = sa.inspect(conn)
+            quote = conn.dialect.identifier_preparer.quote
+            present = set(inspector.get_table_names(schema=self.core_schema))
+            for table in tables:
+                if table not in present:
+                    continue
+                for fk in inspector.get_foreign_keys(table, schema=self.core_schema):
+                    parent = fk["referred_table"]
+                    cols = fk["constrained_columns"]
+                    # SQLite may leave the parent's columns implicit: its primary key.
+                    refs = (
+                        fk["referred_columns"]
+                        or inspector.get_pk_constraint(parent)["constrained_columns"]
+                    )
+                    pairs = zip(cols, refs, strict=True)
+                    match = " AND ".join(f"p.{quote(r)} = c.{quote(c)}" for c, r in pairs)
+                    given = " AND ".join(f"c.{quote(c)} IS NOT NULL" for c in cols)
+                    count = conn.exec_driver_sql(
+                        f"SELECT COUNT(*) FROM {quote(table)} c WHERE {given} AND NOT EXISTS"
+                        f" (SELECT 1 FROM {quote(parent)} p WHERE {match})"
+                    ).scalar()
+                    if count:
+                        found.append((table, str(fk.get("name") or ",".join(cols)), int(count)))
+        return found
+
     def time_query(self, sql: str, *, repeat: int = 3) -> float | None:
         """The fastest of *repeat* runs of *sql* (seconds, rows fetched); None if it fails."""
         best: float | None = None
