@@ -20,6 +20,7 @@ from lupo_migrate._model import (
     Stage,
     ValidationContext,
 )
+from lupo_migrate._quick import sibling_store
 from lupo_migrate._validation import (
     BEFORE,
     DATA_AFTER,
@@ -447,3 +448,23 @@ def test_a_step_whose_declared_effect_is_missing_fails_as_class_a(parts: dict[st
     assert result.run.classification is Classification.A
     assert [f.code for f in result.findings] == ["step-effect"]
     assert result.findings[0].message == "after V1__t: table t should exist, but is missing"
+
+
+def test_alerts_are_recorded_in_migration_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed run raises a critical alert; a completed run an info one: both kept."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    assert _cli(capsys, "apply", str(migrations), "--db", url)[0] == 0
+    (migrations / "V2__bad.sql").write_text("SELECT no_such_function();\n")
+    assert _cli(capsys, "apply", str(migrations), "--db", url)[0] == 11
+    engine = sa.create_engine(f"sqlite:///{sibling_store(str(tmp_path / 'app.db'))}")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT level, message FROM migration_alerts ORDER BY id").all()
+    engine.dispose()
+    assert [r[0] for r in rows] == ["info", "critical"]
+    assert "1 step(s) applied" in rows[0][1]
+    assert "class A rollback from migrating" in rows[1][1]

@@ -691,6 +691,9 @@ class Orchestrator:
             case sm.RaiseAlert(level=level, message=message):
                 log = logger.error if level is sm.AlertLevel.CRITICAL else logger.info
                 log("%s", message)
+                keep = getattr(self.storage, "record_alert", None)  # migration_alerts
+                if keep is not None:
+                    keep(run.id, level.value, message, now)
             case _:  # pragma: no cover - every effect type is matched above
                 raise InternalError(f"no shell action for effect {effect!r}")
         return None
