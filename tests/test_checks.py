@@ -468,3 +468,33 @@ def test_alerts_are_recorded_in_migration_alerts(
     assert [r[0] for r in rows] == ["info", "critical"]
     assert "1 step(s) applied" in rows[0][1]
     assert "class A rollback from migrating" in rows[1][1]
+
+
+def test_a_wrong_down_section_is_caught_by_the_comparison_on_every_database(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The down section undoes too much. MariaDB and SQLite put the rows back from the backup;
+    PostgreSQL, which compares only, names the table and blocks the target."""
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1, 10), (2, 20)")
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__bump.sql").write_text(
+        "UPDATE t SET v = v + 1 WHERE id > 0;\n-- lupo:down\nUPDATE t SET v = v - 2 WHERE id > 0;\n"
+    )
+    (migrations / "V2__fails.sql").write_text("SELECT no_such_function();\n")
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", database_url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, v FROM t ORDER BY id").all()
+    engine.dispose()
+    assert code == 11
+    if database_url.startswith("postgresql"):
+        assert "failed, 0 of 2" in out
+        assert "rollback did not restore the pre-image: table t: rows 2 -> 2" in err
+        assert [tuple(r) for r in rows] == [(1, 9), (2, 19)]
+    else:
+        assert "rolled_back, 0 of 2" in out
+        assert "restored 1, dropped 0" in err
+        assert [tuple(r) for r in rows] == [(1, 10), (2, 20)]

@@ -743,7 +743,7 @@ class Orchestrator:
                 validators.append(table_budget(self.table_budget))
                 facts.update(self.target.facts())
             limit = getattr(self.target, "backup_limit", None)
-            if limit is not None and getattr(self.target, "pre_images", None) is not None:
+            if limit is not None and self._restores:
                 validators.append(backup_limit(limit))
             validators += [
                 rollback_available(),
@@ -841,7 +841,7 @@ class Orchestrator:
         family = _family(self.target)
         core = self.target.names.get("core")
         no_rollback: list[tuple[str, str]] = []
-        kept = self._pre is not None  # pre-images put back what a step touched
+        kept = self._restores  # pre-images put back what a step touched
         for step in plan.steps:
             handler = self.registry.lookup(step.file_type)
             listing = getattr(handler, "statements", None)
@@ -1009,6 +1009,11 @@ class Orchestrator:
                 detail=f"the run can be rolled back as a whole; {where}",
             )
         )
+
+    @property
+    def _restores(self) -> bool:
+        """Whether this run's pre-images put objects back (not only compare them)."""
+        return self._pre is not None and bool(getattr(self._pre, "restores", True))
 
     @property
     def _decision_log(self) -> DecisionLog | None:
@@ -1207,7 +1212,7 @@ class Orchestrator:
     def _pre_images_cover(self, step: Step) -> bool:
         """Whether verifying the rollback puts back everything *step* changed."""
         pre = self._pre
-        if pre is None or pre.unknown:
+        if pre is None or pre.unknown or not pre.restores:
             return False
         only = None if self._rolling is None else self._rolling.only
         return only is None or bool(pre.keys_of([step.id]) <= only)

@@ -122,6 +122,16 @@ class PreImages:
     def _sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def _postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def restores(self) -> bool:
+        """Whether objects are put back from these pre-images (MySQL, SQLite), or only compared
+        with them (PostgreSQL, where a table's definition cannot be read back as DDL)."""
+        return not self._postgresql
+
     def _connect(self) -> AbstractContextManager[sa.Connection]:
         """A connection of its own: autocommit on MySQL; on SQLite (whose engine issues its own
         BEGIN) a transaction committed when the block ends."""
@@ -131,7 +141,8 @@ class PreImages:
         """Read the fingerprint the pre-images are taken from."""
         with self._connect() as conn:
             if not self._sqlite:
-                self._schema = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+                here = "current_schema()" if self._postgresql else "DATABASE()"
+                self._schema = str(conn.exec_driver_sql(f"SELECT {here}").scalar())
             self.fingerprint = read_fingerprint(conn, exclude=self._skip)
 
     def _skip(self, name: str) -> bool:
@@ -171,7 +182,12 @@ class PreImages:
                 self.touched.add(f"routine:procedure:{touch.name}")
                 self.touched.add(f"routine:function:{touch.name}")
         todo = [t for t in new if self._existed(t)]
-        if todo and self._sqlite and connection is not None:
+        if todo and not self.restores and connection is not None:
+            for touch in todo:  # PostgreSQL: rows only, read in the step's transaction
+                if touch.kind == "table" and not self._skip(touch.name):
+                    data = table_data(connection, [touch.name])[touch.name]
+                    self.tables[touch.name] = TableImage("", (), data, None, ())
+        elif todo and self._sqlite and connection is not None:
             for touch in todo:
                 self._snapshot(connection, touch)
         elif todo:
@@ -181,7 +197,9 @@ class PreImages:
 
     @property
     def _family(self) -> str:
-        return "sqlite" if self._sqlite else "mysql"
+        return {"sqlite": "sqlite", "postgresql": "postgresql"}.get(
+            self.engine.dialect.name, "mysql"
+        )
 
     def _resolve(self, touch: Touch) -> Touch | None:
         """SQLite's ``DROP INDEX i`` names no table: the index's table is what it touches (an
@@ -277,8 +295,12 @@ class PreImages:
         return TableImage(ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns)
 
     def _backup_name(self) -> str:
-        table = _q(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}")
-        return table if self.backup_schema is None else f"{_q(self.backup_schema)}.{table}"
+        return self._qualified(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}")
+
+    def _qualified(self, name: str) -> str:
+        quote = self.engine.dialect.identifier_preparer.quote_identifier
+        table = quote(name)
+        return table if self.backup_schema is None else f"{quote(self.backup_schema)}.{table}"
 
     # ------------------------------------------------------------------ after a rollback
 
@@ -316,7 +338,7 @@ class PreImages:
         dropped: list[str] = []
         with self._connect() as conn:
             first = self.compare(conn, only)
-            if first.verified:
+            if first.verified or not self.restores:
                 return first
             wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
             checks = "PRAGMA foreign_keys = " if self._sqlite else "SET FOREIGN_KEY_CHECKS = "
@@ -401,15 +423,16 @@ class PreImages:
         if self.fingerprint is None:
             return None
         table = self._material_name()
-        kind, mark = ("TEXT", "?") if self._sqlite else ("LONGTEXT", "%s")
+        kind, mark = {"sqlite": ("TEXT", "?"), "postgresql": ("TEXT", "%s")}.get(
+            self.engine.dialect.name, ("LONGTEXT", "%s")
+        )
         with self._connect() as conn:
             conn.exec_driver_sql(f"CREATE TABLE {table} (material {kind} NOT NULL)")
             conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (self.to_json(),))
         return table
 
     def _material_name(self) -> str:
-        table = _q(f"{BACKUP_PREFIX}{self.run_id[:12]}_0")
-        return table if self.backup_schema is None else f"{_q(self.backup_schema)}.{table}"
+        return self._qualified(f"{BACKUP_PREFIX}{self.run_id[:12]}_0")
 
     def load(self) -> bool:
         """Read the material :meth:`save` kept; False when there is none (purged)."""
@@ -459,7 +482,8 @@ def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> t
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(n)}")
         return tuple(names)
     pattern = f"{BACKUP_PREFIX}{run_id[:12]}_".replace("_", "\\_") + "%"
-    where = "DATABASE()" if backup_schema is None else "%s"
+    here = "current_schema()" if engine.dialect.name == "postgresql" else "DATABASE()"
+    where = here if backup_schema is None else "%s"
     params = (pattern,) if backup_schema is None else (backup_schema, pattern)
     with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         names = [
@@ -470,8 +494,10 @@ def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> t
                 params,
             )
         ]
+        quote = engine.dialect.identifier_preparer.quote_identifier
         qualified = [
-            _q(n) if backup_schema is None else f"{_q(backup_schema)}.{_q(n)}" for n in names
+            quote(n) if backup_schema is None else f"{quote(backup_schema)}.{quote(n)}"
+            for n in names
         ]
         if qualified:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(qualified)}")

@@ -248,10 +248,8 @@ class SqlAlchemyTarget:
             cursor.close()
 
     def pre_images(self, run_id: str) -> PreImages | None:
-        """The pre-image keeper of run *run_id* on MySQL/MariaDB and SQLite; None on
-        PostgreSQL (not yet: its steps are undone by down sections and inverses)."""
-        if self.engine.dialect.name == "postgresql":
-            return None
+        """The pre-image keeper of run *run_id*: restores and compares on MySQL/MariaDB and
+        SQLite; on PostgreSQL it compares only (steps are undone by their downs)."""
         own = frozenset() if self.orchestration_apart else ORCHESTRATION_TABLES
         return PreImages(
             self.engine,
@@ -263,8 +261,6 @@ class SqlAlchemyTarget:
 
     def drop_backups(self, run_id: str) -> tuple[str, ...]:
         """Drop the backup tables and kept material of run *run_id*; returns their names."""
-        if self.engine.dialect.name == "postgresql":
-            return ()
         return drop_backups(self.engine, run_id, self.backup_schema)
 
     def _own(self, name: str) -> bool:
