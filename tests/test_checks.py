@@ -498,3 +498,54 @@ def test_a_wrong_down_section_is_caught_by_the_comparison_on_every_database(
         assert "rolled_back, 0 of 2" in out
         assert "restored 1, dropped 0" in err
         assert [tuple(r) for r in rows] == [(1, 10), (2, 20)]
+
+
+class TestColumnEffects:
+    @pytest.mark.parametrize(
+        ("sql", "expected"),
+        [
+            (
+                "ALTER TABLE t ADD COLUMN a INT, ADD b INT, DROP COLUMN IF EXISTS c,"
+                " ADD INDEX i (a)",
+                [("t", "add", "a", None), ("t", "add", "b", None), ("t", "drop", "c", None)],
+            ),
+            ("ALTER TABLE `t` RENAME COLUMN a TO `b`", [("t", "rename", "a", "b")]),
+            ("ALTER TABLE t CHANGE COLUMN a b INT", [("t", "rename", "a", "b")]),
+            ("ALTER TABLE t CHANGE a a BIGINT", []),
+            ("ALTER TABLE t ADD COLUMN IF NOT EXISTS x INT", [("t", "add", "x", None)]),
+            ("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id)", []),
+            ("UPDATE t SET a = 1", []),
+        ],
+    )
+    def test_what_an_alter_does_to_columns(self, sql: str, expected: list[Any]) -> None:
+        from lupo_migrate.handlers._lint import column_effects
+
+        assert column_effects(sql, "mysql") == expected
+
+    def test_columns_follow_their_table_through_renames_and_drops(self) -> None:
+        from lupo_migrate._validation import expected_existence
+
+        effects = [
+            ("s1", "column", "t.a", "add", None),
+            ("s2", "table", "t", "rename", "u"),
+            ("s3", "column", "u.a", "rename", "u.b"),
+            ("s4", "column", "v.x", "add", None),
+            ("s5", "table", "v", "drop", None),
+        ]
+        assert expected_existence(effects) == {
+            "table:t": False,
+            "table:u": True,
+            "column:u.a": False,
+            "column:u.b": True,
+            "table:v": False,
+        }
+
+    def test_a_missing_column_after_the_run_is_named(self) -> None:
+        after = _fp(table__t={"columns": [{"name": "id", "type": "int"}]})
+        effects = (("s1", "column", "t.added", "add", None), ("s1", "table", "t", "alter", None))
+        (finding,) = declared_effects()(
+            _context(Stage.POST, **{FINGERPRINT: after, EFFECTS: effects})
+        )
+        assert (
+            finding.message == "column t.added should be created by the run but is missing after it"
+        )

@@ -95,7 +95,7 @@ from lupo_migrate.errors import (
     StorageError,
     TargetBlockedError,
 )
-from lupo_migrate.handlers._lint import STATEMENTS, risky_statements
+from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
 from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
@@ -885,6 +885,9 @@ class Orchestrator:
                         effects.append(
                             (step.id, touch.kind, touch.name, touch.action, touch.new_name)
                         )
+                for table, action, column, new in column_effects(stmt.text, family):
+                    renamed = None if new is None else f"{table}.{new}"
+                    effects.append((step.id, "column", f"{table}.{column}", action, renamed))
             invertible = info.invertible if info is not None else handler.can_rollback(step)
             if not invertible and not (kept and not mine):
                 why = (
@@ -1134,7 +1137,7 @@ class Orchestrator:
         """
         mine = [e for e in self._facts.get(EFFECTS, ()) if e[0] == step.id]
         findings: list[Finding] = []
-        expected = expected_existence(mine)
+        expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
         exists = getattr(self.target, "existing", None)
         if expected and exists is not None:
             found = exists(sorted(expected), connection)
@@ -1156,7 +1159,10 @@ class Orchestrator:
         orphans = getattr(self.target, "orphans", None)
         texts = [sql for sid, _p, _l, sql in self._facts.get(STATEMENTS, ()) if sid == step.id]
         if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
-            tables = sorted({e[2] for e in mine if e[1] == "table"} | {e[4] for e in mine if e[4]})
+            tables = sorted(
+                {e[2] for e in mine if e[1] == "table"}
+                | {e[4] for e in mine if e[1] == "table" and e[4]}
+            )
             for table, key, count in orphans(tables, connection):
                 findings.append(
                     Finding(

@@ -241,9 +241,22 @@ def schema_drift(*, fail: bool = True) -> Validator:
 
 
 def expected_existence(effects: Iterable[tuple[str, str, str, str, str | None]]) -> dict[str, bool]:
-    """Which objects the effects say exist (True) or not (False) at the end, by key."""
+    """Which objects the effects say exist (True) or not (False) at the end, by key.
+
+    Columns (kind ``column``, name ``table.column``, actions ``add``, ``drop``, ``rename``)
+    follow their table: renamed with it, gone with it.
+    """
     state: dict[str, bool] = {}
     for _step, kind, name, action, new_name in effects:
+        if kind == "column":
+            if action == "add":
+                state[f"column:{name}"] = True
+            elif action == "drop":
+                state[f"column:{name}"] = False
+            elif action == "rename" and new_name is not None:
+                state[f"column:{name}"] = False
+                state[f"column:{new_name}"] = True
+            continue
         if kind not in _SEEN_KINDS:
             continue
         key = f"{kind}:{name}"
@@ -251,10 +264,24 @@ def expected_existence(effects: Iterable[tuple[str, str, str, str, str | None]])
             state[key] = True
         elif action == "drop":
             state[key] = False
+            if kind == "table":
+                for column in [k for k in state if k.startswith(f"column:{name}.")]:
+                    del state[column]  # gone with its table (says nothing more)
         elif action == "rename" and new_name is not None:
             state[key] = False
             state[f"{kind}:{new_name}"] = True
+            if kind == "table":
+                for column in [k for k in state if k.startswith(f"column:{name}.")]:
+                    state[f"column:{new_name}.{column.split('.', 1)[1]}"] = state.pop(column)
     return state
+
+
+def _present(fingerprint: Fingerprint, key: str) -> bool:
+    if key.startswith("column:"):
+        table, _, column = key[7:].rpartition(".")
+        obj = fingerprint.objects.get(f"table:{table}") or {}
+        return any(str(c.get("name", "")).lower() == column.lower() for c in obj.get("columns", ()))
+    return key in fingerprint.objects
 
 
 def touched_keys(effects: Iterable[tuple[str, str, str, str, str | None]]) -> set[str]:
@@ -280,7 +307,7 @@ class _DeclaredEffects:
             if new_name is not None:
                 last_step[f"{kind}:{new_name}"] = step
         for key, exists in sorted(expected_existence(effects).items()):
-            if (key in after.objects) != exists:
+            if _present(after, key) != exists:
                 kind, _, name = key.partition(":")
                 said, found = ("created", "is missing") if exists else ("dropped", "still exists")
                 yield Finding(

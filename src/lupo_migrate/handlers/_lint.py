@@ -34,7 +34,7 @@ from lupo_migrate._model import FailureKind, Finding, Severity, ValidationContex
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.handlers._touch import words
 
-__all__ = ["RULES", "STATEMENTS", "risky_statements"]
+__all__ = ["RULES", "STATEMENTS", "column_effects", "risky_statements"]
 
 #: The plan's statements, as facts: (step id, path, line, rendered SQL), in plan order.
 STATEMENTS: Final = "statements"
@@ -196,6 +196,47 @@ def _alter_clause(
         why = narrowing(old, new) if old and new else None
         if why:
             yield "narrowing-modify", f"{table}.{column}", why
+
+
+def column_effects(sql: str, fam: str) -> list[tuple[str, str, str, str | None]]:
+    """What an ``ALTER TABLE`` does to columns: (table, ``add``/``drop``/``rename``, column,
+    new name), in clause order; nothing for other statements."""
+    toks = words(sql, fam)
+    up = [t.upper() if k == "word" else "" for k, t in toks]
+    if up[:2] != ["ALTER", "TABLE"]:
+        return []
+    i = 2 + (2 if up[2:4] == ["IF", "EXISTS"] else 0) + (up[2:3] == ["ONLY"])
+    table, i = _name(toks, i)
+    out: list[tuple[str, str, str, str | None]] = []
+    for clause in _clauses(toks, i):
+        cup = [t.upper() if k == "word" else "" for k, t in clause]
+        if not cup:
+            continue
+        at = 1 + (cup[1:2] == ["COLUMN"])
+        if cup[0] == "ADD" and cup[1:2] not in _NOT_COLUMNS:
+            at += 3 if cup[at : at + 3] == ["IF", "NOT", "EXISTS"] else 0
+            if cup[at : at + 1] != ["("]:
+                out.append((table, "add", _name(clause, at)[0], None))
+        elif cup[0] == "DROP" and cup[1:2] not in _NOT_COLUMNS:
+            at += 2 if cup[at : at + 2] == ["IF", "EXISTS"] else 0
+            out.append((table, "drop", _name(clause, at)[0], None))
+        elif cup[:2] == ["RENAME", "COLUMN"]:
+            old, j = _name(clause, 2)
+            if cup[j : j + 1] == ["TO"]:
+                out.append((table, "rename", old, _name(clause, j + 1)[0]))
+        elif cup[0] == "CHANGE":
+            old, j = _name(clause, at)
+            new = _name(clause, j)[0]
+            if new.lower() != old.lower():
+                out.append((table, "rename", old, new))
+    return out
+
+
+#: ADD/DROP clauses that are not about a column.
+_NOT_COLUMNS: Final = [
+    ["INDEX"], ["KEY"], ["PRIMARY"], ["FOREIGN"], ["CONSTRAINT"], ["CHECK"], ["PARTITION"],
+    ["UNIQUE"], ["FULLTEXT"], ["SPATIAL"],
+]  # fmt: skip
 
 
 def _type_at(clause: list[tuple[str, str]], at: int) -> str:
