@@ -504,3 +504,19 @@ def test_run_values_are_frozen() -> None:
     run = Run.new("r1", plan_of("a"))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         run.phase = Phase.MIGRATING  # type: ignore[misc]
+
+
+def test_a_rollback_an_operator_asked_for_raises_a_warning_not_a_critical_alert() -> None:
+    """rollback RUN of a completed run: class A (the whole run) or the decision's class."""
+    for classification, expected in (
+        (None, Classification.A),
+        (Classification.B, Classification.B),
+    ):
+        run = Run(id="r", steps=("a",), applied=("a",))
+        run, _ = transition(run, LockAcquired("ops"))
+        asked = Failure(kind=FailureKind.OPERATOR_ABORT, message="ops rolls back run x")
+        run, effects = transition(run, RollbackRequested(asked, classification=classification))
+        assert run.classification is expected
+        assert isinstance(effects[0], RaiseAlert)
+        assert effects[0].level is AlertLevel.WARNING
+        assert effects[-1] == UndoStep("a", partial=False)

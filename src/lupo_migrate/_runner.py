@@ -12,13 +12,14 @@ The orchestrator is database-agnostic: statements reach the database through a `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -1097,8 +1098,7 @@ class Orchestrator:
         scope = ExitStack()
         try:
             connection = scope.enter_context(self.target.step_session())
-            bind = getattr(self.storage, "bound", None)
-            shared = bool(scope.enter_context(bind(connection))) if bind is not None else False
+            shared = scope.enter_context(self._bound(connection))
             handler.apply(step, self._context(run, step, connection, shared=shared))
             self._check_step(run, step, connection)
             self.storage.record_applied(
@@ -1179,6 +1179,17 @@ class Orchestrator:
             self.storage.record_findings(run.id, findings)
             raise _StepCheckFailed("; ".join(f.message for f in findings))
 
+    @contextlib.contextmanager
+    def _bound(self, connection: Any) -> Iterator[bool]:
+        """The storage writing through the step's connection, where it can (same database):
+        its journal rows commit with the step, and SQLite's one writer is not waited for."""
+        bind = getattr(self.storage, "bound", None)
+        if bind is None:
+            yield False
+        else:
+            with bind(connection) as shared:
+                yield bool(shared)
+
     def _settle(self, run: Run, step: Step) -> None:
         """After a failed step was rolled back: keep as done only what the database kept.
 
@@ -1231,8 +1242,8 @@ class Orchestrator:
                 return sm.StepRolledBack(step.id)
         handler = self.registry.lookup(step.file_type)
         try:
-            with self.target.step_session() as connection:
-                handler.rollback(step, self._context(run, step, connection))
+            with self.target.step_session() as connection, self._bound(connection) as shared:
+                handler.rollback(step, self._context(run, step, connection, shared=shared))
         except (LupoMigrateError, OSError) as error:
             if self._pre_images_cover(step):
                 # No down section or inverse, but every object the step touched has a

@@ -416,8 +416,10 @@ def _enter_rollback(run: Run, failure: Failure, decision: RollbackDecision) -> R
         classification=decision.classification,
         failure=failure,
     )
+    # A rollback an operator asked for is news, not an emergency.
+    chosen = failure.kind is FailureKind.OPERATOR_ABORT
     alert = RaiseAlert(
-        _ALERT_BY_CLASS[decision.classification],
+        AlertLevel.WARNING if chosen else _ALERT_BY_CLASS[decision.classification],
         f"run {run.id}: class {decision.classification.value} rollback from"
         f" {run.phase.value}: {failure.message or failure.kind.value}",
     )

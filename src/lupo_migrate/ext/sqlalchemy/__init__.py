@@ -13,6 +13,8 @@ Importing this package imports SQLAlchemy (the rest of lupo_migrate never does):
 
 - :class:`SqlAlchemyStorage`: the ``Storage`` protocol, plus the plan, accepted checksums,
   alerts, rollback decisions and the targets' phase.
+- :class:`SqlAlchemyTarget` (and :func:`make_engine`, which gives SQLite transactional DDL and
+  PyMySQL multi-statement packets): where a run's statements execute; pre-images, checks.
 - :class:`SqlAlchemyLock`: the ``Lock`` protocol (``GET_LOCK``, PostgreSQL advisory lock or a
   SQLite lease, by dialect).
 - :func:`make_tables`: the 8 orchestration tables as Core ``Table`` objects.
@@ -31,6 +33,7 @@ from lupo_migrate.ext.sqlalchemy._tables import (
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,7 +42,9 @@ __all__ = [
     "RollbackDecision",
     "SqlAlchemyLock",
     "SqlAlchemyStorage",
+    "SqlAlchemyTarget",
     "SystemState",
+    "make_engine",
     "make_tables",
     "mysql_lock_name",
     "postgresql_lock_key",
