@@ -277,3 +277,64 @@ def test_a_storage_without_a_rollback_log_says_so(parts: dict[str, Any], tmp_pat
     run = orch.apply(steps).run
     with pytest.raises(DecisionError, match="keeps no rollback log"):
         orch.rollback(run.id, steps)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from lupo_migrate.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_accept_then_purge_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """accept makes the run final at once; purge then drops its kept material; rollback is
+    refused afterwards with exit 13."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    code, out, _ = _cli(capsys, "apply", str(migrations), "--db", url)
+    run_id = out.split()[1].rstrip(":")
+    db = ["--db", url]
+    assert _cli(capsys, "purge", str(migrations), *db)[1] == "0 run(s) purged\n"  # still open
+    code, out, _ = _cli(capsys, "accept", run_id[:8], str(migrations), *db, "--operator", "ops")
+    assert (code, out) == (0, f"accepted {run_id} run (by ops); `lupo-migrate purge` frees\n")
+    code, out, _ = _cli(capsys, "purge", str(migrations), *db)
+    assert out == f"purged {run_id}: 1 backup table(s) dropped\n1 run(s) purged\n"
+    code, out, _ = _cli(capsys, "decisions", str(migrations), *db, "--all")
+    assert f"{run_id}  run  purged" in out
+    code, _, err = _cli(capsys, "rollback", run_id, str(migrations), *db)
+    assert code == 13
+    assert "rollback is purged by purge" in err
+
+
+def test_a_failed_rollback_blocks_until_resolve_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A down section that fails, on a step whose effects the pre-images cannot cover."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text(
+        "CREATE TABLE t (id INTEGER);\nPRAGMA user_version = 7;\n"
+        "-- lupo:down\nDROP TABLE no_such_table;\n"
+    )
+    (migrations / "V2__fails.sql").write_text("SELECT no_such_function();\n")
+    db = ["--db", url]
+    code, out, err = _cli(capsys, "apply", str(migrations), *db)
+    assert code == 11
+    assert "failed, 1 of 2" in out
+    code, _, err = _cli(capsys, "apply", str(migrations), *db)
+    assert code == TargetBlockedError.exit_code
+    assert "lupo-migrate resolve" in err
+    code, out, _ = _cli(capsys, "resolve", str(migrations), *db, "--note", "dropped t by hand")
+    assert code == 0
+    assert out.endswith("resolved; the target accepts runs again\n")
+    code, out, _ = _cli(capsys, "status", str(migrations), *db)
+    assert "BLOCKED" not in out
+    code, _, err = _cli(capsys, "resolve", str(migrations), *db)
+    assert code == 13
+    assert "not blocked" in err
