@@ -111,6 +111,10 @@ def test_failing_corpus_migration_rolls_back_to_the_baseline(
     assert after[1] == before[1]
     codes = [code for _, code, _ in _log(mariadb_url)]
     assert [c for c in codes if c.startswith("rollback")] == ["rollback-verified"]
+    database = sa.make_url(mariadb_url).database
+    args = ["--db", mariadb_url, "--orchestration-schema", f"{database}_orch"]
+    assert main(["history", str(tmp_path / "m"), *args]) == 0
+    assert "rolled_back  class A  0/1 step(s)" in capsys.readouterr().out
 
 
 @needs_corpus
