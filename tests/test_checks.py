@@ -421,7 +421,8 @@ def test_a_step_whose_declared_effect_is_missing_fails_as_class_a(parts: dict[st
             return set()
 
     parts["target"] = Forgetful()
-    (parts["root"] / "V1__t.sql").write_text("CREATE TABLE t (id INT)\n")
+    # Two statements change t: the step's net effect (u exists) is looked up.
+    (parts["root"] / "V1__t.sql").write_text("CREATE TABLE t (id INT)\nALTER TABLE t RENAME TO u\n")
     steps = write(parts["root"], {})
     orch = orchestrator(parts)
 
@@ -430,10 +431,12 @@ def test_a_step_whose_declared_effect_is_missing_fails_as_class_a(parts: dict[st
         suffixes = (".sql",)
 
         def statements(self, step: Any, text: str, **_: Any) -> list[Any]:
-            return [attrs.make_class("S", ["line", "text"])(1, text.strip())]
+            made = attrs.make_class("S", ["line", "text"])
+            return [made(i + 1, line) for i, line in enumerate(text.splitlines())]
 
         def apply(self, step: Any, context: Any) -> None:
-            context.execute(context.read_text(step.path).strip(), index=0)
+            for i, line in enumerate(context.read_text(step.path).splitlines()):
+                context.execute(line, index=i)
 
         def rollback(self, step: Any, context: Any) -> None:
             context.execute(f"UNDO {step.id}", index=1000)
@@ -447,7 +450,7 @@ def test_a_step_whose_declared_effect_is_missing_fails_as_class_a(parts: dict[st
     assert result.outcome is Outcome.ROLLED_BACK
     assert result.run.classification is Classification.A
     assert [f.code for f in result.findings] == ["step-effect"]
-    assert result.findings[0].message == "after V1__t: table t should exist, but is missing"
+    assert result.findings[0].message == "after V1__t: table u should exist, but is missing"
 
 
 def test_alerts_are_recorded_in_migration_alerts(

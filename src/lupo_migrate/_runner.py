@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
@@ -1129,8 +1130,10 @@ class Orchestrator:
 
     def _check_step(self, run: Run, step: Step, connection: Any) -> None:
         """The during-validation of a step that ran: what its statements create, drop or
-        rename is (or is not) there; and where it turned foreign key checks off, the foreign
-        keys of the tables it touched still hold.
+        rename is (or is not) there (looked up where several statements change one object or
+        one statement's effects are unknown; a lone DDL statement that succeeded did what it
+        says); and where it turned foreign key checks off, the foreign keys of the tables it
+        touched still hold.
 
         Raises:
             _StepCheckFailed: a check failed (its findings are recorded).
@@ -1139,6 +1142,17 @@ class Orchestrator:
         findings: list[Finding] = []
         expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
         exists = getattr(self.target, "existing", None)
+        # A DDL statement that succeeded had its effect; the step's net effect can differ only
+        # where several of its statements change one object, or one's effects are unknown.
+        changes = Counter(
+            key
+            for _, kind, name, action, new in mine
+            if action in ("create", "drop", "rename")
+            for key in (f"{kind}:{name}", *([f"{kind}:{new}"] if new else []))
+        )
+        unsure = any(sid == step.id for sid, _ in self._facts.get(UNKNOWN, ()))
+        if not unsure and all(count == 1 for count in changes.values()):
+            expected = {}
         if expected and exists is not None:
             found = exists(sorted(expected), connection)
             for key, there in sorted(expected.items()):

@@ -322,30 +322,49 @@ class SqlAlchemyTarget:
                 yield own
 
     def existing(self, keys: Sequence[str], connection: Connection | None = None) -> set[str]:
-        """Which of *keys* (``table:t``, ``view:v``, ``trigger:x``) exist in the core schema."""
-        names = sorted({k.partition(":")[2] for k in keys})
-        if not names:
+        """Which of *keys* (``table:t``, ``view:v``, ``trigger:x``) exist in the core schema.
+
+        Read on the step's connection where its DDL is still in its transaction (PostgreSQL,
+        SQLite); on MySQL, whose DDL committed at once, on a pooled connection of its own, so
+        the step's held writes keep travelling with its next statement. Triggers are looked
+        up only when asked for (MariaDB opens every table's triggers for that view).
+        """
+        wanted = {
+            kind: sorted({k.partition(":")[2] for k in keys if k.startswith(kind + ":")})
+            for kind in ("table", "view", "trigger")
+        }
+        if not any(wanted.values()):
             return set()
-        with self._reader(connection) as conn:
+        use = connection if self.transactional_ddl else None
+        rows: list[Any] = []
+        with self._reader(use) as conn:
             if self.engine.dialect.name == "sqlite":
+                names = sorted({n for ns in wanted.values() for n in ns})
                 marks = ", ".join("?" * len(names))
-                rows = conn.exec_driver_sql(
-                    f"SELECT type, name FROM sqlite_master WHERE name IN ({marks})", tuple(names)
-                ).all()
-            else:
-                here = (
-                    "DATABASE()" if self.engine.dialect.name != "postgresql" else "current_schema()"
+                rows = list(
+                    conn.exec_driver_sql(
+                        f"SELECT type, name FROM sqlite_master WHERE name IN ({marks})",
+                        tuple(names),
+                    ).all()
                 )
+            else:
+                pg = self.engine.dialect.name == "postgresql"
+                here = "current_schema()" if pg else "DATABASE()"
                 schema = here if self.core_schema is None else "%(s)s"
-                params: dict[str, Any] = {"s": self.core_schema, "n": tuple(names)}
-                rows = conn.exec_driver_sql(
-                    "SELECT CASE WHEN table_type = 'VIEW' THEN 'view' ELSE 'table' END,"
-                    " table_name FROM information_schema.tables"
-                    f" WHERE table_schema = {schema} AND table_name IN %(n)s"
-                    " UNION ALL SELECT 'trigger', trigger_name FROM information_schema.triggers"
-                    f" WHERE trigger_schema = {schema} AND trigger_name IN %(n)s",
-                    params,
-                ).all()
+                tables = wanted["table"] + wanted["view"]
+                if tables:
+                    rows += conn.exec_driver_sql(
+                        "SELECT CASE WHEN table_type = 'VIEW' THEN 'view' ELSE 'table' END,"
+                        " table_name FROM information_schema.tables"
+                        f" WHERE table_schema = {schema} AND table_name IN %(n)s",
+                        {"s": self.core_schema, "n": tuple(tables)},
+                    ).all()
+                if wanted["trigger"]:
+                    rows += conn.exec_driver_sql(
+                        "SELECT 'trigger', trigger_name FROM information_schema.triggers"
+                        f" WHERE trigger_schema = {schema} AND trigger_name IN %(n)s",
+                        {"s": self.core_schema, "n": tuple(wanted["trigger"])},
+                    ).all()
         return {f"{kind}:{name}" for kind, name in rows} & set(keys)
 
     def orphans(
