@@ -423,10 +423,17 @@ def decisions_command(show_all: bool, **opts: Any) -> None:
         for r in rows:
             left = time_left(r, now)
             window = "" if left is None or r.status not in OPEN else f", {_duration(left)} left"
+            deadline = "" if r.deadline is None else f"  (until {_when(r.deadline)})"
             click.echo(
                 f"{r.run_id}  {r.label:<3}  {r.status:<11}  {len(r.scope)} step(s){window}"
-                f"  (deadline {r.deadline})"
+                f"{deadline}"
             )
+
+
+def _when(stamp: int) -> str:
+    from lupo_migrate._clock import from_stamp
+
+    return from_stamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _duration(delta: Any) -> str:
