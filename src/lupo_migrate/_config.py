@@ -18,6 +18,9 @@ setting                     environment              meaning
                                                      rollbackable (24)
 ``probe_threshold``         ``LUPO_MIGRATE_PROBE_THRESHOLD`` slowdown factor a probe may
                                                      show before a class B finding (2.0)
+``freeze_ttl``              ``LUPO_MIGRATE_FREEZE_TTL`` seconds the write freeze lasts if the
+                                                     orchestrator dies (300; renewed while it
+                                                     runs)
 ``forbid``                                           lint rules whose findings refuse the run
                                                      (``["foreign-key", "trigger"]``)
 ``lint_ignore``                                      lint rules not reported
@@ -59,9 +62,10 @@ ENVIRONMENT: Final = {
     "drift": "LUPO_MIGRATE_DRIFT",
     "keep_rollback_hours": "LUPO_MIGRATE_KEEP_ROLLBACK",
     "probe_threshold": "LUPO_MIGRATE_PROBE_THRESHOLD",
+    "freeze_ttl": "LUPO_MIGRATE_FREEZE_TTL",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit")
-_FLOATS: Final = ("lock_timeout", "keep_rollback_hours", "probe_threshold")
+_FLOATS: Final = ("lock_timeout", "keep_rollback_hours", "probe_threshold", "freeze_ttl")
 _PATHS: Final = ("migrations", "manifest")
 _LISTS: Final = ("forbid", "lint_ignore")
 _DRIFT: Final = ("error", "warn", "off")
@@ -84,6 +88,7 @@ class Settings:
     drift: str = "error"
     keep_rollback_hours: float = 24.0
     probe_threshold: float = 2.0
+    freeze_ttl: float = 300.0
     forbid: tuple[str, ...] = ()
     lint_ignore: tuple[str, ...] = ()
     probes: Mapping[str, str] = attrs.field(factory=dict)

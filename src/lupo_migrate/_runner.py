@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -289,7 +290,8 @@ class Orchestrator:
         target_name: the name runs and ledger rows are recorded under.
         table_budget: the core table limit checked before a run (None: unchecked).
         validators: extra validators, run before and after (they see ``context.stage``).
-        freeze_ttl: how long a freeze lasts if the orchestrator dies without thawing.
+        freeze_ttl: how long a freeze lasts if the orchestrator dies without thawing; a run
+            extends it between steps once a third of it has gone.
         lock_timeout: seconds to wait for the run lock before ``LockHeldError``.
         owner: the lock owner (default: host, pid and a random part).
         keep_rollback: how long a completed run can be rolled back as a whole (``rollback``)
@@ -334,6 +336,8 @@ class Orchestrator:
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
+    # When this owner last froze writes (monotonic seconds), for lease renewals.
+    _frozen_at: float | None = attrs.field(default=None, init=False, repr=False)
     # Facts measured at PRE for POST, and the fingerprint POST read.
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
@@ -404,6 +408,7 @@ class Orchestrator:
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+            self._take_freeze()  # refused (another owner's freeze) before any run exists
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             self._recorded = []
@@ -504,6 +509,7 @@ class Orchestrator:
         others = tuple(s for s in mine if s not in undo)
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+            self._take_freeze()
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             stack.callback(setattr, self, "_rolling", None)
@@ -634,6 +640,17 @@ class Orchestrator:
             )
         return record
 
+    def _take_freeze(self) -> None:
+        """Freeze writes (or extend this owner's freeze) and note when, for the renewals."""
+        self.freeze.freeze(self.owner, ttl=self.freeze_ttl)
+        self._frozen_at = time.monotonic()
+
+    def _renew_freeze(self) -> None:
+        """A long run keeps its freeze: the lease is extended once a third of it has gone."""
+        since = self._frozen_at
+        if since is not None and time.monotonic() - since > self.freeze_ttl.total_seconds() / 3:
+            self._take_freeze()
+
     def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
         new, effects = sm.transition(run, event)
         self.storage.save_run(new, expected_version=run.version)  # persisted before effects
@@ -651,6 +668,7 @@ class Orchestrator:
                 self._finish_step(error)
                 raise
             self._finish_step()
+            self._renew_freeze()
             if not all(isinstance(fx, sm.ApplyStep) for fx in effects):
                 self._flush()  # only consecutive steps may leave writes pending
             events = [e for e in (self._carry_out(run, fx, plan, by_id) for fx in effects) if e]
@@ -671,9 +689,10 @@ class Orchestrator:
         now = to_stamp(self.clock.now())
         match effect:
             case sm.FreezeWrites():
-                self.freeze.freeze(self.owner, ttl=self.freeze_ttl)
+                self._take_freeze()
             case sm.ThawWrites():
                 self.freeze.thaw(self.owner)
+                self._frozen_at = None
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():

@@ -24,7 +24,7 @@ from lupo_migrate._plugins import default_registry
 from lupo_migrate._quick import sibling_store
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runner import Orchestrator, RunResult
-from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
+from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -244,6 +244,7 @@ def open_session(
             "no database: pass --db URL, or set db in lupo.toml or LUPO_MIGRATE_DB"
             " (e.g. sqlite:///app.db)"
         )
+    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
     from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock
     from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
     from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
@@ -285,7 +286,8 @@ def open_session(
     orchestrator = Orchestrator(
         storage=storage,
         lock=lock,
-        freeze=InMemoryFreeze(clock),
+        freeze=SqlAlchemyFreeze(store_engine, settings.target, clock=clock, schema=schema),
+        freeze_ttl=timedelta(seconds=settings.freeze_ttl),
         clock=clock,
         registry=registry,
         target=target,

@@ -38,6 +38,7 @@ EXIT_CODES: Final = {
     "run failed (rolled back)": errors.StepError.exit_code,
     "configuration (URL, connection)": errors.ConfigurationError.exit_code,
     "decision not allowed (window closed, later run)": errors.DecisionError.exit_code,
+    "writes frozen": errors.WritesFrozenError.exit_code,
     "internal (a bug)": errors.InternalError.exit_code,
 }
 
@@ -324,6 +325,12 @@ def status_command(**opts: Any) -> None:
                 " (BLOCKED: run lupo-migrate resolve after a manual fix)" if latest.blocked else ""
             )
             click.echo(f"latest run {latest.id}: {latest.phase.value}, {outcome}{blocked}")
+        frozen = opened.orchestrator.freeze.status()
+        if frozen is not None:
+            click.echo(
+                f"writes frozen by {frozen.owner} since {_when(frozen.since)},"
+                f" until {_when(frozen.expires)} at the latest"
+            )
         for step in pending.steps:
             click.echo(f"pending  {step.id}  {step.path}")
 
@@ -500,6 +507,27 @@ def purge_command(**opts: Any) -> None:
         for run_id, tables in purged:
             click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
         click.echo(f"{len(purged)} run(s) purged")
+
+
+@cli.command("thaw", epilog=_EPILOG)
+@_db_options
+@click.option("--emergency", is_flag=True, required=True, help="Lift the freeze whoever holds it.")
+@click.option("--reason", required=True, help="Why (recorded in migration_alerts).")
+@_OPERATOR
+def thaw_command(emergency: bool, reason: str, operator: str | None, **opts: Any) -> None:
+    """Lift the write freeze at once, whoever holds it (a run's host is gone and its lease has
+    not run out yet). The override is recorded with who and why."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        who = _operator(operator)
+        lifted = opened.orchestrator.freeze.emergency_thaw(who, reason)
+        if lifted is None:
+            click.echo("nothing was frozen (recorded anyway)")
+        else:
+            click.echo(
+                f"thawed: the freeze of {lifted.owner} since {_when(lifted.since)} (by {who})"
+            )
 
 
 @cli.command("resolve", epilog=_EPILOG)

@@ -63,6 +63,7 @@ __all__ = [
     "TargetBlockedError",
     "UnknownDependencyError",
     "UnknownTargetError",
+    "WritesFrozenError",
 ]
 
 
@@ -362,6 +363,13 @@ class LockHeldError(LockError, TimeoutError):
         self.since = since
         who = holder if holder is not None else "another process"
         when = f" since {since}" if since is not None else ""
+        if name == "write freeze":
+            super().__init__(
+                f"writes are frozen by {who}{when}; the freeze ends by itself when its lease"
+                " runs out. If that process is gone: `lupo-migrate thaw --emergency --reason"
+                " TEXT`."
+            )
+            return
         super().__init__(
             f"run lock {name!r} is held by {who}{when}. Wait for that run to finish, or check"
             " `lupo-migrate status` if it may have crashed."
@@ -369,3 +377,25 @@ class LockHeldError(LockError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[LockHeldError], tuple[str, str | None, int | None]]:
         return (type(self), (self.name, self.holder, self.since))
+
+
+class WritesFrozenError(LupoMigrateError):
+    """A write was refused: a migration froze writes (the statement was not sent).
+
+    Attributes:
+        owner: who froze them.
+        expires: when the freeze ends by itself, ``YYYYMMDDHHMMSS`` UTC.
+    """
+
+    exit_code = 14
+
+    def __init__(self, owner: str, expires: int) -> None:
+        self.owner = owner
+        self.expires = expires
+        super().__init__(
+            f"writes are frozen by {owner} (a migration is running) until {expires} UTC at the"
+            " latest; nothing was written. Retry after the thaw."
+        )
+
+    def __reduce__(self) -> tuple[type[WritesFrozenError], tuple[str, int]]:
+        return (type(self), (self.owner, self.expires))

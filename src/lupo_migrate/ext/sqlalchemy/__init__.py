@@ -15,6 +15,8 @@ Importing this package imports SQLAlchemy (the rest of lupo_migrate never does):
   alerts, rollback decisions and the targets' phase.
 - :class:`SqlAlchemyTarget` (and :func:`make_engine`, which gives SQLite transactional DDL and
   PyMySQL multi-statement packets): where a run's statements execute; pre-images, checks.
+- :class:`SqlAlchemyFreeze` and :func:`guard`: the write freeze as a lease row, and a guard
+  that makes a host application's engine refuse writes while it is active.
 - :class:`SqlAlchemyLock`: the ``Lock`` protocol (``GET_LOCK``, PostgreSQL advisory lock or a
   SQLite lease, by dialect).
 - :func:`make_tables`: the 8 orchestration tables as Core ``Table`` objects.
@@ -31,6 +33,7 @@ from lupo_migrate.ext.sqlalchemy._tables import (
     make_tables,
 )
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
+from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze, guard
 from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
 from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
@@ -40,10 +43,12 @@ __all__ = [
     "Alert",
     "OrchestrationTables",
     "RollbackDecision",
+    "SqlAlchemyFreeze",
     "SqlAlchemyLock",
     "SqlAlchemyStorage",
     "SqlAlchemyTarget",
     "SystemState",
+    "guard",
     "make_engine",
     "make_tables",
     "mysql_lock_name",

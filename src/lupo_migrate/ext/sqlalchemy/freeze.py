@@ -1,0 +1,186 @@
+"""The write freeze as a lease row, and a guard that makes a host engine honour it.
+
+:class:`SqlAlchemyFreeze` keeps the freeze in the target's row of ``migration_system_state``
+(``freeze_owner``, ``freeze_since``, ``freeze_expires``): a lease with an expiry, so an
+orchestrator that dies while frozen cannot keep writes blocked for longer than its lease. One
+owner at a time; the owner extends it by freezing again. An emergency thaw lifts any freeze
+and is recorded in ``migration_alerts`` (level ``override``: who, why, what was lifted).
+
+:func:`guard` makes a host application's SQLAlchemy engine refuse writes while a freeze is
+active: every ``INSERT``, ``UPDATE``, ``DELETE``, ``REPLACE``, ``MERGE``, ``TRUNCATE`` and
+DDL statement raises :class:`~lupo_migrate.errors.WritesFrozenError` before it is sent, so no
+write is lost silently: the application sees the error and can retry after the thaw. Hosts
+that do not use SQLAlchemy read :meth:`SqlAlchemyFreeze.status` (or the row) themselves.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._model import FreezeInfo
+from lupo_migrate.backends.memory import SystemClock
+from lupo_migrate.errors import InvalidArgumentError, LockHeldError, WritesFrozenError
+from lupo_migrate.ext.sqlalchemy._tables import ensure_state_row, make_tables
+from lupo_migrate.typing import Clock, Freeze
+
+__all__ = ["SqlAlchemyFreeze", "guard"]
+
+#: Statements that write: refused by :func:`guard` while frozen. Reads and transaction control
+#: pass (a ``SELECT ... FOR UPDATE`` passes too: it changes nothing by itself).
+_WRITE: Final = re.compile(
+    r"^\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+    r"(?:INSERT|UPDATE|DELETE|REPLACE|MERGE|TRUNCATE|CREATE|ALTER|DROP|RENAME|UPSERT|COPY)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class SqlAlchemyFreeze:
+    """The ``Freeze`` protocol on the orchestration database.
+
+    Args:
+        engine: the orchestration database (where ``migration_system_state`` lives).
+        target: the name runs are recorded under (one freeze per target).
+        clock: where time comes from (expiry is judged by it).
+        schema: the orchestration schema, when apart.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        target: str = "default",
+        *,
+        clock: Clock | None = None,
+        schema: str | None = None,
+    ) -> None:
+        if not isinstance(engine, sa.Engine):
+            raise InvalidArgumentError(f"SqlAlchemyFreeze needs an Engine, got {engine!r}.")
+        self.engine = engine
+        self.target = target
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self.tables = make_tables(schema=schema)
+
+    def __repr__(self) -> str:
+        return f"SqlAlchemyFreeze(target={self.target!r})"
+
+    def _row(self, conn: sa.Connection) -> FreezeInfo | None:
+        t = self.tables.system_state
+        row = conn.execute(
+            sa.select(t.c.freeze_owner, t.c.freeze_since, t.c.freeze_expires).where(
+                t.c.target == self.target
+            )
+        ).first()
+        if row is None or row[0] is None:
+            return None
+        return FreezeInfo(owner=str(row[0]), since=int(row[1]), expires=int(row[2]))
+
+    def freeze(self, owner: str, *, ttl: timedelta) -> FreezeInfo:
+        """Block writes until :meth:`thaw` or until *ttl* passes; re-freezing extends it.
+
+        Raises:
+            InvalidArgumentError: *ttl* is not a positive timedelta.
+            LockHeldError: another owner's freeze is active (``name`` ``"write freeze"``).
+        """
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise InvalidArgumentError(f"ttl must be a positive timedelta, got {ttl!r}.")
+        now = self.clock.now()
+        stamp, expires = to_stamp(now), to_stamp(now + ttl)
+        t = self.tables.system_state
+        free = sa.or_(
+            t.c.freeze_owner.is_(None), t.c.freeze_owner == owner, t.c.freeze_expires <= stamp
+        )
+        keep_since = sa.case(
+            (sa.and_(t.c.freeze_owner == owner, t.c.freeze_expires > stamp), t.c.freeze_since),
+            else_=stamp,
+        )
+        with self.engine.begin() as conn:
+            ensure_state_row(conn, self.tables, self.target)
+            taken = conn.execute(
+                t.update()
+                .where(t.c.target == self.target, free)
+                .values(freeze_owner=owner, freeze_since=keep_since, freeze_expires=expires)
+            ).rowcount
+            current = self._row(conn)
+        if not taken or current is None or current.owner != owner:
+            holder = current.owner if current is not None else None
+            raise LockHeldError("write freeze", holder, current.since if current else None)
+        return current
+
+    def thaw(self, owner: str) -> None:
+        """Lift *owner*'s freeze; no error if there is none (another owner's stays)."""
+        t = self.tables.system_state
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.target == self.target, t.c.freeze_owner == owner)
+                .values(freeze_owner=None, freeze_since=None, freeze_expires=None)
+            )
+
+    def status(self) -> FreezeInfo | None:
+        """The active (unexpired) freeze, or None."""
+        with self.engine.connect() as conn:
+            current = self._row(conn)
+        if current is None or to_stamp(self.clock.now()) >= current.expires:
+            return None
+        return current
+
+    def emergency_thaw(self, operator: str, reason: str) -> FreezeInfo | None:
+        """Lift any freeze whoever holds it, recorded in ``migration_alerts``; returns what
+        was lifted (None when nothing was frozen)."""
+        stamp = to_stamp(self.clock.now())
+        t = self.tables.system_state
+        with self.engine.begin() as conn:
+            current = self._row(conn)
+            lifted = current if current is not None and stamp < current.expires else None
+            conn.execute(
+                t.update()
+                .where(t.c.target == self.target)
+                .values(freeze_owner=None, freeze_since=None, freeze_expires=None)
+            )
+            what = f"the freeze of {lifted.owner} since {lifted.since}" if lifted else "nothing"
+            conn.execute(
+                self.tables.alerts.insert().values(
+                    run_id=None,
+                    level="override",
+                    message=f"emergency thaw of target {self.target} by {operator}: {reason}"
+                    f" (lifted {what})",
+                    created_at=stamp,
+                )
+            )
+        return lifted
+
+
+def guard(engine: sa.Engine, freeze: Freeze, *, cache: float = 0.0) -> None:
+    """Make *engine* refuse writes while *freeze* is active.
+
+    Args:
+        engine: the host application's engine (any database).
+        freeze: the gate to consult (a :class:`SqlAlchemyFreeze` on the orchestration
+            database, or any ``Freeze``).
+        cache: seconds a status read is reused (0: read before every write). A cache makes
+            writes cheaper and lets through writes for up to that long after a freeze begins.
+
+    Raises (from the engine's writes):
+        WritesFrozenError: a write was attempted while frozen; nothing was sent.
+    """
+    if cache < 0:
+        raise InvalidArgumentError(f"cache must be >= 0 seconds, got {cache!r}")
+    seen: list[Any] = [0.0, None]  # (when read, what was read)
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _refuse_writes(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: Any
+    ) -> tuple[str, Any]:
+        if _WRITE.match(statement):
+            now = time.monotonic()
+            if cache <= 0 or now - seen[0] > cache:
+                seen[0], seen[1] = now, freeze.status()
+            if seen[1] is not None:
+                raise WritesFrozenError(seen[1].owner, seen[1].expires)
+        return statement, parameters

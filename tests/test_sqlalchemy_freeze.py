@@ -1,0 +1,147 @@
+"""The write freeze as a lease row (SQLite, MariaDB, PostgreSQL) and the host-engine guard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lupo_migrate._quick import sibling_store
+from lupo_migrate.backends.memory import ManualClock
+from lupo_migrate.cli import main
+from lupo_migrate.errors import LockHeldError, WritesFrozenError
+from lupo_migrate.ext.sqlalchemy import SqlAlchemyFreeze, SqlAlchemyStorage, guard
+from lupo_migrate.testing import check_freeze
+
+
+@pytest.fixture(name="engine")
+def _engine(database_url: str) -> sa.Engine:
+    engine = sa.create_engine(database_url)
+    SqlAlchemyStorage(engine).ensure_schema()
+    yield engine  # type: ignore[misc]
+    engine.dispose()
+
+
+def test_the_freeze_contract(engine: sa.Engine) -> None:
+    check_freeze(lambda clock: SqlAlchemyFreeze(engine, uuid.uuid4().hex, clock=clock))
+
+
+def test_another_owner_is_refused_by_name_and_an_emergency_thaw_is_recorded(
+    engine: sa.Engine,
+) -> None:
+    clock = ManualClock()
+    gate = SqlAlchemyFreeze(engine, "app", clock=clock)
+    info = gate.freeze("host-a:1", ttl=timedelta(minutes=5))
+    with pytest.raises(LockHeldError, match="writes are frozen by host-a:1 since"):
+        SqlAlchemyFreeze(engine, "app", clock=clock).freeze("host-b:2", ttl=timedelta(minutes=5))
+    assert gate.emergency_thaw("ops", "host-a is gone") == info
+    with engine.connect() as conn:
+        (level, message) = conn.exec_driver_sql(
+            "SELECT level, message FROM migration_alerts ORDER BY id DESC"
+        ).first() or ("", "")
+    assert level == "override"
+    assert message == (
+        f"emergency thaw of target app by ops: host-a is gone (lifted the freeze of host-a:1"
+        f" since {info.since})"
+    )
+
+
+class TestGuard:
+    def _host(self, tmp_path: object) -> sa.Engine:
+        host = sa.create_engine(f"sqlite:///{tmp_path}/host.db")
+        with host.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        return host
+
+    def test_every_write_is_refused_while_frozen_and_none_is_lost(
+        self, engine: sa.Engine, tmp_path: object
+    ) -> None:
+        gate = SqlAlchemyFreeze(engine, "app")
+        host = self._host(tmp_path)
+        guard(host, gate)
+        gate.freeze("migration-1", ttl=timedelta(minutes=5))
+        refused = 0
+        for i in range(5):
+            try:
+                with host.begin() as conn:
+                    conn.exec_driver_sql(f"INSERT INTO notes (text) VALUES ('n{i}')")
+            except WritesFrozenError as error:
+                assert error.owner == "migration-1"
+                refused += 1
+        with host.connect() as conn:  # reads go on
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM notes").scalar() == 0
+        assert refused == 5
+        gate.thaw("migration-1")
+        with host.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO notes (text) VALUES ('after')")
+            conn.exec_driver_sql("UPDATE notes SET text = 'x' WHERE id = 1")
+        with host.connect() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM notes").scalar() == 1
+        host.dispose()
+
+    def test_after_a_kill_during_a_freeze_writes_succeed_within_the_lease(
+        self, engine: sa.Engine, database_url: str, tmp_path: object
+    ) -> None:
+        """A process freezes for 2 s and is killed (-9) before it thaws."""
+        script = (
+            "import os, signal, sqlalchemy as sa\n"
+            "from datetime import timedelta\n"
+            "from lupo_migrate.ext.sqlalchemy import SqlAlchemyFreeze\n"
+            f"gate = SqlAlchemyFreeze(sa.create_engine({database_url!r}), 'killed')\n"
+            "gate.freeze('doomed', ttl=timedelta(seconds=2))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script], check=False)
+        assert done.returncode == -9
+        gate = SqlAlchemyFreeze(engine, "killed")
+        host = self._host(tmp_path)
+        guard(host, gate)
+        with pytest.raises(WritesFrozenError, match="frozen by doomed"), host.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO notes (text) VALUES ('too early')")
+        while True:
+            try:
+                with host.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO notes (text) VALUES ('after the lease')")
+                break
+            except WritesFrozenError:
+                assert time.monotonic() - started < 6, "the lease did not expire"
+                time.sleep(0.2)
+        with host.connect() as conn:
+            assert conn.exec_driver_sql("SELECT text FROM notes").scalars().all() == [
+                "after the lease"
+            ]
+        host.dispose()
+
+
+def test_a_freeze_left_by_a_dead_run_refuses_apply_until_thawed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status shows it; apply is refused by name before any run; thaw --emergency lifts it."""
+    url = f"sqlite:///{tmp_path}/app.db"
+    migrations = str(tmp_path / "m")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    assert main(["status", migrations, "--db", url]) == 0
+    store = sa.create_engine(f"sqlite:///{sibling_store(f'{tmp_path}/app.db')}")
+    SqlAlchemyFreeze(store, "default").freeze("dead-host:42", ttl=timedelta(minutes=5))
+    capsys.readouterr()
+    assert main(["status", migrations, "--db", url]) == 0
+    assert "writes frozen by dead-host:42 since" in capsys.readouterr().out
+    assert main(["apply", migrations, "--db", url]) == 10
+    err = capsys.readouterr().err
+    assert "writes are frozen by dead-host:42" in err
+    assert "thaw --emergency" in err
+    assert main(["history", migrations, "--db", url]) == 0
+    assert capsys.readouterr().out == "no run yet\n"
+    code = main(["thaw", migrations, "--db", url, "--emergency", "--reason", "host gone"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("thawed: the freeze of dead-host:42 since")
+    assert main(["apply", migrations, "--db", url]) == 0
+    store.dispose()
