@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,40 @@ class TestGuards:
         status = orch.status()
         assert status is not None
         assert (status.phase, status.outcome) == (Phase.IDLE, Outcome.COMPLETED)
+
+
+def test_a_working_run_beats_its_lock_and_stops_when_the_lock_is_gone(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats while it works; a lost lock raises before the next statement runs."""
+    from lupo_migrate import _runner
+    from lupo_migrate.errors import LockError
+
+    monkeypatch.setattr(_runner, "HEARTBEAT", -1.0)  # beat between every two events
+    steps = write(parts["root"], THREE)
+    beats: list[int] = []
+    lock = InMemoryLock("t", parts["clock"], table=parts["table"])
+
+    def seen(run: Run, _event: object) -> None:
+        parts["clock"].advance(timedelta(seconds=30))
+        holder = lock.holder()
+        if holder is not None:
+            beats.append(holder.heartbeat)
+
+    orch = orchestrator(parts, on_event=seen)
+    orch.lock = lock
+    assert orch.apply(steps).outcome is Outcome.COMPLETED
+    assert len(set(beats)) > 3  # the heartbeat moved with the clock
+
+    more = write(parts["root"], {"V4__d.sql": "CREATE d\n", "V5__e.sql": "CREATE e\n"})
+
+    def lose(run: Run, event: object) -> None:
+        if type(event).__name__ == "StepApplied":
+            lock.break_lock()
+
+    orch = orchestrator(parts, on_event=lose)
+    orch.lock = lock
+    with pytest.raises(LockError):
+        orch.apply(more)
+    assert "CREATE e" not in parts["target"].executed  # nothing ran after the loss
+    assert orch.crashed() is not None  # reported, and recoverable

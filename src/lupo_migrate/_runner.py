@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -336,11 +336,15 @@ class Orchestrator:
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
+    # When the lock's heartbeat was last recorded (monotonic seconds).
+    _beat_at: float = attrs.field(factory=time.monotonic, init=False, repr=False)
     # When this owner last froze writes (monotonic seconds), for lease renewals.
     _frozen_at: float | None = attrs.field(default=None, init=False, repr=False)
     # Facts measured at PRE for POST, and the fingerprint POST read.
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
+    # The dead run being recovered (see recover()).
+    _recovering: Run | None = attrs.field(default=None, init=False, repr=False)
     # Records of pending decisions written by the run being driven.
     _recorded: list[DecisionRecord] = attrs.field(factory=list, init=False, repr=False)
 
@@ -359,6 +363,14 @@ class Orchestrator:
     def status(self) -> Run | None:
         """The target's latest run, or None."""
         return self.storage.latest_run(self.target_name)
+
+    def crashed(self) -> Run | None:
+        """The target's latest run if it died: it has not ended and nobody holds the run lock
+        (a run that works holds it all along). None otherwise."""
+        latest = self.status()
+        if latest is None or latest.ended or self.lock.holder() is not None:
+            return None
+        return latest
 
     def history(self) -> Sequence[Run]:
         """The target's runs, oldest first."""
@@ -400,6 +412,17 @@ class Orchestrator:
                 ["Resolved"],
                 reason="A rollback failed earlier and the target is blocked; fix it by hand,"
                 " then `lupo-migrate resolve`.",
+            )
+        dead = self.crashed() if latest is not None and not latest.ended else None
+        if dead is not None:
+            raise TargetBlockedError(
+                dead.id,
+                dead.phase.name,
+                "LockAcquired",
+                ["RollbackRequested"],
+                reason=f"run {dead.id} died in {dead.phase.value}"
+                + (f" at step {dead.in_flight}" if dead.in_flight else "")
+                + "; `lupo-migrate recover` rolls it back to where it started.",
             )
         plan = self.pending(steps, upto=upto)
         if not plan.steps:
@@ -532,6 +555,90 @@ class Orchestrator:
                     )
         return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
 
+    def recover(self, steps: Sequence[Step], *, operator: str = "operator") -> RunResult:
+        """Roll back the run that died (see :meth:`crashed`) to where it started.
+
+        The journal tells which statements ran: finished ones are undone; one announced but
+        not marked finished is looked up in the live schema (DDL commits by itself on MySQL;
+        DML rolled back with its transaction, journal row and all). The run's pre-images,
+        kept as it went, put back what its steps' downs do not, and the result is compared
+        and recorded as for any rollback.
+
+        Raises:
+            DecisionError: no run died, or a step's file is missing.
+            LockHeldError: another run holds the target.
+        """
+        dead = self.crashed()
+        if dead is None:
+            raise DecisionError(f"no run of target {self.target_name} died; nothing to recover")
+        by_id = {s.id: s for s in steps}
+        missing = [s for s in dead.steps if s not in by_id]
+        if missing:
+            raise DecisionError(
+                f"the files of {', '.join(missing)} are not in the migrations directory;"
+                " restore them to recover the run"
+            )
+        plan = Plan(steps=[by_id[s] for s in dead.steps])
+        with ExitStack() as stack:
+            stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+            frozen = self.freeze.status()
+            if frozen is not None and dead.holder is not None and frozen.owner == dead.holder:
+                self.freeze.emergency_thaw(
+                    operator, f"recovering run {dead.id}, whose freeze it was"
+                )
+            self._take_freeze()
+            stack.callback(self._flush)
+            stack.callback(self._close_pre_images)
+            stack.callback(setattr, self, "_recovering", None)
+            self._recovering = dead
+            self._reconcile(dead)
+            failure = Failure(
+                kind=FailureKind.CRASH,
+                message=f"{operator} recovers run {dead.id}, which died in {dead.phase.value}",
+            )
+            if dead.phase is sm.Phase.IDLE:  # died before it started: start it, then undo
+                run = self._drive(dead, sm.LockAcquired(self.owner), plan, by_id)
+            else:
+                self._pre = self._kept_pre_images(dead)
+                run = self._drive(dead, sm.RollbackRequested(failure), plan, by_id)
+        return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
+
+    def _reconcile(self, dead: Run) -> None:
+        """Which of the dead run's statements ran, from its journal and the live schema."""
+        for entry in self.storage.journal(dead.id):
+            ran = entry.done_at is not None or self._took_effect(entry.statement)
+            if ran:
+                self._done.setdefault((dead.id, entry.step_id), set()).add(entry.index)
+                if entry.done_at is None:
+                    self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
+
+    def _took_effect(self, statement: str) -> bool:
+        """Whether a statement announced but not marked finished left its mark: what it
+        creates, drops or renames is as it says. DML never does (it rolled back with its
+        journal row); a statement whose effects cannot be told counts as run."""
+        if _in_transaction(statement) or self.target.transactional_ddl:
+            return False
+        effects = [
+            ("?", t.kind, t.name, t.action, t.new_name)
+            for t in touches(statement, dialect=_family(self.target))
+        ]
+        expected = {k: v for k, v in expected_existence(effects).items() if k[:7] != "column:"}
+        exists = getattr(self.target, "existing", None)
+        if not expected or exists is None:
+            return True
+        found = exists(sorted(expected))
+        return all((key in found) == there for key, there in expected.items())
+
+    def _kept_pre_images(self, dead: Run) -> Any:
+        """The dead run's pre-images as it saved them, with what its journal says it touched."""
+        make = getattr(self.target, "pre_images", None)
+        pre = make(dead.id) if make is not None else None
+        if pre is None or not pre.load():
+            return None
+        for entry in self.storage.journal(dead.id):
+            pre.note(entry.statement)
+        return pre
+
     def accept(
         self, run_id: str, *, scope: Classification | None = None, operator: str = "operator"
     ) -> list[DecisionRecord]:
@@ -646,10 +753,16 @@ class Orchestrator:
         self._frozen_at = time.monotonic()
 
     def _renew_freeze(self) -> None:
-        """A long run keeps its freeze: the lease is extended once a third of it has gone."""
+        """A long run keeps its freeze and its lock: the freeze's lease is extended once a
+        third of it has gone, and the lock's heartbeat recorded every ``HEARTBEAT`` seconds
+        (a lock that is gone raises ``LockError``: no further statement runs)."""
+        now = time.monotonic()
         since = self._frozen_at
-        if since is not None and time.monotonic() - since > self.freeze_ttl.total_seconds() / 3:
+        if since is not None and now - since > self.freeze_ttl.total_seconds() / 3:
             self._take_freeze()
+        if now - self._beat_at > HEARTBEAT:
+            self.lock.heartbeat(self.owner)
+            self._beat_at = now
 
     def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
         new, effects = sm.transition(run, event)
@@ -944,6 +1057,10 @@ class Orchestrator:
         """Read the fingerprint pre-images are taken from (where the target keeps them)."""
         if self._rolling is not None:
             return self._load_pre_images(run, self._rolling)
+        if self._recovering is not None:  # died before it started: nothing ran
+            return sm.RollbackRequested(
+                Failure(kind=FailureKind.CRASH, message=f"run {run.id} died before it started")
+            )
         make = getattr(self.target, "pre_images", None)
         self._pre = make(run.id) if make is not None else None
         if self._pre is not None:
@@ -1319,6 +1436,10 @@ class _Rollback:
     others: tuple[StepId, ...] = ()
     #: The objects whose pre-images may be put back (None: every touched object).
     only: set[str] | None = None
+
+
+#: Seconds between two heartbeats of the run lock while a run works (a SQLite lease lasts 60).
+HEARTBEAT: Final = 10.0
 
 
 def _family(target: Target) -> str:

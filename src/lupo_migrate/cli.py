@@ -313,6 +313,7 @@ def status_command(**opts: Any) -> None:
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened:
+        _report_crash(opened.orchestrator)
         latest = opened.status()
         applied = opened.applied()
         pending = opened.pending()
@@ -342,6 +343,7 @@ def history_command(**opts: Any) -> None:
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened:
+        _report_crash(opened.orchestrator)
         runs = opened.history()
         if not runs:
             click.echo("no run yet")
@@ -423,6 +425,7 @@ def decisions_command(show_all: bool, **opts: Any) -> None:
 
     with _session.session(_settings(**opts)) as opened:
         orchestrator = opened.orchestrator
+        _report_crash(orchestrator)
         now = orchestrator.clock.now()
         rows = [r for r in orchestrator.decisions() if show_all or r.status in OPEN]
         if not rows:
@@ -507,6 +510,41 @@ def purge_command(**opts: Any) -> None:
         for run_id, tables in purged:
             click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
         click.echo(f"{len(purged)} run(s) purged")
+
+
+@cli.command("recover", epilog=_EPILOG)
+@_db_options
+@_OPERATOR
+def recover_command(operator: str | None, **opts: Any) -> None:
+    """Roll back a run that died (its process killed, its host gone) to where it started.
+
+    The journal says which statements ran (the live schema is looked up for one that was in
+    flight); the run's pre-images, kept as it went, put back what the steps' downs do not;
+    the result is compared and recorded. The dead run's write freeze is lifted.
+    """
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        result = opened.orchestrator.recover(opened.steps, operator=_operator(operator))
+        run = result.run
+        assert run is not None
+        outcome = run.outcome.value if run.outcome else "?"
+        click.echo(f"run {run.id}: recovered, {outcome}")
+        _print_findings(result.findings, err=True)
+        if outcome != "rolled_back":
+            sys.exit(errors.StepError.exit_code)
+
+
+def _report_crash(orchestrator: Any) -> None:
+    """Every command that reads a target says first when its latest run died."""
+    dead = orchestrator.crashed()
+    if dead is not None:
+        at = f" at step {dead.in_flight}" if dead.in_flight else ""
+        click.echo(
+            f"warning: run {dead.id} died in {dead.phase.value}{at}; `lupo-migrate recover`"
+            " rolls it back",
+            err=True,
+        )
 
 
 @cli.command("thaw", epilog=_EPILOG)

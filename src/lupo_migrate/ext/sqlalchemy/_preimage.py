@@ -26,6 +26,7 @@ the ``CREATE`` texts come from ``sqlite_master`` (a table's with its indexes and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Collection, Mapping
@@ -149,14 +150,30 @@ class PreImages:
         return name.startswith(BACKUP_PREFIX) or self.exclude(name)
 
     def before(self, statement: str, connection: sa.Connection | None = None) -> None:
-        """Take the pre-images of what *statement* touches for the first time in this run.
+        """Take the pre-images of what *statement* touches for the first time in this run,
+        and keep the material saved (so a run that dies can still be rolled back).
 
         Args:
             statement: the statement about to run.
-            connection: the step's connection (SQLite takes its snapshots on it).
+            connection: the step's connection (SQLite and PostgreSQL snapshot on it).
         """
         if self.fingerprint is None:
             return
+        todo = self._touches(statement)
+        if todo:
+            self._take(todo, connection)
+            self.save(connection if self._sqlite else None)
+
+    def note(self, statement: str) -> None:
+        """Count what *statement* touches, without snapshots: for a run that died, whose
+        journal tells what ran (what existed before was snapshotted and saved then)."""
+        if self.fingerprint is not None:
+            self._touches(statement)
+
+    def _touches(self, statement: str) -> list[Touch]:
+        """Record what *statement* touches; returns the objects it is the first to touch that
+        existed before the run (those need a snapshot)."""
+        assert self.fingerprint is not None
         found = [t for t in map(self._resolve, touches(statement, dialect=self._family)) if t]
         # What refers to a renamed table is rewritten with it (InnoDB's foreign keys; SQLite's
         # foreign keys, views and triggers): it changes too.
@@ -172,8 +189,6 @@ class PreImages:
                 self.touched.add(f"{touch.kind}:{touch.new_name}")
                 mine.add(f"{touch.kind}:{touch.new_name}")
         new = [t for t in found if _key(t) not in self.touched]
-        if not new:
-            return
         for touch in new:
             self.touched.add(_key(touch))
             if touch.kind == "unknown":
@@ -181,7 +196,9 @@ class PreImages:
             elif touch.kind == "routine":  # the statement may name a procedure or a function
                 self.touched.add(f"routine:procedure:{touch.name}")
                 self.touched.add(f"routine:function:{touch.name}")
-        todo = [t for t in new if self._existed(t)]
+        return [t for t in new if self._existed(t)]
+
+    def _take(self, todo: list[Touch], connection: sa.Connection | None) -> None:
         if todo and not self.restores and connection is not None:
             for touch in todo:  # PostgreSQL: rows only, read in the step's transaction
                 if touch.kind == "table" and not self._skip(touch.name):
@@ -418,16 +435,24 @@ class PreImages:
         }
         return json.dumps(data, sort_keys=True, ensure_ascii=True)
 
-    def save(self) -> str | None:
-        """Keep the material in the backup schema (``lupo_bk_<run>_0``); returns its name."""
+    def save(self, connection: sa.Connection | None = None) -> str | None:
+        """Keep the material in the backup schema (``lupo_bk_<run>_0``, replaced each time);
+        returns its name. Taken again after each new snapshot during a run, so a run that
+        dies can still be rolled back from it (``recover``).
+
+        Args:
+            connection: SQLite: the step's connection (the one writer), written with the step.
+        """
         if self.fingerprint is None:
             return None
         table = self._material_name()
         kind, mark = {"sqlite": ("TEXT", "?"), "postgresql": ("TEXT", "%s")}.get(
             self.engine.dialect.name, ("LONGTEXT", "%s")
         )
-        with self._connect() as conn:
-            conn.exec_driver_sql(f"CREATE TABLE {table} (material {kind} NOT NULL)")
+        with contextlib.ExitStack() as stack:
+            conn = connection if connection is not None else stack.enter_context(self._connect())
+            conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {table} (material {kind} NOT NULL)")
+            conn.exec_driver_sql(f"DELETE FROM {table}")
             conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (self.to_json(),))
         return table
 
