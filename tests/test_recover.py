@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -49,22 +50,25 @@ def _wait_for(url: str, text: str, process: subprocess.Popen[bytes]) -> None:
         engine.dispose()
 
 
-def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
-    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    database = sa.make_url(mariadb_url).database
-    orch = f"{database}_orch"
+def _prepare(url: str, tmp_path: Path, files: dict[str, str]) -> tuple[Any, list[str], str]:
+    """A table with rows, the migration files, and the command-line arguments."""
+    orch = f"{sa.make_url(url).database}_orch"
     _run(
-        mariadb_url,
+        url,
         "CREATE TABLE old (id INT PRIMARY KEY, v INT, note VARCHAR(20))",
         "INSERT INTO old VALUES (1, 1, 'a'), (2, 2, NULL), (3, 3, 'c')",
     )
-    before = _state(mariadb_url)
     migrations = tmp_path / "m"
     migrations.mkdir()
-    for name, text in FILES.items():
+    for name, text in files.items():
         (migrations / name).write_text(text)
-    args = [str(migrations), "--db", mariadb_url, "--orchestration-schema", orch]
+    return _state(url), [str(migrations), "--db", url, "--orchestration-schema", orch], orch
+
+
+def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, args, orch = _prepare(mariadb_url, tmp_path, FILES)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "lupo_migrate", "apply", *args],
@@ -95,5 +99,77 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
         assert main(["history", *args]) == 0
         assert "rolled_back  class A  0/4 step(s)" in capsys.readouterr().out
         assert main(["apply", *args, "--upto", "V2__change"]) == 0  # the target works again
+    finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+KILLS = 30 if os.environ.get("CI") else 6
+
+TEN = {
+    f"V{n:02d}__s.sql": text + "SELECT SLEEP(0.04);\n"
+    for n, text in enumerate(
+        [
+            "CREATE TABLE k1 (id INT PRIMARY KEY, v INT);\nINSERT INTO k1 VALUES (1, 1);\n",
+            "UPDATE old SET v = v + 1 WHERE id > 0;\n",
+            "ALTER TABLE old ADD COLUMN k3 INT DEFAULT 3;\n",
+            "DELETE FROM old WHERE id = 2;\n",
+            "CREATE INDEX ix_old_v ON old (v);\n",
+            "ALTER TABLE old MODIFY COLUMN note VARCHAR(40) NULL;\n",
+            "RENAME TABLE k1 TO k7;\n",
+            "INSERT INTO old (id, v) VALUES (9, 9);\n",
+            "ALTER TABLE old DROP COLUMN note;\n",
+            "DROP TABLE k7;\n",
+        ],
+        start=1,
+    )
+}
+
+
+def test_kills_at_random_moments_always_end_where_the_run_began(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """apply of a 10-file plan killed (-9) at a random moment, again and again: recover (or,
+    when the run had finished, rollback RUN) gives back the pre-run schema and rows every
+    time, with the lock and the freeze free."""
+    import random
+
+    seed = int(os.environ.get("LUPO_KILL_SEED", time.time()))
+    rng = random.Random(seed)
+    before, args, orch = _prepare(mariadb_url, tmp_path, TEN)
+    mid_run = attempts = 0
+    try:
+        while mid_run < KILLS and attempts < 4 * KILLS:
+            attempts += 1
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lupo_migrate", "apply", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(rng.uniform(0.3, 1.8))
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            code = main(["recover", *args])
+            out, err = capsys.readouterr()
+            if code == 0 and "no run had died" in out:
+                pass  # killed after freezing, before its run was recorded: freeze lifted
+            elif code == 0:
+                mid_run += 1
+                assert "recovered, rolled_back" in out, (seed, attempts, out, err)
+            else:
+                assert code == 13, (seed, attempts, out, err)  # no run had died
+                assert main(["history", *args]) == 0
+                runs = capsys.readouterr().out.splitlines()
+                if runs and "completed" in runs[-1]:  # the run finished before the kill
+                    assert main(["rollback", runs[-1].split()[0], *args]) == 0
+                    capsys.readouterr()
+            after = _state(mariadb_url)
+            assert [str(d) for d in diff(before[0], after[0])] == [], (seed, attempts)
+            assert after[1] == before[1], (seed, attempts)
+            assert main(["status", *args]) == 0
+            out, err = capsys.readouterr()
+            assert "0 applied, 10 pending" in out, (seed, attempts, out)
+            assert "writes frozen" not in out
+            assert err == ""
+        assert mid_run >= KILLS, f"only {mid_run} of {attempts} kills landed mid-run (seed {seed})"
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")

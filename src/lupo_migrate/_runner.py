@@ -431,7 +431,7 @@ class Orchestrator:
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            self._take_freeze()  # refused (another owner's freeze) before any run exists
+            self._start_freeze()
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             self._recorded = []
@@ -532,7 +532,7 @@ class Orchestrator:
         others = tuple(s for s in mine if s not in undo)
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            self._take_freeze()
+            self._start_freeze()
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             stack.callback(setattr, self, "_rolling", None)
@@ -564,12 +564,20 @@ class Orchestrator:
         kept as it went, put back what its steps' downs do not, and the result is compared
         and recorded as for any rollback.
 
+        Returns:
+            The rolled back run; ``run`` None when no run had died but a process left its write
+            freeze behind (it died before recording its run): the freeze was lifted.
+
         Raises:
             DecisionError: no run died, or a step's file is missing.
             LockHeldError: another run holds the target.
         """
         dead = self.crashed()
         if dead is None:
+            with self.lock.acquire(self.owner, timeout=self.lock_timeout):
+                orphan = self._lift_orphan_freeze()
+            if orphan is not None:  # died after freezing, before its run was recorded
+                return RunResult(run=None, plan=Plan())
             raise DecisionError(f"no run of target {self.target_name} died; nothing to recover")
         by_id = {s.id: s for s in steps}
         missing = [s for s in dead.steps if s not in by_id]
@@ -581,12 +589,7 @@ class Orchestrator:
         plan = Plan(steps=[by_id[s] for s in dead.steps])
         with ExitStack() as stack:
             stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            frozen = self.freeze.status()
-            if frozen is not None and dead.holder is not None and frozen.owner == dead.holder:
-                self.freeze.emergency_thaw(
-                    operator, f"recovering run {dead.id}, whose freeze it was"
-                )
-            self._take_freeze()
+            self._start_freeze()  # the dead run's freeze is an orphan now
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             stack.callback(setattr, self, "_recovering", None)
@@ -751,6 +754,23 @@ class Orchestrator:
         """Freeze writes (or extend this owner's freeze) and note when, for the renewals."""
         self.freeze.freeze(self.owner, ttl=self.freeze_ttl)
         self._frozen_at = time.monotonic()
+
+    def _start_freeze(self) -> None:
+        """Freeze writes at the start of a run, this process holding the run lock. Another
+        owner's freeze is then an orphan (only a run freezes, and a run holds the lock all
+        along: its process died between the two): it is lifted, and that is recorded."""
+        orphan = self._lift_orphan_freeze()
+        if orphan is not None:
+            logger.warning("lifted the orphaned write freeze of %s", orphan.owner)
+        self._take_freeze()
+
+    def _lift_orphan_freeze(self) -> Any:
+        frozen = self.freeze.status()
+        if frozen is None or frozen.owner == self.owner:
+            return None
+        return self.freeze.emergency_thaw(
+            self.owner, f"orphaned: {frozen.owner} froze writes and died (the run lock was free)"
+        )
 
     def _renew_freeze(self) -> None:
         """A long run keeps its freeze and its lock: the freeze's lease is extended once a
