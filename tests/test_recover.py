@@ -173,3 +173,47 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
         assert mid_run >= KILLS, f"only {mid_run} of {attempts} kills landed mid-run (seed {seed})"
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_a_run_whose_lock_connection_is_killed_stops_and_is_recovered(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KILL of the lock's dedicated connection mid-run: no further step runs; recover works."""
+    files = {
+        f"V{n}__t{n}.sql": f"CREATE TABLE t{n} (id INT);\n"
+        f"UPDATE old SET v = v + {n} WHERE id > 0;\nDO SLEEP(0.3);\n"
+        for n in range(1, 7)
+    }
+    before, args, orch = _prepare(mariadb_url, tmp_path, files)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lupo_migrate", "apply", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for(mariadb_url, "SLEEP(0.3)", process)
+        engine = sa.create_engine(mariadb_url)
+        with engine.connect() as conn:
+            token = conn.exec_driver_sql(
+                f"SELECT lock_token FROM `{orch}`.migration_system_state"
+                " WHERE lock_token IS NOT NULL"
+            ).scalar_one()
+            conn.exec_driver_sql(f"KILL {int(str(token).split('/')[0])}")
+            running = conn.exec_driver_sql("SHOW TABLES LIKE 't%%'").scalars().all()
+        code = process.wait(timeout=30)
+        _, err = process.communicate()
+        with engine.connect() as conn:
+            left = conn.exec_driver_sql("SHOW TABLES LIKE 't%%'").scalars().all()
+        engine.dispose()
+        assert code == 9, err  # LockError
+        assert "lost its run lock before step" in err
+        assert len(left) <= len(running) + 1, (running, left)  # at most the step in flight
+        assert "t6" not in left
+        assert main(["recover", *args]) == 0
+        assert "recovered, rolled_back" in capsys.readouterr().out
+        after = _state(mariadb_url)
+        assert [str(d) for d in diff(before[0], after[0])] == []
+        assert after[1] == before[1]
+    finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")

@@ -91,6 +91,7 @@ from lupo_migrate.errors import (
     DecisionError,
     InternalError,
     InvalidArgumentError,
+    LockError,
     LupoMigrateError,
     MigrationFileError,
     StatementError,
@@ -1247,6 +1248,14 @@ class Orchestrator:
         )
 
     def _apply_step(self, run: Run, step: Step, now: int) -> sm.Event:
+        alive = getattr(self.lock, "alive", None)
+        if alive is not None and not alive():
+            # The run lock went (its connection killed): stop before anything more runs; the
+            # run stays as it is, reported as dead and recoverable.
+            raise LockError(
+                f"run {run.id} lost its run lock before step {step.id}; nothing more ran."
+                " `lupo-migrate recover` rolls it back."
+            )
         handler = self.registry.lookup(step.file_type)
         if self._pre is not None:
             self._pre.step = step.id

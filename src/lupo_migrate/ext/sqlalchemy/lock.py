@@ -137,6 +137,7 @@ class SqlAlchemyLock:
         self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval
         self.tables = make_tables(metadata, schema=schema)
+        self._holding: sa.Connection | None = None
         space = schema or engine.url.database or ""
         self.server_name = mysql_lock_name(f"{space}:{name}")
         self.server_key = postgresql_lock_key(f"{schema or ''}:{name}")
@@ -256,12 +257,28 @@ class SqlAlchemyLock:
                 conn.close()
             raise
         info, token = taken
+        self._holding = conn
         try:
             yield info
         except BaseException:
+            self._holding = None
             self._release(conn, token, quiet=True)
             raise
+        self._holding = None
         self._release(conn, token, quiet=False)
+
+    def alive(self) -> bool:
+        """Whether the hold this handle took is still there: its dedicated connection answers
+        (a connection killed server-side took the lock with it). One round trip on that
+        connection; SQLite leases are checked by :meth:`heartbeat` instead."""
+        conn = self._holding
+        if conn is None:
+            return self.kind == "sqlite"
+        try:
+            conn.exec_driver_sql("SELECT 1").scalar()
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
 
     def _try(self, conn: sa.Connection | None, owner: str) -> tuple[LockInfo, str] | None:
         now = to_stamp(self.clock.now())
@@ -318,7 +335,7 @@ class SqlAlchemyLock:
                         conn.execute(
                             sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.server_key}
                         )
-                except sa.exc.DBAPIError:
+                except sa.exc.SQLAlchemyError:
                     pass  # connection lost: the server freed the lock with it; the row says so
                 finally:
                     conn.close()
