@@ -50,6 +50,33 @@ def _wait_for(url: str, text: str, process: subprocess.Popen[bytes]) -> None:
         engine.dispose()
 
 
+def _wait_gone(url: str, orch: str) -> None:
+    """Until the server has let go of the killed process's lock connection (it notices the
+    closed socket a moment after the kill; until then the lock still looks held)."""
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + 10
+    try:
+        with engine.connect() as conn:
+            token = conn.exec_driver_sql(
+                f"SELECT lock_token FROM `{orch}`.migration_system_state"
+                " WHERE lock_token IS NOT NULL"
+            ).scalar()
+        if token is None:
+            return
+        ident = int(str(token).split("/")[0])
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if not conn.exec_driver_sql(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (ident,)
+                ).scalar():
+                    return
+            time.sleep(0.02)
+    except sa.exc.ProgrammingError:
+        return  # no orchestration tables yet: killed before it made them
+    finally:
+        engine.dispose()
+
+
 def _prepare(url: str, tmp_path: Path, files: dict[str, str]) -> tuple[Any, list[str], str]:
     """A table with rows, the migration files, and the command-line arguments."""
     orch = f"{sa.make_url(url).database}_orch"
@@ -79,6 +106,7 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
+        _wait_gone(mariadb_url, orch)
 
         assert main(["status", *args]) == 0
         out, err = capsys.readouterr()
@@ -148,6 +176,7 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
             time.sleep(rng.uniform(0.3, 1.8))
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+            _wait_gone(mariadb_url, orch)
             code = main(["recover", *args])
             out, err = capsys.readouterr()
             if code == 0 and "no run had died" in out:

@@ -438,9 +438,6 @@ class Orchestrator:
             self._recorded = []
             self.storage.create_run(run)
             run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
-            if run.outcome is Outcome.COMPLETED:
-                self._keep_rollback_material(run, plan)
-            self._record_schema(run)
         return RunResult(
             run=run,
             plan=plan,
@@ -605,6 +602,12 @@ class Orchestrator:
             else:
                 self._pre = self._kept_pre_images(dead)
                 run = self._drive(dead, sm.RollbackRequested(failure), plan, by_id)
+            log = self._decision_log
+            if log is not None and run.outcome is Outcome.ROLLED_BACK:
+                now = to_stamp(self.clock.now())
+                for record in log.decisions(dead.id):  # it died completing: records went in
+                    if is_open(record, now):
+                        log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
         return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
 
     def _reconcile(self, dead: Run) -> None:
@@ -810,6 +813,11 @@ class Orchestrator:
                 raise InternalError(f"effects {effects} produced several events {events}")
             event = events[0] if events else None
             if event is None and run.phase is sm.Phase.COMPLETING:
+                # What keeps the run rollbackable, and the next run's drift reference, are
+                # recorded before the run is: a process that dies in between leaves a run
+                # that is not ended (recover rolls it back), never one that cannot be.
+                self._keep_rollback_material(run, plan)
+                self._record_schema(run, when=None)
                 event = sm.Completed()
         if not run.ended:  # pragma: no cover - a table bug
             raise InternalError(f"run {run.id} stopped in {run.phase.name} with no event")
@@ -1059,8 +1067,9 @@ class Orchestrator:
             EXPLICIT_DOWN: frozenset(explicit),
         }
 
-    def _record_schema(self, run: Run, *, when: Outcome = Outcome.COMPLETED) -> None:
-        """Keep the schema as a run that ended *when* left it: the next run's drift reference.
+    def _record_schema(self, run: Run, *, when: Outcome | None) -> None:
+        """Keep the schema as a run that ended *when* (None: that is completing) left it: the
+        next run's drift reference.
 
         A run that failed and rolled back leaves the reference alone: the schema is as it
         was, and a drift found before it must not become the reference by the way.
