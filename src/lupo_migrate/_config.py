@@ -12,6 +12,9 @@ setting                     environment              meaning
 ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
 ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
 ``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
+``integrity_limit``         ``LUPO_MIGRATE_INTEGRITY_LIMIT`` tables the run does not touch are
+                                                     checksummed before and after it up to
+                                                     this many rows (10000)
 ``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
 ``drift``                   ``LUPO_MIGRATE_DRIFT``   ``error`` (default), ``warn`` or ``off``
 ``keep_rollback_hours``     ``LUPO_MIGRATE_KEEP_ROLLBACK`` hours a completed run stays
@@ -63,8 +66,9 @@ ENVIRONMENT: Final = {
     "keep_rollback_hours": "LUPO_MIGRATE_KEEP_ROLLBACK",
     "probe_threshold": "LUPO_MIGRATE_PROBE_THRESHOLD",
     "freeze_ttl": "LUPO_MIGRATE_FREEZE_TTL",
+    "integrity_limit": "LUPO_MIGRATE_INTEGRITY_LIMIT",
 }
-_INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit")
+_INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
 _FLOATS: Final = ("lock_timeout", "keep_rollback_hours", "probe_threshold", "freeze_ttl")
 _PATHS: Final = ("migrations", "manifest")
 _LISTS: Final = ("forbid", "lint_ignore")
@@ -84,6 +88,7 @@ class Settings:
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
     backup_limit: int = 100_000
+    integrity_limit: int = 10_000
     orchestration_db: str | None = None
     drift: str = "error"
     keep_rollback_hours: float = 24.0

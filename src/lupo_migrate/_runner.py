@@ -327,7 +327,7 @@ class Orchestrator:
     lint_ignore: Sequence[str] = ()
     probes: Mapping[str, str] = attrs.field(factory=dict)
     probe_threshold: float = 2.0
-    integrity_limit: int = 100_000
+    integrity_limit: int = 10_000
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)

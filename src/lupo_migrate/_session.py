@@ -301,7 +301,7 @@ def open_session(
         lint_ignore=settings.lint_ignore,
         probes=settings.probes,
         probe_threshold=settings.probe_threshold,
-        integrity_limit=settings.backup_limit,
+        integrity_limit=settings.integrity_limit,
     )
     return Session(
         settings=settings, steps=tuple(steps), orchestrator=orchestrator, engines=engines
