@@ -36,9 +36,9 @@ from lupo_migrate._validation import (
     schema_drift,
     untouched_unchanged,
 )
-from lupo_migrate.cli import main
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.handlers._lint import STATEMENTS, narrowing, risky_statements
+from test_apply import cli as _cli
 from test_runner import THREE, FakeTarget, orchestrator, write
 from test_runner import _parts as _parts  # the parts fixture
 
@@ -242,12 +242,6 @@ def _lite(tmp_path: Path) -> tuple[str, Path]:
     migrations = tmp_path / "m"
     migrations.mkdir()
     return f"sqlite:///{tmp_path / 'app.db'}", migrations
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class TestOnSQLite:

@@ -36,6 +36,7 @@ from lupo_migrate._model import (
     ValidationContext,
 )
 from lupo_migrate.errors import DecisionError, TargetBlockedError
+from test_apply import cli as _cli
 from test_runner import THREE, orchestrator, write
 from test_runner import _parts as _parts  # the parts fixture
 
@@ -277,14 +278,6 @@ def test_a_storage_without_a_rollback_log_says_so(parts: dict[str, Any], tmp_pat
     run = orch.apply(steps).run
     with pytest.raises(DecisionError, match="keeps no rollback log"):
         orch.rollback(run.id, steps)
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from lupo_migrate.cli import main
-
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_accept_then_purge_on_the_command_line(
