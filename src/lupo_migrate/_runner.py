@@ -816,7 +816,7 @@ class Orchestrator:
                 # What keeps the run rollbackable, and the next run's drift reference, are
                 # recorded before the run is: a process that dies in between leaves a run
                 # that is not ended (recover rolls it back), never one that cannot be.
-                self._keep_rollback_material(run, plan)
+                self._keep_rollback_material(run)
                 self._record_schema(run, when=None)
                 event = sm.Completed()
         if not run.ended:  # pragma: no cover - a table bug
@@ -1149,7 +1149,7 @@ class Orchestrator:
         if pre is not None and pre.backups:
             logger.warning("backup tables kept: %s", ", ".join(pre.backups))
 
-    def _keep_rollback_material(self, run: Run, plan: Plan) -> None:
+    def _keep_rollback_material(self, run: Run) -> None:
         """A completed run stays rollbackable: its pre-images are kept, and the rollback log
         records until when (the longest of ``keep_rollback`` and its decisions' windows)."""
         pre, self._pre = self._pre, None
