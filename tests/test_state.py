@@ -48,8 +48,10 @@ from lupo_migrate._state import (
     RaiseAlert,
     RecordDecision,
     RecordOutcome,
+    RecordPreImages,
     ReleaseLock,
     Resolved,
+    Resumed,
     RollbackFailed,
     RollbackRequested,
     RollbackVerified,
@@ -101,6 +103,7 @@ st_events: st.SearchStrategy[Event] = st.one_of(
     st.builds(RollbackVerified),
     st.builds(RollbackFailed, failure=st_failures),
     st.builds(Resolved, operator=st.just("op"), note=st.text(max_size=3)),
+    st.builds(Resumed, holder=st.sampled_from(["h1", "h2"])),
 )
 
 
@@ -239,7 +242,10 @@ class TestTableShape:
             (Phase.IDLE, Phase.IDLE),  # resolve
         }
         back = {(p, Phase.ROLLING_BACK) for p in WORKING_PHASES}
-        assert set(self.graph().edges) == forward | back
+        # A dead run taken over stays where it was (before migrating: prepares again).
+        resumed = {(p, p) for p in WORKING_PHASES - {Phase.VALIDATING_PRE}}
+        resumed.add((Phase.VALIDATING_PRE, Phase.PREPARING))
+        assert set(self.graph().edges) == forward | back | resumed
 
     def test_every_event_type_appears_in_the_table(self) -> None:
         """No event type is dead."""
@@ -361,10 +367,15 @@ class TestIllegalTransitionError:
             transition(run, StepApplied("a"))
         error = info.value
         assert (error.run_id, error.phase, error.event) == ("r7f3a", "ROLLING_BACK", "StepApplied")
-        assert error.allowed == ("StepRolledBack", "RollbackVerified", "RollbackFailed")
+        assert error.allowed == (
+            "StepRolledBack",
+            "RollbackVerified",
+            "RollbackFailed",
+            "Resumed",
+        )
         assert str(error).startswith(
             "run r7f3a is ROLLING_BACK and cannot accept StepApplied; ROLLING_BACK accepts"
-            " StepRolledBack, RollbackVerified, RollbackFailed."
+            " StepRolledBack, RollbackVerified, RollbackFailed, Resumed."
         )
 
     def test_a_step_reported_out_of_turn_is_refused(self) -> None:
@@ -386,7 +397,59 @@ class TestIllegalTransitionError:
 
     def test_accepted_in_lists_the_table_rows(self) -> None:
         """accepted_in derives from the table."""
-        assert accepted_in(Phase.COMPLETING) == (Completed, RollbackRequested)
+        assert accepted_in(Phase.COMPLETING) == (Completed, RollbackRequested, Resumed)
+
+
+class TestResumed:
+    """A dead run taken over by another process goes on in the phase it died in."""
+
+    def test_a_run_that_died_migrating_applies_its_in_flight_step_again(self) -> None:
+        run, _ = drive(
+            Run.new("r1", plan_of("a", "b")),
+            LockAcquired("h1"),
+            Prepared(),
+            ValidationPassed(Stage.PRE),
+            StepApplied("a"),
+        )
+        resumed, effects = transition(run, Resumed("h2"))
+        assert (resumed.phase, resumed.in_flight, resumed.holder) == (Phase.MIGRATING, "b", "h2")
+        assert resumed.applied == ("a",)
+        assert effects == (FreezeWrites(), ApplyStep("b"))
+
+    def test_a_run_that_died_rolling_back_goes_on_with_the_undo_due(self) -> None:
+        run, _ = migrated(Run.new("r1", plan_of("a", "b")))
+        run, _ = drive(run, RollbackRequested(Failure(kind=FailureKind.CRASH)), StepRolledBack("b"))
+        resumed, effects = transition(run, Resumed("h2"))
+        assert resumed.phase is Phase.ROLLING_BACK
+        assert effects == (FreezeWrites(), UndoStep("a", partial=False))
+        _, effects = transition(resumed, StepRolledBack("a"))
+        assert effects == (VerifyRollback(),)
+
+    @pytest.mark.parametrize(
+        ("events", "expected"),
+        [
+            ((LockAcquired("h1"),), RecordPreImages(("a",))),
+            ((LockAcquired("h1"), Prepared()), RecordPreImages(("a",))),
+            (
+                (LockAcquired("h1"), Prepared(), ValidationPassed(Stage.PRE), StepApplied("a")),
+                Validate(Stage.POST),
+            ),
+        ],
+    )
+    def test_each_working_phase_issues_its_effect_again(
+        self, events: tuple[Event, ...], expected: object
+    ) -> None:
+        run, _ = drive(Run.new("r1", plan_of("a")), *events)
+        resumed, effects = transition(run, Resumed("h2"))
+        expected_phase = Phase.PREPARING if run.phase is Phase.VALIDATING_PRE else run.phase
+        assert resumed.phase is expected_phase
+        assert effects == (FreezeWrites(), expected)
+
+    def test_an_ended_run_cannot_be_resumed(self) -> None:
+        run, _ = migrated(Run.new("r1", plan_of("a")))
+        run, _ = drive(run, ValidationPassed(Stage.POST), Completed())
+        with pytest.raises(IllegalTransitionError, match="cannot accept Resumed"):
+            transition(run, Resumed("h2"))
 
 
 class RunMachine(RuleBasedStateMachine):
@@ -401,7 +464,7 @@ class RunMachine(RuleBasedStateMachine):
 
     def _absorb(self, event: Event) -> None:
         new, effects = transition(self.run, event)
-        if isinstance(event, LockAcquired):
+        if isinstance(event, LockAcquired | Resumed):
             assert not self.lock_held
             self.lock_held = True
         for effect in effects:
@@ -426,8 +489,18 @@ class RunMachine(RuleBasedStateMachine):
 
     @rule(event=st_events)
     def any_event(self, event: Event) -> None:
+        if isinstance(event, Resumed):
+            return  # only after the holder died: see died_and_resumed
         with contextlib.suppress(IllegalTransitionError):
             self._absorb(event)
+
+    @precondition(lambda self: self.run.phase in WORKING_PHASES)
+    @rule()
+    def died_and_resumed(self) -> None:
+        # The process died: its lock went with its connection, its freeze is lifted as an
+        # orphan by the process that takes over.
+        self.lock_held = self.frozen = False
+        self._absorb(Resumed("h2"))
 
     @precondition(lambda self: self.run.phase is Phase.IDLE and self.run.outcome is None)
     @rule()

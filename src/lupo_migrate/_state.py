@@ -19,6 +19,11 @@ Phases:
 * ``ROLLING_BACK``: reachable from every phase but ``IDLE``; undoes the in-flight step (if any)
   and the applied steps in reverse order, then verifies, and ends in ``IDLE``.
 
+A working run whose process died (its lock is free) accepts ``Resumed`` from the process that
+took the lock over: the run stays in its phase and the effect it was carrying out is issued
+again (a rollback goes on rolling back; ``recover --resume`` goes on migrating; a run that died
+before migrating prepares again).
+
 Every phase but ``IDLE`` is a *working* phase: the run lock and the write freeze are held exactly
 then. Entering ``PREPARING`` freezes; every way back to ``IDLE`` thaws and releases the lock, the
 failed-rollback path included. ``ApplyStep`` is only issued in ``MIGRATING`` and ``UndoStep``
@@ -83,6 +88,7 @@ __all__ = [
     "RecordResolution",
     "ReleaseLock",
     "Resolved",
+    "Resumed",
     "RollbackFailed",
     "RollbackRequested",
     "RollbackVerified",
@@ -197,6 +203,16 @@ class Resolved:
     note: str = ""
 
 
+@attrs.frozen
+class Resumed:
+    """A run that died (its lock was free) is taken over by *holder*, which holds the lock
+    now: the run goes on from where it stopped. A run that died rolling back goes on rolling
+    back; one that died migrating applies its in-flight step again (the journal tells which
+    of its statements ran: those are not run twice)."""
+
+    holder: str
+
+
 Event: TypeAlias = (
     LockAcquired
     | Prepared
@@ -211,6 +227,7 @@ Event: TypeAlias = (
     | RollbackVerified
     | RollbackFailed
     | Resolved
+    | Resumed
 )
 
 #: Every event type, in the order of a run's life.
@@ -228,6 +245,7 @@ EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     RollbackVerified,
     RollbackFailed,
     Resolved,
+    Resumed,
 )
 
 
@@ -586,6 +604,27 @@ def _rollback_failed(run: Run, event: RollbackFailed) -> Result:
     return _end(run, Outcome.FAILED, alert)
 
 
+def _resumed(run: Run, event: Resumed) -> Result:
+    # The phase says what was under way; its effect is issued again, by the new holder.
+    run = attrs.evolve(run, holder=event.holder)
+    again: tuple[Effect, ...]
+    match run.phase:
+        case Phase.PREPARING | Phase.VALIDATING_PRE:  # nothing ran: prepare again
+            run = attrs.evolve(run, phase=Phase.PREPARING)
+            again = (RecordPreImages(run.steps),)
+        case Phase.MIGRATING:
+            if run.in_flight is None:  # a consistent run always has a step in flight here
+                raise _Refused("The run is migrating with no step in flight; roll it back.")
+            again = (ApplyStep(run.in_flight),)
+        case Phase.VALIDATING_POST:
+            again = (Validate(Stage.POST),)
+        case Phase.ROLLING_BACK:
+            again = (_next_undo(run),)
+        case _:  # COMPLETING: the shell records what completes a run, then Completed
+            again = ()
+    return run, (FreezeWrites(), *again)
+
+
 def _resolved(run: Run, event: Resolved) -> Result:
     if not run.blocked:
         raise _Refused("The target is not blocked; there is nothing to resolve.")
@@ -635,6 +674,14 @@ TABLE: Final[Mapping[tuple[Phase, type[Event]], Rule]] = {
     (Phase.ROLLING_BACK, StepRolledBack): _r({Phase.ROLLING_BACK}, _step_rolled_back),
     (Phase.ROLLING_BACK, RollbackVerified): _r({Phase.IDLE}, _rollback_verified),
     (Phase.ROLLING_BACK, RollbackFailed): _r({Phase.IDLE}, _rollback_failed),
+    # A dead run taken over goes on in the phase it died in (recover --resume; a run that
+    # died rolling back is always resumed: its rollback finishes; one that died before it
+    # migrated prepares again).
+    (Phase.VALIDATING_PRE, Resumed): _r({Phase.PREPARING}, _resumed),
+    **{
+        (phase, Resumed): _r({phase}, _resumed)
+        for phase in sorted(WORKING_PHASES - {Phase.VALIDATING_PRE}, key=lambda p: p.value)
+    },
     # Crash found, lock lost, operator abort: from any working phase but ROLLING_BACK itself.
     **{
         (phase, RollbackRequested): _r(_TO_ROLLBACK, _rollback_requested)
