@@ -29,7 +29,7 @@ FILES = {
 }
 
 
-def _wait_for(url: str, text: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_for(url: str, text: str, process: subprocess.Popen[Any]) -> None:
     """Until the server runs a statement containing *text* (the run is inside it)."""
     engine = sa.create_engine(url)
     deadline = time.monotonic() + 30
@@ -77,6 +77,18 @@ def _wait_gone(url: str, orch: str) -> None:
         engine.dispose()
 
 
+def _apply_until(url: str, args: list[str], text: str) -> subprocess.Popen[str]:
+    """``lupo-migrate apply`` in a process of its own, once the server runs *text*."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lupo_migrate", "apply", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(url, text, process)
+    return process
+
+
 def _prepare(url: str, tmp_path: Path, files: dict[str, str]) -> tuple[Any, list[str], str]:
     """A table with rows, the migration files, and the command-line arguments."""
     orch = f"{sa.make_url(url).database}_orch"
@@ -97,12 +109,7 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
 ) -> None:
     before, args, orch = _prepare(mariadb_url, tmp_path, FILES)
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lupo_migrate", "apply", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        _wait_for(mariadb_url, "SLEEP(30)", process)
+        process = _apply_until(mariadb_url, args, "SLEEP(30)")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
@@ -131,25 +138,25 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
 
 
-KILLS = 30 if os.environ.get("CI") else 6
+# With test_crash_boundaries' kills at every effect boundary, over 30 kills per CI run.
+KILLS = 15 if os.environ.get("CI") else 6
+
+#: A 10-file plan: every kind of change, one step of two statements.
+TEN_STEPS = [
+    "CREATE TABLE k1 (id INT PRIMARY KEY, v INT);\nINSERT INTO k1 VALUES (1, 1);\n",
+    "UPDATE old SET v = v + 1 WHERE id > 0;\n",
+    "ALTER TABLE old ADD COLUMN k3 INT DEFAULT 3;\n",
+    "DELETE FROM old WHERE id = 2;\n",
+    "CREATE INDEX ix_old_v ON old (v);\n",
+    "ALTER TABLE old MODIFY COLUMN note VARCHAR(40) NULL;\n",
+    "RENAME TABLE k1 TO k7;\n",
+    "INSERT INTO old (id, v) VALUES (9, 9);\n",
+    "ALTER TABLE old DROP COLUMN note;\nUPDATE old SET k3 = k3 + v WHERE id > 0;\n",
+    "DROP TABLE k7;\n",
+]
 
 TEN = {
-    f"V{n:02d}__s.sql": text + "SELECT SLEEP(0.04);\n"
-    for n, text in enumerate(
-        [
-            "CREATE TABLE k1 (id INT PRIMARY KEY, v INT);\nINSERT INTO k1 VALUES (1, 1);\n",
-            "UPDATE old SET v = v + 1 WHERE id > 0;\n",
-            "ALTER TABLE old ADD COLUMN k3 INT DEFAULT 3;\n",
-            "DELETE FROM old WHERE id = 2;\n",
-            "CREATE INDEX ix_old_v ON old (v);\n",
-            "ALTER TABLE old MODIFY COLUMN note VARCHAR(40) NULL;\n",
-            "RENAME TABLE k1 TO k7;\n",
-            "INSERT INTO old (id, v) VALUES (9, 9);\n",
-            "ALTER TABLE old DROP COLUMN note;\n",
-            "DROP TABLE k7;\n",
-        ],
-        start=1,
-    )
+    f"V{n:02d}__s.sql": text + "SELECT SLEEP(0.04);\n" for n, text in enumerate(TEN_STEPS, start=1)
 }
 
 
@@ -173,7 +180,12 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(rng.uniform(0.3, 1.8))
+            try:
+                _wait_for(mariadb_url, "SLEEP(0.04)", process)  # the run is migrating
+            except AssertionError:
+                if process.poll() is None:
+                    raise  # never got there; else it ended first (handled below)
+            time.sleep(rng.uniform(0.0, 0.6))
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
             _wait_gone(mariadb_url, orch)
@@ -215,13 +227,7 @@ def test_a_run_whose_lock_connection_is_killed_stops_and_is_recovered(
     }
     before, args, orch = _prepare(mariadb_url, tmp_path, files)
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lupo_migrate", "apply", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_for(mariadb_url, "SLEEP(0.3)", process)
+        process = _apply_until(mariadb_url, args, "SLEEP(0.3)")
         engine = sa.create_engine(mariadb_url)
         with engine.connect() as conn:
             token = conn.exec_driver_sql(
@@ -245,4 +251,36 @@ def test_a_run_whose_lock_connection_is_killed_stops_and_is_recovered(
         assert [str(d) for d in diff(before[0], after[0])] == []
         assert after[1] == before[1]
     finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_a_run_lock_held_without_heartbeats_is_reported_hung_by_every_command(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock is held (its connection alive) but its last heartbeat is two minutes old:
+    status, history and apply say the run hangs, and what to do."""
+    from datetime import UTC, datetime, timedelta
+
+    from lupo_migrate.backends.memory import ManualClock
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock
+
+    _, args, orch = _prepare(mariadb_url, tmp_path, {"V1__a.sql": "CREATE TABLE a (id INT);\n"})
+    engine = sa.create_engine(mariadb_url)
+    try:
+        assert main(["status", *args]) == 0  # the orchestration tables exist
+        capsys.readouterr()
+        past = ManualClock(datetime.now(UTC) - timedelta(minutes=2))
+        lock = SqlAlchemyLock(engine, "lupo_migrate:default", clock=past, schema=orch)
+        with lock.acquire("stuck-host:42"):
+            for command in ("status", "history"):
+                assert main([command, *args]) == 0
+                err = capsys.readouterr().err
+                assert "held by stuck-host:42" in err, err
+                assert "that run hangs" in err
+            assert main(["apply", *args]) == 10  # and the lock refuses a new run
+            assert "stuck-host:42" in capsys.readouterr().err
+        assert main(["status", *args]) == 0
+        assert "hangs" not in capsys.readouterr().err  # released: nothing to say
+    finally:
+        engine.dispose()
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")

@@ -256,10 +256,10 @@ def test_a_working_run_beats_its_lock_and_stops_when_the_lock_is_gone(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Heartbeats while it works; a lost lock raises before the next statement runs."""
-    from lupo_migrate import _runner
+    from lupo_migrate import _keepalive
     from lupo_migrate.errors import LockError
 
-    monkeypatch.setattr(_runner, "HEARTBEAT", -1.0)  # beat between every two events
+    monkeypatch.setattr(_keepalive, "HEARTBEAT", -1.0)  # beat between every two events
     steps = write(parts["root"], THREE)
     beats: list[int] = []
     lock = InMemoryLock("t", parts["clock"], table=parts["table"])
@@ -287,3 +287,23 @@ def test_a_working_run_beats_its_lock_and_stops_when_the_lock_is_gone(
         orch.apply(more)
     assert "CREATE e" not in parts["target"].executed  # nothing ran after the loss
     assert orch.crashed() is not None  # reported, and recoverable
+
+
+def test_a_held_lock_whose_heartbeat_is_stale_is_reported_hung(parts: dict[str, Any]) -> None:
+    """Held with a heartbeat a minute old or newer: a working run; older: hung."""
+    lock = InMemoryLock("t", parts["clock"], table=parts["table"])
+    orch = orchestrator(parts)
+    orch.lock = lock
+    assert orch.hung() is None  # free
+    with lock.acquire("other:1"):
+        parts["clock"].advance(timedelta(seconds=59))
+        assert orch.hung() is None
+        parts["clock"].advance(timedelta(seconds=2))
+        stuck = orch.hung()
+        assert stuck is not None
+        assert stuck.owner == "other:1"
+        lock.heartbeat("other:1")
+        assert orch.hung() is None  # it beat again
+        assert orch.hung(after=timedelta(0)) is None
+        parts["clock"].advance(timedelta(seconds=1))
+        assert orch.hung(after=timedelta(0)) is not None

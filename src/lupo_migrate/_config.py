@@ -11,6 +11,10 @@ setting                     environment              meaning
 ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (77)
 ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
 ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+``long_transaction_wait``   ``LUPO_MIGRATE_LONG_TRANSACTION_WAIT`` seconds a DDL statement
+                                                     waits, unsent, for other sessions'
+                                                     transactions holding its tables (30);
+                                                     then the run fails as transient
 ``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
 ``integrity_limit``         ``LUPO_MIGRATE_INTEGRITY_LIMIT`` tables the run does not touch are
                                                      checksummed before and after it up to
@@ -24,6 +28,10 @@ setting                     environment              meaning
 ``freeze_ttl``              ``LUPO_MIGRATE_FREEZE_TTL`` seconds the write freeze lasts if the
                                                      orchestrator dies (300; renewed while it
                                                      runs)
+``freeze``                  ``LUPO_MIGRATE_FREEZE``  ``lease`` (default: a lease row hosts read
+                                                     and ``guard()`` enforces) or ``read_only``
+                                                     (MySQL/MariaDB: the server's flag too,
+                                                     thawed by a server event at expiry)
 ``forbid``                                           lint rules whose findings refuse the run
                                                      (``["foreign-key", "trigger"]``)
 ``lint_ignore``                                      lint rules not reported
@@ -67,12 +75,21 @@ ENVIRONMENT: Final = {
     "probe_threshold": "LUPO_MIGRATE_PROBE_THRESHOLD",
     "freeze_ttl": "LUPO_MIGRATE_FREEZE_TTL",
     "integrity_limit": "LUPO_MIGRATE_INTEGRITY_LIMIT",
+    "freeze": "LUPO_MIGRATE_FREEZE",
+    "long_transaction_wait": "LUPO_MIGRATE_LONG_TRANSACTION_WAIT",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
-_FLOATS: Final = ("lock_timeout", "keep_rollback_hours", "probe_threshold", "freeze_ttl")
+_FLOATS: Final = (
+    "lock_timeout",
+    "keep_rollback_hours",
+    "probe_threshold",
+    "freeze_ttl",
+    "long_transaction_wait",
+)
 _PATHS: Final = ("migrations", "manifest")
 _LISTS: Final = ("forbid", "lint_ignore")
 _DRIFT: Final = ("error", "warn", "off")
+_FREEZE: Final = ("lease", "read_only")
 _KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames", "probes", *_LISTS}
 
 
@@ -87,6 +104,7 @@ class Settings:
     table_budget: int = 77
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
+    long_transaction_wait: float = 30.0
     backup_limit: int = 100_000
     integrity_limit: int = 10_000
     orchestration_db: str | None = None
@@ -94,6 +112,7 @@ class Settings:
     keep_rollback_hours: float = 24.0
     probe_threshold: float = 2.0
     freeze_ttl: float = 300.0
+    freeze: str = "lease"
     forbid: tuple[str, ...] = ()
     lint_ignore: tuple[str, ...] = ()
     probes: Mapping[str, str] = attrs.field(factory=dict)
@@ -127,6 +146,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "drift" and value not in _DRIFT:
         raise ConfigurationError(
             f"{where}: drift must be one of {', '.join(_DRIFT)}, got {value!r}"
+        )
+    if key == "freeze" and value not in _FREEZE:
+        raise ConfigurationError(
+            f"{where}: freeze must be one of {', '.join(_FREEZE)}, got {value!r}"
         )
     if key in _LISTS:
         items = [value] if isinstance(value, str) else value

@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 import attrs
 
 from lupo_migrate import _state as sm
-from lupo_migrate._clock import to_stamp
+from lupo_migrate._clock import from_stamp, to_stamp
 from lupo_migrate._decisions import (
     ACCEPTED,
     AVAILABLE,
@@ -43,12 +43,14 @@ from lupo_migrate._decisions import (
     status_at,
 )
 from lupo_migrate._fingerprint import Fingerprint
+from lupo_migrate._keepalive import KeepAlive
 from lupo_migrate._model import (
     AppliedStep,
     Classification,
     Failure,
     FailureKind,
     Finding,
+    LockInfo,
     Outcome,
     Plan,
     Run,
@@ -88,6 +90,8 @@ from lupo_migrate._validation import (
     untouched_unchanged,
 )
 from lupo_migrate.errors import (
+    BlockedError,
+    ConnectionLostError,
     DecisionError,
     InternalError,
     InvalidArgumentError,
@@ -204,10 +208,43 @@ class _Context:
     #: what it touches.
     before: Callable[[str, Any], None] | None = None
 
+    #: Seconds to wait for other sessions holding a table a DDL statement changes (None: do
+    #: not look; the DDL's own short lock wait still bounds how long it queues).
+    wait_bound: float | None = None
+
     def read_text(self, relpath: str) -> str:
         return _read_under(self.root, relpath, self.step)
 
+    def _await_holders(self, statement: str, index: int) -> None:
+        """Before DDL on existing tables: wait (up to ``wait_bound``) for the other sessions
+        whose transactions hold them; the DDL is not sent meanwhile, so nothing queues behind
+        it. Still held then: ``BlockedError`` naming them (transient: nothing ran)."""
+        holders = getattr(self.target, "holders", None)
+        if holders is None or self.wait_bound is None or _in_transaction(statement):
+            return
+        tables = sorted(
+            {
+                t.name
+                for t in touches(statement, dialect=_family(self.target))
+                if t.kind == "table" and t.action != "create" and t.schema is None
+            }
+        )
+        if not tables:
+            return
+        began = time.monotonic()
+        while True:
+            found = holders(tables, self.connection)
+            if not found:  # None: the server cannot tell; the DDL's lock wait bounds it
+                return
+            waited = time.monotonic() - began
+            if waited >= self.wait_bound:
+                raise BlockedError(
+                    self.step.id, self.step.path, sessions=found, waited=waited, index=index
+                )
+            time.sleep(min(_LOOK, self.wait_bound - waited))
+
     def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
+        self._await_holders(statement, index)
         started = to_stamp(self.clock.now())
         # A statement that commits with its journal row gets one row, written after it ran;
         # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
@@ -224,6 +261,25 @@ class _Context:
         except StorageError:
             raise  # a journal or ledger write that travelled with the statement failed
         except Exception as exc:
+            suspects = getattr(self.target, "lock_wait_suspects", None)
+            named = suspects(exc, self.connection) if suspects is not None else None
+            if named is not None:  # it gave up waiting for a lock: nothing of it ran
+                raise BlockedError(
+                    self.step.id,
+                    self.step.path,
+                    sessions=named or ("no other open transaction is left",),
+                    waited=float(getattr(self.target, "lock_wait_timeout", 0)),
+                    index=index,
+                ) from exc
+            lost = getattr(self.target, "connection_lost", None)
+            if lost is not None and lost(exc):
+                raise ConnectionLostError(
+                    self.step.id,
+                    self.step.path,
+                    index=index,
+                    statement=statement,
+                    reason=_reason(exc),
+                ) from exc
             raise StatementError(
                 self.step.id,
                 self.step.path,
@@ -305,6 +361,9 @@ class Orchestrator:
         probe_threshold: the slowdown factor beyond which a probe is a class B finding.
         integrity_limit: tables the run does not touch are checksummed before and after it
             when they hold at most this many rows (by the catalog's estimate).
+        long_transaction_wait: seconds a DDL statement waits, before it is sent, for other
+            sessions whose open transactions hold its tables (where the target can tell);
+            then the step fails as transient (``BlockedError``), naming them. None: no look.
     """
 
     storage: Storage
@@ -328,6 +387,7 @@ class Orchestrator:
     probes: Mapping[str, str] = attrs.field(factory=dict)
     probe_threshold: float = 2.0
     integrity_limit: int = 10_000
+    long_transaction_wait: float | None = 30.0
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -337,10 +397,8 @@ class Orchestrator:
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
-    # When the lock's heartbeat was last recorded (monotonic seconds).
-    _beat_at: float = attrs.field(factory=time.monotonic, init=False, repr=False)
-    # When this owner last froze writes (monotonic seconds), for lease renewals.
-    _frozen_at: float | None = attrs.field(default=None, init=False, repr=False)
+    # The heartbeat and freeze renewals of the run being driven (see _hold()).
+    _keeper: KeepAlive | None = attrs.field(default=None, init=False, repr=False)
     # Facts measured at PRE for POST, and the fingerprint POST read.
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
@@ -372,6 +430,15 @@ class Orchestrator:
         if latest is None or latest.ended or self.lock.holder() is not None:
             return None
         return latest
+
+    def hung(self, after: timedelta = timedelta(seconds=60)) -> LockInfo | None:
+        """Who holds the run lock without having recorded a heartbeat for longer than *after*
+        (a working run records one every ``HEARTBEAT`` seconds, long statements included):
+        its process is stopped or cut off, yet its lock is not free. None otherwise."""
+        held = self.lock.holder()
+        if held is None or from_stamp(held.heartbeat) + after >= self.clock.now():
+            return None
+        return held
 
     def history(self) -> Sequence[Run]:
         """The target's runs, oldest first."""
@@ -431,13 +498,11 @@ class Orchestrator:
         by_id = {s.id: s for s in plan.steps}
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
         with ExitStack() as stack:
-            stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            self._start_freeze()
+            self._hold(stack)
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             self._recorded = []
-            self.storage.create_run(run)
-            run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
+            run = self._start(run, plan, by_id)
         return RunResult(
             run=run,
             plan=plan,
@@ -529,14 +594,12 @@ class Orchestrator:
         run = attrs.evolve(Run.new(uuid.uuid4().hex, plan, target=self.target_name), applied=undo)
         others = tuple(s for s in mine if s not in undo)
         with ExitStack() as stack:
-            stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            self._start_freeze()
+            self._hold(stack)
             stack.callback(self._flush)
             stack.callback(self._close_pre_images)
             stack.callback(setattr, self, "_rolling", None)
             self._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
-            self.storage.create_run(run)
-            run = self._drive(run, sm.LockAcquired(self.owner), plan, by_id)
+            run = self._start(run, plan, by_id)
             self._record_schema(run, when=Outcome.ROLLED_BACK)
             if run.outcome is Outcome.ROLLED_BACK:
                 now = to_stamp(self.clock.now())
@@ -553,21 +616,25 @@ class Orchestrator:
                     )
         return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
 
-    def recover(self, steps: Sequence[Step], *, operator: str = "operator") -> RunResult:
-        """Roll back the run that died (see :meth:`crashed`) to where it started.
+    def recover(
+        self, steps: Sequence[Step], *, operator: str = "operator", resume: bool = False
+    ) -> RunResult:
+        """Roll back the run that died (see :meth:`crashed`) to where it started, or with
+        *resume* carry it on to the end.
 
-        The journal tells which statements ran: finished ones are undone; one announced but
-        not marked finished is looked up in the live schema (DDL commits by itself on MySQL;
-        DML rolled back with its transaction, journal row and all). The run's pre-images,
-        kept as it went, put back what its steps' downs do not, and the result is compared
-        and recorded as for any rollback.
+        The journal tells which statements ran: finished ones are undone (or, resuming, not
+        run again); one announced but not marked finished is looked up in the live schema
+        (DDL commits by itself on MySQL; DML rolled back with its transaction, journal row and
+        all). The run's pre-images, kept as it went, put back what its steps' downs do not,
+        and the result is compared and recorded as for any rollback. A run that died rolling
+        back goes on rolling back, *resume* or not.
 
         Returns:
-            The rolled back run; ``run`` None when no run had died but a process left its write
+            The recovered run; ``run`` None when no run had died but a process left its write
             freeze behind (it died before recording its run): the freeze was lifted.
 
         Raises:
-            DecisionError: no run died, or a step's file is missing.
+            DecisionError: no run died, or a step's file is missing or was edited.
             LockHeldError: another run holds the target.
         """
         dead = self.crashed()
@@ -577,6 +644,128 @@ class Orchestrator:
             if orphan is not None:  # died after freezing, before its run was recorded
                 return RunResult(run=None, plan=Plan())
             raise DecisionError(f"no run of target {self.target_name} died; nothing to recover")
+        plan, by_id = self._plan_of(dead, steps, resume=resume)
+        with ExitStack() as stack:
+            self._hold(stack)  # the dead run's freeze is an orphan now
+            stack.callback(self._flush)
+            stack.callback(self._close_pre_images)
+            run = self._guarded(
+                lambda: self._take_over(dead, plan, by_id, operator=operator, resume=resume),
+                dead.id,
+                plan,
+                by_id,
+            )
+        return RunResult(
+            run=run,
+            plan=plan,
+            applied=run.applied if run.outcome is Outcome.COMPLETED else (),
+            findings=tuple(self.storage.findings(run.id)),
+        )
+
+    def _take_over(
+        self,
+        dead: Run,
+        plan: Plan,
+        by_id: Mapping[StepId, Step],
+        *,
+        operator: str,
+        resume: bool,
+        note: Finding | None = None,
+    ) -> Run:
+        """Carry on (*resume*) or roll back a run whose process, or connection, died, with
+        the run lock held: from what storage and the live schema say, not from memory."""
+        self._recovering = dead
+        try:
+            self._done = {k: v for k, v in self._done.items() if k[0] != dead.id}
+            self._reconcile(dead)
+            went_on = resume or dead.phase is sm.Phase.ROLLING_BACK
+            if note is None:
+                note = self._recovery_note(dead, operator, went_on)
+            self.storage.record_findings(dead.id, [note])
+            if dead.phase is sm.Phase.IDLE:  # died before it started: start it (then undo)
+                if resume:
+                    self._recovering = None  # a plain start
+                run = self._drive(dead, sm.LockAcquired(self.owner), plan, by_id)
+            elif went_on:
+                if dead.phase in (sm.Phase.PREPARING, sm.Phase.VALIDATING_PRE):
+                    self._recovering = None  # nothing ran: it prepares again, as a new run
+                else:
+                    self._pre = self._kept_pre_images(dead, resume=resume)
+                if resume and dead.phase in _RESUMED_WITH_FACTS:
+                    self._facts = self._resumed_facts(plan)
+                run = self._drive(dead, sm.Resumed(self.owner), plan, by_id)
+            else:
+                self._pre = self._kept_pre_images(dead)
+                failure = Failure(kind=FailureKind.CRASH, message=note.message)
+                run = self._drive(dead, sm.RollbackRequested(failure), plan, by_id)
+            log = self._decision_log
+            if log is not None and run.outcome is Outcome.ROLLED_BACK:
+                now = to_stamp(self.clock.now())
+                for record in log.decisions(dead.id):  # it died completing: records went in
+                    if is_open(record, now):
+                        log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
+            return run
+        finally:
+            self._recovering = None
+
+    def _start(self, run: Run, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
+        """Record a new run and drive it from its start, the run lock held."""
+        self.storage.create_run(run)
+        return self._guarded(
+            lambda: self._drive(run, sm.LockAcquired(self.owner), plan, by_id),
+            run.id,
+            plan,
+            by_id,
+        )
+
+    def _guarded(
+        self,
+        drive: Callable[[], Run],
+        run_id: str,
+        plan: Plan,
+        by_id: Mapping[StepId, Step],
+    ) -> Run:
+        """Drive a run; when the connection drops during a statement, look at what the
+        storage and the live schema say and roll the run back from there (never sending the
+        statement again), on fresh connections. Up to three drops; then the run is left for
+        ``recover``."""
+        for attempt in range(3):
+            try:
+                return drive()
+            except ConnectionLostError as lost:
+                logger.error("run %s: %s", run_id, lost)
+                discard = getattr(self.target, "discard", None)
+                if discard is not None:
+                    discard()
+                self._pre = None
+                stored = self.storage.get_run(run_id)
+                if stored is None or stored.ended or attempt == 2:
+                    raise
+                why = Finding(
+                    severity=Severity.ERROR,
+                    message=f"run {run_id}: {lost}",
+                    path=lost.path,
+                    code="connection-lost",
+                    kind=FailureKind.STEP_FAILED_PARTWAY,
+                    step_id=lost.step_id,
+                )
+                drive = functools.partial(
+                    self._take_over,
+                    stored,
+                    plan,
+                    by_id,
+                    operator="lupo_migrate",
+                    resume=False,
+                    note=why,
+                )
+        raise InternalError("unreachable")  # pragma: no cover
+
+    def _plan_of(
+        self, dead: Run, steps: Sequence[Step], *, resume: bool
+    ) -> tuple[Plan, dict[StepId, Step]]:
+        """The dead run's steps, from *steps*. Resuming, an applied file edited since is
+        refused, and so is an in-flight file whose statements that ran read differently now
+        (the journal's statement indexes must mean what they meant)."""
         by_id = {s.id: s for s in steps}
         missing = [s for s in dead.steps if s not in by_id]
         if missing:
@@ -585,39 +774,67 @@ class Orchestrator:
                 " restore them to recover the run"
             )
         plan = Plan(steps=[by_id[s] for s in dead.steps])
-        with ExitStack() as stack:
-            stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-            self._start_freeze()  # the dead run's freeze is an orphan now
-            stack.callback(self._flush)
-            stack.callback(self._close_pre_images)
-            stack.callback(setattr, self, "_recovering", None)
-            self._recovering = dead
-            self._reconcile(dead)
-            failure = Failure(
-                kind=FailureKind.CRASH,
-                message=f"{operator} recovers run {dead.id}, which died in {dead.phase.value}",
+        if resume and dead.phase is not sm.Phase.ROLLING_BACK:
+            edited = self.verify(plan.steps)
+            if edited:
+                raise MigrationFileError(edited)
+            if dead.in_flight is not None:
+                self._same_statements(dead, by_id[dead.in_flight])
+        return plan, {s.id: s for s in plan.steps}
+
+    def _same_statements(self, dead: Run, step: Step) -> None:
+        listing = getattr(self.registry.lookup(step.file_type), "statements", None)
+        ran = [e for e in self.storage.journal(dead.id) if e.step_id == step.id]
+        if listing is None or not ran:
+            return
+        listed = self._listed(listing, step, _read_under(self.root, step.path, step))
+        now = {stmt.index: stmt.text for stmt in listed}
+        changed = sorted(e.index for e in ran if now.get(e.index) != e.statement)
+        if changed:
+            raise DecisionError(
+                f"{step.path}: step {step.id} was edited after run {dead.id} began it"
+                f" (statement {changed[0] + 1} reads differently now); it cannot be resumed."
+                " Restore the file, or `lupo-migrate recover` without --resume to roll back"
             )
-            if dead.phase is sm.Phase.IDLE:  # died before it started: start it, then undo
-                run = self._drive(dead, sm.LockAcquired(self.owner), plan, by_id)
-            else:
-                self._pre = self._kept_pre_images(dead)
-                run = self._drive(dead, sm.RollbackRequested(failure), plan, by_id)
-            log = self._decision_log
-            if log is not None and run.outcome is Outcome.ROLLED_BACK:
-                now = to_stamp(self.clock.now())
-                for record in log.decisions(dead.id):  # it died completing: records went in
-                    if is_open(record, now):
-                        log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
-        return RunResult(run=run, plan=plan, findings=tuple(self.storage.findings(run.id)))
+
+    @staticmethod
+    def _recovery_note(dead: Run, operator: str, went_on: bool) -> Finding:
+        at = f" at step {dead.in_flight}" if dead.in_flight else ""
+        what = (
+            "goes on rolling it back"
+            if dead.phase is sm.Phase.ROLLING_BACK
+            else "resumes it"
+            if went_on
+            else "rolls it back"
+        )
+        return Finding(
+            severity=Severity.INFO,
+            message=f"run {dead.id} died in {dead.phase.value}{at}; {operator} {what}",
+            code="recovered",
+        )
 
     def _reconcile(self, dead: Run) -> None:
         """Which of the dead run's statements ran, from its journal and the live schema."""
+        told: list[Finding] = []
         for entry in self.storage.journal(dead.id):
             ran = entry.done_at is not None or self._took_effect(entry.statement)
+            if entry.done_at is None:
+                short = " ".join(entry.statement.split())[:120]
+                told.append(
+                    Finding(
+                        severity=Severity.INFO,
+                        message=f"statement {entry.index + 1} of {entry.step_id} was in flight"
+                        f" ({short}): the live schema shows it {'ran' if ran else 'did not run'}",
+                        code="in-flight",
+                        step_id=entry.step_id,
+                    )
+                )
             if ran:
                 self._done.setdefault((dead.id, entry.step_id), set()).add(entry.index)
                 if entry.done_at is None:
                     self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
+        if told:
+            self.storage.record_findings(dead.id, told)
 
     def _took_effect(self, statement: str) -> bool:
         """Whether a statement announced but not marked finished left its mark: what it
@@ -625,26 +842,57 @@ class Orchestrator:
         journal row); a statement whose effects cannot be told counts as run."""
         if _in_transaction(statement) or self.target.transactional_ddl:
             return False
+        family = _family(self.target)
         effects = [
-            ("?", t.kind, t.name, t.action, t.new_name)
-            for t in touches(statement, dialect=_family(self.target))
+            ("?", t.kind, t.name, t.action, t.new_name) for t in touches(statement, dialect=family)
         ]
-        expected = {k: v for k, v in expected_existence(effects).items() if k[:7] != "column:"}
+        effects += [
+            ("?", "column", f"{table}.{column}", action, None if new is None else f"{table}.{new}")
+            for table, action, column, new in column_effects(statement, family)
+        ]
+        expected = expected_existence(effects)
         exists = getattr(self.target, "existing", None)
         if not expected or exists is None:
             return True
         found = exists(sorted(expected))
         return all((key in found) == there for key, there in expected.items())
 
-    def _kept_pre_images(self, dead: Run) -> Any:
-        """The dead run's pre-images as it saved them, with what its journal says it touched."""
+    def _kept_pre_images(self, dead: Run, *, resume: bool = False) -> Any:
+        """The dead run's pre-images as it saved them, with what its journal says it touched.
+        Resuming, they go on recording: what the run has not touched yet is as it was before
+        the run, so it is read from the live schema (see ``PreImages.resume``)."""
         make = getattr(self.target, "pre_images", None)
         pre = make(dead.id) if make is not None else None
         if pre is None or not pre.load():
             return None
         for entry in self.storage.journal(dead.id):
             pre.note(entry.statement)
+        if resume:
+            pre.resume()
         return pre
+
+    def _resumed_facts(self, plan: Plan) -> dict[str, Any]:
+        """What post-validation compares, for a run resumed after its process died: the
+        plan's effects again, the schema before the run from the pre-images (what the run
+        has not touched is read live), and the rows of untouched tables as they are now (the
+        dead run's own readings died with it). Probes are not timed: their baseline is gone."""
+        facts = self._plan_effects(plan)
+        fingerprint = getattr(self._pre, "fingerprint", None)
+        if fingerprint is not None:
+            facts[BEFORE] = fingerprint
+        estimates = getattr(self.target, "row_estimates", None)
+        if estimates is not None:
+            touched = touched_keys(facts[EFFECTS])
+            rows = estimates()
+            facts[ESTIMATES] = rows
+            facts[DATA_BEFORE] = self.target.table_data(  # type: ignore[attr-defined]
+                sorted(
+                    name
+                    for name, count in rows.items()
+                    if f"table:{name}" not in touched and count <= self.integrity_limit
+                )
+            )
+        return facts
 
     def accept(
         self, run_id: str, *, scope: Classification | None = None, operator: str = "operator"
@@ -754,19 +1002,20 @@ class Orchestrator:
             )
         return record
 
-    def _take_freeze(self) -> None:
-        """Freeze writes (or extend this owner's freeze) and note when, for the renewals."""
-        self.freeze.freeze(self.owner, ttl=self.freeze_ttl)
-        self._frozen_at = time.monotonic()
-
-    def _start_freeze(self) -> None:
-        """Freeze writes at the start of a run, this process holding the run lock. Another
-        owner's freeze is then an orphan (only a run freezes, and a run holds the lock all
-        along: its process died between the two): it is lifted, and that is recorded."""
+    def _hold(self, stack: ExitStack) -> None:
+        """Take the run lock, keep it (and the freeze) alive while the run works, and freeze
+        writes. Another owner's freeze is then an orphan (only a run freezes, and a run holds
+        the lock all along: its process died between the two): it is lifted, and that is
+        recorded."""
+        stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
+        keeper = KeepAlive(self.lock, self.freeze, self.owner, self.freeze_ttl)
+        stack.callback(setattr, self, "_keeper", None)
+        stack.enter_context(keeper.running())
+        self._keeper = keeper
         orphan = self._lift_orphan_freeze()
         if orphan is not None:
             logger.warning("lifted the orphaned write freeze of %s", orphan.owner)
-        self._take_freeze()
+        keeper.freeze_writes()
 
     def _lift_orphan_freeze(self) -> Any:
         frozen = self.freeze.status()
@@ -777,16 +1026,10 @@ class Orchestrator:
         )
 
     def _renew_freeze(self) -> None:
-        """A long run keeps its freeze and its lock: the freeze's lease is extended once a
-        third of it has gone, and the lock's heartbeat recorded every ``HEARTBEAT`` seconds
-        (a lock that is gone raises ``LockError``: no further statement runs)."""
-        now = time.monotonic()
-        since = self._frozen_at
-        if since is not None and now - since > self.freeze_ttl.total_seconds() / 3:
-            self._take_freeze()
-        if now - self._beat_at > HEARTBEAT:
-            self.lock.heartbeat(self.owner)
-            self._beat_at = now
+        """Between steps: the lock's heartbeat and the freeze's lease, when due (see
+        ``_keepalive``); a lock that is gone raises ``LockError``: no further statement runs."""
+        if self._keeper is not None:
+            self._keeper.tick()
 
     def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
         new, effects = sm.transition(run, event)
@@ -831,10 +1074,13 @@ class Orchestrator:
         now = to_stamp(self.clock.now())
         match effect:
             case sm.FreezeWrites():
-                self._take_freeze()
+                if self._keeper is not None:
+                    self._keeper.freeze_writes()
             case sm.ThawWrites():
-                self.freeze.thaw(self.owner)
-                self._frozen_at = None
+                if self._keeper is not None:
+                    self._keeper.thaw()
+                else:
+                    self.freeze.thaw(self.owner)
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():
@@ -1017,13 +1263,7 @@ class Orchestrator:
             info = None
             try:
                 text = _read_under(self.root, step.path, step)
-                listed = listing(
-                    step,
-                    text,
-                    dialect=self.target.dialect,
-                    names=self.target.names,
-                    renames=self.target.renames,
-                )
+                listed = self._listed(listing, step, text)
                 inspect = getattr(handler, "inspect", None)
                 if inspect is not None:
                     info = inspect(
@@ -1066,6 +1306,16 @@ class Orchestrator:
             UNKNOWN: tuple(unknown),
             EXPLICIT_DOWN: frozenset(explicit),
         }
+
+    def _listed(self, listing: Callable[..., Any], step: Step, text: str) -> Any:
+        """A handler's statements of *step*, rendered for this target."""
+        return listing(
+            step,
+            text,
+            dialect=self.target.dialect,
+            names=self.target.names,
+            renames=self.target.renames,
+        )
 
     def _record_schema(self, run: Run, *, when: Outcome | None) -> None:
         """Keep the schema as a run that ended *when* (None: that is completing) left it: the
@@ -1158,11 +1408,14 @@ class Orchestrator:
             if pre is not None:
                 pre.drop_backups()
             return
+        recorded = list(self._recorded)
+        if self._recovering is not None:  # resumed: the dead process may have recorded some
+            recorded += log.decisions(run.id)
+            if any(r.classification is None for r in recorded):
+                return  # it died after keeping the material, before it completed
         kept = pre.save() if pre is not None else None
         now = self.clock.now()
-        deadline = max(
-            [to_stamp(now + self.keep_rollback)] + [r.deadline or 0 for r in self._recorded]
-        )
+        deadline = max([to_stamp(now + self.keep_rollback)] + [r.deadline or 0 for r in recorded])
         where = (
             f"pre-images and backups kept in {kept}"
             if kept is not None
@@ -1244,6 +1497,7 @@ class Orchestrator:
             before=None if self._pre is None or self._rolling else self._pre.before,
             shared=shared,
             finished=finished,
+            wait_bound=self.long_transaction_wait,
             storage=self.storage,
             clock=self.clock,
             target=self.target,
@@ -1287,6 +1541,9 @@ class Orchestrator:
                     file_type=step.file_type,
                 )
             )
+        except ConnectionLostError as error:  # outcome unknown: see _guarded
+            scope.__exit__(type(error), error, error.__traceback__)
+            raise
         except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
             scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
             self._settle(run, step)
@@ -1432,6 +1689,8 @@ class Orchestrator:
         try:
             with self.target.step_session() as connection, self._bound(connection) as shared:
                 handler.rollback(step, self._context(run, step, connection, shared=shared))
+        except ConnectionLostError:
+            raise  # outcome unknown: see _guarded
         except (LupoMigrateError, OSError) as error:
             if self._pre_images_cover(step):
                 # No down section or inverse, but every object the step touched has a
@@ -1449,6 +1708,16 @@ class Orchestrator:
             )
         self.storage.remove_applied(self.target_name, step.id)
         return sm.StepRolledBack(step.id)
+
+
+#: Seconds between two looks for the sessions holding a table (see _Context._await_holders);
+#: MySQL's INNODB_TRX is refreshed only when last read over 0.1 s ago.
+_LOOK: Final = 0.2
+
+#: Phases whose resumed effect needs what the dead run measured before it migrated.
+_RESUMED_WITH_FACTS: Final = frozenset(
+    {sm.Phase.MIGRATING, sm.Phase.VALIDATING_POST, sm.Phase.COMPLETING}
+)
 
 
 class _StepCheckFailed(LupoMigrateError):
@@ -1477,7 +1746,6 @@ class _Rollback:
 
 
 #: Seconds between two heartbeats of the run lock while a run works (a SQLite lease lasts 60).
-HEARTBEAT: Final = 10.0
 
 
 def _family(target: Target) -> str:

@@ -35,6 +35,8 @@ from lupo_migrate.errors import (
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from lupo_migrate.typing import Clock, Freeze
+
 __all__ = [
     "Session",
     "default_registry",
@@ -212,6 +214,30 @@ def _default_schema(engine: sa.Engine) -> str:
     return str(engine.url.database or "")
 
 
+def _freeze(
+    settings: Settings, store: sa.Engine, engine: sa.Engine, clock: Clock, schema: str | None
+) -> Freeze:
+    """The write gate the settings choose: the lease row, or the server's read_only too."""
+    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
+
+    if settings.freeze != "read_only":
+        return SqlAlchemyFreeze(store, settings.target, clock=clock, schema=schema)
+    from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze
+
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        raise ConfigurationError(
+            f"freeze = read_only needs a MySQL or MariaDB target, got {engine.dialect.name};"
+            ' use freeze = "lease" (the default)'
+        )
+    return ReadOnlyFreeze(
+        store,
+        settings.target,
+        clock=clock,
+        schema=schema if store is engine else None,
+        server_engine=engine,
+    )
+
+
 def open_session(
     settings: Settings,
     *,
@@ -244,7 +270,6 @@ def open_session(
             "no database: pass --db URL, or set db in lupo.toml or LUPO_MIGRATE_DB"
             " (e.g. sqlite:///app.db)"
         )
-    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
     from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock
     from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
     from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
@@ -286,7 +311,7 @@ def open_session(
     orchestrator = Orchestrator(
         storage=storage,
         lock=lock,
-        freeze=SqlAlchemyFreeze(store_engine, settings.target, clock=clock, schema=schema),
+        freeze=_freeze(settings, store_engine, engine, clock, schema),
         freeze_ttl=timedelta(seconds=settings.freeze_ttl),
         clock=clock,
         registry=registry,
@@ -295,6 +320,7 @@ def open_session(
         target_name=settings.target,
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,
+        long_transaction_wait=settings.long_transaction_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),
         drift=settings.drift,
         forbid=settings.forbid,

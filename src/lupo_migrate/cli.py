@@ -351,6 +351,9 @@ def history_command(**opts: Any) -> None:
             outcome = run.outcome.value if run.outcome else run.phase.value
             cls = f" class {run.classification.value}" if run.classification else ""
             click.echo(f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)")
+            for finding in opened.orchestrator.storage.findings(run.id):
+                if finding.code == "recovered":  # it died, and how it was recovered
+                    click.echo(f"    {finding.message}")
 
 
 @cli.command("verify", epilog=_EPILOG)
@@ -514,37 +517,60 @@ def purge_command(**opts: Any) -> None:
 
 @cli.command("recover", epilog=_EPILOG)
 @_db_options
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry the run on to the end instead of rolling it back (a run that died rolling"
+    " back goes on rolling back).",
+)
 @_OPERATOR
-def recover_command(operator: str | None, **opts: Any) -> None:
-    """Roll back a run that died (its process killed, its host gone) to where it started.
+def recover_command(resume: bool, operator: str | None, **opts: Any) -> None:
+    """Roll back a run that died (its process killed, its host gone) to where it started,
+    or with --resume carry it on.
 
     The journal says which statements ran (the live schema is looked up for one that was in
-    flight); the run's pre-images, kept as it went, put back what the steps' downs do not;
-    the result is compared and recorded. The dead run's write freeze is lifted.
+    flight); rolling back, the run's pre-images, kept as it went, put back what the steps'
+    downs do not, and the result is compared and recorded; resuming, the statements that ran
+    are not run again. The dead run's write freeze is lifted.
     """
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened:
-        result = opened.orchestrator.recover(opened.steps, operator=_operator(operator))
+        dead = opened.orchestrator.crashed()
+        rolling = dead is not None and dead.phase.value == "rolling_back"
+        expected = "completed" if resume and not rolling else "rolled_back"
+        result = opened.orchestrator.recover(
+            opened.steps, operator=_operator(operator), resume=resume
+        )
         run = result.run
         if run is None:
             click.echo("no run had died; lifted the write freeze a dead process left")
             return
         outcome = run.outcome.value if run.outcome else "?"
-        click.echo(f"run {run.id}: recovered, {outcome}")
+        steps = f" ({len(result.applied)} step(s) applied)" if result.applied else ""
+        click.echo(f"run {run.id}: recovered, {outcome}{steps}")
         _print_findings(result.findings, err=True)
-        if outcome != "rolled_back":
+        if outcome != expected:
             sys.exit(errors.StepError.exit_code)
 
 
 def _report_crash(orchestrator: Any) -> None:
-    """Every command that reads a target says first when its latest run died."""
+    """Every command that reads a target says first when its latest run died, or hangs."""
+    stuck = orchestrator.hung()
+    if stuck is not None:
+        click.echo(
+            f"warning: the run lock is held by {stuck.owner} since {_when(stuck.since)}, but"
+            f" its last heartbeat was at {_when(stuck.heartbeat)}: that run hangs (its"
+            " process is stopped or cut off). Stop the process; `lupo-migrate recover` then"
+            " rolls its run back",
+            err=True,
+        )
     dead = orchestrator.crashed()
     if dead is not None:
         at = f" at step {dead.in_flight}" if dead.in_flight else ""
         click.echo(
             f"warning: run {dead.id} died in {dead.phase.value}{at}; `lupo-migrate recover`"
-            " rolls it back",
+            " rolls it back (`recover --resume` carries it on)",
             err=True,
         )
 

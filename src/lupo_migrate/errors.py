@@ -19,7 +19,9 @@ The hierarchy (catch ``LupoMigrateError`` for all of them)::
     │   ├── DuplicateHandlerError                  two handlers for one file type
     │   └── NoHandlerError                         no handler for a file
     ├── StepError                                  applying or undoing a step failed
-    │   └── StatementError                         the database refused one statement
+    │   ├── StatementError                         the database refused one statement
+    │   ├── ConnectionLostError                    the connection dropped during a statement
+    │   └── BlockedError                           sessions hold a table DDL must change
     ├── ConfigurationError                         settings, DSN or connection unusable
     ├── StorageError                               the storage backend failed
     │   └── ConcurrentUpdateError                  a compare-and-set write found another version
@@ -33,14 +35,16 @@ their message from them; every message says what happened and what to do next.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lupo_migrate._model import Finding
 
 __all__ = [
+    "BlockedError",
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "ConnectionLostError",
     "DecisionError",
     "DependencyCycleError",
     "DiscoveryError",
@@ -303,6 +307,86 @@ class StatementError(StepError):
         Exception.__init__(
             self, f"{where}: step {step_id}, statement {index + 1} failed: {reason}\n  {short}"
         )
+
+
+class ConnectionLostError(StepError):
+    """The connection dropped after a statement was sent: whether it ran is unknown until the
+    live schema is looked at (the statement is never sent again blindly).
+
+    Attributes:
+        index: the statement's 0-based position in the step.
+        statement: the statement text.
+        reason: the driver's message.
+    """
+
+    def __init__(self, step_id: str, path: str, *, index: int, statement: str, reason: str) -> None:
+        self.index = index
+        self.statement = statement
+        self.reason = reason
+        StepError.__init__(
+            self,
+            step_id,
+            path,
+            f"the connection dropped during statement {index + 1} ({reason}); its outcome is"
+            " looked up in the live schema and the run rolled back",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_lost,
+            (self.step_id, self.path, self.index, self.statement, self.reason),
+        )
+
+
+def _rebuild_lost(
+    step_id: str, path: str, index: int, statement: str, reason: str
+) -> ConnectionLostError:
+    return ConnectionLostError(step_id, path, index=index, statement=statement, reason=reason)
+
+
+class BlockedError(StepError):
+    """Other sessions hold a table a DDL statement must change, longer than the configured
+    wait: a transient failure (retry once they are gone); nothing of the statement ran.
+
+    Attributes:
+        sessions: how each blocking session was described (id, user, age, state, tables).
+        waited: seconds waited.
+        index: the statement's 0-based position in the step (None if unknown).
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        path: str,
+        *,
+        sessions: Sequence[str],
+        waited: float,
+        index: int | None = None,
+    ) -> None:
+        self.sessions = tuple(sessions)
+        self.waited = waited
+        self.index = index
+        which = "a statement" if index is None else f"statement {index + 1}"
+        StepError.__init__(
+            self,
+            step_id,
+            path,
+            f"transient: {which} waited {waited:.1f} s for {'; '.join(self.sessions)}; it did"
+            " not run. Retry once that transaction ends (or end it); long_transaction_wait"
+            " and lock_wait_timeout set how long a run waits",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_blocked,
+            (self.step_id, self.path, self.sessions, self.waited, self.index),
+        )
+
+
+def _rebuild_blocked(
+    step_id: str, path: str, sessions: Sequence[str], waited: float, index: int | None
+) -> BlockedError:
+    return BlockedError(step_id, path, sessions=sessions, waited=waited, index=index)
 
 
 class ConfigurationError(LupoMigrateError):

@@ -17,6 +17,8 @@ Importing this package imports SQLAlchemy (the rest of lupo_migrate never does):
   PyMySQL multi-statement packets): where a run's statements execute; pre-images, checks.
 - :class:`SqlAlchemyFreeze` and :func:`guard`: the write freeze as a lease row, and a guard
   that makes a host application's engine refuse writes while it is active.
+- :class:`ReadOnlyFreeze`: opt-in on MySQL/MariaDB, the lease row plus the server's
+  ``read_only`` flag, thawed by a server event when the lease expires.
 - :class:`SqlAlchemyLock`: the ``Lock`` protocol (``GET_LOCK``, PostgreSQL advisory lock or a
   SQLite lease, by dialect).
 - :func:`make_tables`: the 8 orchestration tables as Core ``Table`` objects.
@@ -35,6 +37,7 @@ from lupo_migrate.ext.sqlalchemy._tables import (
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze, guard
 from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
+from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
 from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
 
@@ -42,6 +45,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Alert",
     "OrchestrationTables",
+    "ReadOnlyFreeze",
     "RollbackDecision",
     "SqlAlchemyFreeze",
     "SqlAlchemyLock",

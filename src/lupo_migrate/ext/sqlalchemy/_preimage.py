@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final
@@ -139,12 +140,31 @@ class PreImages:
         return _own_connection(self.engine)
 
     def start(self) -> None:
-        """Read the fingerprint the pre-images are taken from."""
+        """Read the fingerprint the pre-images are taken from, and keep the (empty) material:
+        a run that dies before it snapshots anything can still be resumed from it."""
         with self._connect() as conn:
             if not self._sqlite:
                 here = "current_schema()" if self._postgresql else "DATABASE()"
                 self._schema = str(conn.exec_driver_sql(f"SELECT {here}").scalar())
             self.fingerprint = read_fingerprint(conn, exclude=self._skip)
+        self.save()
+
+    def resume(self) -> None:
+        """Go on recording after :meth:`load`, for a run that goes on after its process died:
+        what the run has not touched yet is as it was before the run, so its pre-run state is
+        read from the live schema; backup tables go on being numbered after the kept ones."""
+        assert self.fingerprint is not None, "load() the material first"
+        with self._connect() as conn:
+            live = read_fingerprint(conn, exclude=self._skip)
+        objects = {k: v for k, v in live.objects.items() if k not in self.touched}
+        objects.update(self.fingerprint.objects)
+        self.fingerprint = Fingerprint(dialect=live.dialect, objects=objects)
+        taken = [
+            int(found.group(1))
+            for image in self.tables.values()
+            if image.backup and (found := re.search(r"_(\d+)\W*$", image.backup))
+        ]
+        self._numbers = itertools.count(max(taken, default=0) + 1)
 
     def _skip(self, name: str) -> bool:
         return name.startswith(BACKUP_PREFIX) or self.exclude(name)

@@ -8,6 +8,7 @@ ALTER; a transaction around the step, which on PostgreSQL and SQLite makes DDL t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from lupo_migrate._fingerprint import Fingerprint, TableData
 from lupo_migrate._quick import LOOPBACK
 from lupo_migrate.errors import ConfigurationError
-from lupo_migrate.ext.sqlalchemy import _pipeline
+from lupo_migrate.ext.sqlalchemy import _blockers, _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
@@ -116,6 +117,8 @@ class SqlAlchemyTarget:
     backup_limit: int = 100_000
     # MySQL: the connection and transaction consecutive steps share (see step_session).
     _chain: tuple[Connection, Any] | None = attrs.field(default=None, init=False, repr=False)
+    # Whether the server tells which session holds which table (see holders()).
+    _exact: bool | None = attrs.field(default=None, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -170,8 +173,71 @@ class SqlAlchemyTarget:
             self._undo_step(connection)
             raise
 
+    def holders(
+        self, tables: Sequence[str], connection: Connection | None = None
+    ) -> tuple[str, ...] | None:
+        """The other sessions whose transactions hold *tables* (a DDL statement on them would
+        wait, and queue application queries behind it), described; never *connection*'s own
+        session. None when the server cannot tell which session holds which table (MySQL and
+        MariaDB without the ``metadata_lock_info`` plugin or ``performance_schema``): then
+        the DDL's short lock wait is the bound (see :meth:`lock_wait_suspects`)."""
+        if self.engine.dialect.name == "sqlite" or not tables:
+            return ()
+        if self._exact is None:
+            with self.engine.connect() as conn:
+                self._exact = _blockers.exact(conn)
+        if not self._exact:
+            return None
+        with self.engine.connect() as conn:
+            found = _blockers.find_blockers(conn, tables, schema=self.core_schema)
+        own = _session_id(connection)
+        return tuple(str(b) for b in found if b.session != own)
+
+    def lock_wait_suspects(
+        self, error: BaseException, connection: Connection | None = None
+    ) -> tuple[str, ...] | None:
+        """When *error* says a statement gave up waiting for a lock (MySQL 1205, PostgreSQL
+        55P03): the other sessions with an open transaction, described (the holders are among
+        them). None for any other error."""
+        orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+        code = getattr(orig, "pgcode", None) or (getattr(orig, "args", None) or [None])[0]
+        if code not in (1205, "55P03"):
+            return None
+        own = _session_id(connection)
+        with self.engine.connect() as conn:
+            found = _blockers.open_transactions(conn)
+        return tuple(str(b) for b in found if b.session != own)
+
+    def connection_lost(self, error: BaseException) -> bool:
+        """Whether *error* says the connection dropped (a statement's outcome is unknown)."""
+        if isinstance(error, sa.exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            if error.orig is None:
+                return False
+            error = error.orig
+        dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
+        if dbapi is None or not isinstance(error, dbapi.Error):
+            return False
+        return bool(self.engine.dialect.is_disconnect(error, None, None))
+
+    def discard(self) -> None:
+        """Forget the shared step connection after it dropped: nothing of it is committed
+        (the server rolled back what was pending), and it is never used again."""
+        chain, self._chain = self._chain, None
+        if chain is not None:
+            with contextlib.suppress(Exception):
+                _pipeline.detach(chain[0])
+            with contextlib.suppress(Exception):
+                chain[0].invalidate()
+            with contextlib.suppress(Exception):
+                chain[0].close()
+
     def _undo_step(self, connection: Connection) -> None:
         """Roll the failed step's writes back, keep the earlier steps' ones, commit those."""
+        if connection.invalidated or connection.closed:
+            self.discard()  # it dropped: the server rolled back what was pending
+            return
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None and "savepoint" in pipeline.discard():
             self.flush()  # nothing of the step reached the server
@@ -179,8 +245,12 @@ class SqlAlchemyTarget:
         try:
             self._raw(connection, "ROLLBACK TO SAVEPOINT lupo_step")
         except Exception:  # a DDL committed the savepoint away: only this step is pending
-            if self._chain is not None:
-                self._chain[1].rollback()
+            try:
+                if self._chain is not None:
+                    self._chain[1].rollback()
+            except Exception:  # the connection dropped
+                self.discard()
+                return
             self._close_chain()
         self.flush()
 
@@ -333,8 +403,10 @@ class SqlAlchemyTarget:
             kind: sorted({k.partition(":")[2] for k in keys if k.startswith(kind + ":")})
             for kind in ("table", "view", "trigger")
         }
+        columns = [k for k in keys if k.startswith("column:")]
+        found = self._existing_columns(columns, connection) if columns else set()
         if not any(wanted.values()):
-            return set()
+            return found
         use = connection if self.transactional_ddl else None
         rows: list[Any] = []
         with self._reader(use) as conn:
@@ -365,7 +437,38 @@ class SqlAlchemyTarget:
                         f" WHERE trigger_schema = {schema} AND trigger_name IN %(n)s",
                         {"s": self.core_schema, "n": tuple(wanted["trigger"])},
                     ).all()
-        return {f"{kind}:{name}" for kind, name in rows} & set(keys)
+        return ({f"{kind}:{name}" for kind, name in rows} & set(keys)) | found
+
+    def _existing_columns(self, keys: Sequence[str], connection: Connection | None) -> set[str]:
+        """Which of *keys* (``column:table.column``) exist, compared without case."""
+        tables: dict[str, set[str]] = {}
+        for key in keys:
+            table, _, column = key[7:].rpartition(".")
+            tables.setdefault(table, set()).add(column.lower())
+        use = connection if self.transactional_ddl else None
+        there: set[tuple[str, str]] = set()
+        with self._reader(use) as conn:
+            if self.engine.dialect.name == "sqlite":
+                for table in tables:
+                    names = conn.exec_driver_sql(
+                        "SELECT name FROM pragma_table_info(?)", (table,)
+                    ).scalars()
+                    there.update((table.lower(), str(name).lower()) for name in names)
+            else:
+                pg = self.engine.dialect.name == "postgresql"
+                here = "current_schema()" if pg else "DATABASE()"
+                schema = here if self.core_schema is None else "%(s)s"
+                rows = conn.exec_driver_sql(
+                    "SELECT table_name, column_name FROM information_schema.columns"
+                    f" WHERE table_schema = {schema} AND table_name IN %(n)s",
+                    {"s": self.core_schema, "n": tuple(tables)},
+                ).all()
+                there.update((str(t).lower(), str(c).lower()) for t, c in rows)
+        return {
+            key
+            for key in keys
+            if (key[7:].rpartition(".")[0].lower(), key[7:].rpartition(".")[2].lower()) in there
+        }
 
     def orphans(
         self, tables: Sequence[str], connection: Connection | None = None
@@ -421,6 +524,21 @@ class SqlAlchemyTarget:
             names = [n for n in names if n not in ORCHESTRATION_TABLES]
         names = [n for n in names if not n.startswith(BACKUP_PREFIX)]
         return {"core_tables": len(names)}
+
+
+def _session_id(connection: Connection | None) -> int | None:
+    """The server's id of *connection*'s session (MySQL thread id, PostgreSQL backend pid),
+    read from the driver without a query; None when it cannot be told."""
+    if connection is None:
+        return None
+    try:
+        raw: Any = connection.connection.dbapi_connection
+        if hasattr(raw, "thread_id"):  # PyMySQL, mysqlclient
+            return int(raw.thread_id())
+        info = getattr(raw, "info", None)  # psycopg2
+        return int(info.backend_pid) if info is not None else None
+    except Exception:  # a closed connection: nothing of its own to leave out
+        return None
 
 
 def _counts(rows: Iterable[Any], own: Any) -> dict[str, int]:
