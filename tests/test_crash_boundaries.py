@@ -120,6 +120,7 @@ def test_kill_at_every_effect_boundary_then_recover_or_resume(
                 assert "died in" in history, (why, history)
                 _back_to_the_start(capsys, args, (why, resume))
                 _same(_state(mariadb_url), before, (why, "after rolling back the resumed run"))
+        print(f"{kills} kills, seed {seed}")  # shown with -s
         assert kills >= 30, f"only {kills} kills (seed {seed})"
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")

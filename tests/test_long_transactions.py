@@ -98,6 +98,9 @@ def test_an_open_transaction_on_an_altered_table_fails_the_run_as_transient_in_t
         stop.set()
         reader.join()
         out, err = capsys.readouterr()
+        with capsys.disabled():  # the figures, shown with -s
+            longest = max(stalls, default=0.0)
+            print(f"{lock_info}: failed after {took:.2f} s, longest read {longest:.3f} s")
         assert code == 11, (out, err)
         assert "transient" in err, err
         assert f"session {session} (" in err, err

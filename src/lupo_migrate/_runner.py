@@ -402,6 +402,10 @@ class Orchestrator:
     # Facts measured at PRE for POST, and the fingerprint POST read.
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
+    # Per-step indexes of the facts (see _by_step), with the rows they were built from.
+    _indexes: dict[str, tuple[Any, dict[StepId, list[Any]]]] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
     # The dead run being recovered (see recover()).
     _recovering: Run | None = attrs.field(default=None, init=False, repr=False)
     # Records of pending decisions written by the run being driven.
@@ -1569,7 +1573,7 @@ class Orchestrator:
         Raises:
             _StepCheckFailed: a check failed (its findings are recorded).
         """
-        mine = [e for e in self._facts.get(EFFECTS, ()) if e[0] == step.id]
+        mine = self._by_step(EFFECTS).get(step.id, [])
         findings: list[Finding] = []
         expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
         exists = getattr(self.target, "existing", None)
@@ -1581,7 +1585,7 @@ class Orchestrator:
             if action in ("create", "drop", "rename")
             for key in (f"{kind}:{name}", *([f"{kind}:{new}"] if new else []))
         )
-        unsure = any(sid == step.id for sid, _ in self._facts.get(UNKNOWN, ()))
+        unsure = step.id in self._by_step(UNKNOWN)
         if not unsure and all(count == 1 for count in changes.values()):
             expected = {}
         if expected and exists is not None:
@@ -1602,7 +1606,7 @@ class Orchestrator:
                         )
                     )
         orphans = getattr(self.target, "orphans", None)
-        texts = [sql for sid, _p, _l, sql in self._facts.get(STATEMENTS, ()) if sid == step.id]
+        texts = [sql for _sid, _p, _l, sql in self._by_step(STATEMENTS).get(step.id, [])]
         if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
             tables = sorted(
                 {e[2] for e in mine if e[1] == "table"}
@@ -1623,6 +1627,19 @@ class Orchestrator:
         if findings:
             self.storage.record_findings(run.id, findings)
             raise _StepCheckFailed("; ".join(f.message for f in findings))
+
+    def _by_step(self, fact: str) -> dict[StepId, list[Any]]:
+        """A per-step fact of the plan (rows whose first field is the step), by step: built
+        once per run, not scanned once per step."""
+        rows = self._facts.get(fact, ())
+        cached = self._indexes.get(fact)
+        if cached is not None and cached[0] is rows:
+            return cached[1]
+        index: dict[StepId, list[Any]] = {}
+        for row in rows:
+            index.setdefault(row[0], []).append(row)
+        self._indexes[fact] = (rows, index)
+        return index
 
     @contextlib.contextmanager
     def _bound(self, connection: Any) -> Iterator[bool]:

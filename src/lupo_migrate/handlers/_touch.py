@@ -11,6 +11,7 @@ Names are returned unquoted, with their schema when the statement names one.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -119,8 +120,10 @@ def _unquote(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
     """The objects *sql* (one statement) affects; empty for statements that change nothing.
+    (Cached: a run asks about each statement several times: lint, pre-images, waits.)
 
     Args:
         sql: one statement, rendered as it will run.

@@ -25,6 +25,7 @@ connection died shows as free at once. The lock creates its tables when first us
 from __future__ import annotations
 
 import hashlib
+import select
 import threading
 import time
 import uuid
@@ -74,6 +75,18 @@ def postgresql_lock_key(name: str) -> int:
     """The signed 64-bit advisory lock key for *name* (the first 8 bytes of its sha1)."""
     digest = hashlib.sha1(b"lupo_migrate:" + name.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _quiet(conn: sa.Connection) -> bool:
+    """Whether nothing is waiting to be read on *conn*'s socket (False when unknown)."""
+    try:
+        raw: Any = conn.connection.dbapi_connection
+        sock = getattr(raw, "_sock", None)  # PyMySQL
+        fileno = sock.fileno() if sock is not None else raw.fileno()  # psycopg2
+        readable, _, _ = select.select([fileno], [], [], 0)
+    except Exception:  # no socket to look at (closed, another driver): ask the server
+        return False
+    return not readable
 
 
 class SqlAlchemyLock:
@@ -269,11 +282,17 @@ class SqlAlchemyLock:
 
     def alive(self) -> bool:
         """Whether the hold this handle took is still there: its dedicated connection answers
-        (a connection killed server-side took the lock with it). One round trip on that
-        connection; SQLite leases are checked by :meth:`heartbeat` instead."""
+        (a connection killed server-side took the lock with it). SQLite leases are checked
+        by :meth:`heartbeat` instead.
+
+        Free while nothing arrived on the idle connection's socket: the server sends nothing
+        unasked, except when it closes the connection (a kill, a timeout, a shutdown). Only
+        then is the connection asked (one round trip), which tells for sure."""
         conn = self._holding
         if conn is None:
             return self.kind == "sqlite"
+        if _quiet(conn):
+            return True
         try:
             conn.exec_driver_sql("SELECT 1").scalar()
         except sa.exc.SQLAlchemyError:
