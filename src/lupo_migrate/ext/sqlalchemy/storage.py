@@ -34,7 +34,7 @@ from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
 from lupo_migrate.ext.sqlalchemy._hot import HotPath
-from lupo_migrate.ext.sqlalchemy._pipeline import pipeline_of
+from lupo_migrate.ext.sqlalchemy._pipeline import CAS_GUARD, pipeline_of
 from lupo_migrate.ext.sqlalchemy._tables import (
     OrchestrationTables,
     describe,
@@ -240,7 +240,13 @@ class SqlAlchemyStorage:
                 params = {f"v_{n}": values[n] for n in names}
                 params.update(w_run=run.id, w_v=expected_version)
                 pipeline = pipeline_of(conn)
-                if pipeline is not None:
+                if pipeline is not None and getattr(conn.dialect, "is_mariadb", False):
+                    # Held back with a guard: the server checks its row count before the
+                    # next statement runs (see _pipeline.CAS_GUARD).
+                    pipeline.defer(self._hot.sql(name, build), params, tag="state")
+                    pipeline.defer(CAS_GUARD, tag="state")
+                    matched = 1
+                elif pipeline is not None:
                     # Sent now, with the writes held back before it: its row count is
                     # checked before anything else runs.
                     text = pipeline.render(self._hot.sql(name, build), params)

@@ -163,8 +163,9 @@ class SqlAlchemyTarget:
         connection, _transaction = self._chain
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None:
-            pipeline.send()  # nothing may wait from before the step's savepoint
-            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")  # sent with the first statement
+            # Sent with the step's first statement, after what the previous step held back
+            # (which a rollback to the savepoint leaves alone).
+            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")
         else:
             self._raw(connection, "SAVEPOINT lupo_step")
         try:
@@ -239,8 +240,8 @@ class SqlAlchemyTarget:
             self.discard()  # it dropped: the server rolled back what was pending
             return
         pipeline = _pipeline.pipeline_of(connection)
-        if pipeline is not None and "savepoint" in pipeline.discard():
-            self.flush()  # nothing of the step reached the server
+        if pipeline is not None and "savepoint" in pipeline.discard(since="savepoint"):
+            self.flush()  # nothing of the step reached the server; what came before goes
             return
         try:
             self._raw(connection, "ROLLBACK TO SAVEPOINT lupo_step")
