@@ -91,3 +91,58 @@ def test_discard_drops_held_writes_and_names_their_tags(connection: sa.Connectio
     assert pipeline.discard() == {"savepoint"}
     pipeline.send()
     assert _log(connection) == []
+
+
+def test_the_guard_stops_the_packet_unless_one_row_matched(connection: sa.Connection) -> None:
+    """CAS_GUARD after an UPDATE that matched no row: the rest of the packet does not run."""
+    pipeline = _pipeline.pipeline_of(connection)
+    assert pipeline is not None
+    connection.exec_driver_sql("INSERT INTO log (what) VALUES ('v1')")
+    pipeline.defer("UPDATE log SET what = 'v2' WHERE what = 'v1'")
+    pipeline.defer(_pipeline.CAS_GUARD)
+    pipeline.send("INSERT INTO log (what) VALUES ('next')")
+    assert _log(connection) == ["v2", "next"]
+    pipeline.defer("UPDATE log SET what = 'v3' WHERE what = 'v1'")  # stale: matches nothing
+    pipeline.defer(_pipeline.CAS_GUARD)
+    with pytest.raises(StorageError, match="compare-and-set failed"):
+        pipeline.send("INSERT INTO log (what) VALUES ('must not run')")
+    assert _log(connection) == ["v2", "next"]
+
+
+def test_discard_since_a_tag_keeps_what_came_before(connection: sa.Connection) -> None:
+    """A step that fails before reaching the server drops its own writes only."""
+    pipeline = _pipeline.pipeline_of(connection)
+    assert pipeline is not None
+    pipeline.defer("INSERT INTO log (what) VALUES ('previous step')", tag="state")
+    pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")
+    pipeline.defer("INSERT INTO log (what) VALUES ('this step')", tag="journal")
+    assert pipeline.discard(since="savepoint") == {"savepoint", "journal"}
+    pipeline.send()
+    assert _log(connection) == ["previous step"]
+
+
+def test_a_stale_run_version_stops_the_next_statement(mariadb_url: str) -> None:
+    """save_run on a bound MariaDB connection holds its compare-and-set back; with a stale
+    version, the statement it travels with is refused by the server."""
+    from lupo_migrate._model import Run
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyStorage
+
+    engine = make_engine(mariadb_url)
+    storage = SqlAlchemyStorage(engine)
+    storage.ensure_schema()
+    run = Run(id="r1", steps=("a",))
+    storage.create_run(run)
+    try:
+        with engine.connect() as connection, storage.bound(connection):
+            _pipeline.attach(connection)
+            pipeline = _pipeline.pipeline_of(connection)
+            assert pipeline is not None
+            storage.save_run(run, expected_version=run.version + 5)  # stale: held back
+            assert len(pipeline) == 2
+            with pytest.raises(StorageError, match="compare-and-set failed"):
+                pipeline.send("CREATE TABLE must_not_exist (id INT)")
+            exists = connection.exec_driver_sql("SHOW TABLES LIKE 'must_not_exist'").all()
+            assert exists == []
+            _pipeline.detach(connection)
+    finally:
+        engine.dispose()
