@@ -114,7 +114,14 @@ logger.addHandler(logging.NullHandler())
 
 
 class Target(Protocol):
-    """Where statements run: the shell side of a database (see ``ext.sqlalchemy.target``)."""
+    """Where statements run: the shell side of a database (see ``ext.sqlalchemy.target``).
+
+    A target may offer more, looked up by name when present (``SqlAlchemyTarget`` has them
+    all): ``fingerprint``, ``table_data``, ``row_estimates``, ``existing`` and ``orphans``
+    (the checks), ``pre_images`` and ``drop_backups`` (verified rollbacks), ``flush`` (held
+    writes), ``holders`` and ``lock_wait_suspects`` (sessions blocking DDL),
+    ``connection_lost`` and ``discard`` (a connection that dropped), ``time_query`` (probes).
+    """
 
     @property
     def dialect(self) -> str:
