@@ -124,3 +124,42 @@ def test_kill_at_every_effect_boundary_then_recover_or_resume(
         assert kills >= 30, f"only {kills} kills (seed {seed})"
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_a_run_killed_while_it_rolls_back_is_rolled_back_to_the_end_by_recover(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last step fails, the run rolls back, and dies doing so (before, then after, each
+    undo statement): recover (with --resume too) goes on rolling back; the pre-run state."""
+    files = {
+        "V1__t.sql": "CREATE TABLE k1 (id INT PRIMARY KEY);\n",
+        "V2__c.sql": "ALTER TABLE old ADD COLUMN k2 INT DEFAULT 2;\n",
+        "V3__bad.sql": "INSERT INTO no_such_table VALUES (1);\n",
+    }
+    before, args, orch = _prepare(mariadb_url, tmp_path, files)
+    try:
+        # Statements 0 and 1 apply; the third fails (not counted), so the two undos are 2
+        # and 3: killed after the first, before the second, after the second.
+        for mode, at in (("after", 2), ("before", 3), ("after", 3)):
+            why = (mode, at)
+            process = subprocess.run(
+                [sys.executable, str(KILLER), mode, str(at), *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert process.returncode == -9, (why, process.stderr)
+            _wait_gone(mariadb_url, orch)
+            assert main(["status", *args]) == 0
+            assert "died in rolling_back" in capsys.readouterr().err, why
+            resume = at == 3  # either way it goes on rolling back
+            code = main(["recover", *args, *(["--resume"] if resume else [])])
+            out, err = capsys.readouterr()
+            assert code == 0, (why, out, err)
+            assert "recovered, rolled_back" in out, (why, out, err)
+            _same(_state(mariadb_url), before, why)
+            assert _held(mariadb_url, orch) == (None, None), why
+            assert main(["history", *args]) == 0
+            assert "goes on rolling it back" in capsys.readouterr().out, why
+    finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
