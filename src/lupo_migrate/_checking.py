@@ -1,0 +1,345 @@
+"""The checks around a run (shell, part of the ``Orchestrator``): the facts pre- and
+post-validation compare (fingerprints, rows of untouched tables, probe times, the plan's
+statements and effects), and each step's during-validation.
+
+Functions of the orchestrator's own state: each takes it as ``orch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lupo_migrate import _state as sm
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._fingerprint import Fingerprint
+from lupo_migrate._model import (
+    FailureKind,
+    Finding,
+    Outcome,
+    Plan,
+    Run,
+    Severity,
+    Stage,
+    Step,
+    StepId,
+    ValidationContext,
+)
+from lupo_migrate._runtime import (
+    _CHECKS_OFF,
+    _family,
+    _read_under,
+    _StepCheckFailed,
+)
+from lupo_migrate._validation import (
+    BEFORE,
+    DATA_AFTER,
+    DATA_BEFORE,
+    EFFECTS,
+    ESTIMATES,
+    EXPLICIT_DOWN,
+    FINGERPRINT,
+    NO_ROLLBACK,
+    PROBES_AFTER,
+    PROBES_BEFORE,
+    RECORDED,
+    UNKNOWN,
+    all_of,
+    backup_limit,
+    declared_effects,
+    dependencies_applied,
+    expected_existence,
+    performance_probes,
+    rollback_available,
+    schema_drift,
+    table_budget,
+    touched_keys,
+    untouched_unchanged,
+)
+from lupo_migrate.errors import (
+    LupoMigrateError,
+)
+from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
+from lupo_migrate.handlers._touch import touches
+from lupo_migrate.typing import Validator
+
+if TYPE_CHECKING:
+    from lupo_migrate._runner import Orchestrator
+
+logger = logging.getLogger("lupo_migrate")
+
+
+def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event:
+    validators: list[Validator] = list(orch.validators)
+    facts: dict[str, Any] = {}
+    if stage is Stage.PRE:
+        validators[:0] = [dependencies_applied()]
+        if orch.table_budget is not None:
+            validators.append(table_budget(orch.table_budget))
+            facts.update(orch.target.facts())
+        limit = getattr(orch.target, "backup_limit", None)
+        if limit is not None and orch._restores:
+            validators.append(backup_limit(limit))
+        validators += [
+            rollback_available(),
+            schema_drift(fail=orch.drift == "error"),
+            risky_statements(
+                forbid=orch.forbid, ignore=orch.lint_ignore, dialect=_family(orch.target)
+            ),
+        ]
+    else:
+        validators += [
+            declared_effects(),
+            untouched_unchanged(),
+            performance_probes(orch.probe_threshold),
+        ]
+    try:
+        facts.update(measure(orch, stage, plan))
+    except LupoMigrateError as error:
+        failure = Finding(
+            severity=Severity.ERROR,
+            message=f"{stage.value}-validation could not measure the target: {error}",
+            code="measure-failed",
+            kind=FailureKind.CRITICAL_VALIDATION,
+        )
+        orch.storage.record_findings(run.id, [failure])
+        return sm.ValidationFailed(stage, (failure,))
+    context = ValidationContext(
+        stage=stage,
+        plan=plan,
+        run=run,
+        applied=orch.storage.applied(orch.target_name),
+        facts=facts,
+    )
+    findings = tuple(all_of(*validators)(context))
+    if findings:
+        orch.storage.record_findings(run.id, findings)
+    if any(f.severity.fails for f in findings):
+        return sm.ValidationFailed(stage, findings)
+    return sm.ValidationPassed(stage, findings)
+
+
+def measure(orch: Orchestrator, stage: Stage, plan: Plan) -> dict[str, Any]:
+    """The facts the schema, data and probe validators compare (see ``_validation``).
+
+    PRE reads the plan's statements and what they touch, the live and the recorded
+    fingerprints, the rows of the tables the plan leaves alone and the probe times; POST
+    reads them again (the statements' effects are kept from PRE).
+    """
+    if stage is Stage.PRE:
+        orch._facts = plan_effects(orch, plan)
+        orch._facts[PROBES_BEFORE] = time_probes(orch)
+    facts = dict(orch._facts)
+    if stage is Stage.POST:
+        facts[PROBES_AFTER] = time_probes(orch)
+    read = getattr(orch.target, "fingerprint", None)
+    if read is None:
+        return facts
+    taken = getattr(orch._pre, "fingerprint", None)  # read a moment ago (MySQL)
+    core = getattr(orch.target, "core_schema", None)
+    live = taken if stage is Stage.PRE and taken is not None and core is None else read()
+    if stage is Stage.PRE:
+        facts[FINGERPRINT] = live
+        kept = getattr(orch.storage, "fingerprint", None)
+        text = kept(orch.target_name) if kept is not None and orch.drift != "off" else None
+        facts[RECORDED] = None if text is None else Fingerprint.from_json(text)
+        touched = touched_keys(facts[EFFECTS])
+        estimates = orch.target.row_estimates()  # type: ignore[attr-defined]
+        facts[ESTIMATES] = estimates
+        untouched = sorted(
+            name
+            for name, rows in estimates.items()
+            if f"table:{name}" not in touched and rows <= orch.integrity_limit
+        )
+        facts[DATA_BEFORE] = orch.target.table_data(untouched)  # type: ignore[attr-defined]
+        orch._facts = {**facts, BEFORE: live}
+    else:
+        facts[FINGERPRINT] = live
+        before = facts.get(DATA_BEFORE) or {}
+        facts[DATA_AFTER] = orch.target.table_data(  # type: ignore[attr-defined]
+            [n for n in before if f"table:{n}" in live.objects]
+        )
+        orch._after = live
+    return facts
+
+
+def time_probes(orch: Orchestrator) -> dict[str, float | None]:
+    timer = getattr(orch.target, "time_query", None)
+    if timer is None:
+        return {}
+    return {name: timer(sql) for name, sql in orch.probes.items()}
+
+
+def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
+    """The plan's statements (from handlers that can list them) and what they touch."""
+    statements: list[tuple[str, str, int | None, str]] = []
+    explicit: set[str] = set()
+    effects: list[tuple[str, str, str, str, str | None]] = []
+    unknown: list[tuple[str, str]] = []
+    family = _family(orch.target)
+    core = orch.target.names.get("core")
+    no_rollback: list[tuple[str, str]] = []
+    kept = orch._restores  # pre-images put back what a step touched
+    for step in plan.steps:
+        handler = orch.registry.lookup(step.file_type)
+        listing = getattr(handler, "statements", None)
+        if listing is None:
+            if step.file_type != "documentation":
+                unknown.append((step.id, step.file_type))
+            if not handler.can_rollback(step):
+                no_rollback.append((step.id, f"its {step.file_type} handler cannot undo it"))
+            continue
+        info = None
+        try:
+            text = _read_under(orch.root, step.path, step)
+            listed = statements_of(orch, listing, step, text)
+            inspect = getattr(handler, "inspect", None)
+            if inspect is not None:
+                info = inspect(
+                    step,
+                    text,
+                    dialect=orch.target.dialect,
+                    read_text=lambda rel, step=step: _read_under(orch.root, rel, step),
+                )
+                if info.down_source in ("section", "twin"):
+                    explicit.add(step.id)
+        except (LupoMigrateError, OSError, UnicodeDecodeError):
+            unknown.append((step.id, "unreadable"))  # the step itself will say why
+            continue
+        mine: list[str] = []
+        for stmt in listed:
+            statements.append((step.id, step.path, stmt.line, stmt.text))
+            for touch in touches(stmt.text, dialect=family):
+                if touch.kind == "unknown":
+                    unknown.append((step.id, touch.name))
+                    mine.append(touch.name)
+                elif touch.schema in (None, core):
+                    effects.append((step.id, touch.kind, touch.name, touch.action, touch.new_name))
+            for table, action, column, new in column_effects(stmt.text, family):
+                renamed = None if new is None else f"{table}.{new}"
+                effects.append((step.id, "column", f"{table}.{column}", action, renamed))
+        invertible = info.invertible if info is not None else handler.can_rollback(step)
+        if not invertible and not (kept and not mine):
+            why = (
+                f"statements whose effects cannot be told: {', '.join(mine)}"
+                if kept
+                else "; ".join(getattr(info, "reasons", ())) or "no down section"
+            )
+            no_rollback.append((step.id, why))
+    return {
+        NO_ROLLBACK: tuple(no_rollback),
+        STATEMENTS: tuple(statements),
+        EFFECTS: tuple(effects),
+        UNKNOWN: tuple(unknown),
+        EXPLICIT_DOWN: frozenset(explicit),
+    }
+
+
+def statements_of(orch: Orchestrator, listing: Callable[..., Any], step: Step, text: str) -> Any:
+    """A handler's statements of *step*, rendered for this target."""
+    return listing(
+        step,
+        text,
+        dialect=orch.target.dialect,
+        names=orch.target.names,
+        renames=orch.target.renames,
+    )
+
+
+def check_step(orch: Orchestrator, run: Run, step: Step, connection: Any) -> None:
+    """The during-validation of a step that ran: what its statements create, drop or
+    rename is (or is not) there (looked up where several statements change one object or
+    one statement's effects are unknown; a lone DDL statement that succeeded did what it
+    says); and where it turned foreign key checks off, the foreign keys of the tables it
+    touched still hold.
+
+    Raises:
+        _StepCheckFailed: a check failed (its findings are recorded).
+    """
+    mine = by_step(orch, EFFECTS).get(step.id, [])
+    findings: list[Finding] = []
+    expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
+    exists = getattr(orch.target, "existing", None)
+    # A DDL statement that succeeded had its effect; the step's net effect can differ only
+    # where several of its statements change one object, or one's effects are unknown.
+    changes = Counter(
+        key
+        for _, kind, name, action, new in mine
+        if action in ("create", "drop", "rename")
+        for key in (f"{kind}:{name}", *([f"{kind}:{new}"] if new else []))
+    )
+    unsure = step.id in by_step(orch, UNKNOWN)
+    if not unsure and all(count == 1 for count in changes.values()):
+        expected = {}
+    if expected and exists is not None:
+        found = exists(sorted(expected), connection)
+        for key, there in sorted(expected.items()):
+            if (key in found) != there:
+                kind, _, name = key.partition(":")
+                findings.append(
+                    Finding(
+                        severity=Severity.ERROR,
+                        message=f"after {step.id}: {kind} {name} should"
+                        f" {'exist' if there else 'be gone'}, but"
+                        f" {'is missing' if there else 'still exists'}",
+                        path=step.path,
+                        code="step-effect",
+                        kind=FailureKind.CRITICAL_VALIDATION,
+                        step_id=step.id,
+                    )
+                )
+    orphans = getattr(orch.target, "orphans", None)
+    texts = [sql for _sid, _p, _l, sql in by_step(orch, STATEMENTS).get(step.id, [])]
+    if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
+        tables = sorted(
+            {e[2] for e in mine if e[1] == "table"}
+            | {e[4] for e in mine if e[1] == "table" and e[4]}
+        )
+        for table, key, count in orphans(tables, connection):
+            findings.append(
+                Finding(
+                    severity=Severity.ERROR,
+                    message=f"after {step.id}: {count} row(s) of {table} break foreign key"
+                    f" {key} (the step turned foreign key checks off)",
+                    path=step.path,
+                    code="foreign-key-broken",
+                    kind=FailureKind.DATA_INTEGRITY,
+                    step_id=step.id,
+                )
+            )
+    if findings:
+        orch.storage.record_findings(run.id, findings)
+        raise _StepCheckFailed("; ".join(f.message for f in findings))
+
+
+def by_step(orch: Orchestrator, fact: str) -> dict[StepId, list[Any]]:
+    """A per-step fact of the plan (rows whose first field is the step), by step: built
+    once per run, not scanned once per step."""
+    rows = orch._facts.get(fact, ())
+    cached = orch._indexes.get(fact)
+    if cached is not None and cached[0] is rows:
+        return cached[1]
+    index: dict[StepId, list[Any]] = {}
+    for row in rows:
+        index.setdefault(row[0], []).append(row)
+    orch._indexes[fact] = (rows, index)
+    return index
+
+
+def record_schema(orch: Orchestrator, run: Run, *, when: Outcome | None) -> None:
+    """Keep the schema as a run that ended *when* (None: that is completing) left it: the
+    next run's drift reference.
+
+    A run that failed and rolled back leaves the reference alone: the schema is as it
+    was, and a drift found before it must not become the reference by the way.
+    """
+    keep = getattr(orch.storage, "record_fingerprint", None)
+    read = getattr(orch.target, "fingerprint", None)
+    after, orch._after = orch._after, None
+    if keep is None or read is None or run.outcome is not when:
+        return
+    if after is None:
+        after = read()
+    keep(orch.target_name, after.to_json(), to_stamp(orch.clock.now()))

@@ -1,0 +1,324 @@
+"""Recovering a run whose process, or connection, died (shell, part of the ``Orchestrator``):
+``recover`` rolls it back or, resuming, carries it on, after reconciling the statement in
+flight with the live schema; ``guarded`` does the same in the same process when a statement's
+connection drops.
+
+Functions of the orchestrator's own state: each takes it as ``orch``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from lupo_migrate import _checking
+from lupo_migrate import _state as sm
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._decisions import (
+    ROLLED_BACK,
+    is_open,
+)
+from lupo_migrate._model import (
+    Failure,
+    FailureKind,
+    Finding,
+    Outcome,
+    Plan,
+    Run,
+    Severity,
+    Step,
+    StepId,
+)
+from lupo_migrate._runtime import (
+    _RESUMED_WITH_FACTS,
+    RunResult,
+    _family,
+    _in_transaction,
+    _read_under,
+)
+from lupo_migrate._validation import (
+    BEFORE,
+    DATA_BEFORE,
+    EFFECTS,
+    ESTIMATES,
+    expected_existence,
+    touched_keys,
+)
+from lupo_migrate.errors import (
+    ConnectionLostError,
+    DecisionError,
+    InternalError,
+    MigrationFileError,
+)
+from lupo_migrate.handlers._lint import column_effects
+from lupo_migrate.handlers._touch import touches
+
+if TYPE_CHECKING:
+    from lupo_migrate._runner import Orchestrator
+
+logger = logging.getLogger("lupo_migrate")
+
+
+def recover(
+    orch: Orchestrator, steps: Sequence[Step], *, operator: str = "operator", resume: bool = False
+) -> RunResult:
+    """:meth:`Orchestrator.recover <lupo_migrate.Orchestrator.recover>` (documented there)."""
+    dead = orch.crashed()
+    if dead is None:
+        with orch.lock.acquire(orch.owner, timeout=orch.lock_timeout):
+            orphan = orch._lift_orphan_freeze()
+        if orphan is not None:  # died after freezing, before its run was recorded
+            return RunResult(run=None, plan=Plan())
+        raise DecisionError(f"no run of target {orch.target_name} died; nothing to recover")
+    plan, by_id = plan_of(orch, dead, steps, resume=resume)
+    with ExitStack() as stack:
+        orch._hold(stack)  # the dead run's freeze is an orphan now
+        stack.callback(orch._flush)
+        stack.callback(orch._close_pre_images)
+        run = guarded(
+            orch,
+            lambda: take_over(orch, dead, plan, by_id, operator=operator, resume=resume),
+            dead.id,
+            plan,
+            by_id,
+        )
+    return RunResult(
+        run=run,
+        plan=plan,
+        applied=run.applied if run.outcome is Outcome.COMPLETED else (),
+        findings=tuple(orch.storage.findings(run.id)),
+    )
+
+
+def take_over(
+    orch: Orchestrator,
+    dead: Run,
+    plan: Plan,
+    by_id: Mapping[StepId, Step],
+    *,
+    operator: str,
+    resume: bool,
+    note: Finding | None = None,
+) -> Run:
+    """Carry on (*resume*) or roll back a run whose process, or connection, died, with
+    the run lock held: from what storage and the live schema say, not from memory."""
+    orch._recovering = dead
+    try:
+        orch._done = {k: v for k, v in orch._done.items() if k[0] != dead.id}
+        reconcile(orch, dead)
+        went_on = resume or dead.phase is sm.Phase.ROLLING_BACK
+        if note is None:
+            note = recovery_note(dead, operator, went_on)
+        orch.storage.record_findings(dead.id, [note])
+        if dead.phase is sm.Phase.IDLE:  # died before it started: start it (then undo)
+            if resume:
+                orch._recovering = None  # a plain start
+            run = orch._drive(dead, sm.LockAcquired(orch.owner), plan, by_id)
+        elif went_on:
+            if dead.phase in (sm.Phase.PREPARING, sm.Phase.VALIDATING_PRE):
+                orch._recovering = None  # nothing ran: it prepares again, as a new run
+            else:
+                orch._pre = kept_pre_images(orch, dead, resume=resume)
+            if resume and dead.phase in _RESUMED_WITH_FACTS:
+                orch._facts = resumed_facts(orch, plan)
+            run = orch._drive(dead, sm.Resumed(orch.owner), plan, by_id)
+        else:
+            orch._pre = kept_pre_images(orch, dead)
+            failure = Failure(kind=FailureKind.CRASH, message=note.message)
+            run = orch._drive(dead, sm.RollbackRequested(failure), plan, by_id)
+        log = orch._decision_log
+        if log is not None and run.outcome is Outcome.ROLLED_BACK:
+            now = to_stamp(orch.clock.now())
+            for record in log.decisions(dead.id):  # it died completing: records went in
+                if is_open(record, now):
+                    log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
+        return run
+    finally:
+        orch._recovering = None
+
+
+def guarded(
+    orch: Orchestrator,
+    drive: Callable[[], Run],
+    run_id: str,
+    plan: Plan,
+    by_id: Mapping[StepId, Step],
+) -> Run:
+    """Drive a run; when the connection drops during a statement, look at what the
+    storage and the live schema say and roll the run back from there (never sending the
+    statement again), on fresh connections. Up to three drops; then the run is left for
+    ``recover``."""
+    for attempt in range(3):
+        try:
+            return drive()
+        except ConnectionLostError as lost:
+            logger.error("run %s: %s", run_id, lost)
+            discard = getattr(orch.target, "discard", None)
+            if discard is not None:
+                discard()
+            orch._pre = None
+            stored = orch.storage.get_run(run_id)
+            if stored is None or stored.ended or attempt == 2:
+                raise
+            why = Finding(
+                severity=Severity.ERROR,
+                message=f"run {run_id}: {lost}",
+                path=lost.path,
+                code="connection-lost",
+                kind=FailureKind.STEP_FAILED_PARTWAY,
+                step_id=lost.step_id,
+            )
+            drive = functools.partial(
+                take_over,
+                orch,
+                stored,
+                plan,
+                by_id,
+                operator="lupo_migrate",
+                resume=False,
+                note=why,
+            )
+    raise InternalError("unreachable")  # pragma: no cover
+
+
+def plan_of(
+    orch: Orchestrator, dead: Run, steps: Sequence[Step], *, resume: bool
+) -> tuple[Plan, dict[StepId, Step]]:
+    """The dead run's steps, from *steps*. Resuming, an applied file edited since is
+    refused, and so is an in-flight file whose statements that ran read differently now
+    (the journal's statement indexes must mean what they meant)."""
+    by_id = {s.id: s for s in steps}
+    missing = [s for s in dead.steps if s not in by_id]
+    if missing:
+        raise DecisionError(
+            f"the files of {', '.join(missing)} are not in the migrations directory;"
+            " restore them to recover the run"
+        )
+    plan = Plan(steps=[by_id[s] for s in dead.steps])
+    if resume and dead.phase is not sm.Phase.ROLLING_BACK:
+        edited = orch.verify(plan.steps)
+        if edited:
+            raise MigrationFileError(edited)
+        if dead.in_flight is not None:
+            same_statements(orch, dead, by_id[dead.in_flight])
+    return plan, {s.id: s for s in plan.steps}
+
+
+def same_statements(orch: Orchestrator, dead: Run, step: Step) -> None:
+    listing = getattr(orch.registry.lookup(step.file_type), "statements", None)
+    ran = [e for e in orch.storage.journal(dead.id) if e.step_id == step.id]
+    if listing is None or not ran:
+        return
+    listed = _checking.statements_of(orch, listing, step, _read_under(orch.root, step.path, step))
+    now = {stmt.index: stmt.text for stmt in listed}
+    changed = sorted(e.index for e in ran if now.get(e.index) != e.statement)
+    if changed:
+        raise DecisionError(
+            f"{step.path}: step {step.id} was edited after run {dead.id} began it"
+            f" (statement {changed[0] + 1} reads differently now); it cannot be resumed."
+            " Restore the file, or `lupo-migrate recover` without --resume to roll back"
+        )
+
+
+def recovery_note(dead: Run, operator: str, went_on: bool) -> Finding:
+    at = f" at step {dead.in_flight}" if dead.in_flight else ""
+    what = (
+        "goes on rolling it back"
+        if dead.phase is sm.Phase.ROLLING_BACK
+        else "resumes it"
+        if went_on
+        else "rolls it back"
+    )
+    return Finding(
+        severity=Severity.INFO,
+        message=f"run {dead.id} died in {dead.phase.value}{at}; {operator} {what}",
+        code="recovered",
+    )
+
+
+def reconcile(orch: Orchestrator, dead: Run) -> None:
+    """Which of the dead run's statements ran, from its journal and the live schema."""
+    told: list[Finding] = []
+    for entry in orch.storage.journal(dead.id):
+        ran = entry.done_at is not None or took_effect(orch, entry.statement)
+        if entry.done_at is None:
+            short = " ".join(entry.statement.split())[:120]
+            told.append(
+                Finding(
+                    severity=Severity.INFO,
+                    message=f"statement {entry.index + 1} of {entry.step_id} was in flight"
+                    f" ({short}): the live schema shows it {'ran' if ran else 'did not run'}",
+                    code="in-flight",
+                    step_id=entry.step_id,
+                )
+            )
+        if ran:
+            orch._done.setdefault((dead.id, entry.step_id), set()).add(entry.index)
+            if entry.done_at is None:
+                orch.storage.journal_done(entry.id, to_stamp(orch.clock.now()))
+    if told:
+        orch.storage.record_findings(dead.id, told)
+
+
+def took_effect(orch: Orchestrator, statement: str) -> bool:
+    """Whether a statement announced but not marked finished left its mark: what it
+    creates, drops or renames is as it says. DML never does (it rolled back with its
+    journal row); a statement whose effects cannot be told counts as run."""
+    if _in_transaction(statement) or orch.target.transactional_ddl:
+        return False
+    family = _family(orch.target)
+    effects = [
+        ("?", t.kind, t.name, t.action, t.new_name) for t in touches(statement, dialect=family)
+    ]
+    effects += [
+        ("?", "column", f"{table}.{column}", action, None if new is None else f"{table}.{new}")
+        for table, action, column, new in column_effects(statement, family)
+    ]
+    expected = expected_existence(effects)
+    exists = getattr(orch.target, "existing", None)
+    if not expected or exists is None:
+        return True
+    found = exists(sorted(expected))
+    return all((key in found) == there for key, there in expected.items())
+
+
+def kept_pre_images(orch: Orchestrator, dead: Run, *, resume: bool = False) -> Any:
+    """The dead run's pre-images as it saved them, with what its journal says it touched.
+    Resuming, they go on recording: what the run has not touched yet is as it was before
+    the run, so it is read from the live schema (see ``PreImages.resume``)."""
+    make = getattr(orch.target, "pre_images", None)
+    pre = make(dead.id) if make is not None else None
+    if pre is None or not pre.load():
+        return None
+    for entry in orch.storage.journal(dead.id):
+        pre.note(entry.statement)
+    if resume:
+        pre.resume()
+    return pre
+
+
+def resumed_facts(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
+    """What post-validation compares, for a run resumed after its process died: the
+    plan's effects again, the schema before the run from the pre-images (what the run
+    has not touched is read live), and the rows of untouched tables as they are now (the
+    dead run's own readings died with it). Probes are not timed: their baseline is gone."""
+    facts = _checking.plan_effects(orch, plan)
+    fingerprint = getattr(orch._pre, "fingerprint", None)
+    if fingerprint is not None:
+        facts[BEFORE] = fingerprint
+    estimates = getattr(orch.target, "row_estimates", None)
+    if estimates is not None:
+        touched = touched_keys(facts[EFFECTS])
+        rows = estimates()
+        facts[ESTIMATES] = rows
+        facts[DATA_BEFORE] = orch.target.table_data(  # type: ignore[attr-defined]
+            sorted(
+                name
+                for name, count in rows.items()
+                if f"table:{name}" not in touched and count <= orch.integrity_limit
+            )
+        )
+    return facts

@@ -1,0 +1,140 @@
+"""What the orchestrator's modules share (shell): the run's result, reading step files,
+telling statements apart, the failures steps turn into."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from lupo_migrate import _state as sm
+from lupo_migrate._model import (
+    Classification,
+    Failure,
+    FailureKind,
+    Finding,
+    Outcome,
+    Plan,
+    Run,
+    Step,
+    StepId,
+)
+from lupo_migrate._names import normalise
+from lupo_migrate.errors import (
+    LupoMigrateError,
+    StepError,
+)
+
+if TYPE_CHECKING:
+    from lupo_migrate._runner import Target
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """What a call to :meth:`Orchestrator.apply` did.
+
+    Attributes:
+        run: the run as it ended (None when there was nothing to do).
+        plan: the plan it ran (empty when nothing was pending).
+        applied: ids of the steps applied and kept.
+        findings: every finding recorded.
+    """
+
+    run: Run | None
+    plan: Plan
+    applied: tuple[StepId, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether every step was applied already."""
+        return self.run is None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The run's outcome, or None when nothing ran."""
+        return self.run.outcome if self.run is not None else None
+
+
+@functools.lru_cache(maxsize=8)
+def _real_root(root: Path) -> str:
+    """*root* with symbolic links resolved, ending in a separator (for prefix checks)."""
+    return os.path.join(os.path.realpath(root), "")
+
+
+# Statements that never commit on their own, on any database: plain DML. (MySQL commits
+# before DDL, LOCK TABLES, START TRANSACTION and more; anything not listed here is treated
+# as possibly committing.)
+_DML = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*(?![!+])[\s\S]*?\*/)*"
+    r"(?i:insert|update|delete|replace)\b"
+)
+
+
+def _in_transaction(statement: str) -> bool:
+    """Whether *statement* is plain DML, which commits or rolls back with its transaction."""
+    return _DML.match(statement) is not None
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's own message, without SQLAlchemy's statement echo and links."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.split("\n[SQL:")[0].strip()
+
+
+#: Phases whose resumed effect needs what the dead run measured before it migrated.
+_RESUMED_WITH_FACTS: Final = frozenset(
+    {sm.Phase.MIGRATING, sm.Phase.VALIDATING_POST, sm.Phase.COMPLETING}
+)
+
+
+class _StepCheckFailed(LupoMigrateError):
+    """A step ran, but its during-validation failed."""
+
+
+#: Statements that turn foreign key checks off (MySQL, SQLite, PostgreSQL's replica role).
+_CHECKS_OFF = re.compile(
+    r"foreign_key_checks\s*=\s*(?:0|off|false)|foreign_keys\s*=\s*(?:0|off|false|no)"
+    r"|session_replication_role\s*=\s*'?replica",
+    re.IGNORECASE,
+)
+
+
+@attrs.define
+class _Rollback:
+    """An operator's rollback of a completed run, while it is driven."""
+
+    of: Run
+    scope: Classification | None
+    operator: str
+    #: Steps of the run that stay applied (outside the scope).
+    others: tuple[StepId, ...] = ()
+    #: The objects whose pre-images may be put back (None: every touched object).
+    only: set[str] | None = None
+
+
+def _family(target: Target) -> str:
+    """The dialect family statements are written in (``mysql`` for MariaDB too)."""
+    return "mysql" if target.dialect in ("mysql", "mariadb") else target.dialect
+
+
+def _read_under(root: Path, relpath: str, step: Step) -> str:
+    """The text of *relpath* under *root* (LF line ends, no BOM), for *step*."""
+    real = os.path.realpath(os.path.join(root, relpath))
+    if not real.startswith(_real_root(root)):
+        raise StepError(step.id, relpath, "path leaves the migrations root")
+    with open(real, "rb") as file:
+        return normalise(file.read().decode("utf-8"))
+
+
+def _rollback_failure(message: str) -> Failure:
+    return Failure(kind=FailureKind.DATA_INTEGRITY, message=message, critical=True)
+
+
+def _failure(step: Step, error: BaseException) -> Failure:
+    return Failure(kind=FailureKind.STEP_FAILED_PARTWAY, message=str(error), step_id=step.id)
