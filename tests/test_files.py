@@ -110,7 +110,8 @@ class TestTree:
         )
         found = discover(tmp_path)
         assert [s.path for s in found.steps] == ["a/y.py", "a/z.md", "b.sql"]
-        assert [s.id for s in found.steps] == ["mod_y", "a/z", "b"]
+        # a module step's id is namespaced by its module
+        assert [s.id for s in found.steps] == ["m.mod_y", "a/z", "b"]
         assert [s.file_type for s in found.steps] == ["module", "documentation", "doctrine"]
         assert found.steps[0].module == "m"
 

@@ -188,8 +188,9 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         if listing is None:
             if step.file_type != "documentation":
                 unknown.append((step.id, step.file_type))
-            if not handler.can_rollback(step):
-                no_rollback.append((step.id, f"its {step.file_type} handler cannot undo it"))
+            why = _cannot_undo(orch, handler, step)
+            if why is not None:
+                no_rollback.append((step.id, why))
             continue
         info = None
         try:
@@ -235,6 +236,23 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         UNKNOWN: tuple(unknown),
         EXPLICIT_DOWN: frozenset(explicit),
     }
+
+
+def _cannot_undo(orch: Orchestrator, handler: Any, step: Step) -> str | None:
+    """Why a step whose handler lists no statements cannot be undone, or None: from the
+    handler's ``inspect`` of the file where it has one (``module``: a ``down``), else
+    from ``can_rollback``."""
+    inspect = getattr(handler, "inspect", None)
+    if inspect is None:
+        return (
+            None if handler.can_rollback(step) else f"its {step.file_type} handler cannot undo it"
+        )
+    try:
+        text = _read_under(orch.root, step.path, step)
+        info = inspect(step, text, dialect=orch.target.dialect, read_text=None)
+    except (LupoMigrateError, OSError, UnicodeDecodeError):
+        return None  # the step itself will say why when it runs
+    return None if info.invertible else "; ".join(info.reasons) or "no way to undo it"
 
 
 def statements_of(orch: Orchestrator, listing: Callable[..., Any], step: Step, text: str) -> Any:

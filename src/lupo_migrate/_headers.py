@@ -383,10 +383,21 @@ def build_step(
         depends = (depends,)
     version = fields.get("version")
     module = fields.get("module")
+    kind = str(fields.get("type") or file_type)
+    step_id = str(fields.get("id") or name.id)
+    if kind == "module":
+        # A module migration belongs to a module (its header's, else its directory's) and
+        # its id is namespaced by it, so two modules may both have a 0001_init.
+        if not fields.get("id"):
+            step_id = step_id.rpartition("/")[2]  # the directory is the module, below
+        where = path.rpartition("/")[0].replace("/", ".")
+        module = module if module is not None else (where or None)
+        if module is not None and not step_id.startswith(f"{module}."):
+            step_id = f"{module}.{step_id}"
     return Step(
-        id=str(fields.get("id") or name.id),
+        id=step_id,
         path=path,
-        file_type=str(fields.get("type") or file_type),
+        file_type=kind,
         checksum=content_checksum,
         depends_on=tuple(str(d) for d in depends) if isinstance(depends, (list, tuple)) else (),
         version=str(version) if version is not None and version != "" else name.version,

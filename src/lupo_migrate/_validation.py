@@ -495,14 +495,21 @@ def backup_limit(limit: int) -> Validator:
 @attrs.frozen(repr=False)
 class _RollbackAvailable:
     def __call__(self, context: ValidationContext) -> Iterable[Finding]:
-        paths = {s.id: s.path for s in context.plan.steps}
+        by_id = {s.id: s for s in context.plan.steps}
         for step, why in context.facts.get(NO_ROLLBACK) or ():
+            own = by_id.get(step)
+            # A module without down(ctx) is refused (DESIGN: "down, else refused at plan
+            # time"); a doctrine step without one is reported and may run.
+            module = own is not None and own.file_type == "module"
             yield Finding(
-                severity=Severity.WARNING,
+                severity=Severity.ERROR if module else Severity.WARNING,
                 message=f"{step}: its rollback cannot be guaranteed ({why})",
-                path=paths.get(step),
-                hint="give it a down section (-- lupo:down) or a .down.sql twin",
+                path=own.path if own is not None else None,
+                hint="define down(ctx) in the module"
+                if module
+                else "give it a down section (-- lupo:down) or a .down.sql twin",
                 code="no-rollback",
+                kind=FailureKind.CRITICAL_VALIDATION if module else None,
                 step_id=step,
             )
 
@@ -512,7 +519,8 @@ class _RollbackAvailable:
 
 def rollback_available() -> Validator:
     """PRE: every step whose rollback cannot be guaranteed (no down, no derivable inverse, and
-    no pre-images that cover it) is reported before the run starts, never found after."""
+    no pre-images that cover it) is reported before the run starts, never found after; a
+    ``module`` step without ``down(ctx)`` refuses the run."""
     return _RollbackAvailable()
 
 
