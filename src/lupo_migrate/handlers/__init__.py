@@ -1,10 +1,13 @@
 """Built-in file-type handlers, one small module per type.
 
 - :class:`~lupo_migrate.handlers.doctrine.DoctrineHandler`: ``.sql`` files (type ``doctrine``).
+- :class:`~lupo_migrate.handlers.module.ModuleHandler`: ``.py`` migration modules with
+  ``up(ctx)`` and ``down(ctx)`` (type ``module``).
 """
 
 from __future__ import annotations
 
 from lupo_migrate.handlers.doctrine import DoctrineHandler
+from lupo_migrate.handlers.module import ModuleHandler
 
-__all__ = ["DoctrineHandler"]
+__all__ = ["DoctrineHandler", "ModuleHandler"]
