@@ -9,15 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import diff
 from lupo_migrate.cli import main
 from test_recover import TEN_STEPS, _prepare, _wait_gone
-from test_rollback_verified import _run, _state
+from test_rollback_verified import _run, _same, _state
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
@@ -38,11 +36,6 @@ def _held(url: str, orch: str) -> tuple[object, object]:
     finally:
         engine.dispose()
     return row[0], row[1]
-
-
-def _same(state: Any, expected: Any, why: object) -> None:
-    assert [str(d) for d in diff(expected[0], state[0])] == [], why
-    assert state[1] == expected[1], why
 
 
 def _last_run(capsys: pytest.CaptureFixture[str], args: list[str]) -> list[str]:

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import diff
 from lupo_migrate.cli import main
 from lupo_migrate.ext.sqlalchemy._blockers import install_metadata_lock_info
 from test_recover import _prepare
-from test_rollback_verified import _run, _state
+from test_rollback_verified import _run, _same, _state
 
 pytestmark = [pytest.mark.mariadb]
 
@@ -113,9 +112,7 @@ def test_an_open_transaction_on_an_altered_table_fails_the_run_as_transient_in_t
             assert max(stalls) < 1.0, max(stalls)  # nothing queued behind an ALTER
             assert "holding old" in err
         holder.rollback()
-        after = _state(mariadb_url)
-        assert [str(d) for d in diff(before[0], after[0])] == []
-        assert after[1] == before[1]
+        _same(_state(mariadb_url), before)
         assert main(["apply", *args]) == 0, capsys.readouterr()  # once it ended: applies
     finally:
         stop.set()

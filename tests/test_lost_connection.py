@@ -12,11 +12,11 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import _session, diff
+from lupo_migrate import _session
 from lupo_migrate._model import Outcome
 from lupo_migrate.cli import _settings, main
 from test_recover import _apply_until, _prepare
-from test_rollback_verified import _run, _state
+from test_rollback_verified import _run, _same, _state
 
 pytestmark = [pytest.mark.mariadb]
 
@@ -76,9 +76,7 @@ def test_a_ddl_whose_reply_was_lost_is_found_run_and_undone(
         assert "statement 2 of V2__change was in flight" in messages
         assert "the live schema shows it ran" in messages
         assert sum("ADD COLUMN added" in s for s in dropping.sent) == 1
-        after = _state(mariadb_url)
-        assert [str(d) for d in diff(before[0], after[0])] == []
-        assert after[1] == before[1]
+        _same(_state(mariadb_url), before)
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
 
@@ -108,9 +106,7 @@ def test_a_statement_whose_connection_is_killed_is_found_not_run_and_the_run_rol
         assert "connection dropped during statement 1" in err, err
         assert "statement 1 of V3__slow was in flight" in err
         assert "the live schema shows it did not run" in err
-        after = _state(mariadb_url)
-        assert [str(d) for d in diff(before[0], after[0])] == []
-        assert after[1] == before[1]
+        _same(_state(mariadb_url), before)
         assert main(["history", *args]) == 0
         assert "rolled_back  class A  0/4 step(s)" in capsys.readouterr().out
         assert main(["apply", *args, "--upto", "V2__change"]) == 0  # the target works again

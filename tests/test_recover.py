@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import diff
 from lupo_migrate.cli import main
-from test_rollback_verified import _run, _state
+from test_rollback_verified import _run, _same, _state
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
@@ -124,9 +123,7 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
         assert main(["recover", *args, "--operator", "ops"]) == 0
         out, err = capsys.readouterr()
         assert "recovered, rolled_back" in out, err
-        after = _state(mariadb_url)
-        assert [str(d) for d in diff(before[0], after[0])] == []
-        assert after[1] == before[1]
+        _same(_state(mariadb_url), before)
         assert main(["status", *args]) == 0
         out, err = capsys.readouterr()
         assert "writes frozen" not in out  # the dead run's freeze was lifted, ours thawed
@@ -207,9 +204,7 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
                 if runs and "completed" in runs[-1]:  # the run finished before the kill
                     assert main(["rollback", runs[-1].split()[0], *args]) == 0
                     capsys.readouterr()
-            after = _state(mariadb_url)
-            assert [str(d) for d in diff(before[0], after[0])] == [], (seed, attempts)
-            assert after[1] == before[1], (seed, attempts)
+            _same(_state(mariadb_url), before, (seed, attempts))
             assert main(["status", *args]) == 0
             out, err = capsys.readouterr()
             assert "0 applied, 10 pending" in out, (seed, attempts, out)
@@ -251,9 +246,7 @@ def test_a_run_whose_lock_connection_is_killed_stops_and_is_recovered(
         assert "t6" not in left
         assert main(["recover", *args]) == 0
         assert "recovered, rolled_back" in capsys.readouterr().out
-        after = _state(mariadb_url)
-        assert [str(d) for d in diff(before[0], after[0])] == []
-        assert after[1] == before[1]
+        _same(_state(mariadb_url), before)
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
 

@@ -34,6 +34,15 @@ def _state(url: str) -> tuple[Fingerprint, dict[str, TableData]]:
     return fingerprint, data
 
 
+State = tuple[Fingerprint, dict[str, TableData]]
+
+
+def _same(state: State, expected: State, why: object = None) -> None:
+    """*state* (from :func:`_state`) equals *expected*: schema and every table's rows."""
+    assert [str(d) for d in diff(expected[0], state[0])] == [], why
+    assert state[1] == expected[1], why
+
+
 def _run(url: str, *statements: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
