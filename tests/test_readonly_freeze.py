@@ -350,3 +350,7 @@ def test_freeze_read_only_on_sqlite_is_refused_with_what_to_use(
         'freeze = read_only needs a MySQL or MariaDB target, got sqlite; use freeze = "lease"'
         in (capsys.readouterr().err)
     )
+    for made in tmp_path.glob("*.db"):  # refused before anything was written
+        engine = sa.create_engine(f"sqlite:///{made}")
+        assert sa.inspect(engine).get_table_names() == [], made
+        engine.dispose()

@@ -44,14 +44,12 @@ class KeepAlive:
         freeze: the write gate *owner* froze.
         owner: the run's owner.
         ttl: the freeze's lease; renewed once a third of it has gone.
-        every: seconds between two heartbeats (None: ``HEARTBEAT`` when a beat is due).
     """
 
     lock: Lock
     freeze: Freeze
     owner: str
     ttl: timedelta
-    every: float | None = None
     _mutex: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _frozen_at: float | None = attrs.field(default=None, init=False)
     _beat_at: float = attrs.field(factory=time.monotonic, init=False)
@@ -88,8 +86,7 @@ class KeepAlive:
         since = self._frozen_at
         if since is not None and now - since > self.ttl.total_seconds() / 3:
             self._freeze()
-        every = HEARTBEAT if self.every is None else self.every
-        if now - self._beat_at > every:
+        if now - self._beat_at > HEARTBEAT:
             self.lock.heartbeat(self.owner)
             self._beat_at = now
 

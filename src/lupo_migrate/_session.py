@@ -284,6 +284,8 @@ def open_session(
     clock = SystemClock()
     schema = settings.schemas.get("orchestration") or None
     try:
+        # Settings that cannot work are refused before anything is written.
+        freeze = _freeze(settings, store_engine, engine, clock, schema)
         _prepare_orchestration_schema(store_engine, schema)
         storage = SqlAlchemyStorage(store_engine, schema=schema, clock=clock)
         storage.ensure_schema()
@@ -311,7 +313,7 @@ def open_session(
     orchestrator = Orchestrator(
         storage=storage,
         lock=lock,
-        freeze=_freeze(settings, store_engine, engine, clock, schema),
+        freeze=freeze,
         freeze_ttl=timedelta(seconds=settings.freeze_ttl),
         clock=clock,
         registry=registry,
