@@ -7,6 +7,7 @@ effect boundary.
                                                  intent is written: MySQL DDL is announced first)
     python tests/_killer.py after N ARGS...      after the N-th statement ran, before its journal
                                                  row is marked done
+    python tests/_killer.py file N ARGS...       after a documentation step wrote its N-th file
 
 ARGS are ``apply``'s (directory, --db, --orchestration-schema). Exits 3 when the run ended
 before the boundary was reached (the caller asked for one past the end).
@@ -70,6 +71,18 @@ def main(argv: list[str]) -> int:
                 count[0] += 1
 
             orchestrator.on_event = on_event
+        elif mode == "file":
+            from lupo_migrate.handlers import documentation
+
+            write = documentation.write_atomically
+
+            def dying_write(path: Path, data: bytes) -> None:
+                write(path, data)
+                if count[0] == target:
+                    _die()
+                count[0] += 1
+
+            documentation.write_atomically = dying_write  # type: ignore[assignment]
         else:
             orchestrator.target = _Killing(orchestrator.target, mode, target)
         opened.apply()

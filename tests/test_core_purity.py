@@ -28,6 +28,7 @@ CORE = (
     "_orchestration",
     "_fingerprint",
     "_decisions",
+    "_frontmatter",
 )
 ALLOWED_TOP = {
     "__future__",

@@ -114,11 +114,29 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
         facts=facts,
     )
     findings = tuple(all_of(*validators)(context))
+    if stage is Stage.POST:
+        findings += handler_findings(orch, run, plan)
     if findings:
         orch.storage.record_findings(run.id, findings)
     if any(f.severity.fails for f in findings):
         return sm.ValidationFailed(stage, findings)
     return sm.ValidationPassed(stage, findings)
+
+
+def handler_findings(orch: Orchestrator, run: Run, plan: Plan) -> tuple[Finding, ...]:
+    """What handlers with a ``validate(steps, context_for)`` find about the steps of theirs
+    the run applied (documentation: headers, mixed epochs, stamp regressions)."""
+    applied = set(run.applied)
+    by_type: dict[str, list[Step]] = {}
+    for step in plan.steps:
+        if step.id in applied:
+            by_type.setdefault(step.file_type, []).append(step)
+    found: list[Finding] = []
+    for file_type, steps in by_type.items():
+        check = getattr(orch.registry.lookup(file_type), "validate", None)
+        if check is not None:
+            found += check(steps, lambda step: orch._context(run, step, None))
+    return tuple(found)
 
 
 def measure(orch: Orchestrator, stage: Stage, plan: Plan) -> dict[str, Any]:

@@ -7,6 +7,9 @@ setting                     environment              meaning
 ``db``                      ``LUPO_MIGRATE_DB``      SQLAlchemy URL of the target database
 ``migrations``              ``LUPO_MIGRATE_DIR``     the migrations directory
 ``manifest``                ``LUPO_MIGRATE_MANIFEST`` manifest for header-less files
+``files``                   ``LUPO_MIGRATE_FILES``   the directory agent and documentation
+                                                     steps change (default: the migrations
+                                                     directory's parent)
 ``target``                  ``LUPO_MIGRATE_TARGET``  name runs are recorded under
 ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (77)
 ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
@@ -64,6 +67,7 @@ ENVIRONMENT: Final = {
     "db": "LUPO_MIGRATE_DB",
     "migrations": "LUPO_MIGRATE_DIR",
     "manifest": "LUPO_MIGRATE_MANIFEST",
+    "files": "LUPO_MIGRATE_FILES",
     "target": "LUPO_MIGRATE_TARGET",
     "table_budget": "LUPO_MIGRATE_TABLE_BUDGET",
     "lock_wait_timeout": "LUPO_MIGRATE_LOCK_WAIT",
@@ -86,7 +90,7 @@ _FLOATS: Final = (
     "freeze_ttl",
     "long_transaction_wait",
 )
-_PATHS: Final = ("migrations", "manifest")
+_PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
 _DRIFT: Final = ("error", "warn", "off")
 _FREEZE: Final = ("lease", "read_only")
@@ -100,6 +104,7 @@ class Settings:
     db: str | None = None
     migrations: Path | None = None
     manifest: Path | None = None
+    files: Path | None = None
     target: str = "default"
     table_budget: int = 77
     lock_wait_timeout: int = 5

@@ -14,6 +14,7 @@ from typing import Any, Final
 import attrs
 
 __all__ = [
+    "UNDO_BASE",
     "WORKING_PHASES",
     "AppliedStep",
     "Classification",
@@ -39,6 +40,11 @@ __all__ = [
 RunId = str
 #: A step's identifier: the migration file's id (header ``id``, else derived from its name).
 StepId = str
+
+#: Journal indexes from here on are undo records a handler keeps (``StepContext.record``),
+#: not statements: what to put back when the step is undone (files' original bytes, the
+#: previous configuration records).
+UNDO_BASE: Final = 20_000
 
 
 class Phase(enum.Enum):

@@ -39,6 +39,7 @@ from lupo_migrate._decisions import (
 )
 from lupo_migrate._keepalive import KeepAlive
 from lupo_migrate._model import (
+    UNDO_BASE,
     AppliedStep,
     Classification,
     Failure,
@@ -154,6 +155,7 @@ class _Context:
     root: Path
     run_id: str
     step: Step
+    target_name: str
     connection: Any
     dialect: str
     names: Mapping[str, str]
@@ -171,6 +173,37 @@ class _Context:
     #: Seconds to wait for other sessions holding a table a DDL statement changes (None: do
     #: not look; the DDL's own short lock wait still bounds how long it queues).
     wait_bound: float | None = None
+    #: The directory agent-file and documentation steps change.
+    files_root: Path | None = None
+
+    def record(self, text: str) -> int:
+        """Keep an undo record of this step in the journal, finished at once; its index.
+
+        Written through the storage's own transaction unless the storage shares the step's
+        (then it commits with what it undoes): handlers whose work is outside the database
+        (files) run unshared, so a record is durable before the change it undoes.
+        """
+        index = UNDO_BASE + sum(1 for i in self.finished if i >= UNDO_BASE)
+        while index in self.finished:
+            index += 1
+        at = to_stamp(self.clock.now())
+        self.storage.journal_intent(self.run_id, self.step.id, index, text, at, done_at=at)
+        self.finished.add(index)
+        return index
+
+    def records(self) -> list[tuple[int, str]]:
+        """This step's undo records, oldest first: those of the run that applied it (for a
+        completed run rolled back later) and of this run."""
+        runs = [self.run_id]
+        applied = self.storage.applied(self.target_name).get(self.step.id)
+        if applied is not None and applied.run_id != self.run_id:
+            runs.insert(0, applied.run_id)
+        return [
+            (entry.index, entry.statement)
+            for run_id in runs
+            for entry in self.storage.journal(run_id)
+            if entry.step_id == self.step.id and entry.index >= UNDO_BASE
+        ]
 
     def read_text(self, relpath: str) -> str:
         return _read_under(self.root, relpath, self.step)
@@ -297,6 +330,8 @@ class Orchestrator:
         long_transaction_wait: seconds a DDL statement waits, before it is sent, for other
             sessions whose open transactions hold its tables (where the target can tell);
             then the step fails as transient (``BlockedError``), naming them. None: no look.
+        files_root: the directory agent-file and documentation steps change (default: the
+            migrations directory's parent).
     """
 
     storage: Storage
@@ -321,6 +356,7 @@ class Orchestrator:
     probe_threshold: float = 2.0
     integrity_limit: int = 10_000
     long_transaction_wait: float | None = 30.0
+    files_root: Path | None = None
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -776,6 +812,8 @@ class Orchestrator:
             root=self.root,
             run_id=run.id,
             step=step,
+            target_name=self.target_name,
+            files_root=self.files_root if self.files_root is not None else self.root.parent,
             connection=connection,
             dialect=self.target.dialect,
             names=self.target.names,
@@ -799,7 +837,7 @@ class Orchestrator:
         scope = ExitStack()
         try:
             connection = scope.enter_context(self.target.step_session())
-            shared = scope.enter_context(self._bound(connection))
+            shared = scope.enter_context(self._bound(connection, handler))
             handler.apply(step, self._context(run, step, connection, shared=shared))
             _checking.check_step(self, run, step, connection)
             self.storage.record_applied(
@@ -818,7 +856,7 @@ class Orchestrator:
             raise
         except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
             scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
-            self._settle(run, step)
+            self._settle(run, step, handler)
             failure = _failure(step, error)
             if isinstance(error, _StepCheckFailed):
                 failure = attrs.evolve(failure, kind=FailureKind.CRITICAL_VALIDATION, critical=True)
@@ -832,17 +870,19 @@ class Orchestrator:
         return sm.StepApplied(step.id)
 
     @contextlib.contextmanager
-    def _bound(self, connection: Any) -> Iterator[bool]:
+    def _bound(self, connection: Any, handler: Any) -> Iterator[bool]:
         """The storage writing through the step's connection, where it can (same database):
-        its journal rows commit with the step, and SQLite's one writer is not waited for."""
+        its journal rows commit with the step, and SQLite's one writer is not waited for.
+        Not for a handler whose work is outside the database (``transactional = False``):
+        its undo records must be durable before the change they undo."""
         bind = getattr(self.storage, "bound", None)
-        if bind is None:
+        if bind is None or not _transactional(handler):
             yield False
         else:
             with bind(connection) as shared:
                 yield bool(shared)
 
-    def _settle(self, run: Run, step: Step) -> None:
+    def _settle(self, run: Run, step: Step, handler: Any) -> None:
         """After a failed step was rolled back: keep as done only what the database kept.
 
         Where DDL is transactional nothing of the step remains. On MySQL the rollback undoes
@@ -852,6 +892,8 @@ class Orchestrator:
         have been rolled back with the rest; it is written again.
         """
         done = self._done.setdefault((run.id, step.id), set())
+        if not _transactional(handler):
+            return  # its work (files) stays: its undo records say what to put back
         if self.target.transactional_ddl:
             done.clear()
             return
@@ -887,21 +929,25 @@ class Orchestrator:
         return only is None or bool(pre.keys_of([step.id]) <= only)
 
     def _undo_step(self, run: Run, step: Step, *, partial: bool) -> sm.Event:
+        handler = self.registry.lookup(step.file_type)
         if partial:
             ran = self._done.get((run.id, step.id))
-            if self.target.transactional_ddl or not ran:
+            if (self.target.transactional_ddl and _transactional(handler)) or not ran:
                 # Rolled back with its transaction, or nothing of it ran: nothing to undo.
                 return sm.StepRolledBack(step.id)
-        handler = self.registry.lookup(step.file_type)
         try:
-            with self.target.step_session() as connection, self._bound(connection) as shared:
+            with (
+                self.target.step_session() as connection,
+                self._bound(connection, handler) as shared,
+            ):
                 handler.rollback(step, self._context(run, step, connection, shared=shared))
         except ConnectionLostError:
             raise  # outcome unknown: see _guarded
         except (LupoMigrateError, OSError) as error:
-            if self._pre_images_cover(step):
+            if _transactional(handler) and self._pre_images_cover(step):
                 # No down section or inverse, but every object the step touched has a
                 # pre-image: verifying the rollback puts them back (see _verify_rollback).
+                # (Pre-images are of the database: not of files.)
                 logger.info("run %s: %s is undone from pre-images (%s)", run.id, step.id, error)
                 self.storage.remove_applied(self.target_name, step.id)
                 return sm.StepRolledBack(step.id)
@@ -915,6 +961,12 @@ class Orchestrator:
             )
         self.storage.remove_applied(self.target_name, step.id)
         return sm.StepRolledBack(step.id)
+
+
+def _transactional(handler: Any) -> bool:
+    """Whether a handler's work is in the step's database transaction (the default); one
+    that changes files says ``transactional = False``."""
+    return bool(getattr(handler, "transactional", True))
 
 
 #: Seconds between two looks for the sessions holding a table (see _Context._await_holders);

@@ -319,6 +319,7 @@ def open_session(
         registry=registry,
         target=target,
         root=Path(settings.migrations),
+        files_root=None if settings.files is None else Path(settings.files),
         target_name=settings.target,
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,

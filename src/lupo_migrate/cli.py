@@ -180,6 +180,12 @@ def _db_options(func: _F) -> _F:
                 " created if missing.",
             ),
             click.option(
+                "--files",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Directory documentation and agent-file steps change (default: the"
+                " migrations directory's parent).",
+            ),
+            click.option(
                 "--rename",
                 "renames",
                 multiple=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from lupo_migrate._decisions import DecisionRecord
@@ -25,13 +26,16 @@ from lupo_migrate._model import (
     StepId,
     ValidationContext,
 )
+from lupo_migrate._queue import Job, Lease, QueueEntry
 
 __all__ = [
     "Clock",
     "DecisionLog",
+    "Ephemeral",
     "Freeze",
     "Handler",
     "Lock",
+    "RunQueue",
     "StepContext",
     "Storage",
     "Validator",
@@ -59,12 +63,15 @@ class StepContext(Protocol):
         renames: literal schema names in SQL to rewrite (``{"lupopedia": "test"}``).
         connection: the DDL connection (a SQLAlchemy ``Connection``) for handlers that need
             more than :meth:`execute`; None in a dry run.
+        files_root: the directory handlers that change files work in (agent files,
+            documentation).
     """
 
     dialect: str
     names: Mapping[str, str]
     renames: Mapping[str, str]
     connection: Any
+    files_root: Path | None
 
     def read_text(self, relpath: str) -> str:
         """The text of a file under the migrations root (LF line ends, no BOM)."""
@@ -85,6 +92,20 @@ class StepContext(Protocol):
 
     def done(self) -> frozenset[int]:
         """Indexes of this step's statements that the journal records as done (for resume)."""
+        ...
+
+    def record(self, text: str) -> int:
+        """Keep an undo record (what to put back when the step is undone) in the journal.
+
+        It is durable when this returns, unless the handler's work shares the step's
+        database transaction (then it commits or rolls back with that work). Returns its
+        journal index (from ``UNDO_BASE`` on).
+        """
+        ...
+
+    def records(self) -> list[tuple[int, str]]:
+        """This step's undo records, oldest first (also those of the run that applied it,
+        when a completed run is rolled back later)."""
         ...
 
 
@@ -273,4 +294,102 @@ class Freeze(Protocol):
 
     def emergency_thaw(self, operator: str, reason: str) -> FreezeInfo | None:
         """Lift any freeze whoever holds it, recording who and why; returns what was lifted."""
+        ...
+
+
+@runtime_checkable
+class RunQueue(Protocol):
+    """The run queue (``migration_batches`` holds runs and the queue): entries that ask for a
+    run, each changed by a compare-and-set on its version.
+
+    Optional beside :class:`Storage`: a storage with these methods lets runs be queued and
+    drained (both shipped storages have them). Which entry is next, and how an entry changes,
+    is decided by the functional core (``lupo_migrate._queue``), not here.
+    """
+
+    def enqueue(self, entry: QueueEntry) -> QueueEntry:
+        """Store a new entry; returns it with its id (ids grow with every entry)."""
+        ...
+
+    def queue_entry(self, entry_id: int) -> QueueEntry | None:
+        """The entry with this id, or None."""
+        ...
+
+    def queue_entries(
+        self, target: str | None = None, *, active: bool = False
+    ) -> Sequence[QueueEntry]:
+        """Entries (of *target*, or all; only queued and running ones if *active*), by id."""
+        ...
+
+    def save_entry(self, entry: QueueEntry, *, expected_version: int) -> None:
+        """Replace the stored entry if its version is *expected_version*.
+
+        Raises:
+            ConcurrentUpdateError: the stored version differs (or the entry is missing).
+        """
+        ...
+
+
+@runtime_checkable
+class Ephemeral(Protocol):
+    """The ephemeral schema: rows that expire (``sessions``, ``cache``, ``temp_data``,
+    ``job_queue``, ``locks``), removed by :meth:`purge`.
+
+    Every row has an expiry stamp; an expired row reads as absent at once, and :meth:`purge`
+    deletes it later. Purging is safe while other processes read, write and purge: it only
+    ever deletes rows expired at its own *now*, one statement at a time.
+    """
+
+    def put(self, table: str, name: str, value: str, *, ttl: timedelta) -> int:
+        """Keep *value* under *name* in ``sessions``, ``cache`` or ``temp_data`` for *ttl*
+        (replacing what was there); returns its expiry stamp."""
+        ...
+
+    def get(self, table: str, name: str) -> str | None:
+        """The unexpired value under *name* in *table*, or None."""
+        ...
+
+    def take(self, name: str, owner: str, *, ttl: timedelta) -> Lease:
+        """Take the lease *name* for *ttl* (renewing it, if *owner* holds it already).
+
+        Raises:
+            LockHeldError: another owner holds it, unexpired.
+        """
+        ...
+
+    def renew(self, name: str, owner: str, *, ttl: timedelta) -> Lease:
+        """Extend *owner*'s lease by *ttl* from now.
+
+        Raises:
+            LockError: *owner* does not hold it any more (it expired and was taken or purged).
+        """
+        ...
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease up if *owner* holds it; no error otherwise."""
+        ...
+
+    def lease(self, name: str) -> Lease | None:
+        """The unexpired lease *name*, or None."""
+        ...
+
+    def start_job(self, job: Job) -> None:
+        """Record that ``job.worker`` works on queue entry ``job.entry_id`` (replacing any
+        earlier record of that entry)."""
+        ...
+
+    def renew_jobs(self, worker: str, *, ttl: timedelta) -> int:
+        """Extend every job of *worker* by *ttl* from now; returns how many."""
+        ...
+
+    def end_job(self, entry_id: int) -> None:
+        """Forget the job of *entry_id*; no error if there is none."""
+        ...
+
+    def jobs(self, target: str | None = None) -> Sequence[Job]:
+        """The unexpired jobs (of *target*, or all), by entry id."""
+        ...
+
+    def purge(self) -> Mapping[str, int]:
+        """Delete every row expired now; returns the number deleted per table."""
         ...
