@@ -58,9 +58,12 @@ class CheckReport:
 
 
 def _suffixes(registry: HandlerRegistry | None) -> Mapping[str, str] | None:
+    """The built-in suffix map with *registry*'s claims over it (plugins' types too)."""
     if registry is None or len(registry) == 0:
         return None
-    return registry.suffix_map()
+    from lupo_migrate._files import DEFAULT_SUFFIXES
+
+    return {**DEFAULT_SUFFIXES, **registry.suffix_map()}
 
 
 def _read(

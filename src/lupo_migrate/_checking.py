@@ -204,7 +204,10 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         handler = orch.registry.lookup(step.file_type)
         listing = getattr(handler, "statements", None)
         if listing is None:
-            if step.file_type != "documentation":
+            declared = _declared_effects(orch, handler, step)
+            if declared is not None:
+                effects += declared
+            elif step.file_type != "documentation":
                 unknown.append((step.id, step.file_type))
             why = _cannot_undo(orch, handler, step)
             if why is not None:
@@ -254,6 +257,28 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         UNKNOWN: tuple(unknown),
         EXPLICIT_DOWN: frozenset(explicit),
     }
+
+
+def _declared_effects(
+    orch: Orchestrator, handler: Any, step: Step
+) -> list[tuple[str, str, str, str, str | None]] | None:
+    """What a handler that lists no statements says its step touches (``effects()``), or
+    None when it cannot say (then the step's effects are unknown)."""
+    declare = getattr(handler, "effects", None)
+    if declare is None:
+        return None
+    try:
+        text = _read_under(orch.root, step.path, step)
+        found = declare(
+            step,
+            text,
+            dialect=orch.target.dialect,
+            names=orch.target.names,
+            renames=orch.target.renames,
+        )
+    except (LupoMigrateError, OSError, UnicodeDecodeError):
+        return None  # the step itself will say why when it runs
+    return [(step.id, kind, name, action, new) for kind, name, action, new in found]
 
 
 def _cannot_undo(orch: Orchestrator, handler: Any, step: Step) -> str | None:

@@ -84,6 +84,7 @@ def load_entry_points(registry: HandlerRegistry, *, group: str = GROUP) -> list[
 
 def default_registry(*, plugins: bool = True) -> HandlerRegistry:
     """The built-in handlers, plus those installed through the entry point."""
+    from lupo_migrate.handlers.agent import AgentHandler
     from lupo_migrate.handlers.doctrine import DoctrineHandler
     from lupo_migrate.handlers.documentation import DocumentationHandler
     from lupo_migrate.handlers.module import ModuleHandler
@@ -91,6 +92,7 @@ def default_registry(*, plugins: bool = True) -> HandlerRegistry:
     registry = HandlerRegistry()
     registry.register(DoctrineHandler())
     registry.register(ModuleHandler())
+    registry.register(AgentHandler())
     registry.register(DocumentationHandler())
     if plugins:
         load_entry_points(registry)

@@ -834,12 +834,22 @@ class Orchestrator:
             self._pre.step = step.id
             # A step with a down of its own needs no copy of a table over the backup limit.
             self._pre.trust_down = step.id in self._facts.get(EXPLICIT_DOWN, ())
+        apart = not _transactional(handler)
+        if apart:
+            # Its undo records are written apart from the step's transaction: what earlier
+            # steps left pending (MySQL: the run's state row too) is committed first.
+            self._flush()
         scope = ExitStack()
         try:
             connection = scope.enter_context(self.target.step_session())
             shared = scope.enter_context(self._bound(connection, handler))
             handler.apply(step, self._context(run, step, connection, shared=shared))
             _checking.check_step(self, run, step, connection)
+            if apart:
+                # Its database writes commit before the ledger says it is applied (the
+                # ledger and the run's state are written apart from them).
+                scope.close()
+                self._flush()
             self.storage.record_applied(
                 AppliedStep(
                     step_id=step.id,

@@ -86,8 +86,11 @@ def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: 
     earlier generations (they could run in parallel).
     """
     from lupo_migrate import _api  # networkx: loaded only by the commands that plan
+    from lupo_migrate._plugins import default_registry
 
-    report = _api.plan_directory(directory, manifest=manifest, upto=upto)
+    report = _api.plan_directory(
+        directory, manifest=manifest, upto=upto, registry=default_registry()
+    )
     plan = report.plan
     if fmt == "json":
         data = {
@@ -137,8 +140,9 @@ def check_command(directory: Path, manifest: Path | None, strict: bool) -> None:
     "not strict YAML"; with --strict they fail the check.
     """
     from lupo_migrate import _api
+    from lupo_migrate._plugins import default_registry
 
-    report = _api.check_directory(directory, manifest=manifest)
+    report = _api.check_directory(directory, manifest=manifest, registry=default_registry())
     _print_findings(report.findings, err=False)
     errors_found = len(report.errors)
     failed = errors_found or (strict and report.not_strict)

@@ -41,14 +41,9 @@ After the run (post-validation) every documentation step is checked; its finding
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import glob
-import hashlib
 import json
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -67,13 +62,18 @@ from lupo_migrate._frontmatter import (
     regressed,
 )
 from lupo_migrate._headers import load_yaml, read_front_matter
-from lupo_migrate._model import UNDO_BASE, FailureKind, Finding, Severity, Step
+from lupo_migrate._model import FailureKind, Finding, Severity, Step
 from lupo_migrate.errors import StepError
+from lupo_migrate.handlers._undo import (
+    FileUndo,
+    file_undos,
+    restore_files,
+    sha256,
+    write_atomically,
+)
 
-__all__ = ["UNDO_BASE", "DocumentationHandler", "DocumentationSpec", "parse_spec"]
+__all__ = ["DocumentationHandler", "DocumentationSpec", "parse_spec", "select", "write_atomically"]
 
-#: The first line of an undo record in the journal.
-UNDO_MARK: Final = "-- lupo_migrate undo: file"
 _ATOM: Final = re.compile(r"^GLOBAL_[A-Z0-9_]+$")
 _SPEC_KEYS: Final = frozenset(
     {"files", "set", "add", "rename", "remove", "atoms", "stamps", "format"}
@@ -189,77 +189,6 @@ def select(root: Path, spec: DocumentationSpec) -> list[str]:
     return sorted(found)
 
 
-def _sha(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace *path* by *data*: a temporary file beside it, synced, then renamed over it
-    (the file's permission bits are kept)."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".lupo-tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # the rename itself, durable (not on every platform)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
-@attrs.frozen(kw_only=True)
-class _Undo:
-    """An undo record: a file's bytes before the step changed it."""
-
-    path: str
-    before: bytes | None
-    after_sha: str | None
-
-    def text(self) -> str:
-        body = {
-            "path": self.path,
-            "before": None if self.before is None else base64.b64encode(self.before).decode(),
-            "before_sha256": _sha(self.before),
-            "after_sha256": self.after_sha,
-        }
-        return f"{UNDO_MARK}\n{json.dumps(body, sort_keys=True)}"
-
-    @classmethod
-    def read(cls, text: str) -> _Undo | None:
-        if not text.startswith(UNDO_MARK):
-            return None
-        body = json.loads(text[len(UNDO_MARK) :])
-        before = body["before"]
-        return cls(
-            path=body["path"],
-            before=None if before is None else base64.b64decode(before),
-            after_sha=body.get("after_sha256"),
-        )
-
-
-def _undos(context: Any) -> list[_Undo]:
-    """The step's undo records, oldest first."""
-    out = []
-    for _, text in context.records():
-        undo = _Undo.read(text)
-        if undo is not None:
-            out.append(undo)
-    return out
-
-
 def _decoded(step: Step, relpath: str, data: bytes) -> str:
     try:
         return data.decode("utf-8")
@@ -308,7 +237,7 @@ class DocumentationHandler:
             if not changes:
                 continue
             encoded = new.encode("utf-8")
-            context.record(_Undo(path=relpath, before=data, after_sha=_sha(encoded)).text())
+            context.record(FileUndo(path=relpath, before=data, after_sha=sha256(encoded)).text())
             write_atomically(path, encoded)
 
     def rollback(self, step: Step, context: Any) -> None:
@@ -318,29 +247,7 @@ class DocumentationHandler:
         Raises:
             StepError: files could not be written back (every other one was); each is named.
         """
-        root = _root(context)
-        failed: list[str] = []
-        for undo in reversed(_undos(context)):
-            path = root / undo.path
-            try:
-                current = path.read_bytes() if path.exists() else None
-                if current == undo.before:
-                    continue
-                if undo.before is None:
-                    path.unlink()
-                    continue
-                write_atomically(path, undo.before)
-                if _sha(path.read_bytes()) != _sha(undo.before):
-                    failed.append(f"{undo.path} (written back, but its sha256 differs)")
-            except OSError as error:  # put back the others; report every one that failed
-                failed.append(f"{undo.path} ({error.strerror or error})")
-        if failed:
-            raise _bad(
-                step,
-                f"{len(failed)} file(s) could not be written back: {'; '.join(failed)};"
-                " fix the cause and run `lupo-migrate resolve` after restoring them from the"
-                " run's journal, or retry the rollback",
-            )
+        restore_files(step, _root(context), file_undos(context))
 
     def can_rollback(self, step: Step) -> bool:
         """True: every change is recorded before it is made."""
@@ -356,7 +263,7 @@ class DocumentationHandler:
             try:
                 spec = parse_spec(step, context.read_text(step.path))
                 root = _root(context)
-                findings += _check_step(step, spec, root, _undos(context))
+                findings += _check_step(step, spec, root, file_undos(context))
                 for field in (*spec.operations.set, *spec.operations.add):
                     for relpath in select(root, spec):
                         present, value = read_header_value(
@@ -393,9 +300,9 @@ def _finding(
 
 
 def _check_step(
-    step: Step, spec: DocumentationSpec, root: Path, undos: Iterable[_Undo]
+    step: Step, spec: DocumentationSpec, root: Path, undos: Iterable[FileUndo]
 ) -> Iterator[Finding]:
-    first: dict[str, _Undo] = {}
+    first: dict[str, FileUndo] = {}
     for undo in undos:
         first.setdefault(undo.path, undo)
     for relpath, undo in sorted(first.items()):
