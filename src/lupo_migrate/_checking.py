@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lupo_migrate import _observing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._fingerprint import Fingerprint
@@ -118,7 +119,11 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
         findings += handler_findings(orch, run, plan)
     if findings:
         orch.storage.record_findings(run.id, findings)
-    if any(f.severity.fails for f in findings):
+    failing = sum(1 for f in findings if f.severity.fails)
+    _observing.emit(
+        orch, run, "validation", stage=stage.value, passed=not failing, findings=len(findings)
+    )
+    if failing:
         return sm.ValidationFailed(stage, findings)
     return sm.ValidationPassed(stage, findings)
 

@@ -18,6 +18,7 @@ share.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -27,11 +28,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
-from lupo_migrate import _checking, _operations, _recovery
+from lupo_migrate import _checking, _observing, _operations, _recovery
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import from_stamp, to_stamp
 from lupo_migrate._decisions import (
@@ -54,6 +55,7 @@ from lupo_migrate._model import (
     StepId,
     ValidationContext,
 )
+from lupo_migrate._observing import Watch
 from lupo_migrate._planner import plan as plan_steps
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runtime import (
@@ -87,6 +89,10 @@ from lupo_migrate.errors import (
 from lupo_migrate.handlers._lint import risky_statements
 from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
+
+if TYPE_CHECKING:
+    from lupo_migrate.alerts import AlertSink
+    from lupo_migrate.observe import Event
 
 __all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
 
@@ -175,6 +181,8 @@ class _Context:
     wait_bound: float | None = None
     #: The directory agent-file and documentation steps change.
     files_root: Path | None = None
+    #: Told of each statement that ran: (step id, index, seconds waited for the database).
+    observe: Callable[[StepId, int, float], None] | None = None
 
     def record(self, text: str) -> int:
         """Keep an undo record of this step in the journal, finished at once; its index.
@@ -249,6 +257,7 @@ class _Context:
             entry = self.storage.journal_intent(
                 self.run_id, self.step.id, index, statement, started
             )
+        began = time.perf_counter()
         try:
             self.target.execute(self.connection, statement)
         except StorageError:
@@ -282,6 +291,8 @@ class _Context:
                 reason=_reason(exc),
             ) from exc
         self.executed += 1
+        if self.observe is not None:
+            self.observe(self.step.id, index, time.perf_counter() - began)
         done = to_stamp(self.clock.now())
         if entry is None:
             self.storage.journal_intent(
@@ -332,6 +343,10 @@ class Orchestrator:
             then the step fails as transient (``BlockedError``), naming them. None: no look.
         files_root: the directory agent-file and documentation steps change (default: the
             migrations directory's parent).
+        observers: called with every :class:`lupo_migrate.observe.Event` of a run (a
+            :class:`lupo_migrate.observe.Metrics`, say); one that raises is left out.
+        alert_sinks: where alerts go besides ``migration_alerts`` (see
+            :mod:`lupo_migrate.alerts`); escalation alerts a run slower than its history.
     """
 
     storage: Storage
@@ -357,6 +372,10 @@ class Orchestrator:
     integrity_limit: int = 10_000
     long_transaction_wait: float | None = 30.0
     files_root: Path | None = None
+    observers: Sequence[Callable[[Event], None]] = ()
+    alert_sinks: Sequence[AlertSink] = ()
+    # The run being watched for observers and escalation (see _observing).
+    _watch: Watch | None = attrs.field(default=None, init=False, repr=False)
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -544,7 +563,8 @@ class Orchestrator:
     def _start(self, run: Run, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
         """Record a new run and drive it from its start, the run lock held."""
         self.storage.create_run(run)
-        return _recovery.guarded(
+        _observing.started(self, run, plan)
+        run = _recovery.guarded(
             self,
             lambda: self._drive(run, sm.LockAcquired(self.owner), plan, by_id),
             run.id,
@@ -650,6 +670,8 @@ class Orchestrator:
                     self._keeper.thaw()
                 else:
                     self.freeze.thaw(self.owner)
+        _observing.run_ended(self, run)
+        return run
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():
@@ -669,9 +691,7 @@ class Orchestrator:
             case sm.RaiseAlert(level=level, message=message):
                 log = logger.error if level is sm.AlertLevel.CRITICAL else logger.info
                 log("%s", message)
-                keep = getattr(self.storage, "record_alert", None)  # migration_alerts
-                if keep is not None:
-                    keep(run.id, level.value, message, now)
+                _observing.alert(self, run, level.value, message)  # migration_alerts, sinks
             case _:  # pragma: no cover - every effect type is matched above
                 raise InternalError(f"no shell action for effect {effect!r}")
         return None
@@ -702,6 +722,7 @@ class Orchestrator:
         pre = make(rolling.of.id) if make is not None else None
         findings: list[Finding] = []
         if pre is not None and not pre.load():
+        _observing.transition(self, run, new, event)
             pre = None
             findings.append(
                 Finding(
@@ -913,12 +934,16 @@ class Orchestrator:
             if entry.step_id == step.id and entry.index in done
         }
         done.intersection_update(kept)
+            observe=None if not self.observers else functools.partial(self._statement_ran, run),
         for entry in kept.values():
             if entry.done_at is None:
                 self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
 
     def _flush(self) -> None:
         flush = getattr(self.target, "flush", None)
+    def _statement_ran(self, run: Run, step_id: StepId, index: int, seconds: float) -> None:
+        _observing.emit(self, run, "statement", step=step_id, index=index, seconds=seconds)
+
         if flush is not None:
             flush()
 

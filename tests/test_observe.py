@@ -1,0 +1,305 @@
+"""Observability: events and metrics of real runs, Prometheus text served during a run,
+OpenTelemetry gauges, webhook alerts (delivered; slow or dead ones bounded by their timeout)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from databases import fresh_database
+from lupo_migrate import _session
+from lupo_migrate._metrics import (
+    Counts,
+    RunRecord,
+    expected_seconds,
+    history_stats,
+    prometheus,
+    snapshot,
+)
+from lupo_migrate.alerts import Alert, CallableSink, WebhookSink
+from lupo_migrate.cli import _settings
+from lupo_migrate.observe import Event, Metrics, serve_prometheus
+
+PROGRESS = re.compile(r'^lupo_migrate_progress_percent\{[^}]*run="(\w+)"[^}]*\} (\S+)$', re.M)
+
+
+def migrations(root: Path, count: int, *, sleep: float = 0.0, fail_at: int | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        body = f"CREATE TABLE t{index} (id INT PRIMARY KEY);\n"
+        if sleep:
+            body += f"SELECT SLEEP({sleep});\n"
+        if index == fail_at:
+            body += "INSERT INTO no_such_table VALUES (1);\n"
+        (root / f"V{index + 1}__t{index}.sql").write_text(body)
+    return root
+
+
+def session(root: Path, url: str) -> Any:
+    settings = _settings(
+        directory=root, db=url, target_name=None, manifest=None, config=None, renames=()
+    )
+    return _session.session(settings)
+
+
+def test_metrics_follow_a_run_from_0_to_100_percent(tmp_path: Path) -> None:
+    events: list[Event] = []
+    metrics = Metrics()
+    root = migrations(tmp_path / "m", 4)
+    with session(root, f"sqlite:///{tmp_path / 'x.db'}") as opened:
+        opened.orchestrator.observers = [events.append, metrics]
+        result = opened.apply()
+    assert result.run is not None
+    names = [e.name for e in events]
+    assert names[0] == "run.started"
+    assert names[-1] == "run.ended"
+    assert names.count("statement") == 4
+    assert names.count("validation") == 2
+    progress = [e.data["steps_done"] for e in events if e.name == "run.transition"]
+    assert progress == sorted(progress)
+    assert progress[-1] == 4
+    shot = metrics.snapshot()
+    assert shot is not None
+    assert (shot.progress_percent, shot.steps_done, shot.steps_total) == (100.0, 4, 4)
+    assert shot.outcome == "completed"
+    assert shot.validation_success_rate == 1.0
+    assert shot.statements == 4
+    assert shot.database_seconds > 0
+    assert shot.files_per_minute > 0
+    assert shot.memory_peak_bytes > 10_000_000
+    assert shot.errors_by_type == {}
+
+
+def test_a_failed_run_counts_its_error_by_type_and_an_observer_that_raises_is_left_out(
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+
+    def broken(event: Event) -> None:
+        calls.append(event.name)
+        raise RuntimeError("observer bug")
+
+    metrics = Metrics()
+    root = migrations(tmp_path / "m", 3, fail_at=1)
+    with session(root, f"sqlite:///{tmp_path / 'x.db'}") as opened:
+        opened.orchestrator.observers = [broken, metrics]
+        result = opened.apply()
+    assert result.run is not None
+    assert result.run.outcome is not None
+    assert result.run.outcome.value == "rolled_back"
+    assert calls == ["run.started"]  # called once, then left out; the run went on
+    shot = metrics.snapshot()
+    assert shot is not None
+    assert shot.errors_by_type == {"step_failed_partway": 1}
+    assert shot.outcome == "rolled_back"
+    assert shot.progress_percent == 100.0
+
+
+@pytest.mark.mariadb
+def test_prometheus_text_read_during_a_run_shows_progress_rising_to_100(tmp_path: Path) -> None:
+    metrics = Metrics()
+    root = migrations(tmp_path / "m", 6, sleep=0.25)
+    seen: list[float] = []
+    with (
+        fresh_database("mariadb", tmp_path) as url,
+        session(root, url) as opened,
+        serve_prometheus(metrics) as port,
+    ):
+        opened.orchestrator.observers = [metrics]
+        runner = threading.Thread(target=opened.apply)
+        runner.start()
+        while runner.is_alive() or not seen or seen[-1] < 100:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+                assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            seen += [float(v) for _, v in PROGRESS.findall(text)]
+            if not runner.is_alive() and seen and seen[-1] == 100:
+                break
+            time.sleep(0.05)
+        runner.join()
+    assert seen == sorted(seen), seen
+    assert seen[-1] == 100.0
+    assert any(0 < v < 100 for v in seen), seen  # read while the run worked
+    assert "# TYPE lupo_migrate_database_seconds gauge" in text
+
+
+def test_opentelemetry_gauges_carry_the_run_figures(tmp_path: Path) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics = Metrics()
+    metrics.bind_opentelemetry(MeterProvider(metric_readers=[reader]))
+    root = migrations(tmp_path / "m", 2)
+    with session(root, f"sqlite:///{tmp_path / 'x.db'}") as opened:
+        opened.orchestrator.observers = [metrics]
+        opened.apply()
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        m.name: m.data.data_points[0].value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert points["lupo_migrate.progress_percent"] == 100.0
+    assert points["lupo_migrate.validation_success_rate"] == 1.0
+    assert points["lupo_migrate.database_seconds"] > 0
+
+
+# ----------------------------------------------------------------------------------- alerts
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+    delay = 0.0
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = json.loads(self.rfile.read(length))
+        time.sleep(type(self).delay)
+        type(self).received.append(body)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        del format, args
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[_Hook]]]:
+    handler = type("Hook", (_Hook,), {"received": [], "delay": 0.0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_alerts_reach_a_local_server(
+    tmp_path: Path, webhook: tuple[str, type[_Hook]]
+) -> None:
+    url, hook = webhook
+    sink = WebhookSink(url, timeout=5)
+    collected: list[Alert] = []
+    root = migrations(tmp_path / "m", 3, fail_at=2)
+    with session(root, f"sqlite:///{tmp_path / 'x.db'}") as opened:
+        opened.orchestrator.alert_sinks = [sink, CallableSink(collected.append)]
+        result = opened.apply()
+    assert result.run is not None
+    levels = [a["level"] for a in hook.received]
+    assert "critical" in levels, hook.received  # class A: the run was rolled back
+    critical = next(a for a in hook.received if a["level"] == "critical")
+    assert critical["run"] == result.run.id
+    assert "class A rollback" in critical["message"]
+    assert critical["source"] == "lupo_migrate"
+    assert [a.message for a in collected] == [a["message"] for a in hook.received]
+    assert all(a.id is not None for a in collected)  # recorded in migration_alerts too
+
+
+def _dead_server() -> tuple[socket.socket, str]:
+    """A socket that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+
+def test_a_dead_or_slow_webhook_holds_the_run_up_no_longer_than_its_timeout(
+    tmp_path: Path, webhook: tuple[str, type[_Hook]]
+) -> None:
+    url, hook = webhook
+    hook.delay = 30.0  # slow: answers after 30 s
+    listener, dead = _dead_server()
+    try:
+        for target in (url, dead):
+            sink = WebhookSink(target, timeout=1.0, retries=5)
+            root = migrations(tmp_path / f"m{len(target)}", 2, fail_at=1)
+            db = f"sqlite:///{tmp_path / f'{len(target)}.db'}"
+            with session(root, db) as opened:
+                opened.orchestrator.alert_sinks = [sink]
+                began = time.monotonic()
+                opened.apply()
+                took = time.monotonic() - began
+            assert took < 1.0 + 2.5, (target, took)  # the run's own work is well under 2.5 s
+            assert sink.failed, target  # given up, logged, not raised
+    finally:
+        listener.close()
+
+
+# --------------------------------------------------------------------------------- figures
+
+
+def test_snapshot_and_prometheus_text() -> None:
+    counts = Counts(
+        run_id="r1",
+        target='a"b',
+        phase="migrating",
+        steps_total=4,
+        steps_done=1,
+        elapsed=30.0,
+        validations=2,
+        validations_passed=1,
+        errors={"lint": 2},
+    )
+    shot = snapshot(counts)
+    assert (shot.progress_percent, shot.files_per_minute, shot.eta_seconds) == (25.0, 2.0, 90.0)
+    assert shot.validation_success_rate == 0.5
+    text = prometheus([shot])
+    assert 'lupo_migrate_progress_percent{target="a\\"b",run="r1",phase="migrating"} 25.0' in text
+    assert 'lupo_migrate_errors_total{target="a\\"b",run="r1",type="lint"} 2' in text
+    assert (
+        snapshot(Counts(run_id="r", target="t", phase="idle", outcome="completed")).progress_percent
+        == 100.0
+    )
+
+
+def test_history_stats_and_expected_duration() -> None:
+    records = [
+        RunRecord(run_id="a", outcome="completed", started=0, ended=10, steps=10),
+        RunRecord(
+            run_id="b",
+            outcome="rolled_back",
+            started=20,
+            ended=40,
+            steps=10,
+            failure_kind="step_failed_partway",
+            failed_file_type="doctrine",
+        ),
+        RunRecord(run_id="c", outcome="completed", started=50, ended=70, steps=10),
+        RunRecord(run_id="d", outcome="completed", started=80, ended=110, steps=10),
+        RunRecord(
+            run_id="e",
+            outcome="rolled_back",
+            started=120,
+            ended=125,
+            steps=3,
+            failure_kind="operator_abort",
+            operator_rollback=True,
+        ),
+    ]
+    stats = history_stats(records)
+    assert stats.runs == 5
+    assert stats.by_outcome == {"completed": 3, "rolled_back": 2}
+    assert stats.rollback_frequency == 0.25  # 1 of the 4 runs that applied
+    assert stats.operator_rollbacks == 1
+    assert stats.median_seconds == 20
+    assert stats.trend_seconds_per_run is not None
+    assert stats.failures_by_type == {"step_failed_partway": 1, "operator_abort": 1}
+    assert stats.failures_by_file_type == {"doctrine": 1}
+    assert expected_seconds(records, 20) == (2.0 * 20 * 1.5, 3)
+    assert expected_seconds(records[:2], 20) is None
