@@ -303,3 +303,36 @@ def test_history_stats_and_expected_duration() -> None:
     assert stats.failures_by_file_type == {"doctrine": 1}
     assert expected_seconds(records, 20) == (2.0 * 20 * 1.5, 3)
     assert expected_seconds(records[:2], 20) is None
+
+
+def test_the_checklist_of_a_completed_and_of_a_rolled_back_run(tmp_path: Path) -> None:
+    root = migrations(tmp_path / "m", 2)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with session(root, url) as opened:
+        done = opened.apply().run
+        assert done is not None
+        items = {i.label: i for i in opened.orchestrator.checklist(done.id[:8])}
+    assert len(items) == 15
+    assert [i.stage for i in items.values()] == ["pre"] * 5 + ["during"] * 5 + ["post"] * 5
+    states = {label: item.state for label, item in items.items()}
+    assert states["System backup completed"] == "done"
+    assert states["Migration plan reviewed"] == "manual"
+    assert states["Rollback plan tested"] == "done"
+    assert states["System freeze active"] == "done"
+    assert states["Progress monitoring active"] == "done"
+    assert items["Progress monitoring active"].evidence.startswith("2 statement(s)")
+    assert states["System thaw completed"] == "done"
+    assert states["Validation passed"] == "done"
+    assert states["Performance verified"] == "skipped"
+    assert states["Monitoring baseline established"] == "done"
+    assert items["Validation passed"].mark == "[x]"
+
+    failing = migrations(tmp_path / "f", 3, fail_at=2)
+    with session(failing, f"sqlite:///{tmp_path / 'y.db'}") as opened:
+        rolled = opened.apply().run
+        assert rolled is not None
+        states = {i.label: i.state for i in opened.orchestrator.checklist(rolled.id)}
+    assert states["System thaw completed"] == "done"
+    assert states["Validation passed"] == "skipped"  # rolled back before post-validation
+    assert states["Monitoring baseline established"] == "skipped"
+    assert states["Stakeholders notified"] == "done"  # the class A alert

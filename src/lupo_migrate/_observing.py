@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lupo_migrate import _state as sm
+from lupo_migrate._checklist import Item, RunFacts
+from lupo_migrate._checklist import checklist as make_checklist
 from lupo_migrate._clock import from_stamp, to_stamp
-from lupo_migrate._metrics import RunRecord, expected_seconds, history_stats
-from lupo_migrate._model import FailureKind, Plan, Run
+from lupo_migrate._metrics import HistoryStats, RunRecord, expected_seconds, history_stats
+from lupo_migrate._model import UNDO_BASE, FailureKind, Outcome, Plan, Run
 
 if TYPE_CHECKING:
     from lupo_migrate._runner import Orchestrator
@@ -26,10 +28,12 @@ logger = logging.getLogger("lupo_migrate")
 __all__ = [
     "Watch",
     "alert",
+    "checklist",
     "emit",
     "escalate",
     "history_records",
     "run_ended",
+    "run_facts",
     "started",
     "stats",
     "transition",
@@ -235,6 +239,55 @@ def _operator_rollback(run: Run) -> bool:
     return run.failure is not None and run.failure.kind is FailureKind.OPERATOR_ABORT
 
 
-def stats(orch: Orchestrator) -> Any:
+def stats(orch: Orchestrator) -> HistoryStats:
     """:func:`lupo_migrate._metrics.history_stats` of this target."""
     return history_stats(history_records(orch))
+
+
+def run_facts(orch: Orchestrator, run: Run) -> RunFacts:
+    """What the storage recorded about *run*, for its checklist."""
+    journal = orch.storage.journal(run.id)
+    alerts = getattr(orch.storage, "alerts", None)
+    log = orch._decision_log
+    backup = None
+    if log is not None:
+        kept = [r for r in log.decisions(run.id) if r.classification is None]
+        if kept and kept[0].detail:
+            backup = kept[0].detail.partition("; ")[2] or kept[0].detail
+    findings = orch.storage.findings(run.id)
+    if backup is None and any(f.code == "rollback-verified" for f in findings):
+        backup = "pre-images taken before the run; the rollback was verified against them"
+    if backup is None and orch.target.transactional_ddl and (run.applied or run.ended):
+        backup = "each step ran in a transaction of its own (transactional DDL)"
+    fingerprint = getattr(orch.storage, "fingerprint", None)
+    latest = orch.storage.latest_run(orch.target_name)
+    return RunFacts(
+        run=run,
+        findings=findings,
+        statements=sum(1 for e in journal if e.done_at is not None and e.index < UNDO_BASE),
+        alerts=len(alerts(run.id)) if alerts is not None else 0,
+        backup=backup,
+        freeze=_freeze_kind(orch.freeze),
+        heartbeat=True,
+        probes=len(orch.probes),
+        baseline=bool(
+            run.outcome is Outcome.COMPLETED
+            and latest is not None
+            and latest.id == run.id
+            and fingerprint is not None
+            and fingerprint(orch.target_name) is not None
+        ),
+        observed=bool(orch.observers)
+        if orch._watch is not None and orch._watch.run_id == run.id
+        else None,
+    )
+
+
+def _freeze_kind(freeze: Any) -> str:
+    name = type(freeze).__name__.lower()
+    return "read_only" if "readonly" in name else "lease"
+
+
+def checklist(orch: Orchestrator, run: Run) -> tuple[Item, ...]:
+    """The doctrine's execution checklist of *run* (see ``_checklist``)."""
+    return make_checklist(run_facts(orch, run))

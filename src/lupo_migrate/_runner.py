@@ -91,6 +91,8 @@ from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
 if TYPE_CHECKING:
+    from lupo_migrate._checklist import Item as ChecklistItem
+    from lupo_migrate._metrics import HistoryStats
     from lupo_migrate.alerts import AlertSink
     from lupo_migrate.observe import Event
 
@@ -509,6 +511,20 @@ class Orchestrator:
         of a record past its deadline reads ``final`` (see ``_decisions.status_at``)."""
         return _operations.decisions(self, run_id)
 
+    def checklist(self, run_id: str) -> tuple[ChecklistItem, ...]:
+        """The doctrine's execution checklist (pre, during, post) of a run, each item ticked
+        from what was recorded (see ``lupo_migrate._checklist``).
+
+        Raises:
+            DecisionError: no run, or several, start with *run_id*.
+        """
+        return _observing.checklist(self, self.find_run(run_id))
+
+    def stats(self) -> HistoryStats:
+        """History analytics of this target: runs by outcome, rollback frequency, duration
+        trend, failures by error type and by file type."""
+        return _observing.stats(self)
+
     def find_run(self, prefix: str) -> Run:
         """The target's run whose id is *prefix* or starts with it (``DecisionError`` if none
         or several)."""
@@ -571,6 +587,8 @@ class Orchestrator:
             plan,
             by_id,
         )
+        _observing.run_ended(self, run)
+        return run
 
     def accept(
         self, run_id: str, *, scope: Classification | None = None, operator: str = "operator"
@@ -623,6 +641,7 @@ class Orchestrator:
     def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
         new, effects = sm.transition(run, event)
         self.storage.save_run(new, expected_version=run.version)  # persisted before effects
+        _observing.transition(self, run, new, event)
         if self.on_event is not None:
             self.on_event(new, event)
         logger.debug("run %s: %s -> %s", run.id, type(event).__name__, new.phase.value)
@@ -670,8 +689,6 @@ class Orchestrator:
                     self._keeper.thaw()
                 else:
                     self.freeze.thaw(self.owner)
-        _observing.run_ended(self, run)
-        return run
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():
@@ -722,7 +739,6 @@ class Orchestrator:
         pre = make(rolling.of.id) if make is not None else None
         findings: list[Finding] = []
         if pre is not None and not pre.load():
-        _observing.transition(self, run, new, event)
             pre = None
             findings.append(
                 Finding(
@@ -835,11 +851,15 @@ class Orchestrator:
             step=step,
             target_name=self.target_name,
             files_root=self.files_root if self.files_root is not None else self.root.parent,
+            observe=None if not self.observers else functools.partial(self._statement_ran, run),
             connection=connection,
             dialect=self.target.dialect,
             names=self.target.names,
             renames=self.target.renames,
         )
+
+    def _statement_ran(self, run: Run, step_id: StepId, index: int, seconds: float) -> None:
+        _observing.emit(self, run, "statement", step=step_id, index=index, seconds=seconds)
 
     def _apply_step(self, run: Run, step: Step, now: int) -> sm.Event:
         alive = getattr(self.lock, "alive", None)
@@ -934,16 +954,12 @@ class Orchestrator:
             if entry.step_id == step.id and entry.index in done
         }
         done.intersection_update(kept)
-            observe=None if not self.observers else functools.partial(self._statement_ran, run),
         for entry in kept.values():
             if entry.done_at is None:
                 self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
 
     def _flush(self) -> None:
         flush = getattr(self.target, "flush", None)
-    def _statement_ran(self, run: Run, step_id: StepId, index: int, seconds: float) -> None:
-        _observing.emit(self, run, "statement", step=step_id, index=index, seconds=seconds)
-
         if flush is not None:
             flush()
 
