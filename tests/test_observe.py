@@ -336,3 +336,26 @@ def test_the_checklist_of_a_completed_and_of_a_rolled_back_run(tmp_path: Path) -
     assert states["Validation passed"] == "skipped"  # rolled back before post-validation
     assert states["Monitoring baseline established"] == "skipped"
     assert states["Stakeholders notified"] == "done"  # the class A alert
+
+
+def test_progress_prints_milestones_on_a_pipe_and_one_line_on_a_terminal(tmp_path: Path) -> None:
+    import io
+
+    from lupo_migrate._progress import Progress
+
+    plain, live = io.StringIO(), io.StringIO()
+    root = migrations(tmp_path / "m", 3)
+    with session(root, f"sqlite:///{tmp_path / 'x.db'}") as opened:
+        opened.orchestrator.observers = [Progress(plain, live=False), Progress(live, live=True)]
+        run = opened.apply().run
+    assert run is not None
+    lines = plain.getvalue().splitlines()
+    assert lines[0] == f"run {run.id[:12]}: 3 step(s)"
+    assert "[1/3] V1__t0 applied" in lines
+    assert "[3/3] V3__t2 applied" in lines
+    assert lines.index("phase: migrating") < lines.index("[1/3] V1__t0 applied")
+    drawn = live.getvalue()
+    assert "\n" not in drawn  # one line, rewritten in place
+    assert "migrating" in drawn
+    assert "3/3" in drawn
+    assert drawn.endswith("\r")  # cleared at the end
