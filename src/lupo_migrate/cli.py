@@ -624,6 +624,42 @@ def _print_findings(findings: Sequence[Finding], *, err: bool) -> None:
         click.echo(f"{finding.severity.value}: {finding}", err=err)
 
 
+# ---------------------------------------------------------------------- dashboard
+
+
+@cli.command("dashboard", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
+def dashboard_command(port: int, **opts: Any) -> None:
+    """Serve a read-only page on 127.0.0.1 showing the target's current run (phase
+    timeline, step, ETA), the lock and freeze holders, the queue, the open decisions with
+    the time left in their windows, the run's checklist and charts of the history.
+
+    The page reads the orchestration tables every half second; nothing is written (the
+    tables are created, as by every command, if missing). No migration file is read. Runs
+    until Ctrl-C.
+    """
+    import contextlib
+    import threading
+
+    from lupo_migrate import _session
+    from lupo_migrate.dashboard import Dashboard
+
+    with (
+        _session.session(_settings(**opts), files=False) as opened,
+        Dashboard(opened.orchestrator).serve(port=port) as url,
+    ):
+        click.echo(f"dashboard: {url} (Ctrl-C stops it)")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
