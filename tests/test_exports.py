@@ -17,6 +17,10 @@ PUBLIC_MODULES = [
     "lupo_migrate.validators",
     "lupo_migrate.backends",
     "lupo_migrate.testing",
+    "lupo_migrate.observe",
+    "lupo_migrate.alerts",
+    "lupo_migrate.dashboard",
+    "lupo_migrate.handlers",
 ]
 
 
