@@ -87,8 +87,10 @@ def timed(argv: Sequence[str], *, stdin: Path | None = None) -> tuple[float, int
 
 
 def fresh(engine: sa.Engine, name: str) -> None:
+    """*name* empty, and without lupo_migrate's own databases beside it."""
     with engine.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        for stale in (name, f"{name}_lupo_orchestration", f"{name}_lupo_ephemeral"):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {stale}")
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
 
 

@@ -46,3 +46,10 @@ def _mariadb_url(tmp_path: pathlib.Path) -> Iterator[str]:
     """A new empty MariaDB database (for what only MySQL/MariaDB does)."""
     with fresh_database("mariadb", tmp_path) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands print no progress lines on stderr unless a test asks (``--progress``): the
+    tests read stderr for findings and errors."""
+    monkeypatch.setenv("LUPO_MIGRATE_PROGRESS", "off")

@@ -1,10 +1,11 @@
 """Fresh, isolated databases for tests: SQLite files, MariaDB and PostgreSQL databases.
 
 Each ``fresh_database(kind, tmp_path)`` makes a new empty database and returns its URL; the
-context manager drops it afterwards. Servers are the local ones (loopback only); override with
-LUPO_TEST_MARIADB_URL / LUPO_TEST_POSTGRESQL_URL (a server URL without a database name). When
-the server is unreachable the test is skipped, except with CI set, where it fails: CI must run
-the database tests.
+context manager drops it afterwards (on MariaDB with its companion databases ``<name>_...``,
+where lupo_migrate keeps its orchestration and ephemeral tables). Servers are the local ones
+(loopback only); override with LUPO_TEST_MARIADB_URL / LUPO_TEST_POSTGRESQL_URL (a server URL
+without a database name). When the server is unreachable the test is skipped, except with CI
+set, where it fails: CI must run the database tests.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(drop)
+            if kind == "mariadb":
+                # Its companions: the default orchestration and ephemeral databases
+                # (<name>_lupo_orchestration, <name>_lupo_ephemeral) and those tests name
+                # themselves (<name>_orch...). PostgreSQL keeps them inside the database.
+                companions = conn.exec_driver_sql(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
+                    (name.replace("_", "\\_") + "\\_%",),
+                ).scalars()
+                for companion in list(companions):
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{companion}`")
         admin.dispose()
 
 

@@ -61,9 +61,17 @@ class TestQuickstart:
         self, database_url: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """The quickstart applies on SQLite, MariaDB and PostgreSQL; a re-run is a no-op."""
-        code, out, err = cli(capsys, "apply", str(QUICKSTART), "--db", database_url)
-        assert (code, err) == (0, "")
+        code, out, err = cli(
+            capsys, "apply", str(QUICKSTART), "--db", database_url, "--progress", "auto"
+        )
+        assert code == 0, err
         assert "completed, 4 of 4 step(s) applied" in out
+        # stderr is no terminal here: progress comes as milestone lines, nothing else
+        progress = err.splitlines()
+        assert progress[0].endswith(": 4 step(s)"), err
+        assert "[4/4] add_post_status applied" in progress
+        assert progress[-1].endswith(": completed"), err
+        assert not [line for line in progress if line.startswith(("error", "warning"))]
         engine = sa.create_engine(database_url)
         with engine.connect() as conn:
             names = conn.exec_driver_sql("SELECT name FROM authors ORDER BY id").scalars().all()
@@ -292,10 +300,11 @@ def test_concurrent_applies_one_wins_the_others_name_the_holder(
         assert "is held by" in err
         assert ":" in err.split("is held by")[1]  # host:pid:... of the holder
     engine = sa.create_engine(mariadb_url)
+    orch = f"{engine.url.database}_lupo_orchestration"  # the default orchestration database
     with engine.connect() as conn:
-        count = conn.exec_driver_sql("SELECT COUNT(*) FROM migration_files").scalar_one()
+        count = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {orch}.migration_files").scalar_one()
         journal = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM migration_progress WHERE done_at IS NOT NULL"
+            f"SELECT COUNT(*) FROM {orch}.migration_progress WHERE done_at IS NOT NULL"
         ).scalar_one()
     engine.dispose()
     assert count == 6
@@ -365,7 +374,9 @@ class TestFailedRuns:
         engine = sa.create_engine(mariadb_url)
         with engine.connect() as conn:
             rows = conn.exec_driver_sql(
-                "SELECT stmt_index, done_at IS NOT NULL FROM migration_progress ORDER BY stmt_index"
+                "SELECT stmt_index, done_at IS NOT NULL"
+                f" FROM {engine.url.database}_lupo_orchestration.migration_progress"
+                " ORDER BY stmt_index"
             ).all()
         engine.dispose()
         # 0: the CREATE, kept and marked done again after the rollback; 10000: its DROP.

@@ -29,6 +29,8 @@ CORE = (
     "_fingerprint",
     "_decisions",
     "_frontmatter",
+    "_queue",
+    "_placement",
 )
 ALLOWED_TOP = {
     "__future__",

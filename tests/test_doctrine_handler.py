@@ -50,6 +50,8 @@ class FakeContext:
     fail_at: int | None = None
     executed: list[tuple[int, int | None, str]] = attrs.field(factory=list)
     finished: set[int] = attrs.field(factory=set)
+    files_root: Path | None = None
+    kept: list[tuple[int, str]] = attrs.field(factory=list)
 
     def read_text(self, relpath: str) -> str:
         return (self.root / relpath).read_text(encoding="utf-8")
@@ -69,6 +71,14 @@ class FakeContext:
 
     def done(self) -> frozenset[int]:
         return frozenset(self.finished)
+
+    def record(self, text: str) -> int:
+        index = 20_000 + len(self.kept)
+        self.kept.append((index, text))
+        return index
+
+    def records(self) -> list[tuple[int, str]]:
+        return list(self.kept)
 
 
 @attrs.define

@@ -71,11 +71,14 @@ def _copy_quickstart(tmp_path: Path) -> Path:
     return migrations
 
 
-def _orchestration_url(url: str) -> str:
+def _batches(url: str) -> tuple[str, str]:
+    """Where ``apply`` keeps migration_batches by default: (URL, qualified table name)."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
-        return f"sqlite:///{path.with_name(path.stem + '.lupo' + path.suffix)}"
-    return url
+        return f"sqlite:///{path.with_name(path.stem + '.lupo' + path.suffix)}", "migration_batches"
+    if url.startswith("mysql"):
+        return url, f"{sa.make_url(url).database}_lupo_orchestration.migration_batches"
+    return url, "lupo_orchestration.migration_batches"
 
 
 class TestNothingToDo:
@@ -102,9 +105,10 @@ class TestNothingToDo:
         assert nothing_to_do(settings) is None  # edited: the full path refuses and explains
         first.write_bytes(original)
 
-        engine = sa.create_engine(_orchestration_url(database_url))
+        url, batches = _batches(database_url)
+        engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE migration_batches SET blocked = TRUE")
+            conn.exec_driver_sql(f"UPDATE {batches} SET blocked = TRUE")
         engine.dispose()
         assert nothing_to_do(settings) is None  # blocked: the full path says so
 

@@ -65,9 +65,11 @@ class Progress:
         self._done = done
         if phase != self._phase and event.name != "run.ended":
             self._phase = phase
-            self._milestone(f"phase: {phase}")
+            if phase != "idle":  # a run starts and ends there: the first and last lines say so
+                self._milestone(f"phase: {phase}")
         if event.name == "run.ended":
             self._clear()
+            self._milestone(f"run {event.run_id[:12]}: {data.get('outcome')}")
             return
         self._draw(force=event.name != "statement")
 

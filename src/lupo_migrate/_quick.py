@@ -29,6 +29,7 @@ import attrs
 
 from lupo_migrate._config import Settings
 from lupo_migrate._orchestration import BATCHES, FILES, SCHEMA_ROW, SCHEMA_VERSION, SYSTEM_STATE
+from lupo_migrate._placement import orchestration_schema
 
 if TYPE_CHECKING:
     from lupo_migrate._model import Step
@@ -144,7 +145,7 @@ def sibling_store(database: str) -> str:
 
 def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | None:
     """Where the orchestration tables are, as ``open_session`` decides it."""
-    if settings.orchestration_db:
+    if settings.orchestration_db and settings.orchestration_db != settings.db:
         return parse_url(settings.orchestration_db)
     if target.family == "sqlite":
         if not target.database or target.database == ":memory:":
@@ -173,7 +174,7 @@ def _read(
         version = cursor.fetchone()
         cursor.execute(
             f"SELECT phase, outcome, blocked FROM {table(BATCHES)} WHERE target = {mark}"
-            " ORDER BY id DESC LIMIT 1",
+            " AND phase <> 'queue' ORDER BY id DESC LIMIT 1",
             (target,),
         )
         latest = cursor.fetchone()
@@ -222,7 +223,7 @@ def nothing_to_do(
     registry, steps = read
     target = parse_url(settings.db)
     store = _orchestration(settings, target) if target is not None else None
-    if store is None:
+    if store is None or target is None:
         return None
     if any(step.file_type not in registry for step in steps):
         return None  # the full path names the file without a handler
@@ -231,7 +232,12 @@ def nothing_to_do(
         if connection is None:
             return None
         with closing(connection):
-            schema = settings.schemas.get("orchestration") or None
+            schema = orchestration_schema(
+                target.family,
+                database=target.database,
+                schemas=settings.schemas,
+                separate=store is not target,
+            )
             version, latest, ledger = _read(connection, store.family, schema, settings.target)
     except Exception:  # any doubt: the full path connects again and explains
         return None

@@ -1,5 +1,5 @@
 """Open a target from settings and run the database commands: apply, status, history, verify,
-baseline, accept.
+baseline, accept, and the run queue.
 
 Shell. SQLAlchemy is imported here (through ``ext.sqlalchemy``) and only when a database
 command runs, so ``import lupo_migrate``, ``plan`` and ``check`` stay light. Files are read and
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -20,6 +20,7 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
 from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
+from lupo_migrate._placement import Placement, place
 from lupo_migrate._plugins import default_registry
 from lupo_migrate._quick import sibling_store
 from lupo_migrate._registry import HandlerRegistry
@@ -35,7 +36,9 @@ from lupo_migrate.errors import (
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from lupo_migrate.typing import Clock, Freeze
+    from lupo_migrate._draining import DrainReport
+    from lupo_migrate._queue import QueueEntry
+    from lupo_migrate.typing import Clock, Ephemeral, Freeze
 
 __all__ = [
     "Session",
@@ -52,6 +55,16 @@ class Session:
     steps: tuple[Step, ...]
     orchestrator: Orchestrator
     engines: list[Any] = attrs.field(factory=list)
+    #: Where the ephemeral schema lives: (engine, schema); opened on first use.
+    ephemeral_place: tuple[Any, str | None] | None = None
+    _ephemeral: Ephemeral | None = attrs.field(default=None, init=False)
+
+    @property
+    def ephemeral(self) -> Ephemeral:
+        """The ephemeral schema (created on first use: database or schema, then tables)."""
+        if self._ephemeral is None:
+            self._ephemeral = _open_ephemeral(self)
+        return self._ephemeral
 
     @property
     def target(self) -> str:
@@ -130,6 +143,32 @@ class Session:
             self.orchestrator.storage.record_applied(entry)
         return entries
 
+    # ------------------------------------------------------------------ queue
+
+    def enqueue(
+        self, *, priority: int = 0, upto: StepId | None = None, by: str = "operator"
+    ) -> QueueEntry:
+        """Queue a run of the pending steps (up to *upto*); see ``Orchestrator.enqueue``."""
+        self._check_handlers()
+        return self.orchestrator.enqueue(self.steps, priority=priority, upto=upto, by=by)
+
+    def queue(self, *, finished: bool = False) -> list[QueueEntry]:
+        """The target's queue in drain order (and the ended entries with *finished*)."""
+        return self.orchestrator.queue(finished=finished)
+
+    def cancel_queued(self, entry_id: int, *, by: str = "operator") -> QueueEntry:
+        """Cancel a queued entry; see ``Orchestrator.cancel_queued``."""
+        return self.orchestrator.cancel_queued(entry_id, by=by)
+
+    def drain(self, **options: Any) -> DrainReport:
+        """Run the queued entries; see ``Orchestrator.drain`` for *options*."""
+        self._check_handlers()
+        return self.orchestrator.drain(self.steps, ephemeral=self.ephemeral, **options)
+
+    def purge_ephemeral(self) -> dict[str, int]:
+        """Delete the expired rows of the ephemeral tables; the number per table."""
+        return dict(self.ephemeral.purge())
+
     def _check_handlers(self) -> None:
         registry = self.orchestrator.registry
         missing = sorted({s.file_type for s in self.steps if s.file_type not in registry})
@@ -162,16 +201,44 @@ def _engine(url: str) -> sa.Engine:
 
 
 def _orchestration_url(settings: Settings, engine: sa.Engine) -> str | None:
-    """Where lupo_migrate's own tables go: configured, else beside a SQLite file, else None."""
-    if settings.orchestration_db:
+    """Where lupo_migrate's own tables go: configured, else beside a SQLite file, else None
+    (the target's server: a database or schema of their own there, see ``_placement``).
+
+    An ``orchestration_db`` naming the target database itself counts as not configured.
+    """
+    if settings.orchestration_db and settings.orchestration_db != settings.db:
         return settings.orchestration_db
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         return f"sqlite:///{sibling_store(str(engine.url.database))}"
     return None
 
 
-def _prepare_orchestration_schema(engine: sa.Engine, schema: str | None) -> None:
-    """Create the orchestration schema if configured and missing; refuse foreign tables.
+def _placement(settings: Settings, engine: sa.Engine, *, separate: bool) -> Placement:
+    """Where core, orchestration and ephemeral live for *engine* (see ``_placement``)."""
+    return place(
+        engine.dialect.name,
+        database=engine.url.database,
+        schemas=settings.schemas,
+        separate=separate,
+    )
+
+
+#: lupo_migrate's own orchestration tables (a legacy copy in the core schema is looked for).
+_OWN_STATE: Final = "migration_system_state"
+
+
+def _prepare_schema(
+    engine: sa.Engine,
+    schema: str | None,
+    *,
+    logical: str,
+    core: str | None = None,
+) -> None:
+    """Create the *logical* schema (orchestration, ephemeral) if it has a name and is missing.
+
+    For the orchestration schema also refuse tables lupo_migrate did not create, and, when
+    the tables are not there yet, an earlier version's tables left in the core schema
+    *core* (None: the connection's default).
 
     An application may have tables of the same names (Lupopedia's own PHP orchestrator kept
     eight ``migration_*`` tables in its core schema): lupo_migrate never takes those over.
@@ -185,23 +252,91 @@ def _prepare_orchestration_schema(engine: sa.Engine, schema: str | None) -> None
         if schema and dialect in ("mysql", "postgresql"):
             inspector = sa.inspect(engine)
             if schema not in inspector.get_schema_names():
-                quote = engine.dialect.identifier_preparer.quote(schema)
-                ddl = "DATABASE" if dialect == "mysql" else "SCHEMA"
-                with engine.begin() as connection:
-                    connection.exec_driver_sql(f"CREATE {ddl} IF NOT EXISTS {quote}")
+                _create_schema(engine, schema, logical)
+        if logical != "orchestration":
+            return
         inspector = sa.inspect(engine)
-        if inspector.has_table("migration_system_state", schema=schema):
-            columns = {c["name"] for c in inspector.get_columns("migration_system_state", schema)}
+        if inspector.has_table(_OWN_STATE, schema=schema):
+            columns = {c["name"] for c in inspector.get_columns(_OWN_STATE, schema)}
             if "schema_version" not in columns:
                 where = schema or _default_schema(engine)
                 raise ConfigurationError(
-                    f"{where} already has a table migration_system_state that lupo_migrate did"
+                    f"{where} already has a table {_OWN_STATE} that lupo_migrate did"
                     " not create (an application's own migration tables?); lupo_migrate never"
                     " takes such tables over. Keep its tables apart: --orchestration-schema"
-                    f" {where}_orchestration, or schemas.orchestration in lupo.toml"
+                    f" {where}_lupo, or another name in schemas.orchestration in lupo.toml"
                 )
+        elif schema is not None and inspector.has_table(_OWN_STATE, schema=core):
+            columns = {c["name"] for c in inspector.get_columns(_OWN_STATE, core)}
+            if "schema_version" in columns:
+                raise _legacy_tables(engine, core or _default_schema(engine), schema)
     except sa.exc.DBAPIError as exc:
         raise connect_error(engine.url, exc) from None
+
+
+def _create_schema(engine: sa.Engine, schema: str, logical: str) -> None:
+    """``CREATE DATABASE`` (MySQL) or ``CREATE SCHEMA`` (PostgreSQL) *schema*; a refusal
+    names the privilege its user lacks."""
+    import sqlalchemy as sa
+
+    preparer = engine.dialect.identifier_preparer
+    quoted = preparer.quote(schema)
+    mysql = engine.dialect.name == "mysql"
+    ddl = (
+        f"CREATE DATABASE IF NOT EXISTS {quoted}"
+        if mysql
+        else f"CREATE SCHEMA IF NOT EXISTS {quoted}"
+    )
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(ddl + (" CHARACTER SET utf8mb4" if mysql else ""))
+    except sa.exc.DBAPIError as exc:
+        if schema in sa.inspect(engine).get_schema_names():
+            return  # another process created it meanwhile (PostgreSQL's IF NOT EXISTS races)
+        user = engine.url.username or "the user"
+        database = engine.url.database or ""
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        if mysql:
+            named = "`" + schema.replace("`", "``") + "`"  # quoted always: ready to paste
+            grant = (
+                f"its user needs the CREATE privilege for it (GRANT CREATE ON {named}.* TO"
+                f" '{user}'@'%'; then GRANT ALL ON {named}.* to let it create its tables), or"
+                f" an administrator creates it once (CREATE DATABASE {named} CHARACTER SET"
+                f" utf8mb4; GRANT ALL ON {named}.* TO '{user}'@'%')"
+            )
+        else:
+            grant = (
+                f"its user needs the CREATE privilege on the database (GRANT CREATE ON DATABASE"
+                f" {preparer.quote(database)} TO {preparer.quote(user)}), or an administrator"
+                f" creates it once (CREATE SCHEMA {quoted} AUTHORIZATION {preparer.quote(user)})"
+            )
+        kind = "database" if mysql else "schema"
+        raise ConfigurationError(
+            f"cannot create the {logical} {kind} {schema} on"
+            f" {engine.url.render_as_string(hide_password=True)}: {reason}. lupo_migrate keeps"
+            f" its {logical} tables there, apart from the application's: {grant}; or set"
+            f" schemas.{logical} in lupo.toml to a {kind} it may use"
+        ) from exc
+
+
+def _legacy_tables(engine: sa.Engine, core: str, schema: str) -> ConfigurationError:
+    """The error for orchestration tables an earlier lupo_migrate left in the core schema."""
+    from lupo_migrate.ext.sqlalchemy.target import ORCHESTRATION_TABLES
+
+    quote = engine.dialect.identifier_preparer.quote
+    names = sorted(ORCHESTRATION_TABLES)
+    if engine.dialect.name == "mysql":
+        move = "RENAME TABLE " + ", ".join(
+            f"{quote(core)}.{n} TO {quote(schema)}.{n}" for n in names
+        )
+    else:
+        move = "; ".join(f"ALTER TABLE {quote(core)}.{n} SET SCHEMA {quote(schema)}" for n in names)
+    return ConfigurationError(
+        f"{core} holds lupo_migrate's orchestration tables from an earlier version, which kept"
+        f" them in the core schema; they now live in {schema} (created, still empty). Move"
+        f" them there once, as an administrator, before anything else runs: {move}"
+        " (backup tables lupo_bk_* may stay, or move the same way)"
+    )
 
 
 def _default_schema(engine: sa.Engine) -> str:
@@ -212,6 +347,30 @@ def _default_schema(engine: sa.Engine) -> str:
     if name == "sqlite":
         return "main"
     return str(engine.url.database or "")
+
+
+def _open_ephemeral(opened: Session) -> Ephemeral:
+    """The ephemeral schema of *opened*: beside the orchestration tables (their server, a
+    schema of its own there), created if missing. An in-memory SQLite target has no file to
+    put it beside: it gets an in-memory database of its own."""
+    from sqlalchemy.pool import StaticPool
+
+    from lupo_migrate.ext.sqlalchemy.ephemeral import SqlAlchemyEphemeral
+    from lupo_migrate.ext.sqlalchemy.target import make_engine
+
+    if opened.ephemeral_place is None:
+        raise ConfigurationError("this session has no database for the ephemeral schema")
+    engine, schema = opened.ephemeral_place
+    memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+    if memory:
+        engine = make_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+        opened.engines.append(engine)
+    _prepare_schema(engine, schema, logical="ephemeral")
+    ephemeral = SqlAlchemyEphemeral(engine, schema=schema, clock=opened.orchestrator.clock)
+    ephemeral.ensure_schema()
+    return ephemeral
 
 
 def _freeze(
@@ -243,6 +402,7 @@ def open_session(
     *,
     registry: HandlerRegistry | None = None,
     steps: Sequence[Step] | None = None,
+    files: bool = True,
 ) -> Session:
     """Read the migration files, then connect to the target and its orchestration storage.
 
@@ -250,18 +410,22 @@ def open_session(
         settings: directory, database and options.
         registry: the handlers (default: built-in and plugins).
         steps: the files already read with *registry* (read here when not given).
+        files: False for commands that read no migration file (listing or cancelling queue
+            entries): no directory is needed, none is read, and the session has no steps.
 
     Raises:
         ConfigurationError: no directory or database given, or the database unreachable.
         MigrationFileError: files are unusable (nothing is written anywhere then).
     """
-    if settings.migrations is None:
+    if not files:
+        steps = ()
+    elif settings.migrations is None:
         raise ConfigurationError(
             "no migrations directory: pass DIRECTORY, or set migrations in lupo.toml"
             " or LUPO_MIGRATE_DIR"
         )
     registry = registry or default_registry()
-    if steps is None:
+    if steps is None and settings.migrations is not None:
         steps = load_steps(
             settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
         )
@@ -278,15 +442,17 @@ def open_session(
     engines = [engine]
     orchestration_url = _orchestration_url(settings, engine)
     store_engine = engine
-    if orchestration_url is not None:
-        store_engine = _engine(orchestration_url)
-        engines.append(store_engine)
     clock = SystemClock()
-    schema = settings.schemas.get("orchestration") or None
     try:
+        if orchestration_url is not None:
+            store_engine = _engine(orchestration_url)
+            engines.append(store_engine)
         # Settings that cannot work are refused before anything is written.
+        placement = _placement(settings, engine, separate=store_engine is not engine)
+        schema = placement.orchestration
         freeze = _freeze(settings, store_engine, engine, clock, schema)
-        _prepare_orchestration_schema(store_engine, schema)
+        core_schema = settings.schemas.get("core") or None
+        _prepare_schema(store_engine, schema, logical="orchestration", core=core_schema)
         storage = SqlAlchemyStorage(store_engine, schema=schema, clock=clock)
         storage.ensure_schema()
     except BaseException:
@@ -297,7 +463,12 @@ def open_session(
         store_engine, f"lupo_migrate:{settings.target}", clock=clock, schema=schema
     )
     home = _default_schema(engine)
-    names = {"core": home, "orchestration": schema or home, "ephemeral": home}
+    store_home = _default_schema(store_engine)
+    names = {
+        "core": home,
+        "orchestration": schema or (home if store_engine is engine else store_home),
+        "ephemeral": placement.ephemeral or (home if store_engine is engine else store_home),
+    }
     names.update(settings.schemas)
     target = SqlAlchemyTarget(
         engine,
@@ -318,7 +489,7 @@ def open_session(
         clock=clock,
         registry=registry,
         target=target,
-        root=Path(settings.migrations),
+        root=Path(settings.migrations) if settings.migrations is not None else Path.cwd(),
         files_root=None if settings.files is None else Path(settings.files),
         target_name=settings.target,
         table_budget=settings.table_budget,
@@ -333,7 +504,11 @@ def open_session(
         integrity_limit=settings.integrity_limit,
     )
     return Session(
-        settings=settings, steps=tuple(steps), orchestrator=orchestrator, engines=engines
+        settings=settings,
+        steps=tuple(steps or ()),
+        orchestrator=orchestrator,
+        engines=engines,
+        ephemeral_place=(store_engine, placement.ephemeral),
     )
 
 
@@ -379,7 +554,7 @@ def _ledger_read_only(settings: Settings) -> set[StepId]:
                 return set()
             store = _engine(url)
             engines.append(store)
-        schema = settings.schemas.get("orchestration")
+        schema = _placement(settings, engine, separate=store is not engine).orchestration
         if not sa.inspect(store).has_table("migration_files", schema=schema):
             return set()
         return set(SqlAlchemyStorage(store, schema=schema).applied(settings.target))
@@ -412,7 +587,13 @@ def dry_run(
         url = sa.make_url(settings.db)
         dialect = url.get_backend_name()  # mariadb follows the mysql rules in the splitter
         home = url.database or ""
-        names = {"core": home, "orchestration": home, "ephemeral": home}
+        apart = bool(settings.orchestration_db and settings.orchestration_db != settings.db)
+        where = place(dialect, database=url.database, schemas=settings.schemas, separate=apart)
+        names = {
+            "core": home,
+            "orchestration": where.orchestration or home,
+            "ephemeral": where.ephemeral or home,
+        }
     names.update(settings.schemas)
     out: list[tuple[Step, tuple[str, ...]]] = []
     for step in plan.steps:

@@ -7,6 +7,7 @@ instead. Anything else is a bug and propagates with its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -249,6 +250,22 @@ def _settings(
     " run then records the live schema as the new reference.",
 )
 @click.option(
+    "--progress",
+    type=click.Choice(["auto", "live", "plain", "off"]),
+    default="auto",
+    show_default=True,
+    envvar="LUPO_MIGRATE_PROGRESS",
+    help="Progress on stderr: one live line (a terminal), milestone lines (plain; the"
+    " default when stderr is not a terminal) or none. Env: LUPO_MIGRATE_PROGRESS.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve the run's metrics in Prometheus text at http://127.0.0.1:PORT/metrics while"
+    " it works (0: any free port, printed on stderr).",
+)
+@click.option(
     "--forbid",
     multiple=True,
     metavar="RULE",
@@ -263,6 +280,8 @@ def apply_command(
     backup_limit: int | None,
     allow_drift: bool,
     forbid: tuple[str, ...],
+    progress: str,
+    metrics_port: int | None,
     **opts: Any,
 ) -> None:
     """Apply the pending migrations in DIRECTORY to the database, as one run.
@@ -297,7 +316,11 @@ def apply_command(
                 click.echo(statement.rstrip() + ";")
         return
     registry, steps = read if read is not None else (None, None)
-    with _session.session(settings, registry=registry, steps=steps) as opened:
+    with (
+        _session.session(settings, registry=registry, steps=steps) as opened,
+        contextlib.ExitStack() as stack,
+    ):
+        opened.orchestrator.observers = _observers(progress, metrics_port, stack)
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")
@@ -314,6 +337,24 @@ def apply_command(
                 reason = run.failure.message if run.failure else "see lupo-migrate status"
                 click.echo(f"error: {reason}", err=True)
             sys.exit(errors.StepError.exit_code)
+
+
+def _observers(progress: str, metrics_port: int | None, stack: contextlib.ExitStack) -> list[Any]:
+    """The command line's observers of a run: progress on stderr, metrics served."""
+    from lupo_migrate._progress import Progress
+
+    observers: list[Any] = []
+    live = sys.stderr.isatty() if progress == "auto" else progress == "live"
+    if progress != "off":
+        observers.append(Progress(sys.stderr, live=live))
+    if metrics_port is not None:
+        from lupo_migrate.observe import Metrics, serve_prometheus
+
+        metrics = Metrics()
+        observers.append(metrics)
+        port = stack.enter_context(serve_prometheus(metrics, port=metrics_port))
+        click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
+    return observers
 
 
 @cli.command("status", epilog=_EPILOG)
@@ -514,15 +555,141 @@ def accept_command(run_id: str, scope: str, operator: str | None, **opts: Any) -
 
 @cli.command("purge", epilog=_EPILOG)
 @_db_options
-def purge_command(**opts: Any) -> None:
-    """Make decisions whose window closed final, and drop the backups nobody needs any more."""
+@click.option(
+    "--ephemeral",
+    "ephemeral_only",
+    is_flag=True,
+    help="Only delete the expired rows of the ephemeral tables (no migration file is read;"
+    " safe to run often, from several hosts at once).",
+)
+def purge_command(ephemeral_only: bool, **opts: Any) -> None:
+    """Make decisions whose window closed final, drop the backups nobody needs any more, and
+    delete the expired rows of the ephemeral tables (sessions, cache, temp_data, job_queue,
+    locks). Safe to run while runs work and while other purges run."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=not ephemeral_only) as opened:
+        if not ephemeral_only:
+            purged = opened.orchestrator.purge()
+            for run_id, tables in purged:
+                click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
+            click.echo(f"{len(purged)} run(s) purged")
+        counts = opened.purge_ephemeral()
+        detail = ", ".join(f"{table} {count}" for table, count in counts.items())
+        click.echo(f"{sum(counts.values())} expired ephemeral row(s) deleted ({detail})")
+
+
+# ---------------------------------------------------------------------- queue
+
+
+@cli.group("queue", epilog=_EPILOG, invoke_without_command=True)
+@click.pass_context
+def queue_group(ctx: click.Context) -> None:
+    """The run queue: `queue add` queues a run, `queue drain` runs the queued ones (priority
+    first, then age; one run per target at a time), `queue cancel ID` cancels a queued one,
+    `queue list` (or `queue` alone, with settings from lupo.toml or the environment) shows
+    them."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(queue_list_command)
+
+
+def _entry_line(entry: Any) -> str:
+    upto = f" upto {entry.upto}" if entry.upto else ""
+    line = (
+        f"{entry.id:>5}  {entry.status.value:<9}  priority {entry.priority:<4}"
+        f"  {_when(entry.enqueued_at)}  by {entry.enqueued_by}  {len(entry.steps)} step(s){upto}"
+    )
+    if entry.worker and entry.status.value == "running":
+        line += f"  (worker {entry.worker} since {_when(entry.claimed_at)})"
+    if entry.outcome:
+        line += f"  {entry.outcome}" + (f" run {entry.run_id}" if entry.run_id else "")
+    if entry.detail:
+        line += f"  -- {entry.detail}"
+    return line
+
+
+@queue_group.command("list", epilog=_EPILOG)
+@_db_options
+@click.option("--all", "show_all", is_flag=True, help="Also the done and cancelled entries.")
+def queue_list_command(show_all: bool = False, **opts: Any) -> None:
+    """List the target's queue: the running entry, then the queued ones in the order they
+    will run (no migration file is read)."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=False) as opened:
+        found = opened.queue(finished=show_all)
+        if not found:
+            click.echo(f"the queue of target {opened.target} is empty")
+        for entry in found:
+            click.echo(_entry_line(entry))
+
+
+@queue_group.command("add", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--priority", type=int, default=0, show_default=True, help="Higher runs first (same: older)."
+)
+@click.option("--upto", metavar="ID", help="Run only up to this step (default: every pending one).")
+@click.option("--by", "operator", default=None, help="Who queues (recorded); default: $USER.")
+def queue_add_command(priority: int, upto: str | None, operator: str | None, **opts: Any) -> None:
+    """Queue a run of the pending migrations in DIRECTORY (the plan is checked now and made
+    again when the entry runs)."""
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened:
-        purged = opened.orchestrator.purge()
-        for run_id, tables in purged:
-            click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
-        click.echo(f"{len(purged)} run(s) purged")
+        entry = opened.enqueue(priority=priority, upto=upto, by=_operator(operator))
+        click.echo(
+            f"queued entry {entry.id} for target {opened.target}: priority {entry.priority},"
+            f" {len(entry.steps)} step(s) pending now"
+        )
+
+
+@queue_group.command("cancel", epilog=_EPILOG)
+@click.argument("entry_id", metavar="ID", type=int)
+@_db_options
+@_OPERATOR
+def queue_cancel_command(entry_id: int, operator: str | None, **opts: Any) -> None:
+    """Cancel queued entry ID (a running one cannot be: let it end, then roll it back)."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=False) as opened:
+        entry = opened.cancel_queued(entry_id, by=_operator(operator))
+        click.echo(f"cancelled queue entry {entry.id} ({entry.detail})")
+
+
+@queue_group.command("drain", epilog=_EPILOG)
+@_db_options
+@click.option("--limit", type=click.IntRange(min=0), help="Run at most N entries.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to wait while another process drains this target's queue.",
+)
+@click.option("--keep-going", is_flag=True, help="Go on after a run that did not complete.")
+def queue_drain_command(limit: int | None, wait: float, keep_going: bool, **opts: Any) -> None:
+    """Run the queued entries of the target one at a time, priority first, then age.
+
+    One drainer per target at a time (a lease in the ephemeral locks table); each entry is
+    claimed once, run like `apply`, and marked done with its run and outcome. An entry left
+    running by a drainer that died is queued again first. Draining stops when the queue is
+    empty, after --limit entries, when a run does not complete (unless --keep-going), or when
+    the target cannot run now (the entry keeps its place).
+    """
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        report = opened.drain(limit=limit, wait=wait, keep_going=keep_going)
+        for done in report.drained:
+            click.echo(_entry_line(done.entry))
+            if done.result is not None:
+                _print_findings(done.result.findings, err=True)
+        click.echo(
+            f"{len(report.drained)} queue entr{'y' if len(report.drained) == 1 else 'ies'} run"
+        )
+        if report.stopped is not None:
+            click.echo(f"error: stopped: {report.stopped}", err=True)
+            sys.exit(errors.StepError.exit_code)
 
 
 @cli.command("recover", epilog=_EPILOG)

@@ -8,6 +8,12 @@ nested ``Failure`` and ``Finding`` as objects, tuples as lists.
 The value classes of the extra tables (:class:`SystemState`, :class:`Alert`) live here too,
 until the core grows its own; a ``migration_rollback_log`` row is the core's
 :class:`~lupo_migrate._decisions.DecisionRecord` (``classification`` ``run`` stands for None).
+
+``migration_batches`` holds runs and the queue. A queue entry's row has ``phase``
+:data:`QUEUE_PHASE` (never a run's phase), its status in ``outcome`` (``queued``,
+``running``, ``done``, ``cancelled``), its worker in ``holder``, ``created_at`` when it was
+queued, ``run_id`` ``queue:<random>`` (the entry's number is the row's ``id``), the steps
+pending when it was queued in ``steps`` and the rest as JSON in ``state``.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ from lupo_migrate._model import (
     Run,
     Severity,
 )
+from lupo_migrate._queue import QueueEntry, QueueStatus
 from lupo_migrate.errors import StorageError
 
 __all__ = [
+    "QUEUE_PHASE",
     "Alert",
     "RollbackDecision",
     "SystemState",
@@ -47,6 +55,8 @@ __all__ = [
     "journal_from_row",
     "journal_to_row",
     "new_id",
+    "queue_columns",
+    "queue_from_row",
     "run_columns",
     "run_from_json",
     "run_to_json",
@@ -56,6 +66,10 @@ __all__ = [
 
 #: Layout version of the JSON in ``migration_batches.state``.
 _RUN_FORMAT = 2
+#: ``migration_batches.phase`` of the rows that are queue entries, not runs.
+QUEUE_PHASE = "queue"
+#: Layout version of a queue entry's JSON in ``migration_batches.state``.
+_QUEUE_FORMAT = 1
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
@@ -369,3 +383,66 @@ def decision_from_row(row: Any) -> RollbackDecision:
         detail=row.detail,
         recorded_at=int(row.recorded_at),
     )
+
+
+def queue_columns(entry: QueueEntry) -> dict[str, Any]:
+    """The ``migration_batches`` columns of a queue entry (all but ``id``, ``run_id`` and
+    ``updated_at``)."""
+    state = {
+        "format": _QUEUE_FORMAT,
+        "priority": entry.priority,
+        "enqueued_by": entry.enqueued_by,
+        "upto": entry.upto,
+        "claimed_at": entry.claimed_at,
+        "finished_at": entry.finished_at,
+        "run_id": entry.run_id,
+        "outcome": entry.outcome,
+        "detail": entry.detail,
+        "attempts": entry.attempts,
+    }
+    return {
+        "target": entry.target,
+        "phase": QUEUE_PHASE,
+        "outcome": entry.status.value,
+        "version": entry.version,
+        "blocked": False,
+        "holder": entry.worker,
+        "created_at": entry.enqueued_at,
+        "state": json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=True),
+        "steps": json.dumps(list(entry.steps), separators=(",", ":"), ensure_ascii=True),
+    }
+
+
+def queue_from_row(row: Any) -> QueueEntry:
+    """The queue entry a ``migration_batches`` row of phase :data:`QUEUE_PHASE` holds.
+
+    Raises:
+        StorageError: the row is not a queue entry this code can read.
+    """
+    try:
+        data = json.loads(row.state)
+        if data.get("format") != _QUEUE_FORMAT:
+            raise ValueError(f"unknown format {data.get('format')!r}")
+        return QueueEntry(
+            id=int(row.id),
+            target=row.target,
+            priority=int(data["priority"]),
+            enqueued_at=int(row.created_at),
+            enqueued_by=data["enqueued_by"],
+            upto=data["upto"],
+            steps=tuple(json.loads(row.steps)),
+            status=QueueStatus(row.outcome),
+            version=int(row.version),
+            worker=row.holder,
+            claimed_at=_opt_int(data["claimed_at"]),
+            finished_at=_opt_int(data["finished_at"]),
+            run_id=data["run_id"],
+            outcome=data["outcome"],
+            detail=data["detail"],
+            attempts=int(data["attempts"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StorageError(
+            f"migration_batches: queue entry {getattr(row, 'id', '?')} cannot be read ({exc});"
+            " it was written by another version of lupo_migrate, or edited by hand."
+        ) from exc

@@ -6,12 +6,15 @@ check. Driver errors become :class:`~lupo_migrate.errors.StorageError` with a on
 (the driver's own words, the URL without password, what to do) and the original chained.
 
 Besides the protocol, the storage writes the tables the orchestrator needs: the plan
-(``record_plan``), operator-accepted checksums, alerts, rollback decisions and the target's
-phase in ``migration_system_state``.
+(``record_plan``), operator-accepted checksums, alerts, rollback decisions, the target's
+phase in ``migration_system_state``, and the run queue (the
+:class:`~lupo_migrate.typing.RunQueue` protocol: queue entries are rows of
+``migration_batches`` told apart by their phase, see ``_codec``; run queries never see them).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +33,7 @@ from lupo_migrate._model import (
     Step,
     StepId,
 )
+from lupo_migrate._queue import ACTIVE, QueueEntry
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
@@ -201,10 +205,14 @@ class SqlAlchemyStorage:
                 ) from exc
         self._steps_seen[run.id] = run.steps
 
+    def _runs(self) -> sa.Select[Any]:
+        """Rows of runs (not queue entries)."""
+        t = self.tables.batches
+        return sa.select(t.c.state, t.c.steps).where(t.c.phase != codec.QUEUE_PHASE)
+
     def get_run(self, run_id: RunId) -> Run | None:
         """The run with this id, or None."""
-        t = self.tables.batches
-        query = sa.select(t.c.state, t.c.steps).where(t.c.run_id == run_id)
+        query = self._runs().where(self.tables.batches.c.run_id == run_id)
         return self._state(f"get_run({run_id!r})", query)
 
     def save_run(self, run: Run, *, expected_version: int) -> None:
@@ -270,7 +278,7 @@ class SqlAlchemyStorage:
     def list_runs(self, target: str | None = None) -> Sequence[Run]:
         """Runs (of *target*, or all), oldest first."""
         t = self.tables.batches
-        query = sa.select(t.c.state, t.c.steps).order_by(t.c.id)
+        query = self._runs().order_by(t.c.id)
         if target is not None:
             query = query.where(t.c.target == target)
         rows = self._rows("list_runs()", query)
@@ -279,8 +287,76 @@ class SqlAlchemyStorage:
     def latest_run(self, target: str) -> Run | None:
         """The most recently created run of *target*, or None."""
         t = self.tables.batches
-        query = sa.select(t.c.state, t.c.steps).where(t.c.target == target).order_by(t.c.id.desc())
+        query = self._runs().where(t.c.target == target).order_by(t.c.id.desc())
         return self._state(f"latest_run({target!r})", query)
+
+    # ----------------------------------------------------------------------- queue
+
+    def enqueue(self, entry: QueueEntry) -> QueueEntry:
+        """Store a new queue entry; returns it with its id (the row's)."""
+        if not isinstance(entry, QueueEntry):
+            raise InvalidArgumentError(f"enqueue() needs a QueueEntry, got {entry!r}.")
+        values = {
+            **codec.queue_columns(entry),
+            "run_id": f"queue:{uuid.uuid4().hex}",
+            "updated_at": self._now(),
+        }
+        with self._tx(f"enqueue({entry.target!r})") as conn:
+            entry_id = codec.new_id(conn.execute(self.tables.batches.insert().values(values)))
+        return attrs.evolve(entry, id=entry_id)
+
+    def _entries(self) -> sa.Select[Any]:
+        t = self.tables.batches
+        return sa.select(t).where(t.c.phase == codec.QUEUE_PHASE).order_by(t.c.id)
+
+    def queue_entry(self, entry_id: int) -> QueueEntry | None:
+        """The queue entry with this id, or None."""
+        rows = self._rows(
+            f"queue_entry({entry_id})", self._entries().where(self.tables.batches.c.id == entry_id)
+        )
+        return codec.queue_from_row(rows[0]) if rows else None
+
+    def queue_entries(
+        self, target: str | None = None, *, active: bool = False
+    ) -> Sequence[QueueEntry]:
+        """Queue entries (of *target*, or all; only queued and running ones if *active*), by
+        id."""
+        t = self.tables.batches
+        query = self._entries()
+        if target is not None:
+            query = query.where(t.c.target == target)
+        if active:
+            query = query.where(t.c.outcome.in_(sorted(s.value for s in ACTIVE)))
+        return [codec.queue_from_row(r) for r in self._rows("queue_entries()", query)]
+
+    def save_entry(self, entry: QueueEntry, *, expected_version: int) -> None:
+        """Replace the stored entry if its version is *expected_version*.
+
+        Raises:
+            ConcurrentUpdateError: the stored version differs (or the entry is missing).
+        """
+        if not isinstance(entry, QueueEntry):
+            raise InvalidArgumentError(f"save_entry() needs a QueueEntry, got {entry!r}.")
+        t = self.tables.batches
+        values = {**codec.queue_columns(entry), "updated_at": self._now()}
+        del values["created_at"]  # when it was queued never changes
+        where = (
+            (t.c.id == entry.id)
+            & (t.c.phase == codec.QUEUE_PHASE)
+            & (t.c.version == expected_version)
+        )
+        with self._tx(f"save_entry({entry.id})") as conn:
+            if conn.execute(t.update().where(where).values(values)).rowcount == 1:
+                return
+            found = conn.execute(
+                sa.select(t.c.version).where(t.c.id == entry.id, t.c.phase == codec.QUEUE_PHASE)
+            ).scalar()
+        raise ConcurrentUpdateError(
+            "migration_batches",
+            f"queue:{entry.id}",
+            expected_version,
+            None if found is None else int(found),
+        )
 
     # ----------------------------------------------------------------------- ledger
 
