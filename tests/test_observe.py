@@ -11,13 +11,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from databases import fresh_database
-from lupo_migrate import _session
+from lupo_migrate import _session, load_steps
 from lupo_migrate._metrics import (
     Counts,
     RunRecord,
@@ -27,8 +28,11 @@ from lupo_migrate._metrics import (
     snapshot,
 )
 from lupo_migrate.alerts import Alert, CallableSink, WebhookSink
+from lupo_migrate.backends.memory import InMemoryStorage
 from lupo_migrate.cli import _settings
 from lupo_migrate.observe import Event, Metrics, serve_prometheus
+from test_runner import _parts as _parts  # the parts fixture
+from test_runner import orchestrator, write
 
 PROGRESS = re.compile(r'^lupo_migrate_progress_percent\{[^}]*run="(\w+)"[^}]*\} (\S+)$', re.M)
 
@@ -359,3 +363,67 @@ def test_progress_prints_milestones_on_a_pipe_and_one_line_on_a_terminal(tmp_pat
     assert "migrating" in drawn
     assert "3/3" in drawn
     assert drawn.endswith("\r")  # cleared at the end
+
+
+class TestEscalation:
+    """A run slower than its history says raises one critical alert (injected clock)."""
+
+    def _run(self, parts: dict[str, Any], name: str, seconds: float, sinks: list[Any]) -> Any:
+        clock = parts["clock"]
+        parts["target"].on_execute = lambda _statement: clock.advance(timedelta(seconds=seconds))
+        write(
+            parts["root"],
+            {f"{name}_1.sql": f"CREATE {name}1\n", f"{name}_2.sql": f"CREATE {name}2\n"},
+        )
+        orch = orchestrator(parts, alert_sinks=sinks)
+        return orch.apply(load_steps(parts["root"])).run
+
+    def test_a_run_slower_than_its_history_escalates_once(self, parts: dict[str, Any]) -> None:
+        parts["storage"] = InMemoryStorage(clock=parts["clock"])
+        alerts: list[Alert] = []
+        for name in ("V1", "V2", "V3"):  # 10 s a step, three times
+            self._run(parts, name, 10, [CallableSink(alerts.append)])
+        assert not [a for a in alerts if a.level == "critical"]
+        self._run(parts, "V4", 12, [CallableSink(alerts.append)])  # within 1.5x: quiet
+        assert not [a for a in alerts if a.level == "critical"]
+        run = self._run(parts, "V5", 60, [CallableSink(alerts.append)])  # 60 s a step
+        critical = [a for a in alerts if a.level == "critical"]
+        assert len(critical) == 1, critical
+        assert critical[0].run_id == run.id
+        assert "has taken 0:01:00, longer than the 0:00:30 expected for 2 step(s)" in (
+            critical[0].message
+        )
+        assert "(from 4 earlier run(s))" in critical[0].message
+        assert orchestrator(parts).stats().median_seconds is not None
+
+    def test_no_escalation_without_enough_history(self, parts: dict[str, Any]) -> None:
+        parts["storage"] = InMemoryStorage(clock=parts["clock"])
+        alerts: list[Alert] = []
+        self._run(parts, "V1", 10, [])
+        self._run(parts, "V2", 600, [CallableSink(alerts.append)])
+        assert not [a for a in alerts if a.level == "critical"]
+
+    def test_a_long_statement_escalates_while_it_runs(self, parts: dict[str, Any]) -> None:
+        """No transition happens during one long statement: the keep-alive thread checks."""
+        parts["storage"] = InMemoryStorage(clock=parts["clock"])
+        for name in ("V1", "V2", "V3"):
+            self._run(parts, name, 10, [])
+        alerts: list[Alert] = []
+        seen_during: list[int] = []
+        clock = parts["clock"]
+
+        def long_statement(_statement: str) -> None:
+            clock.advance(timedelta(seconds=600))
+            deadline = time.monotonic() + 10
+            while not alerts and time.monotonic() < deadline:
+                time.sleep(0.05)  # the keep-alive thread looks every second
+            seen_during.append(len(alerts))
+
+        files = {"V9_1.sql": "CREATE x\n", "V9_2.sql": "CREATE y\n"}
+        write(parts["root"], files)
+        parts["target"].on_execute = long_statement
+        orchestrator(parts, alert_sinks=[CallableSink(alerts.append)]).apply(
+            load_steps(parts["root"])
+        )
+        assert seen_during[0] == 1  # raised while the first statement still ran
+        assert [a.level for a in alerts].count("critical") == 1

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Final
 
@@ -54,6 +54,9 @@ class KeepAlive:
     _frozen_at: float | None = attrs.field(default=None, init=False)
     _beat_at: float = attrs.field(factory=time.monotonic, init=False)
     _lost: LockError | None = attrs.field(default=None, init=False)
+    #: Called from the background thread too (a long statement makes no transitions): the
+    #: escalation check. Must not raise; what it raises is logged.
+    watch: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
 
     def freeze_writes(self) -> None:
         """Freeze writes (or extend *owner*'s freeze) now."""
@@ -120,6 +123,11 @@ class KeepAlive:
         def loop() -> None:
             while not stop.wait(period):
                 self._background_tick()
+                if self.watch is not None:
+                    try:
+                        self.watch()
+                    except Exception:  # observing never stops a run
+                        logger.exception("the run's watch failed")
 
         thread = threading.Thread(target=loop, name=f"lupo-keepalive-{self.owner}", daemon=True)
         thread.start()

@@ -6,6 +6,7 @@ an observer or a sink that raises is logged and left out for the rest of the run
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ __all__ = [
     "checklist",
     "emit",
     "escalate",
+    "escalate_now",
     "history_records",
     "run_ended",
     "run_facts",
@@ -51,6 +53,9 @@ class Watch:
     basis: int = 0
     escalated: bool = False
     dropped: set[int] = attrs.field(factory=set)
+    #: The run as last persisted (for the background escalation check).
+    run: Run | None = None
+    guard: threading.Lock = attrs.field(factory=threading.Lock)
 
 
 def emit(orch: Orchestrator, run: Run, name: str, **data: Any) -> None:
@@ -111,6 +116,8 @@ def transition(orch: Orchestrator, old: Run, new: Run, event: sm.Event) -> None:
     if new.in_flight is not None:
         data["step"] = new.in_flight
     emit(orch, new, "run.transition", **data)
+    if orch._watch is not None:
+        orch._watch.run = new
     escalate(orch, new)
 
 
@@ -171,12 +178,13 @@ def escalate(orch: Orchestrator, run: Run) -> None:
     """Once per run: an alert when it has taken longer than expected (see
     ``_metrics.expected_seconds``)."""
     watch = orch._watch
-    if watch is None or watch.expected is None or watch.escalated or run.ended:
+    if watch is None or watch.expected is None or run.ended:
         return
     took = _now(orch) - watch.started
-    if took <= watch.expected:
-        return
-    watch.escalated = True
+    with watch.guard:
+        if took <= watch.expected or watch.escalated:
+            return
+        watch.escalated = True
     alert(
         orch,
         run,
@@ -185,6 +193,14 @@ def escalate(orch: Orchestrator, run: Run) -> None:
         f" for {watch.steps} step(s) (from {watch.basis} earlier run(s)); it is in"
         f" {run.phase.value}" + (f" at {run.in_flight}" if run.in_flight else ""),
     )
+
+
+def escalate_now(orch: Orchestrator) -> None:
+    """The escalation check from the keep-alive thread: a statement that runs for long makes
+    no transition, and the run should still escalate in time."""
+    watch = orch._watch
+    if watch is not None and watch.run is not None:
+        escalate(orch, watch.run)
 
 
 def _now(orch: Orchestrator) -> float:

@@ -714,7 +714,13 @@ class Orchestrator:
         the lock all along: its process died between the two): it is lifted, and that is
         recorded."""
         stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-        keeper = KeepAlive(self.lock, self.freeze, self.owner, self.freeze_ttl)
+        keeper = KeepAlive(
+            self.lock,
+            self.freeze,
+            self.owner,
+            self.freeze_ttl,
+            watch=functools.partial(_observing.escalate_now, self),
+        )
         stack.callback(setattr, self, "_keeper", None)
         stack.enter_context(keeper.running())
         self._keeper = keeper

@@ -144,6 +144,18 @@ class InMemoryStorage:
     _decisions: list[DecisionRecord] = attrs.field(factory=list, init=False)
     _fingerprints: dict[str, str] = attrs.field(factory=dict, init=False)
     _queue: dict[int, QueueEntry] = attrs.field(factory=dict, init=False)
+    #: Where ``run_times`` stamps come from (default: the real time).
+    clock: Clock = attrs.field(factory=lambda: SystemClock(), kw_only=True)
+    _times: dict[RunId, tuple[int, int]] = attrs.field(factory=dict, init=False)
+
+    def run_times(self, target: str) -> dict[RunId, tuple[int, int | None]]:
+        """When each run of *target* was created and last saved (``YYYYMMDDHHMMSS``)."""
+        with self._mutex:
+            return {
+                run_id: (created, updated)
+                for run_id, (created, updated) in self._times.items()
+                if self._runs[run_id].target == target
+            }
 
     def create_run(self, run: Run) -> None:
         """Store a new run; ``StorageError`` if its id exists."""
@@ -156,6 +168,8 @@ class InMemoryStorage:
                     " save_run() to update it."
                 )
             self._runs[run.id] = run
+            now = to_stamp(self.clock.now())
+            self._times[run.id] = (now, now)
 
     def get_run(self, run_id: RunId) -> Run | None:
         """The run with this id, or None."""
@@ -176,6 +190,8 @@ class InMemoryStorage:
             if found != expected_version:
                 raise ConcurrentUpdateError("migration_batches", run.id, expected_version, found)
             self._runs[run.id] = run  # same key: keeps its place in creation order
+            created = self._times.get(run.id, (0, 0))[0]
+            self._times[run.id] = (created, to_stamp(self.clock.now()))
 
     def list_runs(self, target: str | None = None) -> Sequence[Run]:
         """Runs (of *target*, or all), oldest first."""

@@ -14,6 +14,7 @@ phase in ``migration_system_state``, and the run queue (the
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,7 +84,10 @@ class SqlAlchemyStorage:
                 f"SqlAlchemyStorage needs an sqlalchemy Engine, got {engine!r}."
             )
         self.engine = engine
-        self._bound: sa.Connection | None = None
+        # The step connection the storage writes through, per thread: the run's own thread
+        # binds it; another thread (the keep-alive's escalation alert) keeps its own
+        # transactions (a connection is not to be shared between threads).
+        self._local = threading.local()
         self._steps_seen: dict[RunId, tuple[StepId, ...]] = {}
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
         self._hot = HotPath(engine, self.tables)
@@ -101,6 +105,15 @@ class SqlAlchemyStorage:
 
     def _now(self) -> int:
         return to_stamp(self.clock.now())
+
+    @property
+    def _bound(self) -> sa.Connection | None:
+        bound: sa.Connection | None = getattr(self._local, "connection", None)
+        return bound
+
+    @_bound.setter
+    def _bound(self, connection: sa.Connection | None) -> None:
+        self._local.connection = connection
 
     @contextmanager
     def bound(self, connection: Any) -> Iterator[bool]:
@@ -283,6 +296,22 @@ class SqlAlchemyStorage:
             query = query.where(t.c.target == target)
         rows = self._rows("list_runs()", query)
         return [self._seen(codec.run_from_json(row.state, row.steps)) for row in rows]
+
+    def run_times(self, target: str) -> dict[RunId, tuple[int, int | None]]:
+        """When each run of *target* was created and last saved (``YYYYMMDDHHMMSS``)."""
+        t = self.tables.batches
+        query = (
+            sa.select(t.c.run_id, t.c.created_at, t.c.updated_at)
+            .where(t.c.phase != codec.QUEUE_PHASE, t.c.target == target)
+            .order_by(t.c.id)
+        )
+        return {
+            row.run_id: (
+                int(row.created_at),
+                None if row.updated_at is None else int(row.updated_at),
+            )
+            for row in self._rows(f"run_times({target!r})", query)
+        }
 
     def latest_run(self, target: str) -> Run | None:
         """The most recently created run of *target*, or None."""
