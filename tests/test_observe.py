@@ -427,3 +427,65 @@ class TestEscalation:
         )
         assert seen_during[0] == 1  # raised while the first statement still ran
         assert [a.level for a in alerts].count("critical") == 1
+
+
+def test_history_stats_show_and_alerts_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_apply import cli
+
+    root = migrations(tmp_path / "m", 3, fail_at=2)
+    args = [str(root), "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    assert cli(capsys, "apply", *args)[0] == 11  # rolled back: a critical alert
+    (root / "V3__t2.sql").write_text("CREATE TABLE t2 (id INT PRIMARY KEY);\n")
+    assert cli(capsys, "apply", *args)[0] == 0
+    code, out, err = cli(capsys, "history", *args, "--stats")
+    assert code == 0, err
+    assert "runs: 2" in out
+    assert "  completed    1" in out
+    assert "  rolled_back  1" in out
+    assert "rollback frequency: 50% of the runs that applied" in out
+    assert "  step_failed_partway      1" in out
+    assert "failures by file type:\n  doctrine                 1" in out
+    first = cli(capsys, "history", *args)[1].split()[0]
+    code, out, err = cli(capsys, "show", first[:10], *args)
+    assert code == 0, err
+    assert "rolled_back, 0/3 step(s) applied" in out
+    assert "post-migration:" in out
+    assert "[x] System thaw completed" in out
+    code, out, err = cli(capsys, "alerts", *args)
+    assert code == 0, err
+    critical = next(line for line in out.splitlines() if "critical" in line)
+    alert_id = critical.split()[0]
+    assert "open" in critical
+    assert cli(capsys, "alerts", *args, "--ack", alert_id)[1] == f"alert {alert_id} acknowledged\n"
+    assert "acknowledged" in next(
+        line for line in cli(capsys, "alerts", *args)[1].splitlines() if line.split()[0] == alert_id
+    )
+    assert cli(capsys, "alerts", *args, "--resolve", alert_id)[0] == 0
+    listed = cli(capsys, "alerts", *args)[1]
+    assert not [line for line in listed.splitlines() if line.split()[0] == alert_id]
+    code, _, err = cli(capsys, "alerts", *args, "--ack", "999")
+    assert code != 0
+    assert "no alert 999" in err
+
+
+def test_the_library_prints_nothing_even_when_a_run_fails(tmp_path: Path) -> None:
+    """A host that configured no logging sees nothing on stdout or stderr: the library logs
+    through a NullHandler-backed logger and leaves printing to the command line."""
+    import subprocess
+    import sys
+
+    root = migrations(tmp_path / "m", 2, fail_at=1)
+    script = f"""
+from lupo_migrate import _session
+from lupo_migrate.cli import _settings
+settings = _settings(directory={str(root)!r}, db="sqlite:///{tmp_path / "x.db"}",
+                     target_name=None, manifest=None, config=None, renames=())
+with _session.session(settings) as opened:
+    run = opened.apply().run
+assert run.outcome.value == "rolled_back"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
