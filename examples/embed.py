@@ -33,29 +33,46 @@ from lupo_migrate.handlers import DoctrineHandler
 MIGRATIONS = Path(__file__).resolve().parent / "quickstart" / "migrations"
 
 
+def apart(engine: sa.Engine) -> tuple[sa.Engine, str | None]:
+    """Where lupo_migrate's own tables go, never among the application's: a SQLite file beside
+    the database, else a database (MySQL/MariaDB) or schema (PostgreSQL) of their own."""
+    if engine.dialect.name == "sqlite":
+        return make_engine(f"sqlite:///{engine.url.database}.lupo.db"), None
+    if engine.dialect.name in ("mysql", "mariadb"):
+        schema, ddl = f"{engine.url.database}_lupo_orchestration", "DATABASE"
+    else:
+        schema, ddl = "lupo_orchestration", "SCHEMA"
+    quoted = engine.dialect.identifier_preparer.quote(schema)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE {ddl} IF NOT EXISTS {quoted}")
+    return engine, schema
+
+
 def build(engine: sa.Engine) -> Orchestrator:
-    """An orchestrator whose own tables live beside the application's (one database)."""
-    storage = SqlAlchemyStorage(engine)
+    """An orchestrator whose own tables live apart from the application's."""
+    store, schema = apart(engine)
+    storage = SqlAlchemyStorage(store, schema=schema)
     storage.ensure_schema()  # the 8 orchestration tables, created once
     clock = SystemClock()
     registry = HandlerRegistry()
     registry.register(DoctrineHandler(root=MIGRATIONS))
     return Orchestrator(
         storage=storage,
-        lock=SqlAlchemyLock(engine, "lupo_migrate:embed", clock=clock),
+        lock=SqlAlchemyLock(store, "lupo_migrate:embed", clock=clock, schema=schema),
         freeze=InMemoryFreeze(clock),
         clock=clock,
         registry=registry,
-        target=SqlAlchemyTarget(engine),
+        # Backups of what a run changes go beside the orchestration tables.
+        target=SqlAlchemyTarget(engine, orchestration_apart=True, backup_schema=schema),
         root=MIGRATIONS,
         target_name="embed",
     )
 
 
 def tables(engine: sa.Engine) -> list[str]:
-    """The application's tables (lupo_migrate's own left out)."""
-    names = sa.inspect(engine).get_table_names()
-    return sorted(n for n in names if not n.startswith(("migration_", "lupo_bk_")))
+    """The application's tables (on SQLite a run's backup tables, ``lupo_bk_*``, sit in the
+    database file itself while the run can be rolled back: left out here)."""
+    return sorted(n for n in sa.inspect(engine).get_table_names() if not n.startswith("lupo_bk_"))
 
 
 def main(url: str) -> int:

@@ -33,8 +33,9 @@ def _check(lines: list[str]) -> None:
 def test_the_embedding_example_on_sqlite() -> None:
     """Its own SQLite file: apply, the decision listed, rollback, the schema as before.
 
-    The orchestration tables share the file: the steps' down sections (not the pre-images)
-    must have undone them, so the comparison afterwards had nothing to put back."""
+    The orchestration tables live in a file beside it: the steps' down sections (not the
+    pre-images) must have undone the run, so the comparison afterwards had nothing to put
+    back."""
     lines = _embed()
     _check(lines)
     assert lines[5].endswith("pre-images; restored 0, dropped 0")
