@@ -199,3 +199,59 @@ def _error_types() -> list[type[errors.LupoMigrateError]]:
         if isinstance(obj := getattr(errors, name), type)
         and issubclass(obj, errors.LupoMigrateError)
     ]
+
+
+class TestQuickEntry:
+    """``lupo-migrate apply`` with nothing pending is answered before click is loaded."""
+
+    def test_only_plain_apply_arguments_take_the_quick_path(self) -> None:
+        from lupo_migrate._entry import _options
+
+        assert _options(["apply", "m", "--db", "sqlite:///x.db"]) == {
+            "directory": "m",
+            "db": "sqlite:///x.db",
+        }
+        assert _options(["apply", "--db=u", "--target", "t", "--progress", "off"]) == {
+            "db": "u",
+            "target_name": "t",
+            "progress": "off",
+        }
+        assert _options(
+            ["apply", "m", "--table-budget", "250", "--allow-drift", "--forbid", "x", "--forbid=y"]
+        ) == {"directory": "m"}
+        for args in (
+            ["apply", "m", "--table-budget", "many"],
+            ["apply", "m", "--rename", "nothing"],
+            ["apply", "m", "--metrics-port", "70000"],
+            ["status", "m"],
+            ["apply", "m", "--upto", "V1"],
+            ["apply", "m", "--dry-run"],
+            ["apply", "m", "n"],
+            ["apply", "m", "--db"],
+            ["apply", "--db", "a", "--db", "b"],
+            ["apply", "--progress", "loud"],
+            ["apply", "-h"],
+        ):
+            assert _options(args) is None, args
+
+    def test_a_rerun_prints_the_same_without_click_and_anything_else_runs_in_full(
+        self, tmp_path: Path
+    ) -> None:
+        import subprocess
+        import sys
+
+        url = f"sqlite:///{tmp_path / 'q.db'}"
+        script = (
+            "import sys\n"
+            "from lupo_migrate._entry import main\n"
+            f"code = main(['apply', {str(QUICKSTART)!r}, '--db', {url!r}])\n"
+            "print('click loaded' if 'click' in sys.modules else 'no click', code)\n"
+        )
+        first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.splitlines()[-1] == "click loaded 0"  # it had work to do
+        again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert again.stdout.splitlines() == [
+            "nothing to do: all 4 migration(s) already applied",
+            "no click 0",
+        ]

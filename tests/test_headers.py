@@ -7,6 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lupo_migrate import _headers as h
 from lupo_migrate import _manifest, _names, _schema, _yaml
@@ -398,3 +400,32 @@ class TestManifest:
             "- 3\n- {file: a.sql, depends_on: 4}\n- {file: b, id: 5}\n"
         )
         assert [p.line for p in problems] == [1, 2, 3]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.lists(st.text(max_size=4), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["id", "type", "depends_on", "version", "module", "description", "down", "other"]
+        ),
+        _VALUES,
+    )
+)
+def test_the_quick_header_check_never_accepts_what_the_schema_refuses(
+    mapping: dict[str, object],
+) -> None:
+    """validate_header skips jsonschema for plainly valid headers: those must be valid."""
+    from lupo_migrate._schema import _plainly_valid, _validator
+
+    if _plainly_valid(mapping):
+        assert list(_validator().iter_errors(mapping)) == []

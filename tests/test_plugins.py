@@ -70,6 +70,7 @@ def _fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> list[metadata.EntryPo
         return [ep for ep in points if ep.group == group]
 
     monkeypatch.setattr(metadata, "entry_points", entry_points)
+    monkeypatch.setattr(_plugins, "_declared_anywhere", lambda group: True)
     monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
     return points
 
@@ -212,3 +213,53 @@ class TestRealDistribution:
             load_entry_points(registry, group="lupo_migrate.broken")
         assert "plugin 'bad'" in str(info.value)
         assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_built_in_handlers_are_imported_only_when_used() -> None:
+    """The registry's built-ins claim the real handlers' types and suffixes, and discovery
+    alone imports none of their modules (the nothing-to-do re-run stays fast)."""
+    import importlib
+    import subprocess
+    import sys
+
+    from lupo_migrate._plugins import BUILTINS
+
+    for file_type, suffixes, module, name in BUILTINS:
+        real = getattr(importlib.import_module(module), name)()
+        assert (real.file_type, tuple(real.suffixes)) == (file_type, suffixes)
+    script = (
+        "import sys\n"
+        "from lupo_migrate._plugins import default_registry\n"
+        "registry = default_registry(plugins=False)\n"
+        "assert registry.for_path('V1__x.sql').file_type == 'doctrine'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lupo_migrate.handlers.')))\n"
+        "handler = registry.lookup('doctrine')\n"
+        "assert handler.transactional if hasattr(handler, 'transactional') else True\n"
+        "assert callable(handler.statements)\n"
+        "print('lupo_migrate.handlers.doctrine' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.splitlines()
+    assert before == "[]"
+    assert after == "True"
+
+
+def test_the_quick_look_finds_a_distribution_declaring_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without any distribution declaring the group, importlib.metadata is not asked; one
+    that declares it (a dist-info on sys.path) is found; a zip on the path means: ask."""
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    other = tmp_path / "other-1.0.dist-info"
+    other.mkdir()
+    (other / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n")
+    assert not _plugins._declared_anywhere(_plugins.GROUP)
+    plugin = tmp_path / "plug-1.0.dist-info"
+    plugin.mkdir()
+    (plugin / "entry_points.txt").write_text("[lupo_migrate.handlers]\nseed = p:H\n")
+    assert _plugins._declared_anywhere(_plugins.GROUP)
+    zipped = tmp_path / "eggs.zip"
+    zipped.write_bytes(b"PK")
+    monkeypatch.setattr(sys, "path", [str(zipped)])
+    assert _plugins._declared_anywhere(_plugins.GROUP)

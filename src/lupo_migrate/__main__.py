@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from lupo_migrate.cli import main
+from lupo_migrate._entry import main
 
 sys.exit(main())

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,7 +60,7 @@ import attrs
 
 from lupo_migrate.errors import ConfigurationError
 
-__all__ = ["ENVIRONMENT", "Settings", "load_settings"]
+__all__ = ["ENVIRONMENT", "Settings", "from_options", "load_settings"]
 
 #: Environment variable for each setting.
 ENVIRONMENT: Final = {
@@ -254,3 +254,37 @@ def load_settings(
         if value is not None:
             values[key] = Path(value) if key in _PATHS else _coerce(key, value, f"--{key}")
     return Settings(**values, sources=tuple(sources))
+
+
+def from_options(
+    *,
+    directory: Path | None,
+    db: str | None,
+    target_name: str | None,
+    manifest: Path | None,
+    config: Path | None,
+    renames: Sequence[str] = (),
+    orchestration_schema: str | None = None,
+    **more: Any,
+) -> Settings:
+    """Settings as the command line's options give them (the files and the environment
+    under them): ``--orchestration-schema`` and ``--rename OLD=NEW`` included.
+
+    Raises:
+        ConfigurationError: as :func:`load_settings`, or a ``--rename`` without ``=``.
+    """
+    settings = load_settings(
+        config=config, db=db, migrations=directory, manifest=manifest, target=target_name, **more
+    )
+    if orchestration_schema:
+        schemas = {**settings.schemas, "orchestration": orchestration_schema}
+        settings = attrs.evolve(settings, schemas=schemas)
+    if renames:
+        pairs = {}
+        for item in renames:
+            old, sep, new = item.partition("=")
+            if not sep or not old or not new:
+                raise ConfigurationError(f"--rename takes OLD=NEW, got {item!r}")
+            pairs[old] = new
+        settings = attrs.evolve(settings, renames={**settings.renames, **pairs})
+    return settings

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,6 +85,41 @@ def _validator() -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
+_TYPE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _plainly_valid(mapping: Mapping[str, Any]) -> bool:
+    """Whether the schema surely accepts *mapping*: checked in a few lines so that the usual,
+    valid header does not import jsonschema (45 ms). Anything doubtful goes to the schema,
+    which stays the authority (and words the findings)."""
+    for key, value in mapping.items():
+        if key == "id":
+            ok = _text(value) and not any(c.isspace() for c in value)
+        elif key == "type":
+            ok = isinstance(value, str) and _TYPE_NAME.fullmatch(value) is not None
+        elif key == "depends_on":
+            ok = _text(value) or (
+                isinstance(value, list)
+                and all(_text(item) for item in value)
+                and len(set(value)) == len(value)
+            )
+        elif key == "version":
+            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        elif key == "module":
+            ok = _text(value)
+        elif key in ("description", "down"):
+            ok = isinstance(value, str)
+        else:
+            ok = True  # the schema allows any other field
+        if not ok:
+            return False
+    return True
+
+
 _FIELD_HINTS: Final = {
     "id": "give id a text value without spaces, e.g. id: add_users (quote numbers)",
     "type": "use doctrine, module, agent, documentation or a plugin's type name",
@@ -113,6 +149,8 @@ def validate_header(
     Returns:
         One ERROR finding per schema violation, ordered by field.
     """
+    if _plainly_valid(mapping):
+        return ()
     lines = key_lines or {}
     problems = []
     errors = sorted(_validator().iter_errors(dict(mapping)), key=lambda e: list(map(str, e.path)))

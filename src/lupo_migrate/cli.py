@@ -213,23 +213,18 @@ def _settings(
     orchestration_schema: str | None = None,
     **more: Any,
 ) -> Any:
-    from lupo_migrate._config import load_settings
+    from lupo_migrate._config import from_options
 
-    settings = load_settings(
-        config=config, db=db, migrations=directory, manifest=manifest, target=target_name, **more
+    return from_options(
+        directory=directory,
+        db=db,
+        target_name=target_name,
+        manifest=manifest,
+        config=config,
+        renames=renames,
+        orchestration_schema=orchestration_schema,
+        **more,
     )
-    if orchestration_schema:
-        schemas = {**settings.schemas, "orchestration": orchestration_schema}
-        settings = attrs.evolve(settings, schemas=schemas)
-    if renames:
-        pairs = {}
-        for item in renames:
-            old, sep, new = item.partition("=")
-            if not sep or not old or not new:
-                raise errors.ConfigurationError(f"--rename takes OLD=NEW, got {item!r}")
-            pairs[old] = new
-        settings = attrs.evolve(settings, renames={**settings.renames, **pairs})
-    return settings
 
 
 @cli.command("apply", epilog=_EPILOG)

@@ -1,0 +1,120 @@
+"""The ``lupo-migrate`` command's entry point: the nothing-to-do re-run of ``apply`` is
+answered before the command line itself (click, the commands, the handlers) is loaded.
+
+``lupo-migrate apply DIR --db URL`` run again with nothing new is the commonest invocation
+there is (every deploy runs it). When the arguments are only those the quick path understands
+(the directory, ``--db``, ``--target``, ``--config``, ``--manifest``, ``--files``,
+``--orchestration-schema``, ``--progress``; and those that cannot change whether anything
+is pending: ``--table-budget``, ``--backup-limit``, ``--allow-drift``, ``--forbid``,
+``--rename``, ``--metrics-port``), the settings are read and
+:func:`lupo_migrate._quick.nothing_to_do` asked; if it is sure nothing is pending, its answer
+is printed and that is all. Anything else, any doubt, any error: the full command line runs,
+and says what the full command says.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+__all__ = ["main"]
+
+#: The options the quick path understands, all taking a value.
+_OPTIONS: Final = {
+    "--db": "db",
+    "--target": "target_name",
+    "--config": "config",
+    "--manifest": "manifest",
+    "--files": "files",
+    "--orchestration-schema": "orchestration_schema",
+    "--progress": "progress",
+}
+_PATHS: Final = ("config", "manifest", "files")
+#: Options that do not change whether anything is pending (checked as click would).
+_IGNORED: Final[dict[str, Callable[[str], bool]]] = {
+    "--table-budget": lambda v: v.lstrip("-").isdigit(),
+    "--backup-limit": str.isdigit,
+    "--metrics-port": lambda v: v.isdigit() and int(v) <= 65535,
+    "--forbid": bool,
+    "--rename": lambda v: all(v.partition("=")),
+}
+_FLAGS: Final = frozenset({"--allow-drift"})
+
+
+def _options(args: Sequence[str]) -> dict[str, str] | None:
+    """``apply``'s arguments as option name -> value, or None when they are not only ones
+    the quick path understands."""
+    if not args or args[0] != "apply":
+        return None
+    found: dict[str, str] = {}
+    positional: list[str] = []
+    rest = list(args[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg in _FLAGS:
+            continue
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name not in _OPTIONS and name not in _IGNORED:
+                return None
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            if name in _IGNORED:
+                if not _IGNORED[name](value):
+                    return None  # the full command line says what is wrong with it
+                continue
+            if _OPTIONS[name] in found:
+                return None
+            found[_OPTIONS[name]] = value
+        elif arg.startswith("-") or positional:
+            return None
+        else:
+            positional.append(arg)
+    if found.get("progress", "auto") not in ("auto", "live", "plain", "off"):
+        return None
+    if positional:
+        found["directory"] = positional[0]
+    return found
+
+
+def nothing_to_do(args: Sequence[str]) -> str | None:
+    """What ``apply`` would print when *args* ask for a run with nothing pending, or None."""
+    found = _options(args)
+    if found is None:
+        return None
+    found.pop("progress", None)
+    try:
+        from lupo_migrate import _quick
+        from lupo_migrate._config import from_options
+
+        directory = found.pop("directory", None)
+        paths = {k: Path(v) for k, v in found.items() if k in _PATHS}
+        settings = from_options(
+            directory=None if directory is None else Path(directory),
+            db=found.get("db"),
+            target_name=found.get("target_name"),
+            manifest=paths.get("manifest"),
+            config=paths.get("config"),
+            orchestration_schema=found.get("orchestration_schema"),
+            files=paths.get("files"),
+        )
+        count = _quick.nothing_to_do(settings, _quick.read_steps(settings))
+    except Exception:  # the full command line will say what is wrong
+        return None
+    return None if count is None else f"nothing to do: all {count} migration(s) already applied"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lupo-migrate``; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    answer = nothing_to_do(args)
+    if answer is not None:
+        sys.stdout.write(answer + "\n")
+        return 0
+    from lupo_migrate.cli import main as command_line
+
+    return command_line(args)
