@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -255,3 +256,26 @@ class TestQuickEntry:
             "nothing to do: all 4 migration(s) already applied",
             "no click 0",
         ]
+
+    def test_the_files_are_read_once_when_the_quick_look_hands_over_to_the_command(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from lupo_migrate import _entry, _files, _quick
+
+        reads: list[Path] = []
+        load = _files.load_steps
+
+        def counted(root: Path, **kwargs: Any) -> Any:
+            reads.append(Path(root))
+            return load(root, **kwargs)
+
+        monkeypatch.setattr(_files, "load_steps", counted)
+        url = f"sqlite:///{tmp_path / 'q.db'}"
+        assert _entry.main(["apply", str(QUICKSTART), "--db", url]) == 0
+        assert "completed, 4 of 4" in capsys.readouterr().out
+        assert reads == [QUICKSTART]  # the quick look's read, taken by the command
+        assert _quick._READ == []
+        assert _entry.main(["apply", str(QUICKSTART), "--db", url]) == 0
+        assert capsys.readouterr().out.startswith("nothing to do")
+        assert len(reads) == 2
+        assert _quick._READ == []

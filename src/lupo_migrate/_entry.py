@@ -102,10 +102,13 @@ def nothing_to_do(args: Sequence[str]) -> str | None:
             orchestration_schema=found.get("orchestration_schema"),
             files=paths.get("files"),
         )
-        count = _quick.nothing_to_do(settings, _quick.read_steps(settings))
+        count = _quick.nothing_to_do(settings, _quick.read_steps(settings, hand_over=True))
     except Exception:  # the full command line will say what is wrong
         return None
-    return None if count is None else f"nothing to do: all {count} migration(s) already applied"
+    if count is None:
+        return None  # the command takes what was handed over instead of reading again
+    _quick.forget()
+    return f"nothing to do: all {count} migration(s) already applied"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if answer is not None:
         sys.stdout.write(answer + "\n")
         return 0
+    from lupo_migrate import _quick
     from lupo_migrate.cli import main as command_line
 
-    return command_line(args)
+    try:
+        return command_line(args)
+    finally:
+        _quick.forget()  # nothing handed over outlives the command

@@ -185,14 +185,27 @@ def _read(
     return (version[0] if version else None), latest, ledger
 
 
-def read_steps(settings: Settings) -> tuple[HandlerRegistry, tuple[Step, ...]] | None:
+def read_steps(
+    settings: Settings, *, hand_over: bool = False
+) -> tuple[HandlerRegistry, tuple[Step, ...]] | None:
     """The handlers and the migration files, read as ``open_session`` reads them.
+
+    Args:
+        settings: the command's settings.
+        hand_over: keep what was read for the next call in this process (the entry point's
+            quick look hands its read to the command it then runs): that call takes it.
 
     Returns None when no directory is configured (the full path says so). File errors
     propagate, as on the full path.
     """
     if settings.migrations is None:
         return None
+    key = (Path(settings.migrations), settings.manifest)
+    if _READ:
+        ((kept, read_before),) = _READ
+        _READ.clear()
+        if kept == key and not hand_over:
+            return read_before  # read a moment ago by the entry point's quick look
     from lupo_migrate._files import load_steps
     from lupo_migrate._plugins import default_registry
 
@@ -200,7 +213,20 @@ def read_steps(settings: Settings) -> tuple[HandlerRegistry, tuple[Step, ...]] |
     steps = load_steps(
         settings.migrations, suffixes=registry.suffix_map() or None, manifest=settings.manifest
     )
-    return registry, tuple(steps)
+    read = registry, tuple(steps)
+    if hand_over:
+        _READ[:] = [(key, read)]
+    return read
+
+
+def forget() -> None:
+    """Drop a read handed over and not taken."""
+    _READ.clear()
+
+
+#: The last read of this process (one command reads its files once, though the entry point's
+#: quick look and the command both ask).
+_READ: list[tuple[tuple[Path, Path | None], tuple[HandlerRegistry, tuple[Step, ...]]]] = []
 
 
 def nothing_to_do(
