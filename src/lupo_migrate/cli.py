@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -334,6 +335,12 @@ def apply_command(
             sys.exit(errors.StepError.exit_code)
 
 
+def _progress_setting() -> str:
+    """``LUPO_MIGRATE_PROGRESS`` for the commands without ``--progress`` (rollback, recover)."""
+    value = os.environ.get("LUPO_MIGRATE_PROGRESS", "auto")
+    return value if value in ("auto", "live", "plain", "off") else "auto"
+
+
 def _observers(progress: str, metrics_port: int | None, stack: contextlib.ExitStack) -> list[Any]:
     """The command line's observers of a run: progress on stderr, metrics served."""
     from lupo_migrate._progress import Progress
@@ -620,7 +627,8 @@ def rollback_command(run_id: str, scope: str, operator: str | None, **opts: Any)
     """
     from lupo_migrate import _session
 
-    with _session.session(_settings(**opts)) as opened:
+    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+        opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         result = opened.orchestrator.rollback(
             run_id, opened.steps, scope=_scope(scope), operator=_operator(operator)
         )
@@ -810,7 +818,8 @@ def recover_command(resume: bool, operator: str | None, **opts: Any) -> None:
     """
     from lupo_migrate import _session
 
-    with _session.session(_settings(**opts)) as opened:
+    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+        opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         dead = opened.orchestrator.crashed()
         rolling = dead is not None and dead.phase.value == "rolling_back"
         expected = "completed" if resume and not rolling else "rolled_back"
