@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -191,3 +192,45 @@ def test_a_deadlock_is_tried_again_and_other_errors_are_not() -> None:
     with pytest.raises(StorageError, match="ephemeral write failed"):
         store._retried(lambda: failing(1146, 1))  # no such table: not transient
     assert calls == [1146]
+
+
+def test_the_write_freeze_holds_its_lease_in_the_ephemeral_locks_table(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Freezing takes the lease freeze:<target> in `locks` (same transaction as the state
+    row hosts read), re-freezing extends it, a thaw or an emergency thaw drops it, and an
+    expired one is purged."""
+    from lupo_migrate import _session
+    from lupo_migrate.cli import _settings
+
+    (tmp_path / "m").mkdir()
+    settings = _settings(
+        directory=tmp_path / "m",
+        db=database_url,
+        target_name=None,
+        manifest=None,
+        config=None,
+        renames=(),
+    )
+    with _session.session(settings) as opened:
+        freeze = opened.orchestrator.freeze
+        first = freeze.freeze("runner-1", ttl=timedelta(minutes=5))
+        lease = opened.ephemeral.lease("freeze:default")
+        assert lease is not None
+        assert (lease.owner, lease.since, lease.expires) == ("runner-1", first.since, first.expires)
+        again = freeze.freeze("runner-1", ttl=timedelta(minutes=10))
+        lease = opened.ephemeral.lease("freeze:default")
+        assert lease is not None
+        assert lease.expires == again.expires
+        freeze.thaw("runner-1")
+        assert opened.ephemeral.lease("freeze:default") is None
+        freeze.freeze("runner-2", ttl=timedelta(minutes=5))
+        freeze.emergency_thaw("ops", "stuck")
+        assert opened.ephemeral.lease("freeze:default") is None
+        freeze.freeze("runner-3", ttl=timedelta(seconds=1))
+        deadline = time.monotonic() + 5
+        while freeze.status() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert freeze.status() is None
+        assert opened.purge_ephemeral().get("locks", 0) >= 1
+        assert opened.ephemeral.lease("freeze:default") is None

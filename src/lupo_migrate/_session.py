@@ -373,14 +373,38 @@ def _open_ephemeral(opened: Session) -> Ephemeral:
     return ephemeral
 
 
+def _hold_freeze_lease(freeze: Freeze, store: sa.Engine, schema: str | None, clock: Clock) -> None:
+    """The write freeze holds its lease in the ephemeral ``locks`` table too (beside the
+    orchestration tables, reachable through *store*); not for an in-memory SQLite database,
+    whose ephemeral tables live in a database of their own."""
+    from lupo_migrate.ext.sqlalchemy.ephemeral import SqlAlchemyEphemeral
+    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
+
+    gate = getattr(freeze, "lease", freeze)
+    if not isinstance(gate, SqlAlchemyFreeze):
+        return
+    if store.dialect.name == "sqlite" and store.url.database in (None, "", ":memory:"):
+        return
+    _prepare_schema(store, schema, logical="ephemeral")
+    ephemeral = SqlAlchemyEphemeral(store, schema=schema, clock=clock)
+    ephemeral.ensure_schema()
+    gate.leases = ephemeral.tables.locks
+
+
 def _freeze(
-    settings: Settings, store: sa.Engine, engine: sa.Engine, clock: Clock, schema: str | None
+    settings: Settings,
+    store: sa.Engine,
+    engine: sa.Engine,
+    clock: Clock,
+    schema: str | None,
+    leases: sa.Table | None = None,
 ) -> Freeze:
-    """The write gate the settings choose: the lease row, or the server's read_only too."""
+    """The write gate the settings choose: the lease row (held in the ephemeral ``locks``
+    table too, when *leases* is given), or the server's read_only too."""
     from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
 
     if settings.freeze != "read_only":
-        return SqlAlchemyFreeze(store, settings.target, clock=clock, schema=schema)
+        return SqlAlchemyFreeze(store, settings.target, clock=clock, schema=schema, leases=leases)
     from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze
 
     if engine.dialect.name not in ("mysql", "mariadb"):
@@ -455,6 +479,7 @@ def open_session(
         _prepare_schema(store_engine, schema, logical="orchestration", core=core_schema)
         storage = SqlAlchemyStorage(store_engine, schema=schema, clock=clock)
         storage.ensure_schema()
+        _hold_freeze_lease(freeze, store_engine, placement.ephemeral, clock)
     except BaseException:
         for each in engines:
             each.dispose()

@@ -49,6 +49,9 @@ class SqlAlchemyFreeze:
         target: the name runs are recorded under (one freeze per target).
         clock: where time comes from (expiry is judged by it).
         schema: the orchestration schema, when apart.
+        leases: the ephemeral ``locks`` table, when it is reachable through *engine*: the
+            freeze then also holds the lease ``freeze:<target>`` there, written in the same
+            transaction as the row above (which stays what hosts read).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class SqlAlchemyFreeze:
         *,
         clock: Clock | None = None,
         schema: str | None = None,
+        leases: sa.Table | None = None,
     ) -> None:
         if not isinstance(engine, sa.Engine):
             raise InvalidArgumentError(f"SqlAlchemyFreeze needs an Engine, got {engine!r}.")
@@ -65,6 +69,26 @@ class SqlAlchemyFreeze:
         self.target = target
         self.clock: Clock = SystemClock() if clock is None else clock
         self.tables = make_tables(schema=schema)
+        self.leases = leases
+        self.lease_name = f"freeze:{target}"
+
+    def _hold_lease(self, conn: sa.Connection, current: FreezeInfo | None) -> None:
+        """The ephemeral ``locks`` row of the freeze, in the transaction that changed it:
+        the write gate's lease among the other expiring leases (``purge`` clears it once
+        expired); removed when *current* is None."""
+        if self.leases is None:
+            return
+        t = self.leases
+        conn.execute(t.delete().where(t.c.name == self.lease_name))
+        if current is not None:
+            conn.execute(
+                t.insert().values(
+                    name=self.lease_name,
+                    owner=current.owner,
+                    since=current.since,
+                    expires_at=current.expires,
+                )
+            )
 
     def __repr__(self) -> str:
         return f"SqlAlchemyFreeze(target={self.target!r})"
@@ -107,6 +131,8 @@ class SqlAlchemyFreeze:
                 .values(freeze_owner=owner, freeze_since=keep_since, freeze_expires=expires)
             ).rowcount
             current = self._row(conn)
+            if taken and current is not None and current.owner == owner:
+                self._hold_lease(conn, current)
         if not taken or current is None or current.owner != owner:
             holder = current.owner if current is not None else None
             raise LockHeldError("write freeze", holder, current.since if current else None)
@@ -116,11 +142,13 @@ class SqlAlchemyFreeze:
         """Lift *owner*'s freeze; no error if there is none (another owner's stays)."""
         t = self.tables.system_state
         with self.engine.begin() as conn:
-            conn.execute(
+            lifted = conn.execute(
                 t.update()
                 .where(t.c.target == self.target, t.c.freeze_owner == owner)
                 .values(freeze_owner=None, freeze_since=None, freeze_expires=None)
-            )
+            ).rowcount
+            if lifted:
+                self._hold_lease(conn, None)
 
     def status(self) -> FreezeInfo | None:
         """The active (unexpired) freeze, or None."""
@@ -143,6 +171,7 @@ class SqlAlchemyFreeze:
                 .where(t.c.target == self.target)
                 .values(freeze_owner=None, freeze_since=None, freeze_expires=None)
             )
+            self._hold_lease(conn, None)
             what = f"the freeze of {lifted.owner} since {lifted.since}" if lifted else "nothing"
             conn.execute(
                 self.tables.alerts.insert().values(
