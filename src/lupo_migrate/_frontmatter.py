@@ -383,6 +383,21 @@ class _Doc:
             )
         return line, first, last
 
+    def snapshot(self) -> tuple[list[str], list[str]]:
+        """The lines and ends as they are (see :meth:`settle`)."""
+        return list(self.lines), list(self.ends)
+
+    def settle(
+        self, saved: tuple[list[str], list[str]], expected: dict[str, Any], line: int
+    ) -> None:
+        """Keep the edit if the header now reads as *expected*; else put *saved* back and
+        raise :class:`HeaderEditError` naming *line*."""
+        try:
+            _checked(self, expected, line)
+        except HeaderEditError:
+            self.lines, self.ends = saved
+            raise
+
     def replace(self, line: int, first: int, last: int, text: str) -> None:
         self.lines[line] = self.lines[line][:first] + text + self.lines[line][last:]
 
@@ -455,15 +470,11 @@ def _set(doc: _Doc, field: str, value: Any, *, add: bool) -> list[Change]:
         return []
     line, first, last = doc.span(block, found.value)
     style = found.value.style if isinstance(found.value, yaml.ScalarNode) else None
-    saved = doc.lines[line]
+    saved = doc.snapshot()
     doc.replace(line, first, last, _render(value, fmt=doc.fmt, style=style))
     expected = _copy(before)
     _get(expected, found.keys[:-1])[found.keys[-1]] = value
-    try:
-        _checked(doc, expected, line + 1)
-    except HeaderEditError:
-        doc.lines[line] = saved
-        raise
+    doc.settle(saved, expected, line + 1)
     return [Change(field=field, action="add" if add else "set", old=old, new=value, line=line + 1)]
 
 
@@ -486,7 +497,7 @@ def _add(
         rendered = (
             f"{json.dumps(key, ensure_ascii=False)}: {_render(value, fmt='json', style=None)}"
         )
-        saved = list(doc.lines), list(doc.ends)
+        saved = doc.snapshot()
         rest, ended = doc.lines[line][column:], doc.ends[line]
         doc.lines[line] = doc.lines[line][:column] + ","
         doc.insert(line + 1, indent + rendered + rest)
@@ -510,17 +521,13 @@ def _add(
             if doc.fmt == "php"
             else ""
         )
-        saved = list(doc.lines), list(doc.ends)
+        saved = doc.snapshot()
         rendered = _render(value, fmt=doc.fmt, style=None)
         doc.insert(at, f"{prefix}{indent}{_render_key(key, doc.fmt)}: {rendered}")
         line = at
     expected = _copy(before)
     _get(expected, keys)[key] = value
-    try:
-        _checked(doc, expected, line + 1)
-    except HeaderEditError:
-        doc.lines, doc.ends = saved
-        raise
+    doc.settle(saved, expected, line + 1)
     return [Change(field=field, action="add", old=None, new=value, line=line + 1)]
 
 
@@ -530,18 +537,14 @@ def _rename(doc: _Doc, field: str, new_key: str) -> list[Change]:
     if found is None:
         return []
     line, first, last = doc.span(block, found.key)
-    saved = doc.lines[line]
+    saved = doc.snapshot()
     doc.replace(line, first, last, _render_key(new_key, doc.fmt))
     expected = _copy(before)
     holder = _get(expected, found.keys[:-1])
     renamed = {(new_key if k == found.keys[-1] else k): v for k, v in holder.items()}
     holder.clear()
     holder.update(renamed)
-    try:
-        _checked(doc, expected, line + 1)
-    except HeaderEditError:
-        doc.lines[line] = saved
-        raise
+    doc.settle(saved, expected, line + 1)
     return [Change(field=field, action="rename", old=found.keys[-1], new=new_key, line=line + 1)]
 
 
@@ -563,14 +566,10 @@ def _remove(doc: _Doc, field: str) -> list[Change]:
     ].strip():
         raise HeaderEditError(f"cannot remove {field!r}: other text shares its line", first + 1)
     old = _get(before, found.keys)
-    saved = list(doc.lines), list(doc.ends)
+    saved = doc.snapshot()
     del doc.lines[first : last + 1]
     del doc.ends[first : last + 1]
     expected = _copy(before)
     del _get(expected, found.keys[:-1])[found.keys[-1]]
-    try:
-        _checked(doc, expected, first + 1)
-    except HeaderEditError:
-        doc.lines, doc.ends = saved
-        raise
+    doc.settle(saved, expected, first + 1)
     return [Change(field=field, action="remove", old=old, new=None, line=first + 1)]
