@@ -234,3 +234,26 @@ def test_the_write_freeze_holds_its_lease_in_the_ephemeral_locks_table(
         assert freeze.status() is None
         assert opened.purge_ephemeral().get("locks", 0) >= 1
         assert opened.ephemeral.lease("freeze:default") is None
+
+
+@pytest.mark.mariadb
+def test_reading_commands_create_no_ephemeral_schema(tmp_path: Path) -> None:
+    """`status` creates nothing there; the first run's freeze does (its lease needs it)."""
+    from databases import fresh_database
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "V1__a.sql").write_text("CREATE TABLE a (id INT);\n")
+    with fresh_database("mariadb", tmp_path) as url:
+        name = sa.make_url(url).database
+
+        def exists() -> bool:
+            engine = sa.create_engine(url)
+            try:
+                return f"{name}_lupo_ephemeral" in sa.inspect(engine).get_schema_names()
+            finally:
+                engine.dispose()
+
+        assert main(["status", str(tmp_path / "m"), "--db", url]) == 0
+        assert not exists()
+        assert main(["apply", str(tmp_path / "m"), "--db", url]) == 0
+        assert exists()

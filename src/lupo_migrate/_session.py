@@ -375,8 +375,9 @@ def _open_ephemeral(opened: Session) -> Ephemeral:
 
 def _hold_freeze_lease(freeze: Freeze, store: sa.Engine, schema: str | None, clock: Clock) -> None:
     """The write freeze holds its lease in the ephemeral ``locks`` table too (beside the
-    orchestration tables, reachable through *store*); not for an in-memory SQLite database,
-    whose ephemeral tables live in a database of their own."""
+    orchestration tables, reachable through *store*; made ready at the first freeze); not
+    for an in-memory SQLite database, whose ephemeral tables live in a database of their
+    own."""
     from lupo_migrate.ext.sqlalchemy.ephemeral import SqlAlchemyEphemeral
     from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
 
@@ -385,10 +386,14 @@ def _hold_freeze_lease(freeze: Freeze, store: sa.Engine, schema: str | None, clo
         return
     if store.dialect.name == "sqlite" and store.url.database in (None, "", ":memory:"):
         return
-    _prepare_schema(store, schema, logical="ephemeral")
-    ephemeral = SqlAlchemyEphemeral(store, schema=schema, clock=clock)
-    ephemeral.ensure_schema()
-    gate.leases = ephemeral.tables.locks
+
+    def ready() -> sa.Table:  # at the first freeze: read-only commands create nothing
+        _prepare_schema(store, schema, logical="ephemeral")
+        ephemeral = SqlAlchemyEphemeral(store, schema=schema, clock=clock)
+        ephemeral.ensure_schema()
+        return ephemeral.tables.locks
+
+    gate.leases = ready
 
 
 def _freeze(

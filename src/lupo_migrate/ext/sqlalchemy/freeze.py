@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final
 
@@ -49,9 +50,10 @@ class SqlAlchemyFreeze:
         target: the name runs are recorded under (one freeze per target).
         clock: where time comes from (expiry is judged by it).
         schema: the orchestration schema, when apart.
-        leases: the ephemeral ``locks`` table, when it is reachable through *engine*: the
-            freeze then also holds the lease ``freeze:<target>`` there, written in the same
-            transaction as the row above (which stays what hosts read).
+        leases: the ephemeral ``locks`` table (or a function making it ready, called at the
+            first freeze or thaw), when it is reachable through *engine*: the freeze then
+            also holds the lease ``freeze:<target>`` there, written in the same transaction
+            as the row above (which stays what hosts read).
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class SqlAlchemyFreeze:
         *,
         clock: Clock | None = None,
         schema: str | None = None,
-        leases: sa.Table | None = None,
+        leases: sa.Table | Callable[[], sa.Table | None] | None = None,
     ) -> None:
         if not isinstance(engine, sa.Engine):
             raise InvalidArgumentError(f"SqlAlchemyFreeze needs an Engine, got {engine!r}.")
@@ -72,13 +74,20 @@ class SqlAlchemyFreeze:
         self.leases = leases
         self.lease_name = f"freeze:{target}"
 
+    def _lease_table(self) -> sa.Table | None:
+        """The ``locks`` table, made ready the first time it is needed (before the freeze's
+        own transaction: its schema may have to be created first)."""
+        if self.leases is not None and not isinstance(self.leases, sa.Table):
+            self.leases = self.leases()
+        return self.leases
+
     def _hold_lease(self, conn: sa.Connection, current: FreezeInfo | None) -> None:
         """The ephemeral ``locks`` row of the freeze, in the transaction that changed it:
         the write gate's lease among the other expiring leases (``purge`` clears it once
         expired); removed when *current* is None."""
-        if self.leases is None:
-            return
         t = self.leases
+        if not isinstance(t, sa.Table):
+            return
         conn.execute(t.delete().where(t.c.name == self.lease_name))
         if current is not None:
             conn.execute(
@@ -113,6 +122,7 @@ class SqlAlchemyFreeze:
         """
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise InvalidArgumentError(f"ttl must be a positive timedelta, got {ttl!r}.")
+        self._lease_table()
         now = self.clock.now()
         stamp, expires = to_stamp(now), to_stamp(now + ttl)
         t = self.tables.system_state
@@ -140,6 +150,7 @@ class SqlAlchemyFreeze:
 
     def thaw(self, owner: str) -> None:
         """Lift *owner*'s freeze; no error if there is none (another owner's stays)."""
+        self._lease_table()
         t = self.tables.system_state
         with self.engine.begin() as conn:
             lifted = conn.execute(
@@ -161,6 +172,7 @@ class SqlAlchemyFreeze:
     def emergency_thaw(self, operator: str, reason: str) -> FreezeInfo | None:
         """Lift any freeze whoever holds it, recorded in ``migration_alerts``; returns what
         was lifted (None when nothing was frozen)."""
+        self._lease_table()
         stamp = to_stamp(self.clock.now())
         t = self.tables.system_state
         with self.engine.begin() as conn:
