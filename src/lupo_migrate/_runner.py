@@ -92,9 +92,12 @@ from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Valid
 
 if TYPE_CHECKING:
     from lupo_migrate._checklist import Item as ChecklistItem
+    from lupo_migrate._draining import DrainReport
     from lupo_migrate._metrics import HistoryStats
+    from lupo_migrate._queue import QueueEntry
     from lupo_migrate.alerts import AlertSink
     from lupo_migrate.observe import Event
+    from lupo_migrate.typing import Ephemeral
 
 __all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
 
@@ -578,14 +581,7 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ queue
     # Thin wrappers: the queue's shell is lupo_migrate._draining, its decisions
-    # lupo_migrate._queue (imported here, not at the top, to keep this block in one place).
-    import typing as _typing
-
-    if _typing.TYPE_CHECKING:
-        from lupo_migrate._draining import DrainReport
-        from lupo_migrate._queue import QueueEntry
-        from lupo_migrate.typing import Ephemeral
-    del _typing
+    # lupo_migrate._queue.
 
     def enqueue(
         self,
