@@ -146,3 +146,39 @@ def test_a_stale_run_version_stops_the_next_statement(mariadb_url: str) -> None:
             _pipeline.detach(connection)
     finally:
         engine.dispose()
+
+
+def test_a_result_set_in_the_packet_is_read_and_the_connection_stays_usable(
+    connection: sa.Connection,
+) -> None:
+    """A migration's SELECT (a result set, not an OK packet) travels like any statement: its
+    rows are read and dropped, the writes after it run, and the connection is ready for the
+    next query (nothing of the packet left unread)."""
+    pipeline = _pipeline.pipeline_of(connection)
+    assert pipeline is not None
+    pipeline.defer("INSERT INTO log (what) VALUES ('before')")
+    pipeline.defer("SELECT what, id FROM log UNION ALL SELECT 'x', 2")
+    handle = pipeline.defer("INSERT INTO log (what) VALUES ('after')", want_id=True)
+    assert pipeline.send("SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3") == 3
+    assert handle is not None
+    assert pipeline.resolve(handle) == 2
+    assert _log(connection) == ["before", "after"]
+    assert connection.exec_driver_sql("SELECT 42").scalar_one() == 42
+
+
+def test_row_counts_and_ids_past_one_byte_are_read_whole(connection: sa.Connection) -> None:
+    """Row counts and insert ids are length-encoded in an OK packet: one byte below 251,
+    then two, three or eight bytes."""
+    connection.exec_driver_sql("ALTER TABLE log MODIFY id BIGINT AUTO_INCREMENT")
+    connection.exec_driver_sql("ALTER TABLE log AUTO_INCREMENT = 70000")
+    connection.commit()
+    pipeline = _pipeline.pipeline_of(connection)
+    assert pipeline is not None
+    handle = pipeline.defer("INSERT INTO log (what) VALUES ('big id')", want_id=True)
+    assert pipeline.send("INSERT INTO log (what) SELECT 'many' FROM seq_1_to_300") == 300
+    assert handle is not None
+    assert pipeline.resolve(handle) == 70000
+    assert pipeline.send("UPDATE log SET what = 'more' WHERE what = 'many'") == 300
+    handle = pipeline.defer("INSERT INTO log (id, what) VALUES (5000000000, 'huge')", want_id=True)
+    pipeline.send("DO 1")
+    assert pipeline.resolve(handle) == 5000000000
