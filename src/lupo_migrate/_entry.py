@@ -106,7 +106,8 @@ def nothing_to_do(args: Sequence[str]) -> str | None:
     except Exception:  # the full command line will say what is wrong
         return None
     if count is None:
-        return None  # the command takes what was handed over instead of reading again
+        _quick.decline()  # the command takes the full path, and what was read, at once
+        return None
     _quick.forget()
     return f"nothing to do: all {count} migration(s) already applied"
 

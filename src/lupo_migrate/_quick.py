@@ -220,8 +220,26 @@ def read_steps(
 
 
 def forget() -> None:
-    """Drop a read handed over and not taken."""
+    """Drop a read handed over and not taken, and a "no" not taken."""
     _READ.clear()
+    _DECLINED.clear()
+
+
+def decline() -> None:
+    """Note that :func:`nothing_to_do` was asked and could not say yes: the command the entry
+    point now runs takes the full path without asking again (and connecting again)."""
+    _DECLINED[:] = [True]
+
+
+def declined() -> bool:
+    """Whether the entry point's quick look was declined a moment ago (taken once)."""
+    said = bool(_DECLINED)
+    _DECLINED.clear()
+    return said
+
+
+#: Set by :func:`decline`, taken by :func:`declined`.
+_DECLINED: list[bool] = []
 
 
 #: The last read of this process (one command reads its files once, though the entry point's

@@ -296,7 +296,9 @@ def apply_command(
     read = None
     if not dry_run:
         read = _quick.read_steps(settings)
-        count = _quick.nothing_to_do(settings, read) if upto is None else None
+        # (not asked again when the entry point asked a moment ago and was told no)
+        skip = _quick.declined() or upto is not None
+        count = None if skip else _quick.nothing_to_do(settings, read)
         if count is not None:  # a re-run's answer, without loading SQLAlchemy
             click.echo(f"nothing to do: all {count} migration(s) already applied")
             return

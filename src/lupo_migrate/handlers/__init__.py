@@ -11,9 +11,31 @@
 
 from __future__ import annotations
 
-from lupo_migrate.handlers.agent import AgentHandler
-from lupo_migrate.handlers.doctrine import DoctrineHandler
-from lupo_migrate.handlers.documentation import DocumentationHandler
-from lupo_migrate.handlers.module import ModuleHandler
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lupo_migrate.handlers.agent import AgentHandler
+    from lupo_migrate.handlers.doctrine import DoctrineHandler
+    from lupo_migrate.handlers.documentation import DocumentationHandler
+    from lupo_migrate.handlers.module import ModuleHandler
 
 __all__ = ["AgentHandler", "DoctrineHandler", "DocumentationHandler", "ModuleHandler"]
+
+#: Each handler's module, imported when the handler is first asked for: a run of ``.sql``
+#: files (and the helpers in this package, ``_lint``, ``_touch``...) does not load the YAML
+#: and front-matter machinery of the others.
+_MODULES = {
+    "AgentHandler": "agent",
+    "DoctrineHandler": "doctrine",
+    "DocumentationHandler": "documentation",
+    "ModuleHandler": "module",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
