@@ -9,8 +9,9 @@ effect boundary.
                                                  row is marked done
     python tests/_killer.py file N ARGS...       after a documentation step wrote its N-th file
 
-ARGS are ``apply``'s (directory, --db, --orchestration-schema). Exits 3 when the run ended
-before the boundary was reached (the caller asked for one past the end).
+ARGS are ``apply``'s (directory, --db, --orchestration-schema), and ``--rollback RUN`` to run
+an operator's rollback of RUN instead of apply. Exits 3 when the run ended before the
+boundary was reached (the caller asked for one past the end).
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def main(argv: list[str]) -> int:
             documentation.write_atomically = dying_write  # type: ignore[assignment]
         else:
             orchestrator.target = _Killing(orchestrator.target, mode, target)
-        opened.apply()
+        if "--rollback" in pairs:
+            orchestrator.rollback(pairs["--rollback"], opened.steps, operator="day shift")
+        else:
+            opened.apply()
     return 3
 
 

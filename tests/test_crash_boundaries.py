@@ -156,3 +156,42 @@ def test_a_run_killed_while_it_rolls_back_is_rolled_back_to_the_end_by_recover(
             assert "goes on rolling it back" in capsys.readouterr().out, why
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_an_operators_rollback_killed_midway_is_finished_by_recover_and_decided(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rollback RUN`` dies (-9) after its first undo statement: ``recover`` undoes the rest,
+    the schema and rows are as before the run, and the run's decisions read rolled back
+    (``decisions --all``), so it can be neither accepted nor rolled back again."""
+    files = {
+        "V1__t.sql": "CREATE TABLE k1 (id INT PRIMARY KEY);\n",
+        "V2__c.sql": "ALTER TABLE old ADD COLUMN k2 INT DEFAULT 2;\n",
+        "V3__r.sql": "INSERT INTO old (id, v, note) VALUES (4, 4, 'd');\n",
+    }
+    before, args, orch = _prepare(mariadb_url, tmp_path, files)
+    try:
+        assert main(["apply", *args]) == 0
+        run_id = capsys.readouterr().out.split()[1].rstrip(":")
+        process = subprocess.run(
+            [sys.executable, str(KILLER), "after", "0", *args, "--rollback", run_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert process.returncode == -9, process.stderr
+        _wait_gone(mariadb_url, orch)
+        assert main(["status", *args]) == 0
+        assert "died in rolling_back" in capsys.readouterr().err
+        assert main(["recover", *args, "--operator", "night shift"]) == 0
+        out, err = capsys.readouterr()
+        assert "recovered, rolled_back" in out, (out, err)
+        _same(_state(mariadb_url), before, "recovered")
+        assert _held(mariadb_url, orch) == (None, None)
+        assert main(["decisions", "--all", *args]) == 0
+        rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        assert [(r[0], r[1], r[2]) for r in rows] == [(run_id, "run", "rolled_back")]
+        assert main(["accept", run_id, *args]) != 0
+        assert "no open decision" in capsys.readouterr().err
+    finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")

@@ -217,6 +217,52 @@ class TestDecisionWindows:
         # the files are pending again: the next apply applies them again
         assert orch.apply(steps).outcome is Outcome.COMPLETED
 
+    @pytest.mark.parametrize("scope", [None, B])
+    def test_a_rollback_whose_process_died_is_finished_by_recover_and_decided(
+        self,
+        parts: dict[str, Any],
+        decided: tuple[Any, Sequence[Step], Any],
+        scope: Classification | None,
+    ) -> None:
+        """An operator's rollback dies before an undo statement (the whole run's second, the
+        B scope's only one): ``recover`` finishes it, and the decisions it answered read
+        rolled back, naming both runs; the run cannot be accepted or rolled back again."""
+        orch, steps, run = decided
+        survives = 0 if scope is B else 1  # undo statements that run before the death
+
+        class Died(BaseException):
+            """The process went away."""
+
+        def die(statement: str) -> None:
+            undone = [s for s in parts["target"].executed if s.startswith("UNDO")]
+            if statement.startswith("UNDO") and len(undone) == survives:
+                raise Died
+
+        parts["target"].on_execute = die
+        with pytest.raises(Died):
+            orch.rollback(run.id, steps, scope=scope, operator="ops")
+        parts["target"].on_execute = None
+        dead = orch.crashed()
+        assert dead is not None
+        assert dead.id != run.id
+        result = orch.recover(steps, operator="night shift")
+        assert result.outcome is Outcome.ROLLED_BACK
+        undone = [s for s in parts["target"].executed if s.startswith("UNDO")]
+        wanted = [steps[1]] if scope is B else list(reversed(steps))
+        assert undone == [f"UNDO {s.id}" for s in wanted]
+        records = {r.label: r for r in orch.decisions(run.id)}
+        answered = ["B"] if scope is B else ["run", "B"]
+        for label in answered:
+            assert records[label].status == ROLLED_BACK
+            assert records[label].decided_by == "night shift"
+            assert f"by run {dead.id}" in (records[label].detail or "")
+            assert "finished by recover" in (records[label].detail or "")
+        if scope is B:
+            assert records["run"].status == AVAILABLE
+        else:
+            with pytest.raises(DecisionError, match="no open decision"):
+                orch.accept(run.id)
+
     def test_an_accepted_run_cannot_be_rolled_back(
         self, parts: dict[str, Any], decided: tuple[Any, Sequence[Step], Any]
     ) -> None:

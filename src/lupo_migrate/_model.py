@@ -289,6 +289,9 @@ class Run:
         pending: classes (B, C, D) of decisions recorded when completing with findings.
         holder: the run lock holder while working.
         version: incremented by every transition; storage writes compare and set on it.
+        rolls_back: for an operator's rollback, the completed run it rolls back (``recover``
+            finishing a rollback whose process died answers that run's decisions).
+        rolls_back_scope: and the class whose scope it rolls back (None: the whole run).
     """
 
     id: RunId
@@ -306,6 +309,8 @@ class Run:
     pending: tuple[Classification, ...] = attrs.field(default=(), converter=to_classes)
     holder: str | None = None
     version: int = 0
+    rolls_back: RunId | None = None
+    rolls_back_scope: Classification | None = None
 
     @classmethod
     def new(cls, run_id: RunId, plan: Plan, *, target: str = "default") -> Run:

@@ -119,7 +119,12 @@ def rollback(
             " restore them to roll the run back"
         )
     plan = Plan(steps=[by_id[s] for s in undo])
-    run = attrs.evolve(Run.new(uuid.uuid4().hex, plan, target=orch.target_name), applied=undo)
+    run = attrs.evolve(
+        Run.new(uuid.uuid4().hex, plan, target=orch.target_name),
+        applied=undo,
+        rolls_back=of.id,
+        rolls_back_scope=scope,
+    )
     others = tuple(s for s in mine if s not in undo)
     with ExitStack() as stack:
         orch._hold(stack)

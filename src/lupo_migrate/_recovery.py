@@ -38,6 +38,7 @@ from lupo_migrate._runtime import (
     _family,
     _in_transaction,
     _read_under,
+    _Rollback,
 )
 from lupo_migrate._validation import (
     BEFORE,
@@ -108,6 +109,9 @@ def take_over(
     orch._recovering = dead
     try:
         orch._done = {k: v for k, v in orch._done.items() if k[0] != dead.id}
+        # An operator's rollback goes on as one: from the pre-images of the run it rolls
+        # back, put back at the end where the undo statements leave a difference.
+        orch._rolling = rollback_of(orch, dead, operator)
         reconcile(orch, dead)
         went_on = resume or dead.phase is sm.Phase.ROLLING_BACK
         if note is None:
@@ -129,15 +133,52 @@ def take_over(
             orch._pre = kept_pre_images(orch, dead)
             failure = Failure(kind=FailureKind.CRASH, message=note.message)
             run = orch._drive(dead, sm.RollbackRequested(failure), plan, by_id)
-        log = orch._decision_log
-        if log is not None and run.outcome is Outcome.ROLLED_BACK:
-            now = to_stamp(orch.clock.now())
-            for record in log.decisions(dead.id):  # it died completing: records went in
-                if is_open(record, now):
-                    log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
+        if run.outcome is Outcome.ROLLED_BACK:
+            _answer_decisions(orch, dead, operator)
         return run
     finally:
         orch._recovering = None
+        orch._rolling = None
+
+
+def rollback_of(orch: Orchestrator, dead: Run, operator: str) -> _Rollback | None:
+    """What an operator's rollback (*dead*) was doing: the run it rolls back, the scope, the
+    steps of that run it leaves applied; None for any other run (or when that run is gone)."""
+    if dead.rolls_back is None:
+        return None
+    of = orch.storage.get_run(dead.rolls_back)
+    if of is None:
+        return None
+    ledger = orch.storage.applied(orch.target_name)
+    others = tuple(
+        s for s in of.applied if s not in dead.steps and s in ledger and ledger[s].run_id == of.id
+    )
+    return _Rollback(of=of, scope=dead.rolls_back_scope, operator=operator, others=others)
+
+
+def _answer_decisions(orch: Orchestrator, dead: Run, operator: str) -> None:
+    """A recovered run was rolled back: its own open decisions (it died completing: they
+    went in) and, for an operator's rollback, those of the run it rolled back (of its
+    scope) read rolled back, as when the rollback ends in its own process."""
+    log = orch._decision_log
+    if log is None:
+        return
+    now = to_stamp(orch.clock.now())
+    for record in log.decisions(dead.id):
+        if is_open(record, now):
+            log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
+    if dead.rolls_back is None:
+        return
+    scope = dead.rolls_back_scope
+    for record in log.decisions(dead.rolls_back):
+        if is_open(record, now) and (scope is None or record.classification is scope):
+            log.decide(
+                record.id,
+                status=ROLLED_BACK,
+                operator=operator,
+                at=now,
+                detail=f"by run {dead.id} (finished by recover)",
+            )
 
 
 def guarded(
@@ -289,6 +330,8 @@ def kept_pre_images(orch: Orchestrator, dead: Run, *, resume: bool = False) -> A
     """The dead run's pre-images as it saved them, with what its journal says it touched.
     Resuming, they go on recording: what the run has not touched yet is as it was before
     the run, so it is read from the live schema (see ``PreImages.resume``)."""
+    if orch._rolling is not None:  # an operator's rollback: its run's, as it started from
+        return orch._rollback_pre_images(dead, orch._rolling)[0]
     make = getattr(orch.target, "pre_images", None)
     pre = make(dead.id) if make is not None else None
     if pre is None or not pre.load():

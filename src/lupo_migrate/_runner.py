@@ -836,6 +836,20 @@ class Orchestrator:
     def _load_pre_images(self, run: Run, rolling: _Rollback) -> sm.Event:
         """An operator's rollback: the completed run's kept pre-images, restricted to what
         only the steps in scope touched."""
+        self._pre, findings = self._rollback_pre_images(run, rolling)
+        if findings:
+            self.storage.record_findings(run.id, findings)
+        label = "the whole run" if rolling.scope is None else f"class {rolling.scope.value} scope"
+        failure = Failure(
+            kind=FailureKind.OPERATOR_ABORT,
+            message=f"{rolling.operator} rolls back {label} of run {rolling.of.id}:"
+            f" {', '.join(run.applied)}",
+        )
+        return sm.RollbackRequested(failure, classification=rolling.scope)
+
+    def _rollback_pre_images(self, run: Run, rolling: _Rollback) -> tuple[Any, list[Finding]]:
+        """The pre-images *rolling.of* kept, for rolling back *run*'s steps (sets
+        ``rolling.only``), and the warnings to record; None when it kept none."""
         make = getattr(self.target, "pre_images", None)
         pre = make(rolling.of.id) if make is not None else None
         findings: list[Finding] = []
@@ -862,16 +876,7 @@ class Orchestrator:
                         code="rollback-unverifiable",
                     )
                 )
-        self._pre = pre
-        if findings:
-            self.storage.record_findings(run.id, findings)
-        label = "the whole run" if rolling.scope is None else f"class {rolling.scope.value} scope"
-        failure = Failure(
-            kind=FailureKind.OPERATOR_ABORT,
-            message=f"{rolling.operator} rolls back {label} of run {rolling.of.id}:"
-            f" {', '.join(run.applied)}",
-        )
-        return sm.RollbackRequested(failure, classification=rolling.scope)
+        return pre, findings
 
     def _close_pre_images(self) -> None:
         """Forget the run's pre-images; backups that are still there stay (an interrupted

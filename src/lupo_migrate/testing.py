@@ -140,6 +140,8 @@ def _sample_run(run_id: str, target: str = "main") -> Run:
         pending=(Classification.C, Classification.D),
         holder="host-1:4242",
         version=0,
+        rolls_back="r-earlier",
+        rolls_back_scope=Classification.B,
     )
 
 
@@ -845,6 +847,7 @@ def st_runs() -> SearchStrategy[Run]:
     def runs(draw: Any) -> Run:
         steps = draw(st.lists(_names(), max_size=5, unique=True))
         applied = steps[: draw(st.integers(min_value=0, max_value=len(steps)))]
+        rolls_back = draw(st.none() | _names())
         return Run(
             id=draw(_names()),
             target=draw(st.sampled_from(["default", "main", "reports"])),
@@ -870,6 +873,10 @@ def st_runs() -> SearchStrategy[Run]:
             pending=draw(st.lists(st.sampled_from(Classification), max_size=3)),
             holder=draw(st.none() | _names()),
             version=draw(st.integers(min_value=0, max_value=1_000)),
+            rolls_back=rolls_back,
+            rolls_back_scope=None
+            if rolls_back is None
+            else draw(st.none() | st.sampled_from(Classification)),
         )
 
     strategy: SearchStrategy[Run] = runs()

@@ -173,6 +173,9 @@ def run_to_json(run: Run) -> str:
         "holder": run.holder,
         "version": run.version,
     }
+    if run.rolls_back is not None:  # an operator's rollback only: other runs omit the keys
+        data["rolls_back"] = run.rolls_back
+        data["rolls_back_scope"] = _enum_value(run.rolls_back_scope)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -225,6 +228,10 @@ def run_from_json(text: str, steps_text: str) -> Run:
             pending=[Classification(c) for c in data["pending"]],
             holder=data["holder"],
             version=int(data["version"]),
+            rolls_back=data.get("rolls_back"),
+            rolls_back_scope=None
+            if data.get("rolls_back_scope") is None
+            else Classification(data["rolls_back_scope"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(
