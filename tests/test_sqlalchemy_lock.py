@@ -307,3 +307,49 @@ def test_unreachable_server_is_a_lock_error() -> None:
         lock.holder()
     assert "\n" not in str(err.value)
     assert "127.0.0.1:1" in str(err.value)
+
+
+def test_a_sqlite_lease_whose_process_died_is_free_at_once(tmp_path: Path) -> None:
+    """A holder killed on this machine leaves its lease to the next taker at once (recover
+    right after a crash); a holder recorded from another machine keeps it until it expires."""
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    lock = SqlAlchemyLock(sa.create_engine(url), "main")
+    lock.holder()  # the tables, before the child
+    script = (
+        "import os, sys, sqlalchemy as sa\n"
+        "from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock\n"
+        "lock = SqlAlchemyLock(sa.create_engine(sys.argv[1]), 'main')\n"
+        "with lock.acquire('doomed'):\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", script, url], check=False)
+    assert child.returncode == -9
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        holder, token = conn.execute(
+            sa.text(
+                "SELECT lock_holder, lock_token FROM migration_system_state"
+                " WHERE lock_holder IS NOT NULL"
+            )
+        ).one()
+    assert holder == "doomed"  # the row still names it, lease unexpired
+    assert lock.holder() is None
+    with lock.acquire("recover", timeout=0) as info:
+        assert info.owner == "recover"
+        assert lock.holder() == info
+    elsewhere = "otherhost|" + token.split("|", 1)[1]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE migration_system_state SET lock_holder = 'far', lock_token = :t,"
+                " lock_since = 20240301120000, heartbeat = 20240301120000,"
+                " lock_expires = 29990101000000 WHERE lock_name IS NOT NULL"
+            ),
+            {"t": elsewhere},
+        )
+    held = lock.holder()
+    assert held is not None
+    assert held.owner == "far"
+    with pytest.raises(LockHeldError, match="far"):
+        lock.acquire("recover", timeout=0).__enter__()
+    engine.dispose()

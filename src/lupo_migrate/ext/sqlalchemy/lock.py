@@ -12,7 +12,10 @@ One class; the engine's dialect picks the mechanism:
   first write of its transaction (the write lock is taken at once, as ``BEGIN IMMEDIATE``
   does; SQLite waits for it up to its busy timeout, 5 s unless the engine sets another). The
   lease expires ``lease_ttl`` after the last heartbeat, so a crashed holder's lease can be
-  taken over; on SQLite an expired lease is free.
+  taken over; on SQLite an expired lease is free. The lease token starts with the holder
+  process's mark (see ``lupo_migrate._liveness``): on the machine it ran on, in the same
+  boot and pid namespace, a holder whose process is gone frees the lease at once (``recover``
+  right after a crash); from anywhere else the lease runs its course.
 
 Waiting polls every ``poll_interval`` seconds until ``timeout``. Holder, token, since and
 heartbeat are recorded in the target's ``migration_system_state`` row, so another process can
@@ -37,6 +40,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from lupo_migrate._clock import to_stamp
+from lupo_migrate._liveness import certainly_dead, mark, mark_of
 from lupo_migrate._model import LockInfo
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError, StorageError
@@ -199,7 +203,8 @@ class SqlAlchemyLock:
         if row is None or row.lock_holder is None:
             return False
         if self.kind == "sqlite":
-            return row.lock_expires is not None and now < int(row.lock_expires)
+            leased = row.lock_expires is not None and now < int(row.lock_expires)
+            return leased and not certainly_dead(mark_of(row.lock_token))
         user = self._user(conn)
         return user is not None and str(row.lock_token or "").startswith(f"{user}/")
 
@@ -307,10 +312,14 @@ class SqlAlchemyLock:
         values.update(self._stamps(now))
         with self._guard("taking the lock"):
             if conn is None:  # SQLite lease
-                token = uuid.uuid4().hex
+                token = f"{mark()}/{uuid.uuid4().hex}"
                 with self.engine.begin() as tx:
-                    ensure_state_row(tx, self.tables, self.target)
+                    ensure_state_row(tx, self.tables, self.target)  # the write lock first
                     free = t.c.lock_holder.is_(None) | (t.c.lock_expires <= now)
+                    row = self._row(tx)
+                    held = row is not None and row.lock_holder is not None
+                    if held and not self._live(tx, row, now):  # expired, or its process gone
+                        free = free | (t.c.lock_token == row.lock_token)
                     take = t.update().where(t.c.target == self.target, free)
                     if tx.execute(take.values({**values, "lock_token": token})).rowcount != 1:
                         return None
