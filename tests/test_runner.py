@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from lupo_migrate.backends.memory import (
     InMemoryStorage,
     ManualClock,
 )
-from lupo_migrate.errors import LockHeldError, MigrationFileError, TargetBlockedError
+from lupo_migrate.errors import LockHeldError, MigrationFileError, StepError, TargetBlockedError
 from lupo_migrate.typing import StepContext
 
 
@@ -307,3 +308,30 @@ def test_a_held_lock_whose_heartbeat_is_stale_is_reported_hung(parts: dict[str, 
         assert orch.hung(after=timedelta(0)) is None
         parts["clock"].advance(timedelta(seconds=1))
         assert orch.hung(after=timedelta(0)) is not None
+
+
+def test_a_file_read_again_is_read_anew_once_it_changed(tmp_path: Path) -> None:
+    """A run reads its files more than once; a text read before is used again only while the
+    file is the same (inode, size, modification time): an edit of the same size, a file
+    replaced by another (an atomic write) and a longer text are all read anew."""
+    from lupo_migrate._runtime import _read_under
+
+    step = Step(id="a", path="a.sql")
+    path = tmp_path / "a.sql"
+    path.write_bytes(b"\xef\xbb\xbfone\r\n")
+    assert _read_under(tmp_path, "a.sql", step) == "one\n"
+    path.write_text("two\n")
+    os.utime(path, ns=(1, 1))  # same size as before: only the time tells
+    assert _read_under(tmp_path, "a.sql", step) == "two\n"
+    (tmp_path / "new.sql").write_text("six\n")
+    os.utime(tmp_path / "new.sql", ns=(1, 1))  # same size and time, another inode
+    os.replace(tmp_path / "new.sql", path)
+    assert _read_under(tmp_path, "a.sql", step) == "six\n"
+    path.write_text("seven\n")
+    assert _read_under(tmp_path, "a.sql", step) == "seven\n"
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.sql"
+    outside.write_text("secret\n")
+    path.unlink()
+    path.symlink_to(outside)  # the path now leads out of the root: refused, not served
+    with pytest.raises(StepError, match="leaves the migrations root"):
+        _read_under(tmp_path, "a.sql", step)

@@ -3,6 +3,7 @@ telling statements apart, the failures steps turn into."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -124,12 +125,42 @@ def _family(target: Target) -> str:
 
 
 def _read_under(root: Path, relpath: str, step: Step) -> str:
-    """The text of *relpath* under *root* (LF line ends, no BOM), for *step*."""
+    """The text of *relpath* under *root* (LF line ends, no BOM), for *step*.
+
+    A run reads each file more than once (the checks before it, then the step): a text read
+    before is used again while the file it came from is unchanged (same inode, size and
+    modification time), without resolving the path again.
+    """
+    key = (os.fspath(root), relpath)
+    kept = _TEXTS.get(key)
+    if kept is not None:
+        real, stamp, text = kept
+        with contextlib.suppress(OSError):
+            if _stamp(os.stat(real)) == stamp:
+                return text
     real = os.path.realpath(os.path.join(root, relpath))
     if not real.startswith(_real_root(root)):
         raise StepError(step.id, relpath, "path leaves the migrations root")
     with open(real, "rb") as file:
-        return normalise(file.read().decode("utf-8"))
+        stamp = _stamp(os.fstat(file.fileno()))
+        text = normalise(file.read().decode("utf-8"))
+    if stamp[1] <= _KEPT_SIZE:
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.clear()
+        _TEXTS[key] = (real, stamp, text)
+    return text
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+#: Texts read by :func:`_read_under`, by (root, relative path): the resolved path, its
+#: (inode, size, mtime) when read, the text. Files up to ``_KEPT_SIZE`` bytes are kept;
+#: emptied when it holds ``_TEXTS_KEPT`` files.
+_TEXTS: dict[tuple[str, str], tuple[str, tuple[int, int, int], str]] = {}
+_TEXTS_KEPT: Final = 4096
+_KEPT_SIZE: Final = 1 << 20
 
 
 def _rollback_failure(message: str) -> Failure:
