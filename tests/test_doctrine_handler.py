@@ -263,29 +263,32 @@ class TestRollback:
     def test_derived_inverse_undoes_in_reverse(
         self, handler: DoctrineHandler, tmp_path: Path
     ) -> None:
-        """Without a down, CREATE/ADD statements are undone by their inverses, last first."""
+        """Without a down, CREATE/ADD statements are undone by their inverses, last first
+        (``u`` existed before: once it is altered, even the index on the new ``t`` is undone
+        by its own inverse)."""
         step = write(
             tmp_path,
             "a.sql",
             "SET NAMES utf8mb4;\nCREATE TABLE `t` (a int);\n"
-            "ALTER TABLE `t` ADD COLUMN b int, ADD INDEX ix (b);\n"
-            "CREATE INDEX i2 ON `t` (a);\n",
+            "ALTER TABLE `u` ADD COLUMN b int, ADD INDEX ix (b);\n"
+            "CREATE INDEX i2 ON `u` (a);\nCREATE INDEX i3 ON `t` (a);\n",
         )
         context = FakeContext(tmp_path, step)
         handler.apply(step, context)
         context.executed.clear()
         handler.rollback(step, context)
         assert [(i - DOWN_OFFSET, line, s) for i, line, s in context.executed] == [
-            (0, 4, "DROP INDEX i2 ON `t`"),
-            (1, 3, "ALTER TABLE `t` DROP INDEX ix, DROP COLUMN b"),
-            (2, 2, "DROP TABLE `t`"),
+            (0, 5, "DROP INDEX i3 ON `t`"),
+            (1, 4, "DROP INDEX i2 ON `u`"),
+            (2, 3, "ALTER TABLE `u` DROP INDEX ix, DROP COLUMN b"),
+            (3, 2, "DROP TABLE `t`"),
         ]
 
     def test_partial_step_undoes_only_what_ran(
         self, handler: DoctrineHandler, tmp_path: Path
     ) -> None:
         """A step that failed part-way is undone by inverting only the statements that ran."""
-        step = write(tmp_path, "a.sql", "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n")
+        step = write(tmp_path, "a.sql", "CREATE TABLE t (a int);\nINSERT INTO u VALUES (1);\n")
         context = FakeContext(tmp_path, step, fail_at=1)
         with pytest.raises(StatementError):
             handler.apply(step, context)
@@ -298,7 +301,7 @@ class TestRollback:
         self, handler: DoctrineHandler, tmp_path: Path
     ) -> None:
         """A step with no down and a non-invertible statement cannot be rolled back."""
-        step = write(tmp_path, "a.sql", "CREATE TABLE t (a int);\nUPDATE t SET a = 2;\n")
+        step = write(tmp_path, "a.sql", "CREATE TABLE t (a int);\nUPDATE u SET a = 2;\n")
         context = FakeContext(tmp_path, step)
         with pytest.raises(StepError, match=r"statement 2 \(line 2\): UPDATE changes") as info:
             handler.rollback(step, context)
@@ -418,6 +421,93 @@ class TestDeriveInverse:
         result = derive_inverse(sql, dialect=dialect)
         assert isinstance(result, str)
         assert why in result
+
+
+class TestWritesToTablesTheStepCreated:
+    """A step that creates a table and fills it is undone by dropping the table: its writes
+    need no inverse of their own, unless something else may have changed through them."""
+
+    @pytest.mark.parametrize(
+        ("sql", "down"),
+        [
+            (
+                "CREATE TABLE parent (id int PRIMARY KEY);\n"
+                "CREATE TABLE child (id int, p int REFERENCES parent (id));\n"
+                "INSERT INTO parent (id) VALUES (1);\n",
+                ["DROP TABLE child", "DROP TABLE parent"],
+            ),
+            (
+                "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nUPDATE t SET id = 2;\n"
+                "DELETE FROM t;\nALTER TABLE t ADD COLUMN x int;\nCREATE INDEX i ON t (x);\n",
+                ["DROP TABLE t"],  # its index goes with it
+            ),
+            (  # reading an existing table changes nothing there
+                "CREATE TABLE t (id int);\nINSERT INTO t SELECT id FROM old;\n",
+                ["DROP TABLE t"],
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("dialect", ["postgresql", "mysql", "sqlite"])
+    def test_undone_by_dropping_the_table(
+        self, handler: DoctrineHandler, sql: str, down: list[str], dialect: str
+    ) -> None:
+        info = handler.inspect(Step(id="a", path="a.sql"), sql, dialect=dialect)
+        assert (info.down_source, info.invertible, info.reasons) == ("derived", True, ())
+        assert [d.text for d in info.down_statements] == down
+
+    @pytest.mark.parametrize(
+        ("sql", "refused"),
+        [
+            (  # a foreign key from an existing table may cascade the delete into it
+                "CREATE TABLE t (id int PRIMARY KEY);\n"
+                "ALTER TABLE old ADD COLUMN t_id int REFERENCES t (id) ON DELETE CASCADE;\n"
+                "DELETE FROM t;\n",
+                "statement 3 (line 3): DELETE",
+            ),
+            (  # its trigger may write elsewhere
+                "CREATE TABLE t (id int);\n"
+                "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();\n"
+                "INSERT INTO t VALUES (1);\n",
+                "statement 3 (line 3): INSERT",
+            ),
+            (  # whether it existed before is unknown: it is not dropped
+                "CREATE TABLE IF NOT EXISTS t (id int);\nINSERT INTO t VALUES (1);\n",
+                "statement 2 (line 2): INSERT",
+            ),
+            (  # another table, as far as names go
+                "CREATE TABLE t (id int);\nINSERT INTO T VALUES (1);\n",
+                "statement 2 (line 2): INSERT",
+            ),
+            (  # what a routine does is not known
+                "CREATE TABLE t (id int);\nCALL p();\nINSERT INTO t VALUES (1);\n",
+                "statement 3 (line 3): INSERT",
+            ),
+            (  # rows written into an existing table
+                "CREATE TABLE t (id int);\nINSERT INTO old SELECT id FROM t;\n",
+                "statement 2 (line 2): INSERT",
+            ),
+        ],
+    )
+    def test_not_when_something_else_may_have_changed(
+        self, handler: DoctrineHandler, sql: str, refused: str
+    ) -> None:
+        info = handler.inspect(Step(id="a", path="a.sql"), sql, dialect="postgresql")
+        assert not info.invertible
+        assert any(r.startswith(refused) for r in info.reasons), info.reasons
+
+    def test_a_partly_run_step_drops_only_what_it_created(
+        self, handler: DoctrineHandler, tmp_path: Path
+    ) -> None:
+        """The INSERT ran, the ALTER of an existing table after it did not: the table goes."""
+        write(
+            tmp_path,
+            "a.sql",
+            "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nALTER TABLE old MODIFY a int;\n",
+        )
+        step = Step(id="a", path="a.sql")
+        context = FakeContext(tmp_path, step, dialect="postgresql", finished={0, 1})
+        handler.rollback(step, context)
+        assert [sql for _, _, sql in context.executed] == ["DROP TABLE t"]
 
 
 # --- real databases ---------------------------------------------------------------------------

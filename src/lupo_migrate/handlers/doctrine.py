@@ -43,7 +43,7 @@ from lupo_migrate.handlers._sqlsplit import (
     family,
     split_sections,
 )
-from lupo_migrate.handlers._touch import name_at, words
+from lupo_migrate.handlers._touch import name_at, touches, words
 
 __all__ = ["DOWN_OFFSET", "DoctrineHandler", "StepInfo", "derive_inverse"]
 
@@ -318,7 +318,10 @@ class DoctrineHandler:
     def _derived(self, statements: tuple[Statement, ...], fam: str) -> StepInfo:
         down: list[Statement] = []
         reasons: list[str] = []
+        gone_with = _inside_new_tables(statements, fam)
         for stmt in reversed(statements):
+            if stmt.index in gone_with:
+                continue  # dropping the table the step created undoes it
             inverse = derive_inverse(stmt.text, dialect=fam)
             if isinstance(inverse, str):
                 reasons.append(f"statement {stmt.index + 1} (line {stmt.line}): {inverse}")
@@ -341,6 +344,59 @@ class DoctrineHandler:
             return render(stmt.text, names=names, renames=renames, dialect=fam)
         except SplitError as error:  # pragma: no cover - the splitter saw the same text
             raise StepError(step.id, step.path, f"line {stmt.line}: {error.message}") from error
+
+
+def _inside_new_tables(statements: tuple[Statement, ...], fam: str) -> set[int]:
+    """The indexes of the statements that only write rows to, or alter, tables created by
+    earlier statements of the same step (and dropped again by their inverse): they need no
+    inverse of their own. ``CREATE TABLE t ...; INSERT INTO t ...`` is undone by dropping t.
+
+    Only where nothing else can have been changed through them: not once the step created a
+    trigger on such a table (its body may write elsewhere), nor once it altered a table that
+    existed before (a foreign key from it could cascade a delete) or ran a statement whose
+    effects are not known here (a routine, an event, anything unrecognised). Names are compared as
+    written (a table named in another case or schema is another table here: its statement
+    then needs an inverse of its own, or a pre-image).
+    """
+    created: set[str] = set()
+    triggered: set[str] = set()
+    altered_before = False
+    inside: set[int] = set()
+    for stmt in statements:
+        found = touches(stmt.text, dialect=fam)
+        if (
+            found
+            and not altered_before
+            and all(
+                t.kind == "table"
+                and t.schema is None
+                and t.action in ("write", "alter")
+                and t.name in created
+                and t.name not in triggered
+                for t in found
+            )
+        ):
+            inside.add(stmt.index)
+            continue
+        trigger = any(t.kind == "trigger" and t.action == "create" for t in found)
+        for t in found:
+            if t.kind in ("routine", "event", "unknown"):
+                altered_before = True  # what it does (or calls) is not known here
+            if t.kind != "table":
+                continue
+            if t.action == "create" and t.schema is None:
+                if isinstance(derive_inverse(stmt.text, dialect=fam), tuple):
+                    created.add(t.name)  # its inverse drops it
+            elif t.action == "drop":
+                created.discard(t.name)
+            elif t.action == "rename" and t.name in created and t.new_name is not None:
+                created.discard(t.name)
+                created.add(t.new_name)
+            elif t.action == "alter" and trigger:
+                triggered.add(t.name)
+            elif t.action == "alter" and t.name not in created:
+                altered_before = True
+    return inside
 
 
 @functools.lru_cache(maxsize=4096)
