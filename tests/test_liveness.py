@@ -103,3 +103,29 @@ def test_a_token_carries_its_mark() -> None:
     assert mark_of(f"{mark()}/0123abcd") == mark()
     assert mark_of("0123abcd") is None  # a token of an older version
     assert _liveness.mark_of(f"{mark()}/x/y") == mark()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux)")
+def test_where_proc_hides_other_users_processes_the_kernel_is_asked(
+    monkeypatch: pytest.MonkeyPatch, gone_pid: int
+) -> None:
+    """Under ``hidepid`` another user's /proc entry is missing: a process that exists (or
+    that signal 0 may not reach: another user's) counts as alive; one the kernel does not
+    know is dead."""
+    real_open = open
+
+    def hidden(path: str, *args: object, **kwargs: object) -> object:
+        if str(path).startswith("/proc/") and not str(path).startswith("/proc/self"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    mine = mark()
+    monkeypatch.setattr("builtins.open", hidden)
+    assert not certainly_dead(mine)  # exists: alive, though its start time is hidden
+    assert certainly_dead(_with(pid=str(gone_pid)))
+
+    def refused(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refused)
+    assert not certainly_dead(_with(pid=str(gone_pid)))  # EPERM: someone's, alive

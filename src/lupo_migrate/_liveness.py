@@ -61,21 +61,45 @@ def certainly_dead(recorded: str | None) -> bool:
     pid, start = fields[3], fields[4]
     if not pid.isdigit():
         return False
-    return _started(int(pid)) != start  # None: no such process (or a zombie)
+    exists, started = _process(int(pid))
+    if not exists:
+        return True
+    return started is not None and started != start  # None: alive, start time not readable
 
 
 def _started(pid: int) -> str | None:
-    """The start time of process *pid* (clock ticks since boot), or None when it does not
-    exist or has exited (a zombie)."""
+    """The start time of process *pid* (clock ticks since boot), if it can be read."""
+    return _process(pid)[1]
+
+
+def _process(pid: int) -> tuple[bool, str | None]:
+    """Whether process *pid* exists (a zombie has exited), and its start time when readable.
+
+    Where ``/proc`` hides other users' processes (``hidepid``), the kernel is asked instead:
+    a process that exists but cannot be looked at counts as alive.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             text = stat.read()
+    except FileNotFoundError:
+        return _signalable(pid), None
     except OSError:
-        return None
+        return True, None
     fields = text.rsplit(")", 1)[-1].split()  # the name, in parentheses, may hold spaces
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]  # field 22 of proc(5); the part after the name starts at field 3
+    if fields and fields[0] in ("Z", "X"):
+        return False, None
+    return True, fields[19] if len(fields) >= 20 else None  # field 22 of proc(5)
+
+
+def _signalable(pid: int) -> bool:
+    """Whether a process *pid* exists, asked of the kernel (signal 0 sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, another user's
+        return True
+    return True
 
 
 def _boot() -> str:
