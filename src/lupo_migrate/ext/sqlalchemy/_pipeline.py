@@ -62,7 +62,10 @@ def _lean_reader() -> Any:
     from pymysql.connections import Connection, MySQLResult
 
     wanted = ("_execute_command", "_read_packet")
-    if all(hasattr(Connection, n) for n in wanted) and hasattr(MySQLResult, "_read_result_packet"):
+    readers = ("_read_result_packet", "_read_load_local_packet")
+    if all(hasattr(Connection, n) for n in wanted) and all(
+        hasattr(MySQLResult, n) for n in readers
+    ):
         return MySQLResult
     return None  # pragma: no cover - another PyMySQL
 
@@ -201,9 +204,9 @@ class Pipeline:
 
         The replies of lupo_migrate's own writes and of DDL are OK packets: they are read
         here, two length-encoded integers and the status flags, instead of through a cursor
-        (a cursor builds three objects per reply: a tenth of a long run's time went there).
-        A reply that is not an OK packet (a result set) is read by PyMySQL itself. A driver
-        without the internals this needs goes through the cursor.
+        (which builds a result, a packet wrapper and its own bookkeeping for each reply). A
+        reply that is not an OK packet (a result set, a ``LOAD DATA LOCAL`` request) is read
+        by PyMySQL itself. A driver without the internals this needs goes through the cursor.
         """
         dbapi = self._dbapi
         result_class = _lean_reader()
@@ -223,9 +226,12 @@ class Pipeline:
                 row_id, at = _length_encoded(data, at)
                 dbapi.server_status = status = data[at] | data[at + 1] << 8
                 more = status & _MORE_RESULTS
-            else:  # a result set (a migration's SELECT): PyMySQL reads it
+            else:  # a result set (a migration's SELECT), LOAD DATA LOCAL: PyMySQL reads it
                 result = result_class(dbapi)
-                result._read_result_packet(reply)
+                if reply.is_load_local_packet():
+                    result._read_load_local_packet(reply)
+                else:
+                    result._read_result_packet(reply)
                 result.connection = None
                 rows, row_id = int(result.affected_rows or 0), int(result.insert_id or 0)
                 more = result.has_next
