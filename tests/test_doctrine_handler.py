@@ -482,6 +482,11 @@ class TestWritesToTablesTheStepCreated:
                 "CREATE TABLE t (id int);\nCALL p();\nINSERT INTO t VALUES (1);\n",
                 "statement 3 (line 3): INSERT",
             ),
+            (  # a statement that writes where it is not known here
+                "CREATE TABLE t (id int);\nWITH x AS (SELECT 1) UPDATE old SET a = 1;\n"
+                "DELETE FROM t;\n",
+                "statement 3 (line 3): DELETE",
+            ),
             (  # rows written into an existing table
                 "CREATE TABLE t (id int);\nINSERT INTO old SELECT id FROM t;\n",
                 "statement 2 (line 2): INSERT",

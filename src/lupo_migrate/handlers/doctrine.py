@@ -378,6 +378,8 @@ def _inside_new_tables(statements: tuple[Statement, ...], fam: str) -> set[int]:
         ):
             inside.add(stmt.index)
             continue
+        if not found and not isinstance(derive_inverse(stmt.text, dialect=fam), tuple):
+            altered_before = True  # it changes something, and what is not known here
         trigger = any(t.kind == "trigger" and t.action == "create" for t in found)
         for t in found:
             if t.kind in ("routine", "event", "unknown"):
