@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,77 @@ def test_a_run_lock_held_without_heartbeats_is_reported_hung_by_every_command(
     finally:
         engine.dispose()
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_recover_waits_for_a_statement_the_dead_run_left_running(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    """Killed as a 2 s ALTER (a copy of 1.5 million rows) starts: the server goes on with it
+    after its client died (MariaDB gives up on a dead client's statement only when it notices,
+    seconds later; MySQL never does). recover waits until that session has ended (the step
+    connection's statement lock goes with it) before it reads the schema: so it sees the
+    column the ALTER added and undoes it. Read at once, the column was not there yet: the
+    run was rolled back without it, and the ALTER then finished, leaving it behind."""
+    files = {
+        "V1__k.sql": "CREATE TABLE k1 (id INT PRIMARY KEY);\n",
+        "V2__big.sql": "ALTER TABLE big ADD COLUMN late INT, ALGORITHM=COPY;\n"
+        "-- lupo:down\nALTER TABLE big DROP COLUMN late;\n",
+    }
+    _run(
+        mariadb_url,
+        "CREATE TABLE big (id INT PRIMARY KEY, v INT, note VARCHAR(40))",
+        "INSERT INTO big SELECT seq, seq, REPEAT('x', 30) FROM seq_1_to_1500000",
+    )
+    before, args, orch = _prepare(mariadb_url, tmp_path, files)
+    try:
+        process = _apply_until(mariadb_url, args, "ADD COLUMN late")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        _wait_gone(mariadb_url, orch)
+        with caplog.at_level("WARNING", logger="lupo_migrate"):
+            code = main(["recover", *args])
+        out, err = capsys.readouterr()
+        assert code == 0, (out, err)
+        assert "recovered, rolled_back" in out
+        waits = [r.args[0] for r in caplog.records if r.getMessage().startswith("waited")]
+        assert waits, caplog.records
+        _same(_state(mariadb_url), before)
+    finally:
+        _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
+
+
+def test_a_statement_still_running_is_named_and_holds_off_new_steps(mariadb_url: str) -> None:
+    """While another session holds the statement lock (a dead run's statement still runs):
+    waiting gives up naming that session, its statement and how long it has run, and no
+    step session starts; once it ends, both go on."""
+    from lupo_migrate.errors import StillRunningError
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
+
+    engine = make_engine(mariadb_url)
+    target = SqlAlchemyTarget(engine, statement_lock="lupo_test:statements")
+    orphan = engine.connect()
+    try:
+        orphan.exec_driver_sql("SELECT GET_LOCK('lupo_test:statements', 0)")
+        session = orphan.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        running = threading.Thread(target=orphan.exec_driver_sql, args=("DO SLEEP(2)",))
+        running.start()
+        time.sleep(0.3)
+        assert target.dead_statement() == session
+        with pytest.raises(StillRunningError) as info:
+            target.await_dead_statements(0.5)
+        assert info.value.session == session
+        assert "SLEEP(2)" in (info.value.statement or "")
+        assert f"KILL {session}" in str(info.value)
+        assert info.value.exit_code == 10
+        with pytest.raises(StillRunningError), target.step_session():
+            pass  # not reached: the step connection cannot take the lock
+        running.join()
+        orphan.exec_driver_sql("DO RELEASE_LOCK('lupo_test:statements')")
+        assert target.await_dead_statements(1.0) < 1.0
+        with target.step_session():
+            assert target.dead_statement() is None  # our own hold does not count
+        target.flush()
+        assert target.dead_statement() is None  # released with the step connection
+    finally:
+        orphan.close()
+        engine.dispose()

@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from lupo_migrate import _checking
 from lupo_migrate import _state as sm
@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lupo_migrate")
 
+#: Seconds recovery waits for a statement a dead run left running on the server.
+_STATEMENT_WAIT: Final = 120.0
+
 
 def recover(
     orch: Orchestrator, steps: Sequence[Step], *, operator: str = "operator", resume: bool = False
@@ -108,6 +111,13 @@ def take_over(
     the run lock held: from what storage and the live schema say, not from memory."""
     orch._recovering = dead
     try:
+        # A statement the dead run sent may still run on the server (MySQL goes on with it
+        # after its client is gone): the schema is read once it has ended.
+        await_statements = getattr(orch.target, "await_dead_statements", None)
+        if await_statements is not None:
+            waited = await_statements(_STATEMENT_WAIT)
+            if waited >= 0.5:
+                logger.warning("waited %.1f s for a statement of run %s to end", waited, dead.id)
         orch._done = {k: v for k, v in orch._done.items() if k[0] != dead.id}
         # An operator's rollback goes on as one: from the pre-images of the run it rolls
         # back, put back at the end where the undo statements leave a difference.

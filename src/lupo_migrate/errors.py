@@ -27,6 +27,7 @@ The hierarchy (catch ``LupoMigrateError`` for all of them)::
     │   └── ConcurrentUpdateError                  a compare-and-set write found another version
     └── LockError                                  the run lock backend failed
         └── LockHeldError (also TimeoutError)      someone else holds the run lock
+            └── StillRunningError                  a dead run's statement still runs
 
 Errors keep their facts as attributes (``path``, ``line``, ``cycle``, ``holder``...) and build
 their message from them; every message says what happened and what to do next.
@@ -63,6 +64,7 @@ __all__ = [
     "RegistryError",
     "StatementError",
     "StepError",
+    "StillRunningError",
     "StorageError",
     "TargetBlockedError",
     "UnknownDependencyError",
@@ -461,6 +463,38 @@ class LockHeldError(LockError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[LockHeldError], tuple[str, str | None, int | None]]:
         return (type(self), (self.name, self.holder, self.since))
+
+
+class StillRunningError(LockHeldError):
+    """A statement of a run whose process (or connection) died still runs on the server: its
+    session ends only when the statement does. Recovering before then would read a schema
+    the statement is still changing.
+
+    Attributes:
+        session: the server's id of that session.
+        statement: what it runs (None if the server does not say).
+        seconds: how long it has run (None if unknown).
+        waited: how long recovery waited for it.
+    """
+
+    def __init__(
+        self, session: int, statement: str | None, seconds: float | None, waited: float
+    ) -> None:
+        self.session, self.statement = session, statement
+        self.seconds, self.waited = seconds, waited
+        self.name, self.holder, self.since = "statements", f"session {session}", None
+        what = "" if statement is None else f" ({' '.join(statement.split())[:120]})"
+        took = "" if seconds is None else f", running for {seconds:.0f} s"
+        LupoMigrateError.__init__(
+            self,
+            f"a statement of the run that died still runs on session {session}{what}{took};"
+            f" recovery waited {waited:.0f} s for it to finish. Wait until it does (or end it"
+            f" with KILL {session}, which rolls back what it had not finished), then recover"
+            " again.",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.session, self.statement, self.seconds, self.waited))
 
 
 class WritesFrozenError(LupoMigrateError):

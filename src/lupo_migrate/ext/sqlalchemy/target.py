@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate._fingerprint import Fingerprint, TableData
 from lupo_migrate._quick import LOOPBACK
-from lupo_migrate.errors import ConfigurationError
+from lupo_migrate.errors import ConfigurationError, StillRunningError
 from lupo_migrate.ext.sqlalchemy import _blockers, _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
@@ -105,6 +105,10 @@ class SqlAlchemyTarget:
             counts; otherwise its eight tables are left out of the count.
         backup_schema: where backup tables go on MySQL/MariaDB (None: the core schema).
         backup_limit: the most rows a table may hold to be backed up before a run changes it.
+        statement_lock: MySQL/MariaDB: a named lock the step connection holds while it runs
+            a run's statements. A statement goes on running on the server after its client
+            died, and its session (with the lock) ends only when it does: recovery waits
+            for the lock before it reads the schema (see :meth:`await_dead_statements`).
     """
 
     engine: Engine
@@ -115,6 +119,7 @@ class SqlAlchemyTarget:
     orchestration_apart: bool = False
     backup_schema: str | None = None
     backup_limit: int = 100_000
+    statement_lock: str | None = None
     # MySQL: the connection and transaction consecutive steps share (see step_session).
     _chain: tuple[Connection, Any] | None = attrs.field(default=None, init=False, repr=False)
     # Whether the server tells which session holds which table (see holders()).
@@ -158,6 +163,7 @@ class SqlAlchemyTarget:
         if self._chain is None:
             connection = self.engine.connect()
             self._chain = (connection, connection.begin())
+            self._take_statement_lock(connection)
             if _pipeline.supports_pipelining(connection):
                 _pipeline.attach(connection)
         connection, _transaction = self._chain
@@ -271,7 +277,67 @@ class SqlAlchemyTarget:
         chain, self._chain = self._chain, None
         if chain is not None:
             _pipeline.detach(chain[0])
+            if self._statements_locked():
+                with contextlib.suppress(Exception):  # a broken session let go of it anyway
+                    self._raw(chain[0], f"DO RELEASE_LOCK({_literal(self.statement_lock)})")
             chain[0].close()
+
+    def _statements_locked(self) -> bool:
+        return self.statement_lock is not None and self.dialect in ("mysql", "mariadb")
+
+    def _take_statement_lock(self, connection: Connection) -> None:
+        """Hold the statement lock on the step connection (see ``statement_lock``)."""
+        if not self._statements_locked():
+            return
+        name = _literal(self.statement_lock)
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(f"SELECT GET_LOCK({name}, 0), IS_USED_LOCK({name})")
+            got, holder = cursor.fetchone() or (0, None)
+        finally:
+            cursor.close()
+        if not got:  # a dead run's statement still runs (recovery waits for it first)
+            self._chain = None
+            connection.close()
+            raise StillRunningError(int(holder or 0), *self._running(int(holder or 0)), 0.0)
+
+    def dead_statement(self) -> int | None:
+        """The session of a run whose process or connection died that still runs one of its
+        statements (it holds the statement lock), or None."""
+        if not self._statements_locked():
+            return None
+        own = _session_id(self._chain[0]) if self._chain is not None else None
+        with self.engine.connect() as conn:
+            holder = conn.exec_driver_sql(
+                f"SELECT IS_USED_LOCK({_literal(self.statement_lock)})"
+            ).scalar()
+        return None if holder is None or int(holder) == own else int(holder)
+
+    def await_dead_statements(self, timeout: float) -> float:
+        """Wait, up to *timeout* seconds, until no statement of a dead run runs any more;
+        returns the seconds waited.
+
+        Raises:
+            StillRunningError: one still runs after *timeout* (its session, its statement).
+        """
+        began = time.monotonic()
+        while (session := self.dead_statement()) is not None:
+            waited = time.monotonic() - began
+            if waited >= timeout:
+                raise StillRunningError(session, *self._running(session), waited)
+            time.sleep(min(0.2, timeout - waited))
+        return time.monotonic() - began
+
+    def _running(self, session: int) -> tuple[str | None, float | None]:
+        """What *session* runs, and for how long (None, None when the server does not say)."""
+        with contextlib.suppress(sa.exc.DBAPIError), self.engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT INFO, TIME FROM information_schema.PROCESSLIST WHERE ID = %s",
+                (session,),
+            ).first()
+            if row is not None:
+                return (None if row[0] is None else str(row[0])), float(row[1])
+        return None, None
 
     @staticmethod
     def _raw(connection: Connection, sql: str) -> None:
@@ -525,6 +591,11 @@ class SqlAlchemyTarget:
             names = [n for n in names if n not in ORCHESTRATION_TABLES]
         names = [n for n in names if not n.startswith(BACKUP_PREFIX)]
         return {"core_tables": len(names)}
+
+
+def _literal(text: str | None) -> str:
+    """*text* as a MySQL string literal (lock names: lupo_migrate's own)."""
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _session_id(connection: Connection | None) -> int | None:
