@@ -309,6 +309,10 @@ def test_recover_waits_for_a_statement_the_dead_run_left_running(
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         _wait_gone(mariadb_url, orch)
+        assert main(["status", *args]) == 0
+        err = capsys.readouterr().err
+        assert "died in migrating at step V2__big" in err
+        assert "its last statement still runs on the server (session" in err
         with caplog.at_level("WARNING", logger="lupo_migrate"):
             code = main(["recover", *args])
         out, err = capsys.readouterr()

@@ -859,6 +859,14 @@ def _report_crash(orchestrator: Any) -> None:
             " rolls it back (`recover --resume` carries it on)",
             err=True,
         )
+        running = getattr(orchestrator.target, "dead_statement", None)
+        session = running() if running is not None else None
+        if session is not None:
+            click.echo(
+                f"warning: its last statement still runs on the server (session {session});"
+                " recover waits for it to end",
+                err=True,
+            )
 
 
 @cli.command("thaw", epilog=_EPILOG)
