@@ -60,6 +60,21 @@ class TestErrors:
         with pytest.raises(ConfigurationError, match="LUPO_MIGRATE_TABLE_BUDGET"):
             load_settings(cwd=tmp_path, environ={"LUPO_MIGRATE_TABLE_BUDGET": "lots"})
 
+    def test_statement_wait_is_seconds_from_any_source_and_never_negative(
+        self, tmp_path: Path
+    ) -> None:
+        """recover's wait for a dead run's statement: 120 s unless set; a negative or
+        non-numeric value is refused naming where it came from."""
+        assert load_settings(cwd=tmp_path, environ={}).statement_wait == 120.0
+        (tmp_path / "lupo.toml").write_text("statement_wait = 600\n")
+        assert load_settings(cwd=tmp_path, environ={}).statement_wait == 600.0
+        env = {"LUPO_MIGRATE_STATEMENT_WAIT": "1.5"}
+        assert load_settings(cwd=tmp_path, environ=env).statement_wait == 1.5
+        assert load_settings(cwd=tmp_path, environ=env, statement_wait=0).statement_wait == 0
+        for bad in ("-1", "soon", "nan"):
+            with pytest.raises(ConfigurationError, match=r"LUPO_MIGRATE_STATEMENT_WAIT.*0 or more"):
+                load_settings(cwd=tmp_path, environ={"LUPO_MIGRATE_STATEMENT_WAIT": bad})
+
     def test_broken_toml_names_the_file(self, tmp_path: Path) -> None:
         """Invalid TOML is a ConfigurationError with the path."""
         (tmp_path / "lupo.toml").write_text("db = \n")

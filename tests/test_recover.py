@@ -287,7 +287,7 @@ def test_a_run_lock_held_without_heartbeats_is_reported_hung_by_every_command(
 def test_recover_waits_for_a_statement_the_dead_run_left_running(
     mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: Any
 ) -> None:
-    """Killed as a 2 s ALTER (a copy of 1.5 million rows) starts: the server goes on with it
+    """Killed as a 3 s ALTER (a copy of 2 million rows) starts: the server goes on with it
     after its client died (MariaDB gives up on a dead client's statement only when it notices,
     seconds later; MySQL never does). recover waits until that session has ended (the step
     connection's statement lock goes with it) before it reads the schema: so it sees the
@@ -301,7 +301,7 @@ def test_recover_waits_for_a_statement_the_dead_run_left_running(
     _run(
         mariadb_url,
         "CREATE TABLE big (id INT PRIMARY KEY, v INT, note VARCHAR(40))",
-        "INSERT INTO big SELECT seq, seq, REPEAT('x', 30) FROM seq_1_to_1500000",
+        "INSERT INTO big SELECT seq, seq, REPEAT('x', 30) FROM seq_1_to_2000000",
     )
     before, args, orch = _prepare(mariadb_url, tmp_path, files)
     try:
@@ -313,6 +313,11 @@ def test_recover_waits_for_a_statement_the_dead_run_left_running(
         err = capsys.readouterr().err
         assert "died in migrating at step V2__big" in err
         assert "its last statement still runs on the server (session" in err
+        assert main(["recover", *args, "--wait", "0"]) == 10  # not waiting: it says so
+        err = capsys.readouterr().err
+        assert "still runs on session" in err
+        assert "ADD COLUMN late" in err
+        assert "then recover again" in err
         with caplog.at_level("WARNING", logger="lupo_migrate"):
             code = main(["recover", *args])
         out, err = capsys.readouterr()

@@ -18,6 +18,9 @@ setting                     environment              meaning
                                                      waits, unsent, for other sessions'
                                                      transactions holding its tables (30);
                                                      then the run fails as transient
+``statement_wait``          ``LUPO_MIGRATE_STATEMENT_WAIT`` seconds ``recover`` waits for a
+                                                     statement a dead run left running on the
+                                                     server (MySQL/MariaDB; 120)
 ``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
 ``integrity_limit``         ``LUPO_MIGRATE_INTEGRITY_LIMIT`` tables the run does not touch are
                                                      checksummed before and after it up to
@@ -81,6 +84,7 @@ ENVIRONMENT: Final = {
     "integrity_limit": "LUPO_MIGRATE_INTEGRITY_LIMIT",
     "freeze": "LUPO_MIGRATE_FREEZE",
     "long_transaction_wait": "LUPO_MIGRATE_LONG_TRANSACTION_WAIT",
+    "statement_wait": "LUPO_MIGRATE_STATEMENT_WAIT",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
 _FLOATS: Final = (
@@ -89,6 +93,7 @@ _FLOATS: Final = (
     "probe_threshold",
     "freeze_ttl",
     "long_transaction_wait",
+    "statement_wait",
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
@@ -110,6 +115,7 @@ class Settings:
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
     long_transaction_wait: float = 30.0
+    statement_wait: float = 120.0
     backup_limit: int = 100_000
     integrity_limit: int = 10_000
     orchestration_db: str | None = None
@@ -145,9 +151,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if key in _INTS:
             return int(value)
         if key in _FLOATS:
-            return float(value)
+            number = float(value)
+            if key == "statement_wait" and not number >= 0:
+                raise ValueError(value)
+            return number
     except (TypeError, ValueError):
-        raise ConfigurationError(f"{where}: {key} must be a number, got {value!r}") from None
+        what = "a number of seconds, 0 or more" if key == "statement_wait" else "a number"
+        raise ConfigurationError(f"{where}: {key} must be {what}, got {value!r}") from None
     if key == "drift" and value not in _DRIFT:
         raise ConfigurationError(
             f"{where}: drift must be one of {', '.join(_DRIFT)}, got {value!r}"

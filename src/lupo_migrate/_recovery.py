@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from lupo_migrate import _checking
 from lupo_migrate import _state as sm
@@ -61,9 +61,6 @@ if TYPE_CHECKING:
     from lupo_migrate._runner import Orchestrator
 
 logger = logging.getLogger("lupo_migrate")
-
-#: Seconds recovery waits for a statement a dead run left running on the server.
-_STATEMENT_WAIT: Final = 120.0
 
 
 def recover(
@@ -115,7 +112,7 @@ def take_over(
         # after its client is gone): the schema is read once it has ended.
         await_statements = getattr(orch.target, "await_dead_statements", None)
         if await_statements is not None:
-            waited = await_statements(_STATEMENT_WAIT)
+            waited = await_statements(orch.statement_wait)
             if waited >= 0.5:
                 logger.warning("waited %.1f s for a statement of run %s to end", waited, dead.id)
         orch._done = {k: v for k, v in orch._done.items() if k[0] != dead.id}

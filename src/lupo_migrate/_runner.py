@@ -346,6 +346,8 @@ class Orchestrator:
         long_transaction_wait: seconds a DDL statement waits, before it is sent, for other
             sessions whose open transactions hold its tables (where the target can tell);
             then the step fails as transient (``BlockedError``), naming them. None: no look.
+        statement_wait: seconds recovery waits for a statement a dead run left running on
+            the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the
             migrations directory's parent).
         observers: called with every :class:`lupo_migrate.observe.Event` of a run (a
@@ -376,6 +378,7 @@ class Orchestrator:
     probe_threshold: float = 2.0
     integrity_limit: int = 10_000
     long_transaction_wait: float | None = 30.0
+    statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()
     alert_sinks: Sequence[AlertSink] = ()

@@ -528,6 +528,7 @@ def open_session(
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,
         long_transaction_wait=settings.long_transaction_wait,
+        statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),
         drift=settings.drift,
         forbid=settings.forbid,

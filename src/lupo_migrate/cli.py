@@ -808,19 +808,31 @@ def queue_drain_command(limit: int | None, wait: float, keep_going: bool, **opts
     help="Carry the run on to the end instead of rolling it back (a run that died rolling"
     " back goes on rolling back).",
 )
+@click.option(
+    "--wait",
+    "statement_wait",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for a statement the dead run left running on the server"
+    " (MySQL/MariaDB; default 120, setting statement_wait).",
+)
 @_OPERATOR
-def recover_command(resume: bool, operator: str | None, **opts: Any) -> None:
+def recover_command(
+    resume: bool, statement_wait: float | None, operator: str | None, **opts: Any
+) -> None:
     """Roll back a run that died (its process killed, its host gone) to where it started,
     or with --resume carry it on.
 
     The journal says which statements ran (the live schema is looked up for one that was in
     flight); rolling back, the run's pre-images, kept as it went, put back what the steps'
     downs do not, and the result is compared and recorded; resuming, the statements that ran
-    are not run again. The dead run's write freeze is lifted.
+    are not run again. The dead run's write freeze is lifted. A statement the dead run left
+    running on the server (MySQL/MariaDB) is waited for first (--wait).
     """
     from lupo_migrate import _session
 
-    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+    settings = _settings(statement_wait=statement_wait, **opts)
+    with _session.session(settings) as opened, contextlib.ExitStack() as stack:
         opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         dead = opened.orchestrator.crashed()
         rolling = dead is not None and dead.phase.value == "rolling_back"
