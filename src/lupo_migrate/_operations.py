@@ -135,19 +135,32 @@ def rollback(
         run = orch._start(run, plan, by_id)
         _checking.record_schema(orch, run, when=Outcome.ROLLED_BACK)
         if run.outcome is Outcome.ROLLED_BACK:
-            now = to_stamp(orch.clock.now())
-            done = [r for r in log.decisions(of.id) if is_open(r, now)]
-            if scope is not None:  # the material stays for the rest of the run
-                done = [r for r in done if r.classification is scope]
-            for r in done:
-                log.decide(
-                    r.id,
-                    status=ROLLED_BACK,
-                    operator=operator,
-                    at=now,
-                    detail=f"by run {run.id}",
-                )
+            # A scope's rollback leaves the run's own record open: its material stays for
+            # the rest of the run.
+            answer_rolled_back(
+                log,
+                of.id,
+                scope,
+                operator=operator,
+                at=to_stamp(orch.clock.now()),
+                detail=f"by run {run.id}",
+            )
     return RunResult(run=run, plan=plan, findings=tuple(orch.storage.findings(run.id)))
+
+
+def answer_rolled_back(
+    log: DecisionLog,
+    run_id: str,
+    scope: Classification | None,
+    *,
+    operator: str,
+    at: int,
+    detail: str | None = None,
+) -> None:
+    """The open decisions of *run_id* (those of class *scope*; None: all) read rolled back."""
+    for record in log.decisions(run_id):
+        if is_open(record, at) and (scope is None or record.classification is scope):
+            log.decide(record.id, status=ROLLED_BACK, operator=operator, at=at, detail=detail)
 
 
 def accept(

@@ -17,10 +17,6 @@ from typing import TYPE_CHECKING, Any
 from lupo_migrate import _checking
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
-from lupo_migrate._decisions import (
-    ROLLED_BACK,
-    is_open,
-)
 from lupo_migrate._model import (
     Failure,
     FailureKind,
@@ -32,6 +28,7 @@ from lupo_migrate._model import (
     Step,
     StepId,
 )
+from lupo_migrate._operations import answer_rolled_back
 from lupo_migrate._runtime import (
     _RESUMED_WITH_FACTS,
     RunResult,
@@ -171,21 +168,16 @@ def _answer_decisions(orch: Orchestrator, dead: Run, operator: str) -> None:
     if log is None:
         return
     now = to_stamp(orch.clock.now())
-    for record in log.decisions(dead.id):
-        if is_open(record, now):
-            log.decide(record.id, status=ROLLED_BACK, operator=operator, at=now)
-    if dead.rolls_back is None:
-        return
-    scope = dead.rolls_back_scope
-    for record in log.decisions(dead.rolls_back):
-        if is_open(record, now) and (scope is None or record.classification is scope):
-            log.decide(
-                record.id,
-                status=ROLLED_BACK,
-                operator=operator,
-                at=now,
-                detail=f"by run {dead.id} (finished by recover)",
-            )
+    answer_rolled_back(log, dead.id, None, operator=operator, at=now)
+    if dead.rolls_back is not None:
+        answer_rolled_back(
+            log,
+            dead.rolls_back,
+            dead.rolls_back_scope,
+            operator=operator,
+            at=now,
+            detail=f"by run {dead.id} (finished by recover)",
+        )
 
 
 def guarded(
