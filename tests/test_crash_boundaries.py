@@ -21,6 +21,14 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
 KILLER = Path(__file__).with_name("_killer.py")
 
+
+def _killer(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``tests/_killer.py`` with *argv* (mode, boundary, apply's arguments...), to its end."""
+    return subprocess.run(
+        [sys.executable, str(KILLER), *argv], capture_output=True, text=True, timeout=60
+    )
+
+
 TEN = {f"V{n:02d}__s.sql": text for n, text in enumerate(TEN_STEPS, start=1)}
 
 
@@ -75,12 +83,7 @@ def test_kill_at_every_effect_boundary_then_recover_or_resume(
             at = 0
             while True:
                 why = (seed, mode, at)
-                process = subprocess.run(
-                    [sys.executable, str(KILLER), mode, str(at), *args],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
+                process = _killer(mode, str(at), *args)
                 if process.returncode == 3:  # the run ended before that boundary
                     _back_to_the_start(capsys, args)
                     break
@@ -135,12 +138,7 @@ def test_a_run_killed_while_it_rolls_back_is_rolled_back_to_the_end_by_recover(
         # and 3: killed after the first, before the second, after the second.
         for mode, at in (("after", 2), ("before", 3), ("after", 3)):
             why = (mode, at)
-            process = subprocess.run(
-                [sys.executable, str(KILLER), mode, str(at), *args],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            process = _killer(mode, str(at), *args)
             assert process.returncode == -9, (why, process.stderr)
             _wait_gone(mariadb_url, orch)
             assert main(["status", *args]) == 0
@@ -173,12 +171,7 @@ def test_an_operators_rollback_killed_midway_is_finished_by_recover_and_decided(
     try:
         assert main(["apply", *args]) == 0
         run_id = capsys.readouterr().out.split()[1].rstrip(":")
-        process = subprocess.run(
-            [sys.executable, str(KILLER), "after", "0", *args, "--rollback", run_id],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        process = _killer("after", "0", *args, "--rollback", run_id)
         assert process.returncode == -9, process.stderr
         _wait_gone(mariadb_url, orch)
         assert main(["status", *args]) == 0
