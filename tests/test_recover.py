@@ -365,3 +365,51 @@ def test_a_statement_still_running_is_named_and_holds_off_new_steps(mariadb_url:
     finally:
         orphan.close()
         engine.dispose()
+
+
+def test_an_embedded_orchestrator_names_the_statement_lock_after_its_run_lock(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    """A target built directly (as a host application embeds lupo_migrate) gets a statement
+    lock from the orchestrator, named after its run lock: its step connection holds it while
+    steps run, so recover can wait for a dead run's statement. One given is kept."""
+    from lupo_migrate import HandlerRegistry, Orchestrator
+    from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
+    from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
+    from lupo_migrate.handlers import DoctrineHandler
+
+    engine = make_engine(mariadb_url)
+    clock = SystemClock()
+    registry = HandlerRegistry()
+    registry.register(DoctrineHandler(root=tmp_path))
+
+    def build(target: SqlAlchemyTarget, name: str) -> Orchestrator:
+        return Orchestrator(
+            storage=SqlAlchemyStorage(engine),
+            lock=SqlAlchemyLock(engine, name, clock=clock),
+            freeze=InMemoryFreeze(clock),
+            clock=clock,
+            registry=registry,
+            target=target,
+            root=tmp_path,
+            target_name=name,
+        )
+
+    try:
+        first, second = SqlAlchemyTarget(engine), SqlAlchemyTarget(engine)
+        one, two = build(first, "embed:one"), build(second, "embed:two")
+        assert first.statement_lock == mysql_lock_name(f"{one.lock.server_name}:statements")
+        assert second.statement_lock not in (None, first.statement_lock)
+        with first.step_session() as step, engine.connect() as other:
+            mine = step.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            held = other.exec_driver_sql(f"SELECT IS_USED_LOCK('{first.statement_lock}')")
+            assert held.scalar() == mine
+        first.flush()
+        given = SqlAlchemyTarget(engine, statement_lock="host:own")
+        build(given, "embed:given")
+        assert given.statement_lock == "host:own"
+        assert two.target is second
+    finally:
+        engine.dispose()

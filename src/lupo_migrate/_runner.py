@@ -412,6 +412,11 @@ class Orchestrator:
             raise InvalidArgumentError(f"drift must be error, warn or off, got {self.drift!r}")
         risky_statements(forbid=self.forbid, ignore=self.lint_ignore)  # names the unknown
         performance_probes(self.probe_threshold)
+        adopt = getattr(self.target, "adopt_statement_lock", None)
+        if adopt is not None:
+            # Named after the run lock, so two targets never share one, and recover (which
+            # waits for a dead run's statement still running) works for every embedding.
+            adopt(str(getattr(self.lock, "server_name", None) or self.target_name))
 
     # ------------------------------------------------------------------ queries
 

@@ -463,7 +463,7 @@ def open_session(
             "no database: pass --db URL, or set db in lupo.toml or LUPO_MIGRATE_DB"
             " (e.g. sqlite:///app.db)"
         )
-    from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name
+    from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock
     from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
     from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
 
@@ -510,10 +510,7 @@ def open_session(
         # Backups beside the orchestration tables when they have a schema of their own.
         backup_schema=names["orchestration"] if names["orchestration"] != home else None,
         backup_limit=settings.backup_limit,
-        # MySQL/MariaDB: held by the step connection, so recovery can wait for a statement
-        # a dead run left running on the server (see SqlAlchemyTarget.statement_lock).
-        statement_lock=mysql_lock_name(f"{lock.server_name}:statements"),
-    )
+    )  # its statement lock is named by the Orchestrator (see adopt_statement_lock)
     orchestrator = Orchestrator(
         storage=storage,
         lock=lock,

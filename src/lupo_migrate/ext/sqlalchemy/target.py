@@ -26,6 +26,7 @@ from lupo_migrate.ext.sqlalchemy import _blockers, _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
+from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
 
 __all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
 
@@ -109,6 +110,8 @@ class SqlAlchemyTarget:
             a run's statements. A statement goes on running on the server after its client
             died, and its session (with the lock) ends only when it does: recovery waits
             for the lock before it reads the schema (see :meth:`await_dead_statements`).
+            None: the :class:`~lupo_migrate.Orchestrator` given this target names it after
+            its run lock.
     """
 
     engine: Engine
@@ -281,6 +284,13 @@ class SqlAlchemyTarget:
                 with contextlib.suppress(Exception):  # a broken session let go of it anyway
                     self._raw(chain[0], f"DO RELEASE_LOCK({_literal(self.statement_lock)})")
             chain[0].close()
+
+    def adopt_statement_lock(self, base: str) -> None:
+        """Name the statement lock after *base* (the run lock's name) unless one was given:
+        the orchestrator calls this, so a target built directly (an embedding host) gets the
+        same protection as the command line's (see ``statement_lock``)."""
+        if self.statement_lock is None:
+            self.statement_lock = mysql_lock_name(f"{base}:statements")
 
     def _statements_locked(self) -> bool:
         return self.statement_lock is not None and self.dialect in ("mysql", "mariadb")
