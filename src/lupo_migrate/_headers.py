@@ -48,16 +48,20 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import yaml
 
 from lupo_migrate._manifest import Manifest, ManifestEntry, parse_manifest
 from lupo_migrate._model import Finding, Severity, Step
 from lupo_migrate._names import NameInfo, checksum, decode, normalise, parse_name, version_key
 from lupo_migrate._schema import KNOWN_KEYS, Header, error_finding, header_schema, validate_header
-from lupo_migrate._yaml import load_document, load_yaml, mapping_key_lines
+
+if TYPE_CHECKING:
+    import yaml
+
+# PyYAML (about 10 ms to import) is loaded when a file has a YAML header: most SQL files have
+# none, and the "nothing to do?" answer reads every file's header.
 
 __all__ = [
     "KNOWN_KEYS",
@@ -69,7 +73,6 @@ __all__ = [
     "checksum",
     "decode",
     "header_schema",
-    "load_yaml",
     "normalise",
     "parse_manifest",
     "parse_name",
@@ -87,6 +90,8 @@ __all__ = [
 
 def _yaml_header(text: str, *, path: str | None, first_line: int, extra: Finding | None) -> Header:
     """Read *text* as a YAML header mapping starting on file line *first_line*."""
+    from lupo_migrate._yaml import load_document, mapping_key_lines
+
     loaded = load_document(text, path=path, first_line=first_line, lenient=True)
     strict_problem = loaded.strict_problem or extra
     if loaded.error is not None:
@@ -201,6 +206,8 @@ def read_sql_header(text: str, *, path: str | None = None) -> Header:
         if simple is not None:  # fast path for the common `[a, b]`: a list of plain words
             mapping[key] = [w.strip() for w in simple["items"].split(",") if w.strip()]
         elif raw[:1] in ("[", "{", '"', "'"):
+            from lupo_migrate._yaml import load_yaml
+
             value, found = load_yaml(raw, path=path, first_line=index)
             errors = [f for f in found if f.severity.fails]
             if errors:
@@ -302,6 +309,10 @@ def _python_dict(node: ast.expr, *, path: str | None, line: int) -> Header:
 
 def read_yaml_document(text: str, *, path: str | None = None) -> Header:
     """Read a YAML or JSON record file; its top-level ``migration`` mapping is the header."""
+    import yaml
+
+    from lupo_migrate._yaml import load_document, mapping_key_lines
+
     loaded = load_document(normalise(text), path=path, first_line=1, lenient=True)
     if loaded.error is not None:
         return Header(findings=(loaded.error,))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import yaml
 
 from lupo_migrate._model import Finding
 from lupo_migrate._names import normalise
 from lupo_migrate._schema import error_finding, validate_header
-from lupo_migrate._yaml import load_document
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["Manifest", "ManifestEntry", "parse_manifest"]
 
@@ -77,6 +78,10 @@ def parse_manifest(text: str, *, path: str | None = None) -> tuple[Manifest, tup
     Returns:
         ``(manifest, findings)``; entries with problems are left out and reported.
     """
+    import yaml
+
+    from lupo_migrate._yaml import load_document
+
     loaded = load_document(normalise(text), path=path, first_line=1, lenient=False)
     if loaded.error is not None:
         return Manifest(), (loaded.error,)

@@ -48,8 +48,8 @@ from typing import Any, Final, final
 import attrs
 
 from lupo_migrate._frontmatter import HeaderEditError, Operations, edit_header
-from lupo_migrate._headers import load_yaml
 from lupo_migrate._model import Step
+from lupo_migrate._yaml import load_yaml
 from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._federation import quote_identifier
 from lupo_migrate.handlers._undo import FileUndo, file_undos, restore_files, sha256

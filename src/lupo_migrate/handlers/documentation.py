@@ -61,8 +61,9 @@ from lupo_migrate._frontmatter import (
     read_header_value,
     regressed,
 )
-from lupo_migrate._headers import load_yaml, read_front_matter
+from lupo_migrate._headers import read_front_matter
 from lupo_migrate._model import FailureKind, Finding, Severity, Step
+from lupo_migrate._yaml import load_yaml
 from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._undo import (
     FileUndo,
