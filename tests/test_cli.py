@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,56 @@ def test_console_script_runs_as_a_module() -> None:
     )
     assert done.returncode == 0
     assert "create_authors" in done.stdout
+
+
+def test_the_process_ends_without_teardown_but_with_its_output_atexit_and_exit_code(
+    tmp_path: Path,
+) -> None:
+    """The entry point ends the process at once (no interpreter teardown) after the atexit
+    handlers ran and the streams were flushed; another thread still running is waited for."""
+    marks = tmp_path / "marks"
+    script = (
+        "import atexit, os, sys, threading, time\n"
+        f"fd = os.open({str(marks)!r}, os.O_WRONLY | os.O_APPEND)\n"
+        "atexit.register(os.write, fd, b'atexit ')\n"
+        "class Teardown:\n"
+        "    def __del__(self, write=os.write, fd=fd):\n"
+        "        write(fd, b'teardown ')\n"
+        "kept = Teardown()\n"
+        "if sys.argv[1] == 'thread':\n"
+        "    def late():\n"
+        "        time.sleep(0.3); os.write(fd, b'thread ')\n"
+        "    threading.Thread(target=late).start()\n"
+        "sys.argv = ['lupo-migrate', *sys.argv[2:]]\n"
+        "from lupo_migrate._entry import run\n"
+        "run()\n"
+    )
+
+    def ran(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        marks.write_text("")
+        buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=buffered,  # a pipe is then block-buffered: what is written must be flushed
+        )
+        return done, marks.read_text().split()
+
+    apply = ("apply", str(QUICKSTART), "--db", f"sqlite:///{tmp_path / 'q.db'}")
+    done, seen = ran("-", *apply)
+    assert done.returncode == 0, done.stderr
+    assert seen == ["atexit"]  # no teardown
+    done, seen = ran("-", *apply)  # answered by the quick path, written unflushed
+    assert done.stdout == "nothing to do: all 4 migration(s) already applied\n"
+    assert seen == ["atexit"]
+    done, seen = ran("-", "apply", str(tmp_path / "missing"))
+    assert done.returncode == 5
+    assert "does not exist" in done.stderr
+    done, seen = ran("thread", "plan", str(QUICKSTART))
+    assert done.returncode == 0
+    assert seen[:2] == ["thread", "atexit"]  # the usual exit: the thread was waited for
 
 
 @pytest.mark.slow

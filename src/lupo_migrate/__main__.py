@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from lupo_migrate._entry import run
 
-from lupo_migrate._entry import main
-
-sys.exit(main())
+run()

@@ -14,12 +14,15 @@ and says what the full command says.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 #: The options the quick path understands, all taking a value.
 _OPTIONS: Final = {
@@ -126,3 +129,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command_line(args)
     finally:
         _quick.forget()  # nothing handed over outlives the command
+
+
+def run() -> NoReturn:
+    """The process's entry point (``lupo-migrate``, ``python -m lupo_migrate``): :func:`main`,
+    then the process ends at once (see :func:`end`)."""
+    end(main())
+
+
+def end(code: int) -> NoReturn:
+    """End the process with *code*, without tearing the interpreter down.
+
+    Teardown frees every object of every module one by one: 70-100 ms after a run of 1,000
+    steps, for memory the operating system takes back at once anyway. What an exit must do
+    is done first: the ``atexit`` handlers (logging's flush among them, and any a plugin
+    registered) and the standard streams flushed; an error flushing them exits 120, as
+    Python does. With another thread still running, it exits the usual way (which waits for
+    it).
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe, a closed stream
+            code = code or 120
+    os._exit(code)
