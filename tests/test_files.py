@@ -148,6 +148,9 @@ class TestTree:
         assert "\n" not in message
         assert "does not exist" in message
         assert "pass the directory" in message
+        # Only ways that exist: the command's argument, the configuration key, the variable.
+        assert "--root" not in message
+        assert all(way in message for way in ("DIRECTORY", "`migrations`", "LUPO_MIGRATE_DIR"))
 
     def test_root_that_is_a_file(self, tmp_path: Path) -> None:
         """A file given as root is refused the same way."""

@@ -258,7 +258,8 @@ def discover(
         raise RootNotUsableError(
             str(root),
             f"migrations root {what}",
-            "pass the directory holding the migration files (e.g. --root migrations)",
+            "pass the directory holding the migration files (the command line's DIRECTORY,"
+            " `migrations` in lupo.toml or [tool.lupo_migrate], or LUPO_MIGRATE_DIR)",
         )
     real_root = os.path.realpath(root_path)
     manifest_path = _find_manifest(root_path, manifest)
