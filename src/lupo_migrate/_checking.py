@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lupo_migrate import _observing
+from lupo_migrate import _observing, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._fingerprint import Fingerprint
@@ -81,7 +81,7 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
             validators.append(table_budget(orch.table_budget))
             facts.update(orch.target.facts())
         limit = getattr(orch.target, "backup_limit", None)
-        if limit is not None and orch._restores:
+        if limit is not None and _undoing.restores(orch):
             validators.append(backup_limit(limit))
         validators += [
             rollback_available(),
@@ -204,7 +204,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     family = _family(orch.target)
     core = orch.target.names.get("core")
     no_rollback: list[tuple[str, str]] = []
-    kept = orch._restores  # pre-images put back what a step touched
+    kept = _undoing.restores(orch)  # pre-images put back what a step touched
     for step in plan.steps:
         handler = orch.registry.lookup(step.file_type)
         listing = getattr(handler, "statements", None)

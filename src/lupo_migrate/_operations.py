@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _checking
+from lupo_migrate import _checking, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._decisions import (
@@ -129,7 +129,7 @@ def rollback(
     with ExitStack() as stack:
         orch._hold(stack)
         stack.callback(orch._flush)
-        stack.callback(orch._close_pre_images)
+        stack.callback(_undoing.close_pre_images, orch)
         stack.callback(setattr, orch, "_rolling", None)
         orch._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
         run = orch._start(run, plan, by_id)

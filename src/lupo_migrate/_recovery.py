@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from lupo_migrate import _checking
+from lupo_migrate import _checking, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import (
@@ -75,7 +75,7 @@ def recover(
     with ExitStack() as stack:
         orch._hold(stack)  # the dead run's freeze is an orphan now
         stack.callback(orch._flush)
-        stack.callback(orch._close_pre_images)
+        stack.callback(_undoing.close_pre_images, orch)
         run = guarded(
             orch,
             lambda: take_over(orch, dead, plan, by_id, operator=operator, resume=resume),
@@ -330,7 +330,7 @@ def kept_pre_images(orch: Orchestrator, dead: Run, *, resume: bool = False) -> A
     Resuming, they go on recording: what the run has not touched yet is as it was before
     the run, so it is read from the live schema (see ``PreImages.resume``)."""
     if orch._rolling is not None:  # an operator's rollback: its run's, as it started from
-        return orch._rollback_pre_images(dead, orch._rolling)[0]
+        return _undoing.rollback_pre_images(orch, dead, orch._rolling)[0]
     make = getattr(orch.target, "pre_images", None)
     pre = make(dead.id) if make is not None else None
     if pre is None or not pre.load():

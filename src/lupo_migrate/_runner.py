@@ -7,12 +7,13 @@ that ends in a fact yields one event; after the effects of one transition are ca
 event is fed back, until the run is back in IDLE.
 
 The orchestrator is database-agnostic: statements reach the database through a ``Target``
-(see :class:`Target`), which the SQLAlchemy extension implements.
+(see ``_context``, with the context handlers run statements through), which the SQLAlchemy
+extension implements.
 
 This module drives runs and carries out effects. Recovering dead runs (``_recovery``), what
-operators do with ended runs (``_operations``) and the checks around a run (``_checking``)
-live in modules of their own, as functions of the orchestrator; ``_runtime`` holds what they
-share.
+operators do with ended runs (``_operations``), the checks around a run (``_checking``) and
+undoing steps with their pre-images (``_undoing``) live in modules of their own, as functions
+of the orchestrator; ``_runtime`` holds what they share.
 """
 
 from __future__ import annotations
@@ -22,34 +23,31 @@ import functools
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _checking, _observing, _operations, _recovery
+from lupo_migrate import _checking, _observing, _operations, _recovery, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import from_stamp, to_stamp
+from lupo_migrate._context import StepContext, Target
 from lupo_migrate._decisions import (
     DecisionRecord,
 )
 from lupo_migrate._keepalive import KeepAlive
 from lupo_migrate._model import (
-    UNDO_BASE,
     AppliedStep,
     Classification,
-    Failure,
     FailureKind,
     Finding,
     LockInfo,
     Plan,
     Run,
-    Severity,
     Stage,
     Step,
     StepId,
@@ -61,13 +59,9 @@ from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runtime import (
     RunResult,
     _failure,
-    _family,
-    _in_transaction,
-    _read_under,
-    _reason,
     _Rollback,
-    _rollback_failure,
     _StepCheckFailed,
+    _transactional,
 )
 from lupo_migrate._validation import (
     EXPLICIT_DOWN,
@@ -75,19 +69,15 @@ from lupo_migrate._validation import (
     performance_probes,
 )
 from lupo_migrate.errors import (
-    BlockedError,
     ConnectionLostError,
     InternalError,
     InvalidArgumentError,
     LockError,
     LupoMigrateError,
     MigrationFileError,
-    StatementError,
-    StorageError,
     TargetBlockedError,
 )
 from lupo_migrate.handlers._lint import risky_statements
-from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
 if TYPE_CHECKING:
@@ -105,210 +95,9 @@ logger = logging.getLogger("lupo_migrate")
 logger.addHandler(logging.NullHandler())
 
 
-class Target(Protocol):
-    """Where statements run: the shell side of a database (see ``ext.sqlalchemy.target``).
-
-    A target may offer more, looked up by name when present (``SqlAlchemyTarget`` has them
-    all): ``fingerprint``, ``table_data``, ``row_estimates``, ``existing`` and ``orphans``
-    (the checks), ``pre_images`` and ``drop_backups`` (verified rollbacks), ``flush`` (held
-    writes), ``holders`` and ``lock_wait_suspects`` (sessions blocking DDL),
-    ``connection_lost`` and ``discard`` (a connection that dropped), ``time_query`` (probes).
-    """
-
-    @property
-    def dialect(self) -> str:
-        """The dialect name handlers see (``mysql``, ``mariadb``, ``postgresql``, ``sqlite``)."""
-        ...
-
-    @property
-    def names(self) -> Mapping[str, str]:
-        """Federation: logical schema name to physical name."""
-        ...
-
-    @property
-    def renames(self) -> Mapping[str, str]:
-        """Literal schema names in SQL to rewrite."""
-        ...
-
-    @property
-    def transactional_ddl(self) -> bool:
-        """Whether DDL is transactional (PostgreSQL, SQLite): a failed step leaves nothing."""
-        ...
-
-    def step_session(self) -> AbstractContextManager[Any]:
-        """A connection for one step, in a transaction where DDL is transactional.
-
-        Leaving the block commits; an exception rolls back (where the database can).
-        """
-        ...
-
-    def execute(self, connection: Any, statement: str) -> None:
-        """Run one statement on *connection*; raise with the database's message if refused."""
-        ...
-
-    def facts(self) -> Mapping[str, Any]:
-        """Measured facts for validators, e.g. ``core_tables`` (the core table count)."""
-        ...
-
-
 def default_owner() -> str:
     """A lock owner naming this process: ``host:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@attrs.define
-class _Context:
-    """The ``StepContext`` handed to handlers: journalled statements on the step's connection."""
-
-    storage: Storage
-    clock: Clock
-    target: Target
-    root: Path
-    run_id: str
-    step: Step
-    target_name: str
-    connection: Any
-    dialect: str
-    names: Mapping[str, str]
-    renames: Mapping[str, str]
-    #: Indexes of this step's statements the journal records as done (kept up to date here,
-    #: so the journal is read once per run, not once per step).
-    finished: set[int] = attrs.field(factory=set)
-    executed: int = 0
-    #: Whether the storage writes through the step's own connection (same transaction).
-    shared: bool = False
-    #: Called with each statement (and the step's connection) before it runs: pre-images of
-    #: what it touches.
-    before: Callable[[str, Any], None] | None = None
-
-    #: Seconds to wait for other sessions holding a table a DDL statement changes (None: do
-    #: not look; the DDL's own short lock wait still bounds how long it queues).
-    wait_bound: float | None = None
-    #: The directory agent-file and documentation steps change.
-    files_root: Path | None = None
-    #: Told of each statement that ran: (step id, index, seconds waited for the database).
-    observe: Callable[[StepId, int, float], None] | None = None
-
-    def record(self, text: str) -> int:
-        """Keep an undo record of this step in the journal, finished at once; its index.
-
-        Written through the storage's own transaction unless the storage shares the step's
-        (then it commits with what it undoes): handlers whose work is outside the database
-        (files) run unshared, so a record is durable before the change it undoes.
-        """
-        index = UNDO_BASE + sum(1 for i in self.finished if i >= UNDO_BASE)
-        while index in self.finished:
-            index += 1
-        at = to_stamp(self.clock.now())
-        self.storage.journal_intent(self.run_id, self.step.id, index, text, at, done_at=at)
-        self.finished.add(index)
-        return index
-
-    def records(self) -> list[tuple[int, str]]:
-        """This step's undo records, oldest first: those of the run that applied it (for a
-        completed run rolled back later) and of this run."""
-        runs = [self.run_id]
-        applied = self.storage.applied(self.target_name).get(self.step.id)
-        if applied is not None and applied.run_id != self.run_id:
-            runs.insert(0, applied.run_id)
-        return [
-            (entry.index, entry.statement)
-            for run_id in runs
-            for entry in self.storage.journal(run_id)
-            if entry.step_id == self.step.id and entry.index >= UNDO_BASE
-        ]
-
-    def read_text(self, relpath: str) -> str:
-        return _read_under(self.root, relpath, self.step)
-
-    def _await_holders(self, statement: str, index: int) -> None:
-        """Before DDL on existing tables: wait (up to ``wait_bound``) for the other sessions
-        whose transactions hold them; the DDL is not sent meanwhile, so nothing queues behind
-        it. Still held then: ``BlockedError`` naming them (transient: nothing ran)."""
-        holders = getattr(self.target, "holders", None)
-        if holders is None or self.wait_bound is None or _in_transaction(statement):
-            return
-        tables = sorted(
-            {
-                t.name
-                for t in touches(statement, dialect=_family(self.target))
-                if t.kind == "table" and t.action != "create" and t.schema is None
-            }
-        )
-        if not tables:
-            return
-        began = time.monotonic()
-        while True:
-            found = holders(tables, self.connection)
-            if not found:  # None: the server cannot tell; the DDL's lock wait bounds it
-                return
-            waited = time.monotonic() - began
-            if waited >= self.wait_bound:
-                raise BlockedError(
-                    self.step.id, self.step.path, sessions=found, waited=waited, index=index
-                )
-            time.sleep(min(_LOOK, self.wait_bound - waited))
-
-    def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
-        self._await_holders(statement, index)
-        started = to_stamp(self.clock.now())
-        # A statement that commits with its journal row gets one row, written after it ran;
-        # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
-        if self.before is not None:
-            self.before(statement, self.connection)
-        after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
-        entry = None
-        if not after:
-            entry = self.storage.journal_intent(
-                self.run_id, self.step.id, index, statement, started
-            )
-        began = time.perf_counter()
-        try:
-            self.target.execute(self.connection, statement)
-        except StorageError:
-            raise  # a journal or ledger write that travelled with the statement failed
-        except Exception as exc:
-            suspects = getattr(self.target, "lock_wait_suspects", None)
-            named = suspects(exc, self.connection) if suspects is not None else None
-            if named is not None:  # it gave up waiting for a lock: nothing of it ran
-                raise BlockedError(
-                    self.step.id,
-                    self.step.path,
-                    sessions=named or ("no other open transaction is left",),
-                    waited=float(getattr(self.target, "lock_wait_timeout", 0)),
-                    index=index,
-                ) from exc
-            lost = getattr(self.target, "connection_lost", None)
-            if lost is not None and lost(exc):
-                raise ConnectionLostError(
-                    self.step.id,
-                    self.step.path,
-                    index=index,
-                    statement=statement,
-                    reason=_reason(exc),
-                ) from exc
-            raise StatementError(
-                self.step.id,
-                self.step.path,
-                index=index,
-                line=line,
-                statement=statement,
-                reason=_reason(exc),
-            ) from exc
-        self.executed += 1
-        if self.observe is not None:
-            self.observe(self.step.id, index, time.perf_counter() - began)
-        done = to_stamp(self.clock.now())
-        if entry is None:
-            self.storage.journal_intent(
-                self.run_id, self.step.id, index, statement, started, done_at=done
-            )
-        else:
-            self.storage.journal_done(entry.id, done)
-        self.finished.add(index)
-
-    def done(self) -> frozenset[int]:
-        return frozenset(self.finished)
 
 
 @attrs.define
@@ -505,7 +294,7 @@ class Orchestrator:
         with ExitStack() as stack:
             self._hold(stack)
             stack.callback(self._flush)
-            stack.callback(self._close_pre_images)
+            stack.callback(_undoing.close_pre_images, self)
             self._recorded = []
             run = self._start(run, plan, by_id)
         return RunResult(
@@ -801,15 +590,15 @@ class Orchestrator:
             case sm.ReleaseLock():
                 pass  # the lock's ``with`` block in apply() releases it on the way out
             case sm.RecordPreImages():
-                return self._start_pre_images(run)
+                return _undoing.start_pre_images(self, run)
             case sm.Validate(stage=stage):
                 return _checking.validate(self, run, stage, plan)
             case sm.ApplyStep(step_id=step_id):
                 return self._apply_step(run, by_id[step_id], now)
             case sm.UndoStep(step_id=step_id, partial=partial):
-                return self._undo_step(run, by_id[step_id], partial=partial)
+                return _undoing.undo_step(self, run, by_id[step_id], partial=partial)
             case sm.VerifyRollback():
-                return self._verify_rollback(run)
+                return _undoing.verify_rollback(self, run)
             case sm.RecordHistory() | sm.RecordOutcome() | sm.RecordResolution():
                 pass  # the persisted run and the ledger rows are the history
             case sm.RecordDecision(decision=decision, findings=findings):
@@ -822,136 +611,15 @@ class Orchestrator:
                 raise InternalError(f"no shell action for effect {effect!r}")
         return None
 
-    def _start_pre_images(self, run: Run) -> sm.Event:
-        """Read the fingerprint pre-images are taken from (where the target keeps them)."""
-        if self._rolling is not None:
-            return self._load_pre_images(run, self._rolling)
-        if self._recovering is not None:  # died before it started: nothing ran
-            return sm.RollbackRequested(
-                Failure(kind=FailureKind.CRASH, message=f"run {run.id} died before it started")
-            )
-        make = getattr(self.target, "pre_images", None)
-        self._pre = make(run.id) if make is not None else None
-        if self._pre is not None:
-            try:
-                self._pre.start()
-            except LupoMigrateError as error:
-                self._pre = None
-                failure = Failure(kind=FailureKind.STORAGE_UNREACHABLE, message=str(error))
-                return sm.PreparationFailed(failure)
-        return sm.Prepared()
-
-    def _load_pre_images(self, run: Run, rolling: _Rollback) -> sm.Event:
-        """An operator's rollback: the completed run's kept pre-images, restricted to what
-        only the steps in scope touched."""
-        self._pre, findings = self._rollback_pre_images(run, rolling)
-        if findings:
-            self.storage.record_findings(run.id, findings)
-        label = "the whole run" if rolling.scope is None else f"class {rolling.scope.value} scope"
-        failure = Failure(
-            kind=FailureKind.OPERATOR_ABORT,
-            message=f"{rolling.operator} rolls back {label} of run {rolling.of.id}:"
-            f" {', '.join(run.applied)}",
-        )
-        return sm.RollbackRequested(failure, classification=rolling.scope)
-
-    def _rollback_pre_images(self, run: Run, rolling: _Rollback) -> tuple[Any, list[Finding]]:
-        """The pre-images *rolling.of* kept, for rolling back *run*'s steps (sets
-        ``rolling.only``), and the warnings to record; None when it kept none."""
-        make = getattr(self.target, "pre_images", None)
-        pre = make(rolling.of.id) if make is not None else None
-        findings: list[Finding] = []
-        if pre is not None and not pre.load():
-            pre = None
-            findings.append(
-                Finding(
-                    severity=Severity.WARNING,
-                    message=f"run {rolling.of.id} kept no pre-images; its steps are undone by"
-                    " their down sections and derived inverses only, not verified",
-                    code="rollback-unverifiable",
-                )
-            )
-        if pre is not None and rolling.others:
-            mine, theirs = pre.keys_of(run.applied), pre.keys_of(rolling.others)
-            rolling.only = mine - theirs
-            if mine & theirs:
-                findings.append(
-                    Finding(
-                        severity=Severity.WARNING,
-                        message="objects steps outside the scope changed too are undone by"
-                        " down sections and inverses only, not compared with their"
-                        f" pre-images: {', '.join(sorted(mine & theirs))}",
-                        code="rollback-unverifiable",
-                    )
-                )
-        return pre, findings
-
-    def _close_pre_images(self) -> None:
-        """Forget the run's pre-images; backups that are still there stay (an interrupted
-        run's are what ``recover`` needs)."""
-        pre, self._pre = self._pre, None
-        if pre is not None and pre.backups:
-            logger.warning("backup tables kept: %s", ", ".join(pre.backups))
-
-    @property
-    def _restores(self) -> bool:
-        """Whether this run's pre-images put objects back (not only compare them)."""
-        return self._pre is not None and bool(getattr(self._pre, "restores", True))
-
     @property
     def _decision_log(self) -> DecisionLog | None:
         return self.storage if isinstance(self.storage, DecisionLog) else None
 
-    def _verify_rollback(self, run: Run) -> sm.Event:
-        """Compare what the run touched with its pre-images; put back what differs; record."""
-        pre, self._pre = self._pre, None
-        if pre is None:
-            return sm.RollbackVerified()
-        self._flush()
-        only = None if self._rolling is None else self._rolling.only
-        try:
-            report = pre.restore(only)
-        except LupoMigrateError as error:
-            return sm.RollbackFailed(_rollback_failure(f"restoring the pre-images failed: {error}"))
-        summary = (
-            f"rollback compared {report.checked} touched object(s) with their pre-images;"
-            f" restored {len(report.restored)}, dropped {len(report.dropped)}"
-        )
-        findings = [Finding(severity=Severity.INFO, message=summary, code="rollback-verified")]
-        if report.checked == 0 and not pre.unknown and report.verified:
-            findings = []  # nothing was touched (refused before it ran): nothing to say
-        if pre.unknown:
-            findings.append(
-                Finding(
-                    severity=Severity.WARNING,
-                    message="statements with effects not known from their text ran and were"
-                    f" not compared: {', '.join(sorted(set(pre.unknown)))}",
-                    code="rollback-unverifiable",
-                )
-            )
-        if not report.verified:
-            lines = [str(d) for d in report.differences] + [
-                f"table {name}: rows {a.rows} -> {b.rows}, checksum {a.checksum} -> {b.checksum}"
-                for name, (a, b) in report.data.items()
-            ]
-            findings[0] = Finding(
-                severity=Severity.ERROR,
-                message="rollback did not restore the pre-image: " + "; ".join(lines[:20]),
-                code="rollback-mismatch",
-                kind=FailureKind.DATA_INTEGRITY,
-            )
-            self.storage.record_findings(run.id, findings)
-            kept = ", ".join(pre.backups) or "none"
-            message = f"{findings[0].message} (backup tables kept for a manual fix: {kept})"
-            return sm.RollbackFailed(_rollback_failure(message))
-        self.storage.record_findings(run.id, findings)
-        if only is None:  # a partial rollback leaves material the rest may still need
-            pre.drop_backups()
-        return sm.RollbackVerified()
-
-    def _context(self, run: Run, step: Step, connection: Any, *, shared: bool = False) -> _Context:
+    def _context(
+        self, run: Run, step: Step, connection: Any, *, shared: bool = False
+    ) -> StepContext:
         finished = self._done.setdefault((run.id, step.id), set())
-        return _Context(
+        return StepContext(
             # An operator's rollback works from kept pre-images: nothing more to record.
             before=None if self._pre is None or self._rolling else self._pre.before,
             shared=shared,
@@ -1016,7 +684,7 @@ class Orchestrator:
                     file_type=step.file_type,
                 )
             )
-        except ConnectionLostError as error:  # outcome unknown: see _guarded
+        except ConnectionLostError as error:  # outcome unknown: see _recovery.guarded
             scope.__exit__(type(error), error, error.__traceback__)
             raise
         except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
@@ -1084,56 +752,3 @@ class Orchestrator:
                 scope.close()
             else:
                 scope.__exit__(type(error), error, error.__traceback__)
-
-    def _pre_images_cover(self, step: Step) -> bool:
-        """Whether verifying the rollback puts back everything *step* changed."""
-        pre = self._pre
-        if pre is None or pre.unknown or not pre.restores:
-            return False
-        only = None if self._rolling is None else self._rolling.only
-        return only is None or bool(pre.keys_of([step.id]) <= only)
-
-    def _undo_step(self, run: Run, step: Step, *, partial: bool) -> sm.Event:
-        handler = self.registry.lookup(step.file_type)
-        if partial:
-            ran = self._done.get((run.id, step.id))
-            if (self.target.transactional_ddl and _transactional(handler)) or not ran:
-                # Rolled back with its transaction, or nothing of it ran: nothing to undo.
-                return sm.StepRolledBack(step.id)
-        try:
-            with (
-                self.target.step_session() as connection,
-                self._bound(connection, handler) as shared,
-            ):
-                handler.rollback(step, self._context(run, step, connection, shared=shared))
-        except ConnectionLostError:
-            raise  # outcome unknown: see _guarded
-        except (LupoMigrateError, OSError) as error:
-            if _transactional(handler) and self._pre_images_cover(step):
-                # No down section or inverse, but every object the step touched has a
-                # pre-image: verifying the rollback puts them back (see _verify_rollback).
-                # (Pre-images are of the database: not of files.)
-                logger.info("run %s: %s is undone from pre-images (%s)", run.id, step.id, error)
-                self.storage.remove_applied(self.target_name, step.id)
-                return sm.StepRolledBack(step.id)
-            return sm.RollbackFailed(
-                Failure(
-                    kind=FailureKind.DATA_INTEGRITY,
-                    message=f"undoing {step.id} failed: {error}"
-                    + (f" (rolling back because: {run.failure.message})" if run.failure else ""),
-                    step_id=step.id,
-                )
-            )
-        self.storage.remove_applied(self.target_name, step.id)
-        return sm.StepRolledBack(step.id)
-
-
-def _transactional(handler: Any) -> bool:
-    """Whether a handler's work is in the step's database transaction (the default); one
-    that changes files says ``transactional = False``."""
-    return bool(getattr(handler, "transactional", True))
-
-
-#: Seconds between two looks for the sessions holding a table (see _Context._await_holders);
-#: MySQL's INNODB_TRX is refreshed only when last read over 0.1 s ago.
-_LOOK: Final = 0.2

@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -31,7 +31,7 @@ from lupo_migrate.errors import (
 )
 
 if TYPE_CHECKING:
-    from lupo_migrate._runner import Target
+    from lupo_migrate._context import Target
 
 
 @attrs.frozen(kw_only=True)
@@ -169,3 +169,9 @@ def _rollback_failure(message: str) -> Failure:
 
 def _failure(step: Step, error: BaseException) -> Failure:
     return Failure(kind=FailureKind.STEP_FAILED_PARTWAY, message=str(error), step_id=step.id)
+
+
+def _transactional(handler: Any) -> bool:
+    """Whether a handler's work is in the step's database transaction (the default); one
+    that changes files says ``transactional = False``."""
+    return bool(getattr(handler, "transactional", True))

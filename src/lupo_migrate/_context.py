@@ -1,0 +1,233 @@
+"""How a step's statements reach the database: the ``Target`` protocol and the context
+handlers run statements through (imperative shell).
+
+:class:`StepContext` is what :meth:`Orchestrator._apply_step
+<lupo_migrate._runner.Orchestrator>` hands a handler: each statement it runs is journalled
+(write-ahead where it may commit on its own), waited for when other sessions hold its tables,
+and turned into the run's errors when the database refuses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import attrs
+
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._model import UNDO_BASE, Step, StepId
+from lupo_migrate._runtime import _family, _in_transaction, _read_under, _reason
+from lupo_migrate.errors import BlockedError, ConnectionLostError, StatementError, StorageError
+from lupo_migrate.handlers._touch import touches
+from lupo_migrate.typing import Clock, Storage
+
+__all__ = ["StepContext", "Target"]
+
+#: Seconds between two looks for the sessions holding a table (see
+#: StepContext._await_holders); MySQL's INNODB_TRX is refreshed only when last read over
+#: 0.1 s ago.
+_LOOK: Final = 0.2
+
+
+class Target(Protocol):
+    """Where statements run: the shell side of a database (see ``ext.sqlalchemy.target``).
+
+    A target may offer more, looked up by name when present (``SqlAlchemyTarget`` has them
+    all): ``fingerprint``, ``table_data``, ``row_estimates``, ``existing`` and ``orphans``
+    (the checks), ``pre_images`` and ``drop_backups`` (verified rollbacks), ``flush`` (held
+    writes), ``holders`` and ``lock_wait_suspects`` (sessions blocking DDL),
+    ``connection_lost`` and ``discard`` (a connection that dropped), ``time_query`` (probes).
+    """
+
+    @property
+    def dialect(self) -> str:
+        """The dialect name handlers see (``mysql``, ``mariadb``, ``postgresql``, ``sqlite``)."""
+        ...
+
+    @property
+    def names(self) -> Mapping[str, str]:
+        """Federation: logical schema name to physical name."""
+        ...
+
+    @property
+    def renames(self) -> Mapping[str, str]:
+        """Literal schema names in SQL to rewrite."""
+        ...
+
+    @property
+    def transactional_ddl(self) -> bool:
+        """Whether DDL is transactional (PostgreSQL, SQLite): a failed step leaves nothing."""
+        ...
+
+    def step_session(self) -> AbstractContextManager[Any]:
+        """A connection for one step, in a transaction where DDL is transactional.
+
+        Leaving the block commits; an exception rolls back (where the database can).
+        """
+        ...
+
+    def execute(self, connection: Any, statement: str) -> None:
+        """Run one statement on *connection*; raise with the database's message if refused."""
+        ...
+
+    def facts(self) -> Mapping[str, Any]:
+        """Measured facts for validators, e.g. ``core_tables`` (the core table count)."""
+        ...
+
+
+@attrs.define
+class StepContext:
+    """The ``StepContext`` handed to handlers: journalled statements on the step's connection."""
+
+    storage: Storage
+    clock: Clock
+    target: Target
+    root: Path
+    run_id: str
+    step: Step
+    target_name: str
+    connection: Any
+    dialect: str
+    names: Mapping[str, str]
+    renames: Mapping[str, str]
+    #: Indexes of this step's statements the journal records as done (kept up to date here,
+    #: so the journal is read once per run, not once per step).
+    finished: set[int] = attrs.field(factory=set)
+    executed: int = 0
+    #: Whether the storage writes through the step's own connection (same transaction).
+    shared: bool = False
+    #: Called with each statement (and the step's connection) before it runs: pre-images of
+    #: what it touches.
+    before: Callable[[str, Any], None] | None = None
+
+    #: Seconds to wait for other sessions holding a table a DDL statement changes (None: do
+    #: not look; the DDL's own short lock wait still bounds how long it queues).
+    wait_bound: float | None = None
+    #: The directory agent-file and documentation steps change.
+    files_root: Path | None = None
+    #: Told of each statement that ran: (step id, index, seconds waited for the database).
+    observe: Callable[[StepId, int, float], None] | None = None
+
+    def record(self, text: str) -> int:
+        """Keep an undo record of this step in the journal, finished at once; its index.
+
+        Written through the storage's own transaction unless the storage shares the step's
+        (then it commits with what it undoes): handlers whose work is outside the database
+        (files) run unshared, so a record is durable before the change it undoes.
+        """
+        index = UNDO_BASE + sum(1 for i in self.finished if i >= UNDO_BASE)
+        while index in self.finished:
+            index += 1
+        at = to_stamp(self.clock.now())
+        self.storage.journal_intent(self.run_id, self.step.id, index, text, at, done_at=at)
+        self.finished.add(index)
+        return index
+
+    def records(self) -> list[tuple[int, str]]:
+        """This step's undo records, oldest first: those of the run that applied it (for a
+        completed run rolled back later) and of this run."""
+        runs = [self.run_id]
+        applied = self.storage.applied(self.target_name).get(self.step.id)
+        if applied is not None and applied.run_id != self.run_id:
+            runs.insert(0, applied.run_id)
+        return [
+            (entry.index, entry.statement)
+            for run_id in runs
+            for entry in self.storage.journal(run_id)
+            if entry.step_id == self.step.id and entry.index >= UNDO_BASE
+        ]
+
+    def read_text(self, relpath: str) -> str:
+        return _read_under(self.root, relpath, self.step)
+
+    def _await_holders(self, statement: str, index: int) -> None:
+        """Before DDL on existing tables: wait (up to ``wait_bound``) for the other sessions
+        whose transactions hold them; the DDL is not sent meanwhile, so nothing queues behind
+        it. Still held then: ``BlockedError`` naming them (transient: nothing ran)."""
+        holders = getattr(self.target, "holders", None)
+        if holders is None or self.wait_bound is None or _in_transaction(statement):
+            return
+        tables = sorted(
+            {
+                t.name
+                for t in touches(statement, dialect=_family(self.target))
+                if t.kind == "table" and t.action != "create" and t.schema is None
+            }
+        )
+        if not tables:
+            return
+        began = time.monotonic()
+        while True:
+            found = holders(tables, self.connection)
+            if not found:  # None: the server cannot tell; the DDL's lock wait bounds it
+                return
+            waited = time.monotonic() - began
+            if waited >= self.wait_bound:
+                raise BlockedError(
+                    self.step.id, self.step.path, sessions=found, waited=waited, index=index
+                )
+            time.sleep(min(_LOOK, self.wait_bound - waited))
+
+    def execute(self, statement: str, *, index: int, line: int | None = None) -> None:
+        self._await_holders(statement, index)
+        started = to_stamp(self.clock.now())
+        # A statement that commits with its journal row gets one row, written after it ran;
+        # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
+        if self.before is not None:
+            self.before(statement, self.connection)
+        after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
+        entry = None
+        if not after:
+            entry = self.storage.journal_intent(
+                self.run_id, self.step.id, index, statement, started
+            )
+        began = time.perf_counter()
+        try:
+            self.target.execute(self.connection, statement)
+        except StorageError:
+            raise  # a journal or ledger write that travelled with the statement failed
+        except Exception as exc:
+            suspects = getattr(self.target, "lock_wait_suspects", None)
+            named = suspects(exc, self.connection) if suspects is not None else None
+            if named is not None:  # it gave up waiting for a lock: nothing of it ran
+                raise BlockedError(
+                    self.step.id,
+                    self.step.path,
+                    sessions=named or ("no other open transaction is left",),
+                    waited=float(getattr(self.target, "lock_wait_timeout", 0)),
+                    index=index,
+                ) from exc
+            lost = getattr(self.target, "connection_lost", None)
+            if lost is not None and lost(exc):
+                raise ConnectionLostError(
+                    self.step.id,
+                    self.step.path,
+                    index=index,
+                    statement=statement,
+                    reason=_reason(exc),
+                ) from exc
+            raise StatementError(
+                self.step.id,
+                self.step.path,
+                index=index,
+                line=line,
+                statement=statement,
+                reason=_reason(exc),
+            ) from exc
+        self.executed += 1
+        if self.observe is not None:
+            self.observe(self.step.id, index, time.perf_counter() - began)
+        done = to_stamp(self.clock.now())
+        if entry is None:
+            self.storage.journal_intent(
+                self.run_id, self.step.id, index, statement, started, done_at=done
+            )
+        else:
+            self.storage.journal_done(entry.id, done)
+        self.finished.add(index)
+
+    def done(self) -> frozenset[int]:
+        return frozenset(self.finished)
