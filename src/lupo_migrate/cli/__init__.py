@@ -1,0 +1,49 @@
+"""The ``lupo-migrate`` command line: parses, calls ``_api``, prints, exits.
+
+Only ``LupoMigrateError`` is caught: it is printed as ``error: <message>`` on stderr and the
+process exits with the error's category code (see ``EXIT_CODES``). ``--traceback`` re-raises
+instead. Anything else is a bug and propagates with its traceback.
+
+The commands live in the package's modules by what they do (``_files``: plan and check;
+``_apply``: apply, verify, baseline; ``_reports``: status, history, show, alerts,
+decisions; ``_operate``: rollback, accept, purge, recover, thaw, resolve, dashboard;
+``_queue``); ``_common`` holds the click group and what they share. Importing this package
+registers them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from lupo_migrate import errors
+from lupo_migrate.cli import _apply, _files, _operate, _queue, _reports  # noqa: F401 (commands)
+from lupo_migrate.cli._common import EXIT_CODES, cli
+from lupo_migrate.cli._common import _settings as _settings  # the tests' killer uses it
+
+__all__ = ["EXIT_CODES", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by the console script)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="lupo-migrate", standalone_mode=False)
+    except errors.LupoMigrateError as error:
+        if "--traceback" in args:
+            raise
+        click.echo(f"error: {error}", err=True)
+        return error.exit_code
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as usage:
+        usage.show()
+        return usage.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except SystemExit as exit_:  # sys.exit() inside a command
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0

@@ -1,0 +1,165 @@
+"""``lupo-migrate apply``, ``verify`` and ``baseline``: the commands that bring a database to the
+files (or record that it is)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+import attrs
+import click
+
+from lupo_migrate import errors
+from lupo_migrate.cli._common import (
+    _EPILOG,
+    _db_options,
+    _observers,
+    _print_findings,
+    _settings,
+    cli,
+)
+
+
+@cli.command("apply", epilog=_EPILOG)
+@_db_options
+@click.option("--upto", metavar="ID", help="Apply only this step and the steps it needs.")
+@click.option("--dry-run", is_flag=True, help="Print the statements in order; touch nothing.")
+@click.option("--table-budget", type=int, help="Core table limit (default 77).")
+@click.option(
+    "--backup-limit",
+    type=click.IntRange(min=0),
+    help="Most rows of a table backed up before a run changes it (default 100000); a larger"
+    " table needs a down section.",
+)
+@click.option(
+    "--allow-drift",
+    is_flag=True,
+    help="Run although the schema changed since the last run (reported as a warning); the"
+    " run then records the live schema as the new reference.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "live", "plain", "off"]),
+    default="auto",
+    show_default=True,
+    envvar="LUPO_MIGRATE_PROGRESS",
+    help="Progress on stderr: one live line (a terminal), milestone lines (plain; the"
+    " default when stderr is not a terminal) or none. Env: LUPO_MIGRATE_PROGRESS.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve the run's metrics in Prometheus text at http://127.0.0.1:PORT/metrics while"
+    " it works (0: any free port, printed on stderr).",
+)
+@click.option(
+    "--forbid",
+    multiple=True,
+    metavar="RULE",
+    help="Refuse the run when a statement breaks lint rule RULE (foreign-key, trigger,"
+    " drop-table, drop-column, narrowing-modify, update-without-where, delete-without-where);"
+    " repeatable, added to forbid in lupo.toml.",
+)
+def apply_command(
+    upto: str | None,
+    dry_run: bool,
+    table_budget: int | None,
+    backup_limit: int | None,
+    allow_drift: bool,
+    forbid: tuple[str, ...],
+    progress: str,
+    metrics_port: int | None,
+    **opts: Any,
+) -> None:
+    """Apply the pending migrations in DIRECTORY to the database, as one run.
+
+    The run freezes writes, takes the target's run lock, checks dependencies, checksums and
+    the table budget, applies each step statement by statement (journalled), and on any
+    failure rolls the run back. A second apply with nothing new does nothing and says so.
+    """
+    from lupo_migrate import _quick
+
+    settings = _settings(table_budget=table_budget, backup_limit=backup_limit, **opts)
+    if forbid:
+        settings = attrs.evolve(settings, forbid=(*settings.forbid, *forbid))
+    if allow_drift and settings.drift == "error":
+        settings = attrs.evolve(settings, drift="warn")
+    read = None
+    if not dry_run:
+        read = _quick.read_steps(settings)
+        # (not asked again when the entry point asked a moment ago and was told no)
+        skip = _quick.declined() or upto is not None
+        count = None if skip else _quick.nothing_to_do(settings, read)
+        if count is not None:  # a re-run's answer, without loading SQLAlchemy
+            click.echo(f"nothing to do: all {count} migration(s) already applied")
+            return
+    from lupo_migrate import _session
+
+    if dry_run:
+        shown = _session.dry_run(settings, upto=upto)
+        if not shown:
+            click.echo("-- nothing to do: every migration is applied already")
+        for step, statements in shown:
+            click.echo(f"-- {step.id} ({step.path})")
+            for statement in statements:
+                click.echo(statement.rstrip() + ";")
+        return
+    registry, steps = read if read is not None else (None, None)
+    with (
+        _session.session(settings, registry=registry, steps=steps) as opened,
+        contextlib.ExitStack() as stack,
+    ):
+        opened.orchestrator.observers = _observers(progress, metrics_port, stack)
+        result = opened.apply(upto=upto)
+        if result.nothing_to_do:
+            click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")
+            return
+        run = result.run
+        assert run is not None
+        click.echo(
+            f"run {run.id}: {run.outcome.value if run.outcome else '?'},"
+            f" {len(run.applied)} of {len(result.plan)} step(s) applied"
+        )
+        _print_findings(result.findings, err=True)
+        if run.outcome is not None and run.outcome.value != "completed":
+            if not any(f.severity.fails for f in result.findings):
+                reason = run.failure.message if run.failure else "see lupo-migrate status"
+                click.echo(f"error: {reason}", err=True)
+            sys.exit(errors.StepError.exit_code)
+
+
+@cli.command("verify", epilog=_EPILOG)
+@_db_options
+@click.option("--accept", "accept_id", metavar="ID", help="Accept the edited file's new checksum.")
+@click.option("--operator", default=None, help="Who accepts (recorded); default: $USER.")
+def verify_command(accept_id: str | None, operator: str | None, **opts: Any) -> None:
+    """Check that applied files are unchanged; with --accept, record an edit as accepted."""
+    import getpass
+
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        if accept_id is not None:
+            who = operator or getpass.getuser()
+            entry = opened.accept(accept_id, operator=who)
+            click.echo(f"accepted {accept_id} at checksum {entry.checksum[:12]} (by {who})")
+            return
+        edited = opened.verify()
+        _print_findings(edited, err=False)
+        click.echo(f"verified {len(opened.applied())} applied file(s): {len(edited)} edited")
+        if edited:
+            sys.exit(errors.MigrationFileError.exit_code)
+
+
+@cli.command("baseline", epilog=_EPILOG)
+@_db_options
+@click.option("--upto", metavar="ID", required=True, help="The last step already in the database.")
+def baseline_command(upto: str, **opts: Any) -> None:
+    """Mark an existing database as being at step ID: record ID and what it needs as applied."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        entries = opened.baseline(upto)
+        click.echo(f"baseline: {len(entries)} step(s) recorded as applied, up to {upto}")

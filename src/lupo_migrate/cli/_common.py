@@ -1,0 +1,238 @@
+"""What the ``lupo-migrate`` commands share: the click group, the options, exit codes, settings
+and the small printers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+
+from lupo_migrate import errors
+from lupo_migrate._model import Finding
+
+#: Exit codes by error category; 0 is success, 1 any other lupo_migrate error.
+EXIT_CODES: Final = {
+    "ok": 0,
+    "other error": errors.LupoMigrateError.exit_code,
+    "usage (click)": 2,
+    "invalid argument": errors.InvalidArgumentError.exit_code,
+    "illegal transition": errors.IllegalTransitionError.exit_code,
+    "target blocked": errors.TargetBlockedError.exit_code,
+    "migration files": errors.MigrationFileError.exit_code,
+    "plan (cycle, unknown dependency)": errors.PlanError.exit_code,
+    "handler registry": errors.RegistryError.exit_code,
+    "storage": errors.StorageError.exit_code,
+    "lock": errors.LockError.exit_code,
+    "lock held": errors.LockHeldError.exit_code,
+    "run failed (rolled back)": errors.StepError.exit_code,
+    "configuration (URL, connection)": errors.ConfigurationError.exit_code,
+    "decision not allowed (window closed, later run)": errors.DecisionError.exit_code,
+    "writes frozen": errors.WritesFrozenError.exit_code,
+    "internal (a bug)": errors.InternalError.exit_code,
+}
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+_EPILOG = "Exit codes: " + ", ".join(f"{code} {what}" for what, code in EXIT_CODES.items()) + "."
+
+
+def _dir_options(func: _F) -> _F:
+    func = click.option(
+        "--manifest",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Manifest (YAML/JSON) giving order and dependencies of header-less files;"
+        " default: lupo-manifest.yaml or manifest.yaml in DIR if present.",
+    )(func)
+    func = click.argument("directory", type=click.Path(path_type=Path))(func)
+    return func
+
+
+@click.group(epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--traceback", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(package_name="lupo-migrate")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """Safe, observable and recoverable database schema migrations.
+
+    Migration files live in a directory: SQL (doctrine), Python modules, agent records (YAML,
+    JSON) and documentation (Markdown). Headers give ids and dependencies; files without one
+    are ordered by their names (V1__x.sql, 1_x.up.sql, 4.1.2_x.sql) or by a manifest.
+    """
+    ctx.obj = {"traceback": traceback}
+
+
+# ---------------------------------------------------------------------- database commands
+
+
+def _db_options(func: _F) -> _F:
+    for option in reversed(
+        [
+            click.option(
+                "--db", metavar="URL", help="Database URL (else LUPO_MIGRATE_DB, lupo.toml)."
+            ),
+            click.option(
+                "--target", "target_name", metavar="NAME", help="Name runs are recorded under."
+            ),
+            click.option(
+                "--manifest",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Manifest giving order and dependencies of header-less files.",
+            ),
+            click.option(
+                "--config",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Settings file (TOML); lupo.toml and pyproject.toml are read anyway.",
+            ),
+            click.option(
+                "--orchestration-schema",
+                metavar="NAME",
+                help="Database (MySQL) or schema (PostgreSQL) for lupo_migrate's own tables;"
+                " created if missing.",
+            ),
+            click.option(
+                "--files",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Directory documentation and agent-file steps change (default: the"
+                " migrations directory's parent).",
+            ),
+            click.option(
+                "--rename",
+                "renames",
+                multiple=True,
+                metavar="OLD=NEW",
+                help="Rewrite a literal schema name in SQL (e.g. lupopedia=test); repeatable.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return click.argument("directory", required=False, type=click.Path(path_type=Path))(func)
+
+
+def _settings(
+    directory: Path | None,
+    db: str | None,
+    target_name: str | None,
+    manifest: Path | None,
+    config: Path | None,
+    renames: Sequence[str],
+    orchestration_schema: str | None = None,
+    **more: Any,
+) -> Any:
+    from lupo_migrate._config import from_options
+
+    return from_options(
+        directory=directory,
+        db=db,
+        target_name=target_name,
+        manifest=manifest,
+        config=config,
+        renames=renames,
+        orchestration_schema=orchestration_schema,
+        **more,
+    )
+
+
+def _progress_setting() -> str:
+    """``LUPO_MIGRATE_PROGRESS`` for the commands without ``--progress`` (rollback, recover)."""
+    value = os.environ.get("LUPO_MIGRATE_PROGRESS", "auto")
+    return value if value in ("auto", "live", "plain", "off") else "auto"
+
+
+def _observers(progress: str, metrics_port: int | None, stack: contextlib.ExitStack) -> list[Any]:
+    """The command line's observers of a run: progress on stderr, metrics served."""
+    from lupo_migrate._progress import Progress
+
+    observers: list[Any] = []
+    live = sys.stderr.isatty() if progress == "auto" else progress == "live"
+    if progress != "off":
+        observers.append(Progress(sys.stderr, live=live))
+    if metrics_port is not None:
+        from lupo_migrate.observe import Metrics, serve_prometheus
+
+        metrics = Metrics()
+        observers.append(metrics)
+        port = stack.enter_context(serve_prometheus(metrics, port=metrics_port))
+        click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
+    return observers
+
+
+_SCOPES: Final = {"run": None, "B": "B", "C": "C", "D": "D"}
+
+
+def _scope(value: str) -> Any:
+    from lupo_migrate._model import Classification
+
+    code = _SCOPES[value]
+    return None if code is None else Classification(code)
+
+
+def _operator(operator: str | None) -> str:
+    import getpass
+
+    return operator or getpass.getuser()
+
+
+_OPERATOR = click.option("--operator", default=None, help="Who decides (recorded); default: $USER.")
+
+
+_SCOPE = click.option(
+    "--scope",
+    type=click.Choice(list(_SCOPES)),
+    default="run",
+    show_default=True,
+    help="run: the whole run; B, C, D: the steps of that pending decision.",
+)
+
+
+def _when(stamp: int) -> str:
+    from lupo_migrate._clock import from_stamp
+
+    return from_stamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(delta: Any) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours}h{minutes:02d}m"
+
+
+def _report_crash(orchestrator: Any) -> None:
+    """Every command that reads a target says first when its latest run died, or hangs."""
+    stuck = orchestrator.hung()
+    if stuck is not None:
+        click.echo(
+            f"warning: the run lock is held by {stuck.owner} since {_when(stuck.since)}, but"
+            f" its last heartbeat was at {_when(stuck.heartbeat)}: that run hangs (its"
+            " process is stopped or cut off). Stop the process; `lupo-migrate recover` then"
+            " rolls its run back",
+            err=True,
+        )
+    dead = orchestrator.crashed()
+    if dead is not None:
+        at = f" at step {dead.in_flight}" if dead.in_flight else ""
+        click.echo(
+            f"warning: run {dead.id} died in {dead.phase.value}{at}; `lupo-migrate recover`"
+            " rolls it back (`recover --resume` carries it on)",
+            err=True,
+        )
+        running = getattr(orchestrator.target, "dead_statement", None)
+        session = running() if running is not None else None
+        if session is not None:
+            click.echo(
+                f"warning: its last statement still runs on the server (session {session});"
+                " recover waits for it to end",
+                err=True,
+            )
+
+
+def _print_findings(findings: Sequence[Finding], *, err: bool) -> None:
+    for finding in findings:
+        click.echo(f"{finding.severity.value}: {finding}", err=err)

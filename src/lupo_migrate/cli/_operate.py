@@ -1,0 +1,221 @@
+"""``lupo-migrate rollback``, ``accept``, ``purge``, ``recover``, ``thaw``, ``resolve`` and
+``dashboard``: an operator's commands."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+import click
+
+from lupo_migrate import errors
+from lupo_migrate.cli._common import (
+    _EPILOG,
+    _OPERATOR,
+    _SCOPE,
+    _db_options,
+    _observers,
+    _operator,
+    _print_findings,
+    _progress_setting,
+    _scope,
+    _settings,
+    _when,
+    cli,
+)
+
+
+@cli.command("rollback", epilog=_EPILOG)
+@click.argument("run_id", metavar="RUN")
+@_db_options
+@_SCOPE
+@_OPERATOR
+def rollback_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
+    """Roll back RUN (an id or its first characters), a completed run, while its window is
+    open: the whole run, or with --scope the steps of one of its pending decisions.
+
+    The steps are undone newest first (down sections, derived inverses), then everything
+    they touched is compared with the pre-images kept since the run and put back where it
+    differs; the comparison is recorded.
+    """
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+        opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
+        result = opened.orchestrator.rollback(
+            run_id, opened.steps, scope=_scope(scope), operator=_operator(operator)
+        )
+        run = result.run
+        assert run is not None
+        outcome = run.outcome.value if run.outcome else "?"
+        click.echo(f"run {run.id}: {outcome}, {len(run.steps)} step(s) of the run undone")
+        _print_findings(result.findings, err=True)
+        if outcome != "rolled_back":
+            reason = run.failure.message if run.failure else "see lupo-migrate status"
+            click.echo(f"error: {reason}", err=True)
+            sys.exit(errors.StepError.exit_code)
+
+
+@cli.command("accept", epilog=_EPILOG)
+@click.argument("run_id", metavar="RUN")
+@_db_options
+@_SCOPE
+@_OPERATOR
+def accept_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
+    """Keep RUN's changes: its open decisions (or the one of --scope) become final now."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        who = _operator(operator)
+        chosen = opened.orchestrator.accept(run_id, scope=_scope(scope), operator=who)
+        for r in chosen:
+            click.echo(f"accepted {r.run_id} {r.label} (by {who}); `lupo-migrate purge` frees")
+
+
+@cli.command("purge", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--ephemeral",
+    "ephemeral_only",
+    is_flag=True,
+    help="Only delete the expired rows of the ephemeral tables (no migration file is read;"
+    " safe to run often, from several hosts at once).",
+)
+def purge_command(ephemeral_only: bool, **opts: Any) -> None:
+    """Make decisions whose window closed final, drop the backups nobody needs any more, and
+    delete the expired rows of the ephemeral tables (sessions, cache, temp_data, job_queue,
+    locks). Safe to run while runs work and while other purges run."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=not ephemeral_only) as opened:
+        if not ephemeral_only:
+            purged = opened.orchestrator.purge()
+            for run_id, tables in purged:
+                click.echo(f"purged {run_id}: {len(tables)} backup table(s) dropped")
+            click.echo(f"{len(purged)} run(s) purged")
+        counts = opened.purge_ephemeral()
+        detail = ", ".join(f"{table} {count}" for table, count in counts.items())
+        click.echo(f"{sum(counts.values())} expired ephemeral row(s) deleted ({detail})")
+
+
+@cli.command("recover", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry the run on to the end instead of rolling it back (a run that died rolling"
+    " back goes on rolling back).",
+)
+@click.option(
+    "--wait",
+    "statement_wait",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for a statement the dead run left running on the server"
+    " (MySQL/MariaDB; default 120, setting statement_wait).",
+)
+@_OPERATOR
+def recover_command(
+    resume: bool, statement_wait: float | None, operator: str | None, **opts: Any
+) -> None:
+    """Roll back a run that died (its process killed, its host gone) to where it started,
+    or with --resume carry it on.
+
+    The journal says which statements ran (the live schema is looked up for one that was in
+    flight); rolling back, the run's pre-images, kept as it went, put back what the steps'
+    downs do not, and the result is compared and recorded; resuming, the statements that ran
+    are not run again. The dead run's write freeze is lifted. A statement the dead run left
+    running on the server (MySQL/MariaDB) is waited for first (--wait).
+    """
+    from lupo_migrate import _session
+
+    settings = _settings(statement_wait=statement_wait, **opts)
+    with _session.session(settings) as opened, contextlib.ExitStack() as stack:
+        opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
+        dead = opened.orchestrator.crashed()
+        rolling = dead is not None and dead.phase.value == "rolling_back"
+        expected = "completed" if resume and not rolling else "rolled_back"
+        result = opened.orchestrator.recover(
+            opened.steps, operator=_operator(operator), resume=resume
+        )
+        run = result.run
+        if run is None:
+            click.echo("no run had died; lifted the write freeze a dead process left")
+            return
+        outcome = run.outcome.value if run.outcome else "?"
+        steps = f" ({len(result.applied)} step(s) applied)" if result.applied else ""
+        click.echo(f"run {run.id}: recovered, {outcome}{steps}")
+        _print_findings(result.findings, err=True)
+        if outcome != expected:
+            sys.exit(errors.StepError.exit_code)
+
+
+@cli.command("thaw", epilog=_EPILOG)
+@_db_options
+@click.option("--emergency", is_flag=True, required=True, help="Lift the freeze whoever holds it.")
+@click.option("--reason", required=True, help="Why (recorded in migration_alerts).")
+@_OPERATOR
+def thaw_command(emergency: bool, reason: str, operator: str | None, **opts: Any) -> None:
+    """Lift the write freeze at once, whoever holds it (a run's host is gone and its lease has
+    not run out yet). The override is recorded with who and why."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        who = _operator(operator)
+        lifted = opened.orchestrator.freeze.emergency_thaw(who, reason)
+        if lifted is None:
+            click.echo("nothing was frozen (recorded anyway)")
+        else:
+            click.echo(
+                f"thawed: the freeze of {lifted.owner} since {_when(lifted.since)} (by {who})"
+            )
+
+
+@cli.command("resolve", epilog=_EPILOG)
+@_db_options
+@click.option("--note", default="", help="What was fixed by hand (recorded).")
+@_OPERATOR
+def resolve_command(note: str, operator: str | None, **opts: Any) -> None:
+    """Clear the block a failed rollback left, once the target was fixed by hand."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        run = opened.orchestrator.resolve(operator=_operator(operator), note=note)
+        click.echo(f"run {run.id}: resolved; the target accepts runs again")
+
+
+# ---------------------------------------------------------------------- dashboard
+
+
+@cli.command("dashboard", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
+def dashboard_command(port: int, **opts: Any) -> None:
+    """Serve a read-only page on 127.0.0.1 showing the target's current run (phase
+    timeline, step, ETA), the lock and freeze holders, the queue, the open decisions with
+    the time left in their windows, the run's checklist and charts of the history.
+
+    The page reads the orchestration tables every half second; nothing is written (the
+    tables are created, as by every command, if missing). No migration file is read. Runs
+    until Ctrl-C.
+    """
+    import contextlib
+    import threading
+
+    from lupo_migrate import _session
+    from lupo_migrate.dashboard import Dashboard
+
+    with (
+        _session.session(_settings(**opts), files=False) as opened,
+        Dashboard(opened.orchestrator).serve(port=port) as url,
+    ):
+        click.echo(f"dashboard: {url} (Ctrl-C stops it)")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()

@@ -1,0 +1,198 @@
+"""``lupo-migrate status``, ``history``, ``show``, ``alerts`` and ``decisions``: what the
+orchestration tables say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lupo_migrate import errors
+from lupo_migrate.cli._common import (
+    _EPILOG,
+    _db_options,
+    _duration,
+    _report_crash,
+    _settings,
+    _when,
+    cli,
+)
+
+
+@cli.command("status", epilog=_EPILOG)
+@_db_options
+def status_command(**opts: Any) -> None:
+    """Show the latest run of the target and what is applied and pending."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts)) as opened:
+        _report_crash(opened.orchestrator)
+        latest = opened.status()
+        applied = opened.applied()
+        pending = opened.pending()
+        click.echo(f"target {opened.target}: {len(applied)} applied, {len(pending)} pending")
+        if latest is None:
+            click.echo("no run yet")
+        else:
+            outcome = latest.outcome.value if latest.outcome else "in progress"
+            blocked = (
+                " (BLOCKED: run lupo-migrate resolve after a manual fix)" if latest.blocked else ""
+            )
+            click.echo(f"latest run {latest.id}: {latest.phase.value}, {outcome}{blocked}")
+        frozen = opened.orchestrator.freeze.status()
+        if frozen is not None:
+            click.echo(
+                f"writes frozen by {frozen.owner} since {_when(frozen.since)},"
+                f" until {_when(frozen.expires)} at the latest"
+            )
+        for step in pending.steps:
+            click.echo(f"pending  {step.id}  {step.path}")
+
+
+@cli.command("history", epilog=_EPILOG)
+@_db_options
+@click.option(
+    "--stats",
+    "stats",
+    is_flag=True,
+    help="Analytics instead: runs by outcome, rollback frequency, duration trend, failures"
+    " by error type and by file type.",
+)
+def history_command(stats: bool, **opts: Any) -> None:
+    """List the target's runs, oldest first, with their outcome and steps."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=False) as opened:
+        _report_crash(opened.orchestrator)
+        if stats:
+            _print_stats(opened.orchestrator.stats())
+            return
+        runs = opened.history()
+        if not runs:
+            click.echo("no run yet")
+        for run in runs:
+            outcome = run.outcome.value if run.outcome else run.phase.value
+            cls = f" class {run.classification.value}" if run.classification else ""
+            click.echo(f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)")
+            for finding in opened.orchestrator.storage.findings(run.id):
+                if finding.code == "recovered":  # it died, and how it was recovered
+                    click.echo(f"    {finding.message}")
+
+
+def _print_stats(stats: Any) -> None:
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} s"
+
+    click.echo(f"runs: {stats.runs}")
+    for outcome, count in sorted(stats.by_outcome.items()):
+        click.echo(f"  {outcome:<12} {count}")
+    click.echo(
+        f"rollback frequency: {stats.rollback_frequency:.0%} of the runs that applied"
+        f" (and {stats.operator_rollbacks} rollback(s) an operator asked for)"
+    )
+    trend = stats.trend_seconds_per_run
+    click.echo(
+        f"duration: median {seconds(stats.median_seconds)}, 90th percentile"
+        f" {seconds(stats.p90_seconds)}, trend"
+        + (" -" if trend is None else f" {trend:+.2f} s per run")
+    )
+    for title, counts in (
+        ("failures by error type", stats.failures_by_type),
+        ("failures by file type", stats.failures_by_file_type),
+    ):
+        click.echo(f"{title}:" + ("" if counts else " none"))
+        for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+            click.echo(f"  {name:<24} {count}")
+
+
+@cli.command("show", epilog=_EPILOG)
+@click.argument("run_id", metavar="RUN")
+@_db_options
+def show_command(run_id: str, **opts: Any) -> None:
+    """Show one run: its outcome, steps, findings and the doctrine's execution checklist
+    (pre, during, post), each item ticked from what was recorded."""
+    from lupo_migrate import _session
+
+    with _session.session(_settings(**opts), files=False) as opened:
+        orchestrator = opened.orchestrator
+        run = orchestrator.find_run(run_id)
+        state = run.outcome.value if run.outcome else run.phase.value
+        click.echo(f"run {run.id}: {state}, {len(run.applied)}/{len(run.steps)} step(s) applied")
+        if run.failure is not None:
+            click.echo(f"failure ({run.failure.kind.value}): {run.failure.message}")
+        stage = ""
+        for item in orchestrator.checklist(run.id):
+            if item.stage != stage:
+                stage = item.stage
+                click.echo(f"{stage}-migration:")
+            click.echo(f"  {item.mark} {item.label}: {item.evidence}")
+
+
+@cli.command("alerts", epilog=_EPILOG)
+@_db_options
+@click.option("--all", "show_all", is_flag=True, help="Also the resolved ones.")
+@click.option("--ack", "ack_id", type=int, metavar="ID", help="Acknowledge alert ID.")
+@click.option("--resolve", "resolve_id", type=int, metavar="ID", help="Resolve alert ID.")
+def alerts_command(show_all: bool, ack_id: int | None, resolve_id: int | None, **opts: Any) -> None:
+    """List the alerts of migration_alerts (unresolved ones unless --all), or acknowledge or
+    resolve one."""
+    from lupo_migrate import _session
+    from lupo_migrate._clock import to_stamp
+
+    with _session.session(_settings(**opts), files=False) as opened:
+        orchestrator = opened.orchestrator
+        storage: Any = orchestrator.storage
+        if not hasattr(storage, "alerts"):
+            raise errors.ConfigurationError("this storage keeps no alerts")
+        ours = {run.id for run in orchestrator.history()}
+        rows = [a for a in storage.alerts() if a.run_id is None or a.run_id in ours]
+        for wanted, resolved in ((ack_id, False), (resolve_id, True)):
+            if wanted is None:
+                continue
+            if not any(a.id == wanted for a in rows):
+                raise errors.InvalidArgumentError(
+                    f"no alert {wanted} on target {orchestrator.target_name};"
+                    " `lupo-migrate alerts --all` lists them"
+                )
+            storage.close_alert(wanted, to_stamp(orchestrator.clock.now()), resolved=resolved)
+            click.echo(f"alert {wanted} {'resolved' if resolved else 'acknowledged'}")
+        if ack_id is not None or resolve_id is not None:
+            return
+        shown = [a for a in rows if show_all or a.resolved_at is None]
+        if not shown:
+            click.echo("no unresolved alert" if not show_all else "no alert recorded")
+        for a in shown:
+            state = (
+                "resolved"
+                if a.resolved_at is not None
+                else "acknowledged"
+                if a.acknowledged_at is not None
+                else "open"
+            )
+            click.echo(f"{a.id:>5}  {_when(a.created_at)}  {a.level:<8}  {state:<12}  {a.message}")
+
+
+@cli.command("decisions", epilog=_EPILOG)
+@_db_options
+@click.option("--all", "show_all", is_flag=True, help="Also the decided and final ones.")
+def decisions_command(show_all: bool, **opts: Any) -> None:
+    """List the rollbacks still possible (completed runs, pending B/C/D decisions) and the
+    time left in their windows; with --all, the decided ones too."""
+    from lupo_migrate import _session
+    from lupo_migrate._decisions import OPEN, time_left
+
+    with _session.session(_settings(**opts)) as opened:
+        orchestrator = opened.orchestrator
+        _report_crash(orchestrator)
+        now = orchestrator.clock.now()
+        rows = [r for r in orchestrator.decisions() if show_all or r.status in OPEN]
+        if not rows:
+            click.echo("no open decision" if not show_all else "no decision recorded")
+        for r in rows:
+            left = time_left(r, now)
+            window = "" if left is None or r.status not in OPEN else f", {_duration(left)} left"
+            deadline = "" if r.deadline is None else f"  (until {_when(r.deadline)})"
+            click.echo(
+                f"{r.run_id}  {r.label:<3}  {r.status:<11}  {len(r.scope)} step(s){window}"
+                f"{deadline}"
+            )
