@@ -3,7 +3,8 @@ baseline, accept, and the run queue.
 
 Shell. SQLAlchemy is imported here (through ``ext.sqlalchemy``) and only when a database
 command runs, so ``import lupo_migrate``, ``plan`` and ``check`` stay light. Files are read and
-checked *before* any connection is made, so bad input never writes to the database.
+checked *before* any connection is made, so bad input never writes to the database. The
+engines, the placement of lupo_migrate's own tables and the freeze are set up by ``_opening``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,9 +21,8 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
 from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
-from lupo_migrate._placement import Placement, place
+from lupo_migrate._placement import place
 from lupo_migrate._plugins import default_registry
-from lupo_migrate._quick import sibling_store
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runner import Orchestrator, RunResult
 from lupo_migrate.backends.memory import SystemClock
@@ -34,11 +34,19 @@ from lupo_migrate.errors import (
 )
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
-
     from lupo_migrate._draining import DrainReport
     from lupo_migrate._queue import QueueEntry
-    from lupo_migrate.typing import Clock, Ephemeral, Freeze
+    from lupo_migrate.typing import Ephemeral
+from lupo_migrate._opening import (
+    _default_schema,
+    _engine,
+    _freeze,
+    _hold_freeze_lease,
+    _open_ephemeral,
+    _orchestration_url,
+    _placement,
+    _prepare_schema,
+)
 
 __all__ = [
     "Session",
@@ -177,253 +185,6 @@ class Session:
             raise NoHandlerError(
                 f"{first.path!r} (file type {missing[0]!r})", registry.file_types()
             )
-
-
-def _engine(url: str) -> sa.Engine:
-    import sqlalchemy as sa
-
-    from lupo_migrate.ext.sqlalchemy.target import connect_error, make_engine
-
-    try:
-        engine = make_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigurationError(
-            f"not a usable database URL: {exc}; expected e.g. sqlite:///app.db,"
-            " mysql+pymysql://user:password@127.0.0.1/db, postgresql://user@127.0.0.1/db"
-        ) from None
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.DBAPIError as exc:
-        engine.dispose()
-        raise connect_error(engine.url, exc) from None
-    return engine
-
-
-def _orchestration_url(settings: Settings, engine: sa.Engine) -> str | None:
-    """Where lupo_migrate's own tables go: configured, else beside a SQLite file, else None
-    (the target's server: a database or schema of their own there, see ``_placement``).
-
-    An ``orchestration_db`` naming the target database itself counts as not configured.
-    """
-    if settings.orchestration_db and settings.orchestration_db != settings.db:
-        return settings.orchestration_db
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return f"sqlite:///{sibling_store(str(engine.url.database))}"
-    return None
-
-
-def _placement(settings: Settings, engine: sa.Engine, *, separate: bool) -> Placement:
-    """Where core, orchestration and ephemeral live for *engine* (see ``_placement``)."""
-    return place(
-        engine.dialect.name,
-        database=engine.url.database,
-        schemas=settings.schemas,
-        separate=separate,
-    )
-
-
-#: lupo_migrate's own orchestration tables (a legacy copy in the core schema is looked for).
-_OWN_STATE: Final = "migration_system_state"
-
-
-def _prepare_schema(
-    engine: sa.Engine,
-    schema: str | None,
-    *,
-    logical: str,
-    core: str | None = None,
-) -> None:
-    """Create the *logical* schema (orchestration, ephemeral) if it has a name and is missing.
-
-    For the orchestration schema also refuse tables lupo_migrate did not create, and, when
-    the tables are not there yet, an earlier version's tables left in the core schema
-    *core* (None: the connection's default).
-
-    An application may have tables of the same names (Lupopedia's own PHP orchestrator kept
-    eight ``migration_*`` tables in its core schema): lupo_migrate never takes those over.
-    """
-    import sqlalchemy as sa
-
-    from lupo_migrate.ext.sqlalchemy.target import connect_error
-
-    dialect = engine.dialect.name
-    try:
-        if schema and dialect in ("mysql", "postgresql"):
-            inspector = sa.inspect(engine)
-            if schema not in inspector.get_schema_names():
-                _create_schema(engine, schema, logical)
-        if logical != "orchestration":
-            return
-        inspector = sa.inspect(engine)
-        if inspector.has_table(_OWN_STATE, schema=schema):
-            columns = {c["name"] for c in inspector.get_columns(_OWN_STATE, schema)}
-            if "schema_version" not in columns:
-                where = schema or _default_schema(engine)
-                raise ConfigurationError(
-                    f"{where} already has a table {_OWN_STATE} that lupo_migrate did"
-                    " not create (an application's own migration tables?); lupo_migrate never"
-                    " takes such tables over. Keep its tables apart: --orchestration-schema"
-                    f" {where}_lupo, or another name in schemas.orchestration in lupo.toml"
-                )
-        elif schema is not None and inspector.has_table(_OWN_STATE, schema=core):
-            columns = {c["name"] for c in inspector.get_columns(_OWN_STATE, core)}
-            if "schema_version" in columns:
-                raise _legacy_tables(engine, core or _default_schema(engine), schema)
-    except sa.exc.DBAPIError as exc:
-        raise connect_error(engine.url, exc) from None
-
-
-def _create_schema(engine: sa.Engine, schema: str, logical: str) -> None:
-    """``CREATE DATABASE`` (MySQL) or ``CREATE SCHEMA`` (PostgreSQL) *schema*; a refusal
-    names the privilege its user lacks."""
-    import sqlalchemy as sa
-
-    preparer = engine.dialect.identifier_preparer
-    quoted = preparer.quote(schema)
-    mysql = engine.dialect.name == "mysql"
-    ddl = (
-        f"CREATE DATABASE IF NOT EXISTS {quoted}"
-        if mysql
-        else f"CREATE SCHEMA IF NOT EXISTS {quoted}"
-    )
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(ddl + (" CHARACTER SET utf8mb4" if mysql else ""))
-    except sa.exc.DBAPIError as exc:
-        if schema in sa.inspect(engine).get_schema_names():
-            return  # another process created it meanwhile (PostgreSQL's IF NOT EXISTS races)
-        user = engine.url.username or "the user"
-        database = engine.url.database or ""
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        if mysql:
-            named = "`" + schema.replace("`", "``") + "`"  # quoted always: ready to paste
-            grant = (
-                f"its user needs the CREATE privilege for it (GRANT CREATE ON {named}.* TO"
-                f" '{user}'@'%'; then GRANT ALL ON {named}.* to let it create its tables), or"
-                f" an administrator creates it once (CREATE DATABASE {named} CHARACTER SET"
-                f" utf8mb4; GRANT ALL ON {named}.* TO '{user}'@'%')"
-            )
-        else:
-            grant = (
-                f"its user needs the CREATE privilege on the database (GRANT CREATE ON DATABASE"
-                f" {preparer.quote(database)} TO {preparer.quote(user)}), or an administrator"
-                f" creates it once (CREATE SCHEMA {quoted} AUTHORIZATION {preparer.quote(user)})"
-            )
-        kind = "database" if mysql else "schema"
-        raise ConfigurationError(
-            f"cannot create the {logical} {kind} {schema} on"
-            f" {engine.url.render_as_string(hide_password=True)}: {reason}. lupo_migrate keeps"
-            f" its {logical} tables there, apart from the application's: {grant}; or set"
-            f" schemas.{logical} in lupo.toml to a {kind} it may use"
-        ) from exc
-
-
-def _legacy_tables(engine: sa.Engine, core: str, schema: str) -> ConfigurationError:
-    """The error for orchestration tables an earlier lupo_migrate left in the core schema."""
-    from lupo_migrate.ext.sqlalchemy.target import ORCHESTRATION_TABLES
-
-    quote = engine.dialect.identifier_preparer.quote
-    names = sorted(ORCHESTRATION_TABLES)
-    if engine.dialect.name == "mysql":
-        move = "RENAME TABLE " + ", ".join(
-            f"{quote(core)}.{n} TO {quote(schema)}.{n}" for n in names
-        )
-    else:
-        move = "; ".join(f"ALTER TABLE {quote(core)}.{n} SET SCHEMA {quote(schema)}" for n in names)
-    return ConfigurationError(
-        f"{core} holds lupo_migrate's orchestration tables from an earlier version, which kept"
-        f" them in the core schema; they now live in {schema} (created, still empty). Move"
-        f" them there once, as an administrator, before anything else runs: {move}"
-        " (backup tables lupo_bk_* may stay, or move the same way)"
-    )
-
-
-def _default_schema(engine: sa.Engine) -> str:
-    """The schema unqualified names land in: the MySQL database, ``public``, ``main``."""
-    name = engine.dialect.name
-    if name == "postgresql":
-        return "public"
-    if name == "sqlite":
-        return "main"
-    return str(engine.url.database or "")
-
-
-def _open_ephemeral(opened: Session) -> Ephemeral:
-    """The ephemeral schema of *opened*: beside the orchestration tables (their server, a
-    schema of its own there), created if missing. An in-memory SQLite target has no file to
-    put it beside: it gets an in-memory database of its own."""
-    from sqlalchemy.pool import StaticPool
-
-    from lupo_migrate.ext.sqlalchemy.ephemeral import SqlAlchemyEphemeral
-    from lupo_migrate.ext.sqlalchemy.target import make_engine
-
-    if opened.ephemeral_place is None:
-        raise ConfigurationError("this session has no database for the ephemeral schema")
-    engine, schema = opened.ephemeral_place
-    memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
-    if memory:
-        engine = make_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-        opened.engines.append(engine)
-    _prepare_schema(engine, schema, logical="ephemeral")
-    ephemeral = SqlAlchemyEphemeral(engine, schema=schema, clock=opened.orchestrator.clock)
-    ephemeral.ensure_schema()
-    return ephemeral
-
-
-def _hold_freeze_lease(freeze: Freeze, store: sa.Engine, schema: str | None, clock: Clock) -> None:
-    """The write freeze holds its lease in the ephemeral ``locks`` table too (beside the
-    orchestration tables, reachable through *store*; made ready at the first freeze); not
-    for an in-memory SQLite database, whose ephemeral tables live in a database of their
-    own."""
-    from lupo_migrate.ext.sqlalchemy.ephemeral import SqlAlchemyEphemeral
-    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
-
-    gate = getattr(freeze, "lease", freeze)
-    if not isinstance(gate, SqlAlchemyFreeze):
-        return
-    if store.dialect.name == "sqlite" and store.url.database in (None, "", ":memory:"):
-        return
-
-    def ready() -> sa.Table:  # at the first freeze: read-only commands create nothing
-        _prepare_schema(store, schema, logical="ephemeral")
-        ephemeral = SqlAlchemyEphemeral(store, schema=schema, clock=clock)
-        ephemeral.ensure_schema()
-        return ephemeral.tables.locks
-
-    gate.leases = ready
-
-
-def _freeze(
-    settings: Settings,
-    store: sa.Engine,
-    engine: sa.Engine,
-    clock: Clock,
-    schema: str | None,
-    leases: sa.Table | None = None,
-) -> Freeze:
-    """The write gate the settings choose: the lease row (held in the ephemeral ``locks``
-    table too, when *leases* is given), or the server's read_only too."""
-    from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze
-
-    if settings.freeze != "read_only":
-        return SqlAlchemyFreeze(store, settings.target, clock=clock, schema=schema, leases=leases)
-    from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze
-
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        raise ConfigurationError(
-            f"freeze = read_only needs a MySQL or MariaDB target, got {engine.dialect.name};"
-            ' use freeze = "lease" (the default)'
-        )
-    return ReadOnlyFreeze(
-        store,
-        settings.target,
-        clock=clock,
-        schema=schema if store is engine else None,
-        server_engine=engine,
-    )
 
 
 def open_session(
