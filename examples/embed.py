@@ -26,6 +26,7 @@ from lupo_migrate.ext.sqlalchemy import (
     SqlAlchemyLock,
     SqlAlchemyStorage,
     SqlAlchemyTarget,
+    attach_backups,
     make_engine,
 )
 from lupo_migrate.handlers import DoctrineHandler
@@ -62,17 +63,19 @@ def build(engine: sa.Engine) -> Orchestrator:
         freeze=InMemoryFreeze(clock),
         clock=clock,
         registry=registry,
-        # Backups of what a run changes go beside the orchestration tables.
-        target=SqlAlchemyTarget(engine, orchestration_apart=True, backup_schema=schema),
+        # Backups of what a run changes go beside the orchestration tables (SQLite: into a
+        # file of their own, attached to the target's connections).
+        target=SqlAlchemyTarget(
+            engine, orchestration_apart=True, backup_schema=attach_backups(engine) or schema
+        ),
         root=MIGRATIONS,
         target_name="embed",
     )
 
 
 def tables(engine: sa.Engine) -> list[str]:
-    """The application's tables (on SQLite a run's backup tables, ``lupo_bk_*``, sit in the
-    database file itself while the run can be rolled back: left out here)."""
-    return sorted(n for n in sa.inspect(engine).get_table_names() if not n.startswith("lupo_bk_"))
+    """The application's tables: all the tables of its database."""
+    return sorted(sa.inspect(engine).get_table_names())
 
 
 def main(url: str) -> int:

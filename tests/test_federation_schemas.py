@@ -4,6 +4,7 @@ table budget."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,46 @@ def test_no_lupo_table_is_created_in_the_core_schema_by_default(
     if kind == "mariadb":  # the runs' rollback material sits beside them
         assert any(t.startswith("lupo_bk_") for t in own)
     assert _tables(url, ephemeral) == ["cache", "job_queue", "locks", "sessions", "temp_data"]
+
+
+
+def test_a_sqlite_targets_backups_go_to_a_file_of_their_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite: the pre-images of a run (a table it changes, the run's material) are kept in
+    app.lupo-backups.db, attached to the target's connections; the application's file holds
+    its own tables only, and a rollback puts the rows back from there."""
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "V1__change_t.sql").write_text(
+        "ALTER TABLE t ADD COLUMN w TEXT;\nUPDATE t SET v = 'x';\n", encoding="utf-8"
+    )
+    db = ["--db", f"sqlite:///{app}"]
+    assert main(["apply", str(migrations), *db]) == 0
+    run_id = re.findall(r"run (\w+): completed", capsys.readouterr().out)[0]
+
+    def tables(path: Path) -> list[str]:
+        with sqlite3.connect(path) as conn:
+            found = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return sorted(name for (name,) in found)
+
+    backups = tmp_path / "app.lupo-backups.db"
+    assert tables(app) == ["t"]
+    assert tables(backups) == [f"lupo_bk_{run_id[:12]}_0", f"lupo_bk_{run_id[:12]}_1"]
+    assert "lupo_bk" not in " ".join(tables(tmp_path / "app.lupo.db"))
+    assert main(["rollback", run_id, str(migrations), *db]) == 0
+    with sqlite3.connect(app) as conn:
+        assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == [
+            (1, "a"),
+            (2, "b"),
+            (3, "c"),
+        ]
+    assert tables(app) == ["t"]
+    assert tables(backups) == []  # a verified rollback needs them no more
 
 
 def test_the_step_connection_still_carries_the_journal(server: tuple[str, str]) -> None:

@@ -226,7 +226,7 @@ def open_session(
         )
     from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock
     from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
-    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, attach_backups
 
     engine = _engine(settings.db)
     engines = [engine]
@@ -268,8 +268,10 @@ def open_session(
         lock_wait_timeout=settings.lock_wait_timeout,
         core_schema=settings.schemas.get("core") or None,
         orchestration_apart=store_engine is not engine or names["orchestration"] != home,
-        # Backups beside the orchestration tables when they have a schema of their own.
-        backup_schema=names["orchestration"] if names["orchestration"] != home else None,
+        # Backups beside the orchestration tables when they have a schema of their own;
+        # SQLite: in a file of their own, attached.
+        backup_schema=attach_backups(engine)
+        or (names["orchestration"] if names["orchestration"] != home else None),
         backup_limit=settings.backup_limit,
     )  # its statement lock is named by the Orchestrator (see adopt_statement_lock)
     orchestrator = Orchestrator(

@@ -39,7 +39,7 @@ from lupo_migrate.ext.sqlalchemy.freeze import SqlAlchemyFreeze, guard
 from lupo_migrate.ext.sqlalchemy.lock import SqlAlchemyLock, mysql_lock_name, postgresql_lock_key
 from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
-from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
+from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, attach_backups, make_engine
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -52,6 +52,7 @@ __all__ = [
     "SqlAlchemyStorage",
     "SqlAlchemyTarget",
     "SystemState",
+    "attach_backups",
     "guard",
     "make_engine",
     "make_tables",

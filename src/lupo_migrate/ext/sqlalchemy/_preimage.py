@@ -96,7 +96,8 @@ class PreImages:
     Args:
         engine: the target engine (connections with the core schema as default database).
         run_id: the run's id (names its backup tables).
-        backup_schema: where backup tables go (None: the core schema itself).
+        backup_schema: where backup tables go (None: the core schema itself; SQLite: the name
+            of an attached database).
         limit: the most rows a table may have to be backed up; beyond, ``BackupLimitError``.
         exclude: tables never snapshotted nor compared (lupo_migrate's own).
     """
@@ -514,17 +515,18 @@ def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> t
     """Drop every backup table of *run_id* (material included); returns their names."""
     if engine.dialect.name == "sqlite":
         prefix = f"{BACKUP_PREFIX}{run_id[:12]}_"
+        schema = "" if backup_schema is None else f"{_q(backup_schema)}."  # an attached file
         with _own_connection(engine) as conn:
             names = [
                 str(n)
                 for (n,) in conn.exec_driver_sql(
-                    "SELECT name FROM sqlite_master"
+                    f"SELECT name FROM {schema}sqlite_master"
                     " WHERE type = 'table' AND substr(name, 1, ?) = ?",
                     (len(prefix), prefix),
                 )
             ]
             for n in names:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(n)}")
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}{_q(n)}")
         return tuple(names)
     pattern = f"{BACKUP_PREFIX}{run_id[:12]}_".replace("_", "\\_") + "%"
     here = "current_schema()" if engine.dialect.name == "postgresql" else "DATABASE()"

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -91,6 +92,40 @@ def connect_error(url: sa.URL, exc: BaseException) -> ConfigurationError:
     return ConfigurationError(f"cannot connect to {shown}: {reason}; {hint}")
 
 
+#: The name a SQLite file target's backups database is attached under (see attach_backups).
+BACKUPS_ALIAS: Final = "lupo_backups"
+
+
+def backups_file(database: str) -> str:
+    """Where a SQLite target keeps its backup tables: ``app.db`` -> ``app.lupo-backups.db``."""
+    path = Path(database)
+    return str(path.with_name(path.stem + ".lupo-backups" + path.suffix))
+
+
+def attach_backups(engine: sa.Engine) -> str | None:
+    """Give a SQLite file target a database of its own for backup tables (rollback
+    material): ``app.lupo-backups.db``, attached to each of *engine*'s connections as
+    :data:`BACKUPS_ALIAS`. Returns that name, the ``backup_schema`` to give
+    :class:`SqlAlchemyTarget`; None for another database or an in-memory one.
+
+    Not the application's file (lupo_migrate's tables never go there), and not the file of
+    the orchestration tables either: a step's transaction writes backups on the target's
+    connection while the storage writes the journal on connections of its own, and SQLite
+    lets one connection at a time write to a file.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    path = backups_file(str(database))
+
+    @event.listens_for(engine, "connect")
+    def attach(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"ATTACH DATABASE ? AS {BACKUPS_ALIAS}", (path,))
+
+    engine.pool.dispose()  # connections opened before get it too
+    return BACKUPS_ALIAS
+
+
 @attrs.define
 class SqlAlchemyTarget:
     """Runs a run's statements on a SQLAlchemy engine (the ``Target`` of the orchestrator).
@@ -104,7 +139,9 @@ class SqlAlchemyTarget:
             the table budget; None for the connection's default.
         orchestration_apart: lupo_migrate's own tables live elsewhere, so every core table
             counts; otherwise its eight tables are left out of the count.
-        backup_schema: where backup tables go on MySQL/MariaDB (None: the core schema).
+        backup_schema: where backup tables go (None: the core schema): a MySQL/MariaDB
+            database, a PostgreSQL schema, the name of a database attached to SQLite's
+            connections.
         backup_limit: the most rows a table may hold to be backed up before a run changes it.
         statement_lock: MySQL/MariaDB: a named lock the step connection holds while it runs
             a run's statements. A statement goes on running on the server after its client
