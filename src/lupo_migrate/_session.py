@@ -21,6 +21,16 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
 from lupo_migrate._model import AppliedStep, Finding, Plan, Run, Step, StepId
+from lupo_migrate._opening import (
+    _default_schema,
+    _engine,
+    _freeze,
+    _hold_freeze_lease,
+    _open_ephemeral,
+    _orchestration_url,
+    _placement,
+    _prepare_schema,
+)
 from lupo_migrate._placement import place
 from lupo_migrate._plugins import default_registry
 from lupo_migrate._registry import HandlerRegistry
@@ -37,16 +47,6 @@ if TYPE_CHECKING:
     from lupo_migrate._draining import DrainReport
     from lupo_migrate._queue import QueueEntry
     from lupo_migrate.typing import Ephemeral
-from lupo_migrate._opening import (
-    _default_schema,
-    _engine,
-    _freeze,
-    _hold_freeze_lease,
-    _open_ephemeral,
-    _orchestration_url,
-    _placement,
-    _prepare_schema,
-)
 
 __all__ = [
     "Session",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from lupo_migrate._model import (
     Classification,
@@ -15,10 +15,6 @@ from lupo_migrate._model import (
     Run,
     Severity,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 _E = TypeVar("_E", bound=BaseException)
 

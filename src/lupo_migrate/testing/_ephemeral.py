@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import attrs
 
@@ -17,16 +16,13 @@ from lupo_migrate.errors import (
     LockError,
     LockHeldError,
 )
-from lupo_migrate.typing import Ephemeral, RunQueue
-
-if TYPE_CHECKING:
-    pass
 from lupo_migrate.testing._common import (
     _EPOCH,
     _equal,
     _expect,
     _raises,
 )
+from lupo_migrate.typing import Ephemeral, RunQueue
 
 # --------------------------------------------------------------------------- queue
 

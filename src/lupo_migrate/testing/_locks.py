@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate.backends.memory import ManualClock
@@ -15,16 +14,13 @@ from lupo_migrate.errors import (
     LockError,
     LockHeldError,
 )
-from lupo_migrate.typing import Freeze, Lock
-
-if TYPE_CHECKING:
-    pass
 from lupo_migrate.testing._common import (
     _EPOCH,
     _equal,
     _expect,
     _raises,
 )
+from lupo_migrate.typing import Freeze, Lock
 
 # --------------------------------------------------------------------------- lock
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from lupo_migrate._model import (
     AppliedStep,
@@ -18,16 +17,13 @@ from lupo_migrate.errors import (
     ConcurrentUpdateError,
     StorageError,
 )
-from lupo_migrate.typing import Storage
-
-if TYPE_CHECKING:
-    pass
 from lupo_migrate.testing._common import (
     _equal,
     _expect,
     _raises,
     _sample_run,
 )
+from lupo_migrate.typing import Storage
 
 # --------------------------------------------------------------------------- storage
 
