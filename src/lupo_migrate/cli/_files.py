@@ -9,12 +9,7 @@ from pathlib import Path
 import click
 
 from lupo_migrate import errors
-from lupo_migrate.cli._common import (
-    _EPILOG,
-    _dir_options,
-    _print_findings,
-    cli,
-)
+from lupo_migrate.cli._common import _EPILOG, _dir_options, _print_findings, cli
 
 
 @cli.command("plan", epilog=_EPILOG)

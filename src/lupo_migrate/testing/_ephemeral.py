@@ -11,17 +11,8 @@ import attrs
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._queue import Job, QueueEntry, QueueStatus
 from lupo_migrate.backends.memory import ManualClock
-from lupo_migrate.errors import (
-    ConcurrentUpdateError,
-    LockError,
-    LockHeldError,
-)
-from lupo_migrate.testing._common import (
-    _EPOCH,
-    _equal,
-    _expect,
-    _raises,
-)
+from lupo_migrate.errors import ConcurrentUpdateError, LockError, LockHeldError
+from lupo_migrate.testing._common import _EPOCH, _equal, _expect, _raises
 from lupo_migrate.typing import Ephemeral, RunQueue
 
 # --------------------------------------------------------------------------- queue

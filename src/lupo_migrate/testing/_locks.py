@@ -10,16 +10,8 @@ from datetime import timedelta
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate.backends.memory import ManualClock
-from lupo_migrate.errors import (
-    LockError,
-    LockHeldError,
-)
-from lupo_migrate.testing._common import (
-    _EPOCH,
-    _equal,
-    _expect,
-    _raises,
-)
+from lupo_migrate.errors import LockError, LockHeldError
+from lupo_migrate.testing._common import _EPOCH, _equal, _expect, _raises
 from lupo_migrate.typing import Freeze, Lock
 
 # --------------------------------------------------------------------------- lock

@@ -4,25 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lupo_migrate._model import (
-    AppliedStep,
-    FailureKind,
-    Finding,
-    Outcome,
-    Phase,
-    Run,
-    Severity,
-)
-from lupo_migrate.errors import (
-    ConcurrentUpdateError,
-    StorageError,
-)
-from lupo_migrate.testing._common import (
-    _equal,
-    _expect,
-    _raises,
-    _sample_run,
-)
+from lupo_migrate._model import AppliedStep, FailureKind, Finding, Outcome, Phase, Run, Severity
+from lupo_migrate.errors import ConcurrentUpdateError, StorageError
+from lupo_migrate.testing._common import _equal, _expect, _raises, _sample_run
 from lupo_migrate.typing import Storage
 
 # --------------------------------------------------------------------------- storage

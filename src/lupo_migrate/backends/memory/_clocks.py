@@ -7,9 +7,7 @@ from typing import final
 
 import attrs
 
-from lupo_migrate.errors import (
-    InvalidArgumentError,
-)
+from lupo_migrate.errors import InvalidArgumentError
 
 
 def _aware(dt: object, what: str) -> datetime:

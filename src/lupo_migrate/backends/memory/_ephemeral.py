@@ -11,14 +11,8 @@ import attrs
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._queue import Job, Lease
-from lupo_migrate.backends.memory._clocks import (
-    SystemClock,
-)
-from lupo_migrate.errors import (
-    InvalidArgumentError,
-    LockError,
-    LockHeldError,
-)
+from lupo_migrate.backends.memory._clocks import SystemClock
+from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
 from lupo_migrate.typing import Clock
 
 # --------------------------------------------------------------------------- ephemeral

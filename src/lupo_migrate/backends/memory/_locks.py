@@ -13,18 +13,9 @@ from typing import final
 import attrs
 
 from lupo_migrate._clock import to_stamp
-from lupo_migrate._model import (
-    FreezeInfo,
-    LockInfo,
-)
-from lupo_migrate.backends.memory._clocks import (
-    SystemClock,
-)
-from lupo_migrate.errors import (
-    InvalidArgumentError,
-    LockError,
-    LockHeldError,
-)
+from lupo_migrate._model import FreezeInfo, LockInfo
+from lupo_migrate.backends.memory._clocks import SystemClock
+from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
 from lupo_migrate.typing import Clock
 
 #: How long a waiting ``acquire`` sleeps between two looks at the lock, at most (seconds).

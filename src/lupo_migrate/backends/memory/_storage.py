@@ -10,23 +10,10 @@ import attrs
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._decisions import DecisionRecord
-from lupo_migrate._model import (
-    AppliedStep,
-    Finding,
-    JournalEntry,
-    Run,
-    RunId,
-    StepId,
-)
+from lupo_migrate._model import AppliedStep, Finding, JournalEntry, Run, RunId, StepId
 from lupo_migrate._queue import ACTIVE, QueueEntry
-from lupo_migrate.backends.memory._clocks import (
-    SystemClock,
-)
-from lupo_migrate.errors import (
-    ConcurrentUpdateError,
-    InvalidArgumentError,
-    StorageError,
-)
+from lupo_migrate.backends.memory._clocks import SystemClock
+from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.typing import Clock
 
 # --------------------------------------------------------------------------- storage
