@@ -151,7 +151,6 @@ def test_no_lupo_table_is_created_in_the_core_schema_by_default(
     assert _tables(url, ephemeral) == ["cache", "job_queue", "locks", "sessions", "temp_data"]
 
 
-
 def test_a_sqlite_targets_backups_go_to_a_file_of_their_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
