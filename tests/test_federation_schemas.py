@@ -20,6 +20,7 @@ from lupo_migrate._session import session
 from lupo_migrate.cli import main
 from lupo_migrate.errors import ConfigurationError, StepError
 from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+from lupo_migrate.ext.sqlalchemy.target import attach_backups
 
 SERVERS = [
     pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
@@ -188,6 +189,22 @@ def test_a_sqlite_targets_backups_go_to_a_file_of_their_own(
         ]
     assert tables(app) == ["t"]
     assert tables(backups) == []  # a verified rollback needs them no more
+
+
+def test_attach_backups_is_for_sqlite_files_and_may_be_asked_twice(tmp_path: Path) -> None:
+    """An embedding host's engine: the backups file is attached once to each connection,
+    however often it is asked; other databases and in-memory SQLite have none."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    try:
+        assert attach_backups(engine) == attach_backups(engine) == "lupo_backups"
+        with engine.connect() as conn:
+            attached = [row[1] for row in conn.exec_driver_sql("PRAGMA database_list")]
+        assert attached == ["main", "lupo_backups"]
+        assert (tmp_path / "app.lupo-backups.db").exists()
+    finally:
+        engine.dispose()
+    assert attach_backups(sa.create_engine("sqlite://")) is None
+    assert attach_backups(sa.create_engine("mysql+pymysql://u@127.0.0.1/db")) is None
 
 
 def test_the_step_connection_still_carries_the_journal(server: tuple[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,8 @@ def connect_error(url: sa.URL, exc: BaseException) -> ConfigurationError:
 
 #: The name a SQLite file target's backups database is attached under (see attach_backups).
 BACKUPS_ALIAS: Final = "lupo_backups"
+#: The engines attach_backups() was called with.
+_BACKUPS_ATTACHED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def backups_file(database: str) -> str:
@@ -116,6 +119,9 @@ def attach_backups(engine: sa.Engine) -> str | None:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         return None
+    if engine in _BACKUPS_ATTACHED:  # asked again: one ATTACH per connection is all it takes
+        return BACKUPS_ALIAS
+    _BACKUPS_ATTACHED.add(engine)
     path = backups_file(str(database))
 
     @event.listens_for(engine, "connect")
