@@ -137,10 +137,11 @@ def _connect(url: DatabaseUrl) -> Any:
     return sqlite3.connect(f"file:{quote(url.database)}?mode=ro", uri=True)
 
 
-def sibling_store(database: str) -> str:
-    """Where a SQLite target keeps lupo_migrate's tables: ``app.db`` -> ``app.lupo.db``."""
+def sibling_store(database: str, part: str = "lupo") -> str:
+    """Where a SQLite target keeps lupo_migrate's tables: ``app.db`` -> ``app.lupo.db``
+    (with *part* ``lupo-backups``, its backup tables: ``app.lupo-backups.db``)."""
     path = Path(database)
-    return str(path.with_name(path.stem + ".lupo" + path.suffix))
+    return str(path.with_name(f"{path.stem}.{part}{path.suffix}"))
 
 
 def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | None:

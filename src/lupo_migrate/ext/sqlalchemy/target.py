@@ -13,7 +13,6 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -22,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate._fingerprint import Fingerprint, TableData
-from lupo_migrate._quick import LOOPBACK
+from lupo_migrate._quick import LOOPBACK, sibling_store
 from lupo_migrate.errors import ConfigurationError, StillRunningError
 from lupo_migrate.ext.sqlalchemy import _blockers, _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
@@ -99,12 +98,6 @@ BACKUPS_ALIAS: Final = "lupo_backups"
 _BACKUPS_ATTACHED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-def backups_file(database: str) -> str:
-    """Where a SQLite target keeps its backup tables: ``app.db`` -> ``app.lupo-backups.db``."""
-    path = Path(database)
-    return str(path.with_name(path.stem + ".lupo-backups" + path.suffix))
-
-
 def attach_backups(engine: sa.Engine) -> str | None:
     """Give a SQLite file target a database of its own for backup tables (rollback
     material): ``app.lupo-backups.db``, attached to each of *engine*'s connections as
@@ -122,7 +115,7 @@ def attach_backups(engine: sa.Engine) -> str | None:
     if engine in _BACKUPS_ATTACHED:  # asked again: one ATTACH per connection is all it takes
         return BACKUPS_ALIAS
     _BACKUPS_ATTACHED.add(engine)
-    path = backups_file(str(database))
+    path = sibling_store(str(database), "lupo-backups")
 
     @event.listens_for(engine, "connect")
     def attach(dbapi_connection: Any, _record: Any) -> None:
