@@ -6,12 +6,9 @@ deciding to the functional core (:mod:`lupo_migrate._headers`, :mod:`lupo_migrat
 there from text. Every problem becomes a :class:`~lupo_migrate._model.Finding`, so one
 call reports all bad files at once; :func:`load_steps` raises them together.
 
-Rules of the walk:
+The walk itself (which entries are candidates, symlinks, loops) is :mod:`lupo_migrate._walking`.
+Then:
 
-* entries are visited in sorted order; hidden files and directories (``.name``) and
-  ``__pycache__`` are skipped, as are files whose ending has no file type;
-* a symlink is followed only if it resolves inside the root; one pointing outside is reported
-  (``discovery.symlink_escape``), and a directory reached twice (a loop) is reported and skipped;
 * ``x.down.sql`` (or Flyway ``U1__x.sql``) is not a step: it attaches to its up twin as
   ``step.meta['down_path']``;
 * a manifest (``lupo-manifest.yaml``/``.yml``/``.json`` or ``manifest.yaml``/``.yml``/``.json``
@@ -29,7 +26,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate import _headers, _manifest, _names
+from lupo_migrate import _headers, _manifest, _names, _walking
 from lupo_migrate._model import Finding, Severity, Step, StepId
 from lupo_migrate.errors import (
     DiscoveryError,
@@ -103,22 +100,6 @@ class Discovery:
         return tuple(f for f in self.findings if f.severity.fails)
 
 
-@attrs.frozen
-class _File:
-    relpath: str
-    abspath: str
-    suffix: str
-    file_type: str
-
-
-def _error(
-    code: str, message: str, hint: str, path: str | None, line: int | None = None
-) -> Finding:
-    return Finding(
-        severity=Severity.ERROR, code=code, path=path, line=line, message=message, hint=hint
-    )
-
-
 def _check_suffixes(suffixes: Mapping[str, str] | None) -> dict[str, str]:
     if suffixes is None:
         return dict(DEFAULT_SUFFIXES)
@@ -131,90 +112,6 @@ def _check_suffixes(suffixes: Mapping[str, str] | None) -> dict[str, str]:
             " e.g. {'.sql': 'doctrine'}"
         )
     return {k.lower(): v for k, v in suffixes.items()}
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _walk(
-    root: str, suffixes: Mapping[str, str], skip: set[str]
-) -> tuple[list[_File], list[Finding]]:
-    """Every candidate file under *root* (a resolved path), sorted by relative path."""
-    ordered = sorted(suffixes, key=len, reverse=True)
-    files: list[_File] = []
-    findings: list[Finding] = []
-    visited = {root}
-    stack = [(root, "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            with os.scandir(directory) as scan:
-                entries = sorted(scan, key=lambda e: e.name)
-        except OSError as exc:
-            findings.append(
-                _error(
-                    "discovery.unreadable",
-                    f"cannot list directory: {exc.strerror}",
-                    "check its permissions",
-                    prefix.rstrip("/") or ".",
-                )
-            )
-            continue
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or name == "__pycache__":
-                continue
-            rel = prefix + name
-            real = entry.path
-            if entry.is_symlink():
-                real = os.path.realpath(entry.path)
-                if not _inside(real, root):
-                    findings.append(
-                        _error(
-                            "discovery.symlink_escape",
-                            f"symlink points outside the migrations root, to {real}",
-                            "replace the link by a copy, or move its target inside the root",
-                            rel,
-                        )
-                    )
-                    continue
-                if not os.path.exists(real):
-                    findings.append(
-                        _error(
-                            "discovery.broken_symlink",
-                            "symlink points to nothing",
-                            "remove the link or restore its target",
-                            rel,
-                        )
-                    )
-                    continue
-            if entry.is_dir():
-                real_dir = os.path.realpath(entry.path)
-                if real_dir in visited:
-                    findings.append(
-                        Finding(
-                            severity=Severity.WARNING,
-                            code="discovery.loop",
-                            path=rel,
-                            message="directory already visited (a symlink loop); skipped",
-                            hint="remove the symlink if it is not needed",
-                        )
-                    )
-                    continue
-                visited.add(real_dir)
-                subdirs.append((entry.path, rel + "/"))
-                continue
-            if os.path.normcase(real) in skip or os.path.normcase(entry.path) in skip:
-                continue
-            lowered = name.lower()
-            suffix = next((s for s in ordered if lowered.endswith(s) and len(name) > len(s)), None)
-            if suffix is not None:
-                files.append(_File(rel, entry.path, suffix, suffixes[suffix]))
-        stack.extend(reversed(subdirs))
-    files.sort(key=lambda f: f.relpath)
-    return files, findings
 
 
 def _find_manifest(root: Path, manifest: str | os.PathLike[str] | None) -> Path | None:
@@ -266,7 +163,7 @@ def discover(
     skip = set()
     if manifest_path is not None:
         skip.add(os.path.normcase(os.path.realpath(manifest_path)))
-    files, findings = _walk(real_root, table, skip)
+    files, findings = _walking.walk(real_root, table, skip)
 
     entries: dict[str, _manifest.ManifestEntry] = {}
     manifest_obj = _manifest.Manifest()
@@ -278,7 +175,7 @@ def discover(
         for entry in manifest_obj.entries:
             if entry.file in entries:
                 findings.append(
-                    _error(
+                    _walking.error(
                         "manifest.duplicate",
                         f"manifest lists {entry.file!r} twice",
                         "keep one entry per file",
@@ -308,7 +205,7 @@ def discover(
         up = steps[by_name[name_id]] if name_id in by_name else by_id.get(name_id)
         if up is None:
             findings.append(
-                _error(
+                _walking.error(
                     "discovery.orphan_down",
                     f"down file has no up migration {name_id!r}",
                     "add the up file, or rename the down file after it",
@@ -329,7 +226,7 @@ def discover(
 
 def _display(path: Path, real_root: str) -> str:
     real = os.path.realpath(path)
-    if _inside(real, real_root):
+    if _walking.inside(real, real_root):
         return Path(os.path.relpath(real, real_root)).as_posix()
     return str(path)
 
@@ -339,7 +236,7 @@ def _read_manifest(path: Path, name: str) -> tuple[_manifest.Manifest, tuple[Fin
         data = path.read_bytes()
     except OSError as exc:
         return _manifest.Manifest(), (
-            _error(
+            _walking.error(
                 "manifest.unreadable",
                 f"cannot read manifest: {exc.strerror}",
                 "check its permissions",
@@ -353,14 +250,14 @@ def _read_manifest(path: Path, name: str) -> tuple[_manifest.Manifest, tuple[Fin
 
 
 def _read_file(
-    file: _File, entry: _manifest.ManifestEntry | None, downs: dict[str, str]
+    file: _walking.File, entry: _manifest.ManifestEntry | None, downs: dict[str, str]
 ) -> tuple[Step | None, list[Finding]]:
     try:
         with open(file.abspath, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         return None, [
-            _error(
+            _walking.error(
                 "discovery.unreadable",
                 f"cannot read file: {exc.strerror}",
                 "check its permissions",
@@ -371,7 +268,7 @@ def _read_file(
     if name.kind == "down":
         if name.id in downs:
             return None, [
-                _error(
+                _walking.error(
                     "discovery.duplicate_down",
                     f"two down files for {name.id!r}: {downs[name.id]} and {file.relpath}",
                     "keep one down file per migration",
@@ -410,7 +307,7 @@ def _apply_manifest(
         step = steps.get(entry.file)
         if step is None:
             findings.append(
-                _error(
+                _walking.error(
                     "manifest.missing",
                     f"manifest names {entry.file!r}, which is not a migration file under the root",
                     "correct the path (relative to the migrations root) or remove the entry",
@@ -439,7 +336,7 @@ def _duplicate_ids(steps: Iterable[Step]) -> list[Finding]:
         other = first.setdefault(step.id, step)
         if other is not step:
             findings.append(
-                _error(
+                _walking.error(
                     "discovery.duplicate_id",
                     f"step id {step.id!r} is used by both {other.path} and {step.path}",
                     "give one of them another id (header 'id') or rename the file",
