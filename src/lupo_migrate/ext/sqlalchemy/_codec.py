@@ -1,9 +1,8 @@
 """Rows to values and back: the only place that knows how values are laid out in the tables.
 
 Values stay free of storage concerns (no ``to_row`` methods on them); these functions map
-them. A run is stored whole as JSON in ``migration_batches.state`` (ASCII-escaped, so any
-Python string survives any column charset) and decodes to an equal ``Run``: enums by value,
-nested ``Failure`` and ``Finding`` as objects, tuples as lists.
+them. A run is stored whole as JSON in ``migration_batches.state``: that layout is
+:mod:`lupo_migrate.ext.sqlalchemy._runjson`, whose functions are re-exported here.
 
 The value classes of the extra tables (:class:`SystemState`, :class:`Alert`) live here too,
 until the core grows its own; a ``migration_rollback_log`` row is the core's
@@ -19,7 +18,6 @@ pending when it was queued in ``steps`` and the rest as JSON in ``state``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -28,17 +26,19 @@ from lupo_migrate._decisions import DecisionRecord
 from lupo_migrate._model import (
     AppliedStep,
     Classification,
-    Failure,
-    FailureKind,
     Finding,
     JournalEntry,
-    Outcome,
-    Phase,
-    Run,
-    Severity,
 )
 from lupo_migrate._queue import QueueEntry, QueueStatus
 from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy._runjson import (
+    finding_dict,
+    finding_from_dict,
+    run_columns,
+    run_from_json,
+    run_to_json,
+    steps_to_json,
+)
 
 __all__ = [
     "QUEUE_PHASE",
@@ -64,16 +64,10 @@ __all__ = [
     "steps_to_json",
 ]
 
-#: Layout version of the JSON in ``migration_batches.state``.
-_RUN_FORMAT = 2
 #: ``migration_batches.phase`` of the rows that are queue entries, not runs.
 QUEUE_PHASE = "queue"
 #: Layout version of a queue entry's JSON in ``migration_batches.state``.
 _QUEUE_FORMAT = 1
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(str(v) for v in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -114,153 +108,6 @@ class Alert:
 RollbackDecision = DecisionRecord
 
 
-def _enum_value(value: Any) -> Any:
-    return None if value is None else value.value
-
-
-def _finding_dict(finding: Finding) -> dict[str, Any]:
-    return {
-        "severity": finding.severity.value,
-        "message": finding.message,
-        "path": finding.path,
-        "line": finding.line,
-        "hint": finding.hint,
-        "code": finding.code,
-        "kind": _enum_value(finding.kind),
-        "step_id": finding.step_id,
-    }
-
-
-def _finding_from_dict(data: Mapping[str, Any]) -> Finding:
-    kind = data["kind"]
-    return Finding(
-        severity=Severity(data["severity"]),
-        message=data["message"],
-        path=data["path"],
-        line=None if data["line"] is None else int(data["line"]),
-        hint=data["hint"],
-        code=data["code"],
-        kind=None if kind is None else FailureKind(kind),
-        step_id=data["step_id"],
-    )
-
-
-def run_to_json(run: Run) -> str:
-    """The whole *run* as JSON text (keys sorted, ASCII only)."""
-    failure = run.failure
-    data = {
-        "format": _RUN_FORMAT,
-        "id": run.id,
-        "target": run.target,
-        "phase": run.phase.value,
-        # Applied steps are nearly always a prefix of the plan: then their count says it all.
-        "applied": _applied(run),
-        "in_flight": run.in_flight,
-        "undo": list(run.undo),
-        "outcome": _enum_value(run.outcome),
-        "blocked": run.blocked,
-        "classification": _enum_value(run.classification),
-        "failure": None
-        if failure is None
-        else {
-            "kind": failure.kind.value,
-            "message": failure.message,
-            "step_id": failure.step_id,
-            "critical": failure.critical,
-        },
-        "findings": [_finding_dict(f) for f in run.findings],
-        "pending": [c.value for c in run.pending],
-        "holder": run.holder,
-        "version": run.version,
-    }
-    if run.rolls_back is not None:  # an operator's rollback only: other runs omit the keys
-        data["rolls_back"] = run.rolls_back
-        data["rolls_back_scope"] = _enum_value(run.rolls_back_scope)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _applied(run: Run) -> int | list[str]:
-    count = len(run.applied)
-    return count if run.steps[:count] == run.applied else list(run.applied)
-
-
-def steps_to_json(run: Run) -> str:
-    """The run's step ids as JSON (the ``steps`` column, written once)."""
-    return json.dumps(list(run.steps), separators=(",", ":"), ensure_ascii=True)
-
-
-def run_from_json(text: str, steps_text: str) -> Run:
-    """The run that :func:`run_to_json` and :func:`steps_to_json` wrote.
-
-    Raises:
-        StorageError: the text is not a run this code can read.
-    """
-    try:
-        data = json.loads(text)
-        steps = json.loads(steps_text)
-        applied = data["applied"]
-        if isinstance(applied, int):
-            applied = steps[:applied]
-        if data.get("format") != _RUN_FORMAT:
-            raise ValueError(f"unknown format {data.get('format')!r}")
-        failure = data["failure"]
-        outcome, classification = data["outcome"], data["classification"]
-        return Run(
-            id=data["id"],
-            target=data["target"],
-            phase=Phase(data["phase"]),
-            steps=tuple(steps),
-            applied=tuple(applied),
-            in_flight=data["in_flight"],
-            undo=data["undo"],
-            outcome=None if outcome is None else Outcome(outcome),
-            blocked=bool(data["blocked"]),
-            classification=None if classification is None else Classification(classification),
-            failure=None
-            if failure is None
-            else Failure(
-                kind=FailureKind(failure["kind"]),
-                message=failure["message"],
-                step_id=failure["step_id"],
-                critical=bool(failure["critical"]),
-            ),
-            findings=[_finding_from_dict(f) for f in data["findings"]],
-            pending=[Classification(c) for c in data["pending"]],
-            holder=data["holder"],
-            version=int(data["version"]),
-            rolls_back=data.get("rolls_back"),
-            rolls_back_scope=None
-            if data.get("rolls_back_scope") is None
-            else Classification(data["rolls_back_scope"]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StorageError(
-            f"migration_batches: a stored run cannot be read ({exc}); it was written by another"
-            " version of lupo_migrate, or edited by hand. Restore the row, or upgrade."
-        ) from exc
-
-
-def run_columns(run: Run, *, steps: bool = True) -> dict[str, Any]:
-    """The ``migration_batches`` columns of *run* (all but ``id`` and the stamps).
-
-    Without *steps*, the ``steps`` column is left out (a run's plan is written once; encoding
-    a long plan again for every state change costs more than the write).
-    """
-    columns = {
-        "run_id": run.id,
-        "target": run.target,
-        "phase": run.phase.value,
-        "outcome": _enum_value(run.outcome),
-        "version": run.version,
-        "blocked": run.blocked,
-        "holder": run.holder,
-        "state": run_to_json(run),
-    }
-    if steps:
-        columns["steps"] = steps_to_json(run)
-    return columns
-
-
 def applied_to_row(entry: AppliedStep) -> dict[str, Any]:
     """The ``migration_files`` columns of a ledger entry."""
     return {
@@ -289,12 +136,12 @@ def applied_from_row(row: Any) -> AppliedStep:
 
 def finding_to_row(run_id: str, finding: Finding, at: int) -> dict[str, Any]:
     """The ``migration_validation_log`` columns of a finding."""
-    return {"run_id": run_id, "recorded_at": at, **_finding_dict(finding)}
+    return {"run_id": run_id, "recorded_at": at, **finding_dict(finding)}
 
 
 def finding_from_row(row: Any) -> Finding:
     """A finding from a ``migration_validation_log`` row."""
-    return _finding_from_dict(row._mapping)
+    return finding_from_dict(row._mapping)
 
 
 def journal_to_row(entry: JournalEntry) -> dict[str, Any]:
