@@ -20,6 +20,8 @@ server but the end of :meth:`Dashboard.serve`.
 Served: ``GET /`` (the page, self-contained: no CDN), ``GET /api/state`` (the snapshot as
 JSON); any other path is 404, any other method 405, and a request naming another host than
 127.0.0.1 or localhost 403 (a web site re-pointing its name at 127.0.0.1 cannot read it).
+The sections of the snapshot are read by :mod:`lupo_migrate._dashboard_sections`, the HTTP
+side is :mod:`lupo_migrate._dashboard_http`.
 """
 
 from __future__ import annotations
@@ -34,15 +36,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import attrs
 
-from lupo_migrate._clock import from_stamp, to_stamp
-from lupo_migrate._dashboard_page import PAGE
-from lupo_migrate._decisions import is_open, status_at
-from lupo_migrate._metrics import SLACK, RunRecord, expected_seconds, history_stats
-from lupo_migrate._model import FailureKind, Phase, Run
+from lupo_migrate import _dashboard_sections as sections
+from lupo_migrate._clock import from_stamp
+from lupo_migrate._dashboard_http import HOST, handler
+from lupo_migrate._metrics import SLACK, RunRecord, expected_seconds
+from lupo_migrate._model import Phase, Run
 from lupo_migrate.errors import ConfigurationError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -54,16 +55,8 @@ __all__ = ["HOST", "Dashboard", "Mark", "estimate", "observe_phase"]
 logger = logging.getLogger("lupo_migrate")
 logger.addHandler(logging.NullHandler())
 
-#: The only address the dashboard listens on.
-HOST: Final = "127.0.0.1"
-#: Host names a request may name (anything else is refused: DNS rebinding).
-_HOSTS: Final = frozenset({"127.0.0.1", "localhost"})
-#: A lock holder silent for longer than this hangs (as ``Orchestrator.hung`` says).
-HUNG_AFTER: Final = 60.0
 #: Runs whose observed timelines are kept in memory.
 _TIMELINES: Final = 50
-#: Runs shown in the durations chart (the newest).
-_DURATIONS: Final = 40
 
 # ------------------------------------------------------------------ pure helpers
 
@@ -111,18 +104,9 @@ def estimate(
     return None, None
 
 
-def _epoch(stamp: int | None) -> float | None:
-    return None if stamp is None else from_stamp(stamp).timestamp()
-
-
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _stopped(run: Run) -> bool:
-    """The run undid an earlier completed run (an operator's rollback)."""
-    return run.failure is not None and run.failure.kind is FailureKind.OPERATOR_ABORT
 
 
 # ------------------------------------------------------------------ the dashboard
@@ -199,7 +183,7 @@ class Dashboard:
 
         times: Mapping[str, tuple[int, int | None]] = read("run times", self._run_times, {})
         run: Run | None = read("latest run", orch.status, None)
-        lock: dict[str, Any] | None = read("lock", lambda: self._lock(now), None)
+        lock: dict[str, Any] | None = read("lock", lambda: sections.lock(orch, now), None)
         key = None if run is None else (run.id, run.version)
         records: list[RunRecord]
         if key != self._slow_key or time.monotonic() - self._slow_at >= self.slow_every:
@@ -207,10 +191,10 @@ class Dashboard:
             # run moved, and now and then (an alert or a decision changes its checklist). A
             # failed read is tried again at the next poll.
             failed = len(errors)
-            records = read("history", lambda: self._records(times), [])
-            read("history charts", lambda: self._history(records, times), None)
+            records = read("history", lambda: sections.records(orch, times), [])
+            read("history charts", lambda: sections.history(records, times), None)
             if run is not None:
-                read("checklist", lambda: self._checklist(run), None)
+                read("checklist", lambda: sections.checklist(orch, run), None)
             self._slow_key = key
             self._slow_at = time.monotonic() if len(errors) == failed else float("-inf")
         else:
@@ -223,9 +207,9 @@ class Dashboard:
             "run": None if run is None else self._run(run, now, times.get(run.id), records),
             "timeline": [] if run is None else [attrs.asdict(m) for m in self._timelines[run.id]],
             "lock": lock,
-            "freeze": read("freeze", lambda: self._freeze(now), None),
-            "queue": read("queue", self._queue, []),
-            "decisions": read("decisions", lambda: self._decisions(now), []),
+            "freeze": read("freeze", lambda: sections.freeze(orch, now), None),
+            "queue": read("queue", lambda: sections.queue(orch), []),
+            "decisions": read("decisions", lambda: sections.decisions(orch, now), []),
             "checklist": checklist if run is not None else None,
             "history": self._last.get("history charts"),
             "dead": self._dead(run, lock),
@@ -250,15 +234,19 @@ class Dashboard:
         records: Sequence[RunRecord],
     ) -> dict[str, Any]:
         """The latest run as the page shows it; its timeline updated."""
-        stamp_start = _epoch(times[0]) if times else None
+        stamp_start = sections.epoch(times[0]) if times else None
         marks = self._timelines.get(run.id)
         if marks is None:  # first seen: its start (and end) from the storage, if it keeps them
             marks = ()
             if stamp_start is not None:
                 marks = (Mark("started", stamp_start, observed=False),)
             if run.ended and times and times[1] is not None:
-                marks += (Mark("idle", from_stamp(times[1]).timestamp(), False, _outcome(run)),)
-        marks = observe_phase(marks, run.phase.value, now.timestamp(), outcome=_outcome(run))
+                marks += (
+                    Mark("idle", from_stamp(times[1]).timestamp(), False, sections.outcome(run)),
+                )
+        marks = observe_phase(
+            marks, run.phase.value, now.timestamp(), outcome=sections.outcome(run)
+        )
         self._timelines[run.id] = marks
         self._timelines.move_to_end(run.id)
         while len(self._timelines) > _TIMELINES:
@@ -281,7 +269,7 @@ class Dashboard:
         return {
             "id": run.id,
             "phase": run.phase.value,
-            "outcome": _outcome(run),
+            "outcome": sections.outcome(run),
             "ended": run.ended,
             "blocked": run.blocked,
             "classification": None if run.classification is None else run.classification.value,
@@ -296,140 +284,6 @@ class Dashboard:
             "eta_seconds": eta,
             "eta_basis": basis,
             "pending": [c.value for c in run.pending],
-        }
-
-    def _lock(self, now: datetime) -> dict[str, Any] | None:
-        held = self.orchestrator.lock.holder()
-        if held is None:
-            return None
-        age = max(now.timestamp() - from_stamp(held.heartbeat).timestamp(), 0.0)
-        return {
-            "owner": held.owner,
-            "since": _epoch(held.since),
-            "heartbeat": _epoch(held.heartbeat),
-            "heartbeat_age_seconds": age,
-            "hung": age > HUNG_AFTER,
-        }
-
-    def _freeze(self, now: datetime) -> dict[str, Any] | None:
-        frozen = self.orchestrator.freeze.status()
-        if frozen is None:
-            return None
-        expires = from_stamp(frozen.expires).timestamp()
-        return {
-            "owner": frozen.owner,
-            "since": _epoch(frozen.since),
-            "expires": expires,
-            "seconds_left": max(expires - now.timestamp(), 0.0),
-        }
-
-    def _queue(self) -> list[dict[str, Any]]:
-        """The queue's active entries (none when the orchestrator has no queue)."""
-        queue = getattr(self.orchestrator, "queue", None)
-        if queue is None:
-            return []
-        try:
-            entries = queue()
-        except ConfigurationError:  # a storage that keeps no queue (not the RunQueue protocol)
-            return []
-        return [
-            {
-                "id": e.id,
-                "priority": e.priority,
-                "status": getattr(e.status, "value", e.status),
-                "enqueued_at": _epoch(e.enqueued_at),
-                "enqueued_by": e.enqueued_by,
-                "steps": len(e.steps),
-                "upto": e.upto,
-                "worker": e.worker,
-            }
-            for e in entries
-        ]
-
-    def _decisions(self, now: datetime) -> list[dict[str, Any]]:
-        """The open decisions (B/C/D, and completed runs' own rollback material), soonest
-        deadline first, with the seconds left in their windows."""
-        stamp = to_stamp(now)
-        shown = []
-        for record in self.orchestrator.decisions():
-            if not is_open(record, stamp):
-                continue
-            deadline = _epoch(record.deadline)
-            shown.append(
-                {
-                    "id": record.id,
-                    "run_id": record.run_id,
-                    "class": record.label,
-                    "status": status_at(record, stamp),
-                    "scope": list(record.scope),
-                    "recorded_at": _epoch(record.recorded_at),
-                    "window_seconds": record.window_seconds,
-                    "deadline": deadline,
-                    "seconds_left": None
-                    if deadline is None
-                    else max(deadline - now.timestamp(), 0.0),
-                }
-            )
-        return sorted(shown, key=lambda d: (d["deadline"] is None, d["deadline"] or 0.0))
-
-    def _checklist(self, run: Run) -> dict[str, Any]:
-        return {
-            "run_id": run.id,
-            "items": [
-                {
-                    "stage": i.stage,
-                    "label": i.label,
-                    "state": i.state,
-                    "mark": i.mark,
-                    "evidence": i.evidence,
-                }
-                for i in self.orchestrator.checklist(run.id)
-            ],
-        }
-
-    def _records(self, times: Mapping[str, tuple[int, int | None]]) -> list[RunRecord]:
-        """The history as analytics read it: with times where the storage keeps them."""
-        orch = self.orchestrator
-        ledger = orch.storage.applied(orch.target_name)
-        records = []
-        for index, run in enumerate(orch.history()):
-            when = times.get(run.id)
-            failed = run.failure.step_id if run.failure is not None else None
-            entry = ledger.get(failed) if failed is not None else None
-            records.append(
-                RunRecord(
-                    run_id=run.id,
-                    outcome=_outcome(run),
-                    started=float(index) if when is None else from_stamp(when[0]).timestamp(),
-                    ended=None
-                    if when is None or when[1] is None or not run.ended
-                    else from_stamp(when[1]).timestamp(),
-                    steps=len(run.steps),
-                    failure_kind=None if run.failure is None else run.failure.kind.value,
-                    failed_file_type=None if entry is None else entry.file_type,
-                    operator_rollback=_stopped(run),
-                )
-            )
-        return records
-
-    def _history(
-        self, records: Sequence[RunRecord], times: Mapping[str, tuple[int, int | None]]
-    ) -> dict[str, Any]:
-        stats = history_stats(records)
-        return {
-            "runs": stats.runs,
-            "by_outcome": dict(stats.by_outcome),
-            "rollback_frequency": stats.rollback_frequency,
-            "operator_rollbacks": stats.operator_rollbacks,
-            "durations": [
-                {"run_id": run_id, "seconds": seconds}
-                for run_id, seconds in stats.durations[-_DURATIONS:]
-            ],
-            "durations_recorded": bool(times),
-            "median_seconds": stats.median_seconds,
-            "p90_seconds": stats.p90_seconds,
-            "failures_by_type": dict(stats.failures_by_type),
-            "failures_by_file_type": dict(stats.failures_by_file_type),
         }
 
     def _dead(self, run: Run | None, lock: dict[str, Any] | None) -> str | None:
@@ -472,7 +326,7 @@ class Dashboard:
             ConfigurationError: the port cannot be listened on (in use, or privileged).
         """
         try:
-            server = http.server.ThreadingHTTPServer((HOST, port), _handler(self))
+            server = http.server.ThreadingHTTPServer((HOST, port), handler(self.state_json))
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve the dashboard on {HOST}:{port}: {exc.strerror or exc};"
@@ -499,66 +353,3 @@ class Dashboard:
             server.shutdown()
             server.server_close()
             poller.join(timeout=30)
-
-
-def _outcome(run: Run) -> str | None:
-    return None if run.outcome is None else run.outcome.value
-
-
-def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
-    page = PAGE.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "lupo-migrate-dashboard"
-
-        def do_GET(self) -> None:
-            host = (self.headers.get("Host") or HOST).rsplit(":", 1)[0].strip("[]").lower()
-            if host not in _HOSTS:
-                self._answer(403, b"only 127.0.0.1 and localhost are served\n")
-                return
-            path = urlsplit(self.path).path
-            if path == "/":
-                self._answer(200, page, "text/html; charset=utf-8")
-            elif path == "/api/state":
-                self._answer(200, board.state_json(), "application/json")
-            else:
-                self._answer(404, b"not found: the dashboard serves / and /api/state\n")
-
-        def _refuse(self) -> None:
-            self._answer(405, b"read-only: only GET is served\n", allow=True)
-
-        do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
-        do_OPTIONS = do_TRACE = do_CONNECT = _refuse
-
-        def _answer(
-            self,
-            status: int,
-            body: bytes,
-            content_type: str = "text/plain; charset=utf-8",
-            *,
-            allow: bool = False,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", _CSP)
-            if allow:
-                self.send_header("Allow", "GET")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            del format, args  # the library prints nothing
-
-    return Handler
-
-
-#: The page loads nothing from elsewhere; its script and styles are inline.
-_CSP: Final = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
-    " connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none';"
-    " frame-ancestors 'none'"
-)
