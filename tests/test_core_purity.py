@@ -19,6 +19,8 @@ CORE = (
     "_rollback",
     "_registry",
     "_validation",
+    "_validation_facts",
+    "_schema_checks",
     "_headers",
     "_names",
     "_yaml",

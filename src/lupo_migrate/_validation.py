@@ -4,6 +4,12 @@ A failed check is a finding, never an exception, and every validator runs, so a 
 every problem at once. Built-ins are small frozen callables with a readable ``repr``, made by
 public factories. Pure: a validator sees only the values in its ``ValidationContext`` (the
 shell measures live facts, such as the table count, beforehand).
+
+This module holds the combinators, the checks of the plan itself (checksums, dependencies, the
+table budget) and those of the rollback and performance facts the shell measures (backup limit,
+rollback availability, probes). The schema and data comparisons live in ``_schema_checks``, the
+fact keys in ``_validation_facts``; both are re-exported here, the one place to import
+validators from.
 """
 
 from __future__ import annotations
@@ -13,8 +19,32 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate._fingerprint import Fingerprint, diff, restrict
 from lupo_migrate._model import FailureKind, Finding, Severity, Stage, ValidationContext
+
+# The next two imports are re-exported (listed in __all__): importers take every validator and
+# fact key from here.
+from lupo_migrate._schema_checks import (
+    declared_effects,
+    expected_existence,
+    referring,
+    schema_drift,
+    touched_keys,
+    untouched_unchanged,
+)
+from lupo_migrate._validation_facts import (
+    BEFORE,
+    DATA_AFTER,
+    DATA_BEFORE,
+    EFFECTS,
+    ESTIMATES,
+    EXPLICIT_DOWN,
+    FINGERPRINT,
+    NO_ROLLBACK,
+    PROBES_AFTER,
+    PROBES_BEFORE,
+    RECORDED,
+    UNKNOWN,
+)
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.typing import Validator
 
@@ -173,280 +203,7 @@ def table_budget(budget: int = DEFAULT_TABLE_BUDGET, *, fact: str = "core_tables
 
 
 # --------------------------------------------------------------------------------------------
-# Schema and data checks. The shell measures; these compare. Facts they read:
-
-#: The live schema fingerprint at this stage (PRE: before the run; POST: after it).
-FINGERPRINT: Final = "fingerprint"
-#: PRE: the fingerprint the last run left (None on the first run).
-RECORDED: Final = "recorded_fingerprint"
-#: POST: the fingerprint read before the run.
-BEFORE: Final = "fingerprint_before"
-#: What the plan's statements declare, in order: (step id, kind, name, action, new name);
-#: kinds ``table``, ``view``, ``trigger``...; actions ``create``, ``alter``, ``drop``,
-#: ``rename``, ``write``.
-EFFECTS: Final = "effects"
-#: Statements whose effects cannot be told from their text: (step id, first word).
-UNKNOWN: Final = "unknown_effects"
-#: Row counts and checksums (``TableData``) of the tables the plan does not touch.
-DATA_BEFORE: Final = "data_before"
-DATA_AFTER: Final = "data_after"
-#: About how many rows each table holds (the catalog's estimate).
-ESTIMATES: Final = "row_estimates"
-#: Steps with a down section of their own (or a down twin): they need no backups.
-EXPLICIT_DOWN: Final = "explicit_down"
-#: Steps whose rollback cannot be guaranteed, with why: (step id, reason).
-NO_ROLLBACK: Final = "no_rollback"
-#: Seconds each declared performance probe took (None: it failed).
-PROBES_BEFORE: Final = "probes_before"
-PROBES_AFTER: Final = "probes_after"
-
-#: Object kinds whose existence the fingerprint tells.
-_SEEN_KINDS: Final = frozenset({"table", "view", "trigger"})
-
-
-@attrs.frozen(repr=False)
-class _SchemaDrift:
-    fail: bool
-
-    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
-        recorded, live = context.facts.get(RECORDED), context.facts.get(FINGERPRINT)
-        if recorded is None or live is None or context.stage is not Stage.PRE:
-            return
-        differences = diff(recorded, live)
-        if not differences:
-            return
-        shown = "; ".join(str(d) for d in differences[:10])
-        more = f" and {len(differences) - 10} more" if len(differences) > 10 else ""
-        yield Finding(
-            severity=Severity.ERROR if self.fail else Severity.WARNING,
-            message=f"the schema changed since the last run ({len(differences)}"
-            f" difference(s)): {shown}{more}",
-            hint="something changed the schema outside lupo_migrate: review the differences;"
-            " to run anyway and take the live schema as the new reference, pass --allow-drift",
-            code="drift",
-            kind=FailureKind.CRITICAL_VALIDATION,
-        )
-
-    def __repr__(self) -> str:
-        return f"schema_drift(fail={self.fail})"
-
-
-def schema_drift(*, fail: bool = True) -> Validator:
-    """PRE: the live schema must equal the fingerprint the last run recorded (no drift).
-
-    Args:
-        fail: a drift stops the run (True) or is only reported (False).
-    """
-    return _SchemaDrift(fail)
-
-
-def expected_existence(effects: Iterable[tuple[str, str, str, str, str | None]]) -> dict[str, bool]:
-    """Which objects the effects say exist (True) or not (False) at the end, by key.
-
-    Columns (kind ``column``, name ``table.column``, actions ``add``, ``drop``, ``rename``)
-    follow their table: renamed with it, gone with it.
-    """
-    state: dict[str, bool] = {}
-    for _step, kind, name, action, new_name in effects:
-        if kind == "column":
-            if action == "add":
-                state[f"column:{name}"] = True
-            elif action == "drop":
-                state[f"column:{name}"] = False
-            elif action == "rename" and new_name is not None:
-                state[f"column:{name}"] = False
-                state[f"column:{new_name}"] = True
-            continue
-        if kind not in _SEEN_KINDS:
-            continue
-        key = f"{kind}:{name}"
-        if action == "create":
-            state[key] = True
-        elif action == "drop":
-            state[key] = False
-            if kind == "table":
-                for column in [k for k in state if k.startswith(f"column:{name}.")]:
-                    del state[column]  # gone with its table (says nothing more)
-        elif action == "rename" and new_name is not None:
-            state[key] = False
-            state[f"{kind}:{new_name}"] = True
-            if kind == "table":
-                for column in [k for k in state if k.startswith(f"column:{name}.")]:
-                    state[f"column:{new_name}.{column.split('.', 1)[1]}"] = state.pop(column)
-    return state
-
-
-def _present(fingerprint: Fingerprint, key: str) -> bool:
-    if key.startswith("column:"):
-        table, _, column = key[7:].rpartition(".")
-        obj = fingerprint.objects.get(f"table:{table}") or {}
-        return any(str(c.get("name", "")).lower() == column.lower() for c in obj.get("columns", ()))
-    return key in fingerprint.objects
-
-
-def touched_keys(effects: Iterable[tuple[str, str, str, str, str | None]]) -> set[str]:
-    """Every object key the effects name (renamed objects under both names)."""
-    keys: set[str] = set()
-    for _step, kind, name, _action, new_name in effects:
-        keys.add(f"{kind}:{name}")
-        if new_name is not None:
-            keys.add(f"{kind}:{new_name}")
-    return keys
-
-
-@attrs.frozen(repr=False)
-class _DeclaredEffects:
-    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
-        after = context.facts.get(FINGERPRINT)
-        effects = context.facts.get(EFFECTS)
-        if after is None or effects is None or context.stage is not Stage.POST:
-            return
-        last_step: dict[str, str] = {}
-        for step, kind, name, _action, new_name in effects:
-            last_step[f"{kind}:{name}"] = step
-            if new_name is not None:
-                last_step[f"{kind}:{new_name}"] = step
-        for key, exists in sorted(expected_existence(effects).items()):
-            if _present(after, key) != exists:
-                kind, _, name = key.partition(":")
-                said, found = ("created", "is missing") if exists else ("dropped", "still exists")
-                yield Finding(
-                    severity=Severity.ERROR,
-                    message=f"{kind} {name} should be {said} by the run but {found} after it",
-                    hint="a statement did not do what it says (a conditional or a failed"
-                    " dynamic statement?); the run is rolled back",
-                    code="effect-missing",
-                    kind=FailureKind.CRITICAL_VALIDATION,
-                    step_id=last_step.get(key),
-                )
-
-    def __repr__(self) -> str:
-        return "declared_effects()"
-
-
-def declared_effects() -> Validator:
-    """POST: each table, view and trigger the plan creates, drops or renames is (or is not)
-    there after the run, as its statements declare."""
-    return _DeclaredEffects()
-
-
-def referring(fingerprint: Fingerprint, tables: Iterable[str]) -> set[str]:
-    """Keys of the tables whose foreign keys, and the views and triggers whose text, name one
-    of *tables* (what a database may rewrite when one of them is renamed)."""
-    names = {n.lower() for n in tables}
-    if not names:
-        return set()
-    found = set()
-    for key, value in fingerprint.objects.items():
-        kind, _, own = key.partition(":")
-        if kind == "table":
-            text = " ".join(" ".join(map(str, fk.values())) for fk in value.get("foreign_keys", ()))
-        elif kind in ("view", "trigger"):
-            text = " ".join(str(v) for v in value.values())
-        else:
-            continue
-        if own.lower() not in names and any(_mentions(text.lower(), n) for n in names):
-            found.add(key)
-    return found
-
-
-def _linked_tables(fingerprint: Fingerprint, touched: set[str]) -> set[str]:
-    """Tables a touched table's triggers mention, or whose foreign keys reference one: a run
-    may change them without touching them itself."""
-    names = {k[6:] for k in touched if k.startswith("table:")}
-    linked: set[str] = set()
-    for key, value in fingerprint.objects.items():
-        if key.startswith("trigger:") and value.get("table") in names:
-            text = " ".join(str(v) for v in value.values()).lower()
-            linked.update(
-                k[6:]
-                for k in fingerprint.objects
-                if k.startswith("table:") and _mentions(text, k[6:].lower())
-            )
-        elif key.startswith("table:") and any(
-            _mentions(" ".join(map(str, fk.values())).lower(), n.lower())
-            for fk in value.get("foreign_keys", ())
-            for n in names
-        ):
-            linked.add(key[6:])
-    return linked
-
-
-def _mentions(text: str, name: str) -> bool:
-    start = text.find(name)
-    while start >= 0:
-        end = start + len(name)
-        before = text[start - 1] if start else " "
-        after = text[end] if end < len(text) else " "
-        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
-            return True
-        start = text.find(name, start + 1)
-    return False
-
-
-@attrs.frozen(repr=False)
-class _UntouchedUnchanged:
-    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
-        facts = context.facts
-        before, after = facts.get(BEFORE), facts.get(FINGERPRINT)
-        effects = facts.get(EFFECTS)
-        if before is None or after is None or effects is None or context.stage is not Stage.POST:
-            return
-        if facts.get(UNKNOWN):
-            words = ", ".join(sorted({w for _, w in facts[UNKNOWN]}))
-            yield Finding(
-                severity=Severity.INFO,
-                message=f"objects the run did not touch were not compared: statements ({words})"
-                " may change anything",
-                code="untouched-unchecked",
-            )
-            return
-        touched = touched_keys(effects)
-        # A table's triggers go and come with it.
-        tables = {k[6:] for k in touched if k.startswith("table:")}
-        touched |= {
-            key
-            for fingerprint in (before, after)
-            for key, value in fingerprint.objects.items()
-            if key.startswith("trigger:") and value.get("table") in tables
-        }
-        # What refers to a renamed table may be rewritten with it (SQLite does).
-        renamed = {name for _, kind, name, action, _ in effects if action == "rename"}
-        touched |= referring(before, renamed)
-        untouched = (set(before.objects) | set(after.objects)) - touched
-        for difference in diff(restrict(before, untouched), restrict(after, untouched)):
-            yield Finding(
-                severity=Severity.ERROR,
-                message=f"{difference} (the run's statements do not touch it)",
-                hint="something else changed the schema during the run",
-                code="untouched-changed",
-                kind=FailureKind.DATA_INTEGRITY,
-            )
-        linked = _linked_tables(before, touched)
-        rows_before, rows_after = facts.get(DATA_BEFORE) or {}, facts.get(DATA_AFTER) or {}
-        for name in sorted(set(rows_before) & set(rows_after)):
-            old, new = rows_before[name], rows_after[name]
-            if f"table:{name}" in touched or old == new:
-                continue
-            through = name in linked
-            yield Finding(
-                severity=Severity.WARNING if through else Severity.ERROR,
-                message=f"table {name}, which the run does not touch, changed: rows {old.rows}"
-                f" -> {new.rows}, checksum {old.checksum} -> {new.checksum}"
-                + (" (through a trigger or foreign key of a table it touches)" if through else ""),
-                hint=None if through else "writes reached it during the run: check the freeze",
-                code="untouched-data-changed",
-                kind=None if through else FailureKind.DATA_INTEGRITY,
-            )
-
-    def __repr__(self) -> str:
-        return "untouched_unchanged()"
-
-
-def untouched_unchanged() -> Validator:
-    """POST: objects the plan's statements do not touch have the same definition, and tables
-    they do not touch the same rows (row count and checksum), as before the run."""
-    return _UntouchedUnchanged()
+# Rollback and performance checks on facts the shell measures (keys in ``_validation_facts``).
 
 
 @attrs.frozen(repr=False)
