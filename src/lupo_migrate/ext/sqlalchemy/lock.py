@@ -44,9 +44,9 @@ from lupo_migrate._liveness import certainly_dead, mark, mark_of
 from lupo_migrate._model import LockInfo
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError, StorageError
+from lupo_migrate.ext.sqlalchemy._creating import ensure_schema
 from lupo_migrate.ext.sqlalchemy._tables import (
     describe,
-    ensure_schema,
     ensure_state_row,
     make_tables,
     reason,

@@ -38,12 +38,12 @@ from lupo_migrate._queue import ACTIVE, QueueEntry
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
+from lupo_migrate.ext.sqlalchemy._creating import ensure_schema
 from lupo_migrate.ext.sqlalchemy._hot import HotPath
 from lupo_migrate.ext.sqlalchemy._pipeline import CAS_GUARD, pipeline_of
 from lupo_migrate.ext.sqlalchemy._tables import (
     OrchestrationTables,
     describe,
-    ensure_schema,
     ensure_state_row,
     make_tables,
     reason,
