@@ -34,14 +34,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
-import attrs
 import sqlalchemy as sa
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._queue import Job, Lease
 from lupo_migrate.backends.memory import EPHEMERAL_TABLES, SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError, StorageError
-from lupo_migrate.ext.sqlalchemy._tables import _OPTIONS, _long_text, describe, reason
+from lupo_migrate.ext.sqlalchemy._ephemeral_tables import EphemeralTables, make_ephemeral_tables
+from lupo_migrate.ext.sqlalchemy._tables import describe, reason
 from lupo_migrate.typing import Clock
 
 __all__ = [
@@ -60,9 +60,6 @@ SCHEMA_LEASE: Final = "__schema__"
 #: Rows one purge statement deletes at most on MySQL/MariaDB.
 PURGE_BATCH: Final = 1000
 _NEVER: Final = 99991231235959
-#: The orchestration tables' options (InnoDB, utf8mb4, binary collation); no key here is a
-#: counter, so SQLite's AUTOINCREMENT is left out.
-_EPHEMERAL_OPTIONS: Final = {k: v for k, v in _OPTIONS.items() if k != "sqlite_autoincrement"}
 _CREATE_ATTEMPTS: Final = 10
 #: Tries at a write that met a deadlock or a lock wait timeout (concurrent takers, purges).
 _ATTEMPTS: Final = 6
@@ -80,71 +77,6 @@ def _transient(exc: BaseException | None) -> bool:
         return False
     code = getattr(orig, "pgcode", None) or (getattr(orig, "args", None) or [None])[0]
     return code in _TRANSIENT or "database is locked" in str(orig)
-
-
-def _expires() -> sa.Column[int]:
-    return sa.Column("expires_at", sa.BigInteger(), nullable=False, index=True)
-
-
-@attrs.frozen
-class EphemeralTables:
-    """The five ephemeral tables, built on one ``MetaData`` by :func:`make_ephemeral_tables`."""
-
-    metadata: sa.MetaData
-    sessions: sa.Table
-    cache: sa.Table
-    temp_data: sa.Table
-    job_queue: sa.Table
-    locks: sa.Table
-
-    @property
-    def all(self) -> tuple[sa.Table, ...]:
-        """The five tables, in creation order."""
-        return (self.sessions, self.cache, self.temp_data, self.job_queue, self.locks)
-
-
-def make_ephemeral_tables(
-    metadata: sa.MetaData | None = None, *, schema: str | None = None
-) -> EphemeralTables:
-    """Define the ephemeral tables on *metadata* (a new one by default) in *schema*."""
-    md = sa.MetaData() if metadata is None else metadata
-
-    def values(name: str) -> sa.Table:
-        return sa.Table(
-            name,
-            md,
-            sa.Column("name", sa.String(191), primary_key=True),
-            sa.Column("value", _long_text(), nullable=False),
-            sa.Column("created_at", sa.BigInteger(), nullable=False),
-            _expires(),
-            schema=schema,
-            **_EPHEMERAL_OPTIONS,
-        )
-
-    job_queue = sa.Table(
-        "job_queue",
-        md,
-        sa.Column("entry_id", sa.BigInteger(), primary_key=True, autoincrement=False),
-        sa.Column("target", sa.String(191), nullable=False, index=True),
-        sa.Column("worker", sa.String(255), nullable=False),
-        sa.Column("claimed_at", sa.BigInteger(), nullable=False),
-        _expires(),
-        schema=schema,
-        **_EPHEMERAL_OPTIONS,
-    )
-    locks = sa.Table(
-        "locks",
-        md,
-        sa.Column("name", sa.String(191), primary_key=True),
-        sa.Column("owner", sa.String(255), nullable=False),
-        sa.Column("since", sa.BigInteger(), nullable=False),
-        _expires(),
-        schema=schema,
-        **_EPHEMERAL_OPTIONS,
-    )
-    return EphemeralTables(
-        md, values("sessions"), values("cache"), values("temp_data"), job_queue, locks
-    )
 
 
 def _ttl(ttl: object) -> timedelta:
