@@ -22,6 +22,7 @@ CORE = (
     "_validation_facts",
     "_schema_checks",
     "_headers",
+    "_headers_yaml",
     "_names",
     "_yaml",
     "_schema",
@@ -31,6 +32,8 @@ CORE = (
     "_fingerprint",
     "_decisions",
     "_frontmatter",
+    "_frontmatter_blocks",
+    "_frontmatter_text",
     "_queue",
     "_placement",
 )

@@ -7,24 +7,18 @@ ends (LF or CRLF) and a BOM. The header is parsed with the safe, lenient YAML re
 replaces those characters only, then the header is parsed again and must read as before except
 for the edited field (else the edit is refused, nothing written).
 
-Header formats
---------------
+Layout
+------
 
-``markdown``
-    YAML front matter between a first line ``---`` and a line ``---`` or ``...`` (also the
-    lenient form without the opening line, as :func:`lupo_migrate._headers.read_front_matter`).
-``php``
-    A docblock (``/** ... */``, on the first lines, after ``<?php``) whose lines, without their
-    leading `` * ``, are YAML; ``---`` lines inside it are fences.
-``json``
-    The whole file: a JSON object (read as YAML flow, which JSON is, so marks work too).
-
-Field paths
------------
-
-``file.last_modified_system_version`` names a literal top-level key with dots in it where
-there is one (the WOLFIE headers have such keys), else the key ``last_modified_system_version``
-inside the mapping ``file``: at each level the longest literal key wins.
+This module holds the edit operations (:class:`Operations`, :func:`edit_header`, what each of
+``set``, ``add``, ``rename`` and ``remove`` changes) and the stamp rules (:func:`is_stamp`,
+:func:`regressed`). Finding and reading the header, with the header formats (``markdown``
+front matter, ``php`` docblock, ``json``) and the field paths (``file.version``: at each
+level the longest literal key wins), is :mod:`lupo_migrate._frontmatter_blocks`; the file
+being edited and the rendering of values as header text is
+:mod:`lupo_migrate._frontmatter_text`. The reading names (:data:`FORMATS`,
+:class:`HeaderEditError`, :func:`format_of`, :func:`header_mapping`,
+:func:`read_header_value`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -37,8 +31,20 @@ from typing import Any, Final
 import attrs
 import yaml
 
+from lupo_migrate._frontmatter_blocks import (
+    FORMATS,
+    HeaderEditError,
+    _Block,
+    _get,
+    _locate,
+    _parent,
+    _resolve,
+    format_of,
+    header_mapping,
+    read_header_value,
+)
+from lupo_migrate._frontmatter_text import _Doc, _render, _render_key
 from lupo_migrate._names import version_key
-from lupo_migrate._yaml import load_document
 
 __all__ = [
     "FORMATS",
@@ -53,26 +59,8 @@ __all__ = [
     "regressed",
 ]
 
-#: Header formats, picked from the file name by :func:`format_of`.
-FORMATS: Final = ("markdown", "php", "json")
-_BOM: Final = "\ufeff"
-_KEY_LINE: Final = re.compile(r"^[A-Za-z_][\w.\-]*:(?:[ \t]|$)")
-_PHP_PREFIX: Final = re.compile(r"^[ \t]*\*(?:[ \t]|$)")
-_FENCE_LIMIT: Final = 500
 #: Header fields whose values are modification stamps (or versions) that must not go back.
 _STAMP: Final = re.compile(r"(last_modified|modified|updated|timestamp|_ymdhis)", re.IGNORECASE)
-
-
-class HeaderEditError(ValueError):
-    """An edit that cannot be made byte-preservingly; nothing is changed.
-
-    Attributes:
-        line: the 1-based file line concerned, if known.
-    """
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
 
 
 @attrs.frozen(kw_only=True)
@@ -116,17 +104,6 @@ class Change:
     line: int
 
 
-def format_of(path: str) -> str:
-    """The header format of a file by its name: ``.php`` -> php, ``.json`` -> json, else
-    markdown (front matter)."""
-    lower = path.lower()
-    if lower.endswith((".php", ".phtml", ".inc")):
-        return "php"
-    if lower.endswith(".json"):
-        return "json"
-    return "markdown"
-
-
 def is_stamp(field: str) -> bool:
     """Whether *field* holds a modification stamp or version that must only move forward."""
     return bool(_STAMP.search(field.rpartition(".")[2] or field))
@@ -139,276 +116,7 @@ def regressed(old: Any, new: Any) -> bool:
     return version_key(str(new)) < version_key(str(old))
 
 
-# ------------------------------------------------------------------------- locating headers
-
-
-@attrs.frozen
-class _Block:
-    """The header's lines as parsed: content line i is file line ``first + i``."""
-
-    first: int
-    content: tuple[str, ...]
-    offsets: tuple[int, ...]
-    prefixes: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.content)
-
-
-def _lines(text: str) -> tuple[list[str], list[str]]:
-    """The file's lines without their ends, and the ends (``\\n``, ``\\r\\n`` or ``""``)."""
-    raw = text.split("\n")
-    lines: list[str] = []
-    ends: list[str] = []
-    for index, line in enumerate(raw):
-        last = index == len(raw) - 1
-        if line.endswith("\r"):
-            lines.append(line[:-1])
-            ends.append("\r" if last else "\r\n")
-        else:
-            lines.append(line)
-            ends.append("" if last else "\n")
-    return lines, ends
-
-
-def _locate(lines: Sequence[str], fmt: str) -> _Block | None:
-    if fmt == "json":
-        return _Block(0, tuple(lines), (0,) * len(lines), ("",) * len(lines))
-    if fmt == "php":
-        return _locate_php(lines)
-    head = lines[:_FENCE_LIMIT]
-    if head and head[0].rstrip() == "---":
-        for index in range(1, len(head)):
-            if head[index].rstrip() in ("---", "..."):
-                body = tuple(head[1:index])
-                return _Block(1, body, (0,) * len(body), ("",) * len(body))
-        raise HeaderEditError("front matter opened by '---' on line 1 is never closed", 1)
-    if head and _KEY_LINE.match(head[0]):
-        for index in range(1, len(head)):
-            if head[index].rstrip() == "---":
-                body = tuple(head[:index])
-                return _Block(0, body, (0,) * len(body), ("",) * len(body))
-    return None
-
-
-def _locate_php(lines: Sequence[str]) -> _Block | None:
-    start = None
-    for index, line in enumerate(lines[:6]):
-        if line.lstrip().startswith("/*"):
-            start = index
-            break
-    if start is None:
-        return None
-    content: list[str] = []
-    offsets: list[int] = []
-    prefixes: list[str] = []
-    for line in lines[start + 1 : start + _FENCE_LIMIT]:
-        if "*/" in line:
-            return _Block(start + 1, tuple(content), tuple(offsets), tuple(prefixes))
-        match = _PHP_PREFIX.match(line)
-        prefix = match.group(0) if match else ""
-        rest = line[len(prefix) :]
-        content.append("" if rest.strip() == "---" else rest)
-        offsets.append(len(prefix))
-        prefixes.append(prefix or " * ")
-    raise HeaderEditError(f"the docblock opened on line {start + 1} is never closed", start + 1)
-
-
-def _parse(block: _Block, path: str) -> tuple[dict[str, Any], yaml.MappingNode]:
-    loaded = load_document(block.text, path=path, first_line=block.first + 1, lenient=True)
-    if loaded.error is not None:
-        raise HeaderEditError(loaded.error.message, loaded.error.line)
-    if not isinstance(loaded.value, dict) or not isinstance(loaded.node, yaml.MappingNode):
-        raise HeaderEditError("the header is not a mapping of fields", block.first + 1)
-    return loaded.value, loaded.node
-
-
-# ----------------------------------------------------------------------------- field paths
-
-
-@attrs.frozen
-class _Found:
-    keys: tuple[str, ...]  # the literal keys walked, outermost first
-    key: yaml.ScalarNode
-    value: yaml.Node
-    parent: yaml.MappingNode
-
-
-def _resolve(node: yaml.MappingNode, parts: Sequence[str]) -> _Found | None:
-    """The key/value nodes at *parts*: at each level the longest literal key wins."""
-    for size in range(len(parts), 0, -1):
-        wanted = ".".join(parts[:size])
-        for key, value in reversed(node.value):  # the last of repeated keys wins
-            if isinstance(key, yaml.ScalarNode) and key.value == wanted:
-                if size == len(parts):
-                    return _Found((wanted,), key, value, node)
-                if isinstance(value, yaml.MappingNode):
-                    inner = _resolve(value, parts[size:])
-                    if inner is not None:
-                        return attrs.evolve(inner, keys=(wanted, *inner.keys))
-                break
-    return None
-
-
-def _parent(
-    node: yaml.MappingNode, parts: Sequence[str]
-) -> tuple[yaml.MappingNode, str, tuple[str, ...]]:
-    """Where an absent field *parts* would be added: the deepest existing mapping along it,
-    the key to add there, and the keys walked."""
-    for size in range(len(parts) - 1, 0, -1):
-        found = _resolve(node, parts[:size])
-        if found is not None and isinstance(found.value, yaml.MappingNode):
-            return found.value, ".".join(parts[size:]), found.keys
-    return node, ".".join(parts), ()
-
-
-def read_header_value(text: str, path: str, field: str) -> tuple[bool, Any]:
-    """``(present, value)`` of *field* in the header of *text* (no header: absent).
-
-    Raises:
-        HeaderEditError: the header cannot be read.
-    """
-    lines, _ = _lines(text[1:] if text.startswith(_BOM) else text)
-    block = _locate(lines, format_of(path))
-    if block is None:
-        return False, None
-    value, node = _parse(block, path)
-    found = _resolve(node, field.split("."))
-    if found is None:
-        return False, None
-    return True, _get(value, found.keys)
-
-
-def header_mapping(text: str, path: str, fmt: str | None = None) -> dict[str, Any]:
-    """The header of *text* as read (empty when there is none or it does not read)."""
-    lines, _ = _lines(text[1:] if text.startswith(_BOM) else text)
-    try:
-        block = _locate(lines, fmt or format_of(path))
-        return {} if block is None else _parse(block, path)[0]
-    except HeaderEditError:
-        return {}
-
-
-def _get(mapping: Any, keys: Sequence[str]) -> Any:
-    for key in keys:
-        mapping = mapping[key]
-    return mapping
-
-
-# ------------------------------------------------------------------------------- rendering
-
-
-def _reads_back(text: str, value: Any) -> bool:
-    try:
-        return bool(yaml.safe_load(f"k: {text}") == {"k": value})
-    except yaml.YAMLError:
-        return False
-
-
-def _render(value: Any, *, fmt: str, style: str | None) -> str:
-    if fmt == "json" or isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if not isinstance(value, str):
-        return str(value)
-    if style == "'":
-        return "'" + value.replace("'", "''") + "'"
-    if style is None and value == value.strip() and "\n" not in value and _reads_back(value, value):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _render_key(key: str, fmt: str) -> str:
-    if fmt != "json" and re.fullmatch(r"[A-Za-z_][\w.\-]*", key) and _reads_back(key, key):
-        return key
-    return json.dumps(key, ensure_ascii=False)
-
-
 # ---------------------------------------------------------------------------------- editing
-
-
-@attrs.define
-class _Doc:
-    """A file being edited: its lines and line ends, and whether it had a BOM."""
-
-    lines: list[str]
-    ends: list[str]
-    bom: bool
-    fmt: str
-    path: str
-
-    @classmethod
-    def of(cls, text: str, fmt: str, path: str) -> _Doc:
-        bom = text.startswith(_BOM)
-        lines, ends = _lines(text[1:] if bom else text)
-        return cls(lines, ends, bom, fmt, path)
-
-    @property
-    def text(self) -> str:
-        body = "".join(line + end for line, end in zip(self.lines, self.ends, strict=True))
-        return (_BOM if self.bom else "") + body
-
-    def parsed(self) -> tuple[_Block, dict[str, Any], yaml.MappingNode]:
-        block = _locate(self.lines, self.fmt)
-        if block is None:
-            raise HeaderEditError("the file has no header")
-        value, node = _parse(block, self.path)
-        return block, value, node
-
-    def span(self, block: _Block, node: yaml.Node) -> tuple[int, int, int]:
-        """File line index and columns of a one-line *node*, checked against the file."""
-        start, end = node.start_mark, node.end_mark
-        line = block.first + start.line
-        if end.line != start.line:
-            raise HeaderEditError(
-                "the value spans several lines; only one-line values are edited", line + 1
-            )
-        first = block.offsets[start.line] + start.column
-        last = block.offsets[start.line] + end.column
-        shown = self.lines[line][first:last]
-        if isinstance(node, yaml.ScalarNode):
-            style = node.style
-            ok = shown == node.value if style is None else shown[:1] == shown[-1:] == style
-        else:
-            ok = shown[:1] in "[{"
-        if not ok:
-            raise HeaderEditError(
-                f"the field's text {shown!r} is not where the header says (a line the lenient"
-                " reader repaired); quote its value in the file first",
-                line + 1,
-            )
-        return line, first, last
-
-    def snapshot(self) -> tuple[list[str], list[str]]:
-        """The lines and ends as they are (see :meth:`settle`)."""
-        return list(self.lines), list(self.ends)
-
-    def settle(
-        self, saved: tuple[list[str], list[str]], expected: dict[str, Any], line: int
-    ) -> None:
-        """Keep the edit if the header now reads as *expected*; else put *saved* back and
-        raise :class:`HeaderEditError` naming *line*."""
-        try:
-            _checked(self, expected, line)
-        except HeaderEditError:
-            self.lines, self.ends = saved
-            raise
-
-    def replace(self, line: int, first: int, last: int, text: str) -> None:
-        self.lines[line] = self.lines[line][:first] + text + self.lines[line][last:]
-
-    def insert(self, at: int, text: str) -> None:
-        """A new line *text* before line *at*, ended like the file's other lines."""
-        newline = next((end for end in self.ends if end), "\n")
-        if at > 0 and not self.ends[at - 1]:  # after a last line without an end
-            self.ends[at - 1] = newline
-            newline = ""
-        self.lines.insert(at, text)
-        self.ends.insert(at, newline)
 
 
 def edit_header(
@@ -439,20 +147,6 @@ def edit_header(
     for field, value in operations.add.items():
         changes += _set(doc, field, value, add=True)
     return doc.text, tuple(changes)
-
-
-def _checked(doc: _Doc, expected: dict[str, Any], line: int) -> None:
-    """The header, parsed again, must be *expected*; else the edit is refused."""
-    try:
-        _, after, _ = doc.parsed()
-    except HeaderEditError as error:
-        raise HeaderEditError(f"the edited header no longer reads: {error}", line) from None
-    if after != expected:
-        raise HeaderEditError(
-            "the edited header would read differently beyond the field changed;"
-            " the file is left as it was",
-            line,
-        )
 
 
 def _copy(value: Any) -> Any:
