@@ -23,12 +23,13 @@ name the holder (``GET_LOCK`` and advisory locks only know a connection). On MyS
 PostgreSQL the recorded token starts with the holding connection's id, and :meth:`holder`
 believes the row only while the server says that connection holds the lock: a holder whose
 connection died shows as free at once. The lock creates its tables when first used.
+
+The server-side names and keys, and the probes of a lock connection, are
+:mod:`lupo_migrate.ext.sqlalchemy._lock_server`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import select
 import threading
 import time
 import uuid
@@ -45,12 +46,13 @@ from lupo_migrate._model import LockInfo
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError, StorageError
 from lupo_migrate.ext.sqlalchemy._creating import ensure_schema
-from lupo_migrate.ext.sqlalchemy._tables import (
-    describe,
-    ensure_state_row,
-    make_tables,
-    reason,
+from lupo_migrate.ext.sqlalchemy._lock_server import (
+    PG_HOLDER,
+    mysql_lock_name,
+    postgresql_lock_key,
+    quiet,
 )
+from lupo_migrate.ext.sqlalchemy._tables import describe, ensure_state_row, make_tables, reason
 from lupo_migrate.typing import Clock
 
 __all__ = ["SqlAlchemyLock", "mysql_lock_name", "postgresql_lock_key"]
@@ -60,37 +62,6 @@ __all__ = ["SqlAlchemyLock", "mysql_lock_name", "postgresql_lock_key"]
 HOLDER_GRACE: Final = 0.5
 
 _KINDS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql", "sqlite": "sqlite"}
-
-_PG_HOLDER = sa.text(
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND classid::bigint = :hi AND objid::bigint = :lo"
-)
-
-
-def mysql_lock_name(name: str) -> str:
-    """The ``GET_LOCK`` name for *name*: itself, or ``'lupo:' + sha1`` hex if over 64 chars."""
-    if len(name) <= 64:
-        return name
-    return "lupo:" + hashlib.sha1(name.encode("utf-8")).hexdigest()
-
-
-def postgresql_lock_key(name: str) -> int:
-    """The signed 64-bit advisory lock key for *name* (the first 8 bytes of its sha1)."""
-    digest = hashlib.sha1(b"lupo_migrate:" + name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _quiet(conn: sa.Connection) -> bool:
-    """Whether nothing is waiting to be read on *conn*'s socket (False when unknown)."""
-    try:
-        raw: Any = conn.connection.dbapi_connection
-        sock = getattr(raw, "_sock", None)  # PyMySQL
-        fileno = sock.fileno() if sock is not None else raw.fileno()  # psycopg2
-        readable, _, _ = select.select([fileno], [], [], 0)
-    except Exception:  # no socket to look at (closed, another driver): ask the server
-        return False
-    return not readable
 
 
 class SqlAlchemyLock:
@@ -195,7 +166,7 @@ class SqlAlchemyLock:
         else:
             key = self.server_key
             params = {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}
-            value = conn.execute(_PG_HOLDER, params).scalar()
+            value = conn.execute(PG_HOLDER, params).scalar()
         return None if value is None else int(value)
 
     def _live(self, conn: sa.Connection, row: Any, now: int) -> bool:
@@ -296,7 +267,7 @@ class SqlAlchemyLock:
         conn = self._holding
         if conn is None:
             return self.kind == "sqlite"
-        if _quiet(conn):
+        if quiet(conn):
             return True
         try:
             conn.exec_driver_sql("SELECT 1").scalar()
