@@ -1,0 +1,214 @@
+"""What a run records about its steps: the ledger, the validation findings and the journal.
+
+Part of :class:`~lupo_migrate.ext.sqlalchemy.storage.SqlAlchemyStorage` (mixed into it): the
+ledger of applied steps (``migration_files``, with operator-accepted checksums), the findings
+(``migration_validation_log``) and the statement journal (``migration_progress``). Apart from
+the run rows because these are the rows written per step and per statement: the ledger row and
+the journal marks are most of the hot path (precompiled statements, the pipeline on a bound
+connection); the run's own compare-and-set, ``save_run``, stays with the run rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+from lupo_migrate._model import AppliedStep, Finding, JournalEntry, RunId, StepId
+from lupo_migrate.errors import InvalidArgumentError, StorageError
+from lupo_migrate.ext.sqlalchemy import _codec as codec
+from lupo_migrate.ext.sqlalchemy._pipeline import pipeline_of
+from lupo_migrate.ext.sqlalchemy._storage_base import StorageBase
+
+__all__ = ["LedgerMixin"]
+
+
+class LedgerMixin(StorageBase):
+    """The ledger, findings and journal methods of ``SqlAlchemyStorage``."""
+
+    # ----------------------------------------------------------------------- ledger
+
+    def record_applied(self, entry: AppliedStep) -> None:
+        """Add (or replace, in place) the ledger row of ``entry.step_id`` on ``entry.target``.
+
+        Replacing clears an operator's acceptance (the new checksum is the applied one).
+        """
+        if not isinstance(entry, AppliedStep):
+            raise InvalidArgumentError(f"record_applied() needs an AppliedStep, got {entry!r}.")
+        t = self.tables.files
+        values = codec.applied_to_row(entry)
+        row = {**values, "accepted_by": None, "accepted_at": None}
+        with self._tx(f"record_applied({entry.target!r}, {entry.step_id!r})", hot=True) as conn:
+            dialect = conn.dialect.name
+            if dialect in ("mysql", "postgresql", "sqlite"):
+                # One statement (an upsert), not an UPDATE then an INSERT: a run writes one
+                # ledger row per step, so this is on the hot path.
+                keys = ("target", "step_id")
+                if self._fast(conn):
+                    names = sorted(row)
+                    params = {f"v_{n}": row[n] for n in names}
+                    name = "applied:" + ",".join(names)
+
+                    def build() -> Any:
+                        binds: dict[str, Any] = {n: sa.bindparam(f"v_{n}") for n in names}
+                        return _upsert(dialect, t, binds, keys)
+
+                    pipeline = pipeline_of(conn)
+                    if pipeline is not None:
+                        pipeline.defer(self._hot.sql(name, build), params)
+                    else:
+                        self._hot.execute(conn, name, build, params)
+                    return
+                conn.execute(_upsert(dialect, t, row, keys))
+                return
+            where = (t.c.target == entry.target) & (t.c.step_id == entry.step_id)
+            if conn.execute(t.update().where(where).values(row)).rowcount == 0:
+                conn.execute(t.insert().values(row))
+
+    def remove_applied(self, target: str, step_id: StepId) -> None:
+        """Drop a ledger row (the step was rolled back); no error if absent."""
+        t = self.tables.files
+        drop = t.delete().where(t.c.target == target, t.c.step_id == step_id)
+        self._change(f"remove_applied({target!r}, {step_id!r})", drop)
+
+    def applied(self, target: str) -> Mapping[StepId, AppliedStep]:
+        """The ledger of *target*, by step id, in the order rows were recorded."""
+        t = self.tables.files
+        rows = self._rows(
+            f"applied({target!r})", sa.select(t).where(t.c.target == target).order_by(t.c.id)
+        )
+        return {row.step_id: codec.applied_from_row(row) for row in rows}
+
+    def accept_checksum(
+        self, target: str, step_id: StepId, checksum: str, operator: str, at: int
+    ) -> None:
+        """Record that *operator* accepts *checksum* as the applied checksum of a ledger row.
+
+        Raises:
+            StorageError: *step_id* is not in the ledger of *target*.
+        """
+        t = self.tables.files
+        values = {"checksum": checksum, "accepted_by": operator, "accepted_at": at}
+        accept = t.update().where(t.c.target == target, t.c.step_id == step_id).values(values)
+        if not self._change(f"accept_checksum({target!r}, {step_id!r})", accept):
+            raise StorageError(
+                f"migration_files: step {step_id} is not applied on {target}; only an"
+                " applied step's checksum can be accepted."
+            )
+
+    def accepted(self, target: str) -> Mapping[StepId, tuple[str, int]]:
+        """Operator-accepted checksums of *target*: step id -> (operator, when)."""
+        t = self.tables.files
+        query = (
+            sa.select(t.c.step_id, t.c.accepted_by, t.c.accepted_at)
+            .where(t.c.target == target, t.c.accepted_by.is_not(None))
+            .order_by(t.c.id)
+        )
+        rows = self._rows(f"accepted({target!r})", query)
+        return {row.step_id: (row.accepted_by, int(row.accepted_at)) for row in rows}
+
+    # ----------------------------------------------------------------------- findings, journal
+
+    def record_findings(self, run_id: RunId, findings: Sequence[Finding]) -> None:
+        """Append findings to a run's validation log."""
+        findings = list(findings)
+        if not all(isinstance(finding, Finding) for finding in findings):
+            raise InvalidArgumentError(f"record_findings() needs Finding values, got {findings!r}.")
+        if not findings:
+            return
+        now = self._now()
+        rows = [codec.finding_to_row(run_id, f, now) for f in findings]
+        with self._tx(f"record_findings({run_id!r})") as conn:
+            for row in rows:  # one by one: ids keep the order on every dialect
+                conn.execute(self.tables.validation_log.insert().values(row))
+
+    def findings(self, run_id: RunId) -> Sequence[Finding]:
+        """A run's findings, in the order recorded."""
+        rows = self._rows(f"findings({run_id!r})", self._of_run(self.tables.validation_log, run_id))
+        return [codec.finding_from_row(row) for row in rows]
+
+    def journal_intent(
+        self,
+        run_id: RunId,
+        step_id: StepId,
+        index: int,
+        statement: str,
+        at: int,
+        *,
+        done_at: int | None = None,
+    ) -> JournalEntry:
+        """Write the intent to run a statement (finished at *done_at*, if given)."""
+        entry = JournalEntry(
+            id=0,
+            run_id=run_id,
+            step_id=step_id,
+            index=index,
+            statement=statement,
+            started_at=at,
+            done_at=done_at,
+        )
+        row = codec.journal_to_row(entry)
+        with self._tx(f"journal_intent({run_id!r}, {step_id!r}, {index})", hot=True) as conn:
+            if self._fast(conn):
+                pipeline = pipeline_of(conn)
+                if pipeline is not None:
+                    # Held back: it travels with the statement it announces. The id is a
+                    # handle until then, which journal_done() accepts; a row written finished
+                    # is never marked done, so it gets no handle (id 0).
+                    params = {f"v_{n}": v for n, v in row.items()}
+                    handle = pipeline.defer(
+                        self._hot.intent_sql(list(row)), params, want_id=done_at is None
+                    )
+                    return attrs.evolve(entry, id=int(handle or 0))
+                return attrs.evolve(entry, id=self._hot.journal_intent(conn, row))
+            insert = self.tables.progress.insert().values(row)
+            return attrs.evolve(entry, id=codec.new_id(conn.execute(insert)))
+
+    def journal_done(self, entry_id: int, at: int) -> None:
+        """Mark a journal entry finished; ``StorageError`` if there is no such entry."""
+        t = self.tables.progress
+        with self._tx(f"journal_done({entry_id})", hot=True) as conn:
+            pipeline = pipeline_of(conn) if self._fast(conn) else None
+            if pipeline is not None:
+                if entry_id < 0:
+                    entry_id = pipeline.resolve(entry_id)
+                pipeline.defer(self._hot.done_sql(), {"entry_id": entry_id, "at": at})
+                return  # the id came from journal_intent on this connection: it exists
+            if self._fast(conn):
+                matched = self._hot.journal_done(conn, entry_id, at)
+            else:
+                change = t.update().where(t.c.id == entry_id).values(done_at=at)
+                matched = int(conn.execute(change).rowcount)
+        if not matched:
+            raise StorageError(
+                f"migration_progress: no journal entry {entry_id}; only ids returned by"
+                " journal_intent() can be marked done."
+            )
+
+    def journal(self, run_id: RunId) -> Sequence[JournalEntry]:
+        """A run's journal entries in order."""
+        rows = self._rows(f"journal({run_id!r})", self._of_run(self.tables.progress, run_id))
+        return [codec.journal_from_row(row) for row in rows]
+
+
+def _upsert(
+    dialect: str, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]
+) -> sa.Executable:
+    """INSERT *row*, or update every other column where the *keys* already exist."""
+    changes = {k: v for k, v in row.items() if k not in keys}
+    if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as sa_mysql
+
+        mysql_insert = sa_mysql.insert(table).values(dict(row))
+        return mysql_insert.on_duplicate_key_update(changes)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as sa_postgresql
+
+        pg_insert = sa_postgresql.insert(table).values(dict(row))
+        return pg_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    from sqlalchemy.dialects import sqlite as sa_sqlite
+
+    lite_insert = sa_sqlite.insert(table).values(dict(row))
+    return lite_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
