@@ -22,6 +22,12 @@ writes are neither committed nor seen by them. SQLite has one writer at a time, 
 are taken on the step's own connection, inside its transaction: a step that fails takes its
 snapshots (and backup tables) back with it, and its tables are as they were anyway. There
 the ``CREATE`` texts come from ``sqlite_master`` (a table's with its indexes and triggers).
+
+Two parts live apart to keep this module readable in one sitting. ``_snapshot`` reads the
+pre-images (a table's, with its backup table; the ``CREATE`` texts of views, triggers and
+routines), numbers and drops backup tables, and gives table images their JSON form;
+``_restore`` compares with the pre-images and puts objects back. :class:`PreImages` decides
+what to snapshot and when, and keeps the material; the public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,64 +35,33 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import sqlalchemy as sa
 
-from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff, restrict
+from lupo_migrate._fingerprint import Fingerprint, restrict
 from lupo_migrate._validation import referring
-from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy._restore import RestoreReport, compare_images, put_back, refill
+from lupo_migrate.ext.sqlalchemy._snapshot import (
+    BACKUP_PREFIX,
+    BackupLimitError,
+    TableImage,
+    _key,
+    _own_connection,
+    drop_backups,
+    images_from_json,
+    images_to_json,
+    next_backup_number,
+    show_create,
+    table_image,
+)
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.handlers._touch import Touch, touches
 
 __all__ = ["BACKUP_PREFIX", "BackupLimitError", "PreImages", "RestoreReport", "drop_backups"]
-
-#: Backup tables are named ``lupo_bk_<first 12 characters of the run id>_<n>``.
-BACKUP_PREFIX: Final = "lupo_bk_"
-_SHOW: Final = {"view": "VIEW", "trigger": "TRIGGER"}
-
-
-class BackupLimitError(StorageError):
-    """A table to back up has more rows than the backup limit."""
-
-
-@attrs.frozen
-class TableImage:
-    """A table as it was before the run."""
-
-    ddl: str
-    triggers: tuple[str, ...]
-    data: TableData
-    backup: str | None
-    columns: tuple[str, ...]
-
-
-@attrs.frozen
-class RestoreReport:
-    """What a restore did and what still differs.
-
-    Attributes:
-        restored: objects put back from their pre-image (``table:t``...).
-        dropped: objects the run had created, dropped.
-        differences: what still differs from the pre-image afterwards (empty: verified).
-        data: tables whose rows still differ, with (before, after).
-        checked: how many objects were compared.
-    """
-
-    restored: tuple[str, ...]
-    dropped: tuple[str, ...]
-    differences: tuple[Difference, ...]
-    data: Mapping[str, tuple[TableData, TableData]]
-    checked: int
-
-    @property
-    def verified(self) -> bool:
-        """Whether every touched object equals its pre-image, rows included."""
-        return not self.differences and not self.data
 
 
 @attrs.define
@@ -160,12 +135,7 @@ class PreImages:
         objects = {k: v for k, v in live.objects.items() if k not in self.touched}
         objects.update(self.fingerprint.objects)
         self.fingerprint = Fingerprint(dialect=live.dialect, objects=objects)
-        taken = [
-            int(found.group(1))
-            for image in self.tables.values()
-            if image.backup and (found := re.search(r"_(\d+)\W*$", image.backup))
-        ]
-        self._numbers = itertools.count(max(taken, default=0) + 1)
+        self._numbers = itertools.count(next_backup_number(self.tables.values()))
 
     def _skip(self, name: str) -> bool:
         return name.startswith(BACKUP_PREFIX) or self.exclude(name)
@@ -272,65 +242,21 @@ class PreImages:
             if self._skip(name):
                 return
             self.tables[name] = self._table(conn, name)
-        elif touch.kind in _SHOW and self._sqlite:
-            self.definitions[_key(touch)] = _master_sql(conn, touch.kind, name)
-        elif touch.kind in _SHOW:
-            row = conn.exec_driver_sql(f"SHOW CREATE {_SHOW[touch.kind]} {_q(name)}").one()
-            self.definitions[_key(touch)] = str(row[1] if touch.kind == "view" else row[2])
-        elif touch.kind == "routine":
-            for kind in ("procedure", "function"):
-                key = f"routine:{kind}:{name}"
-                if key in self.fingerprint.objects:
-                    row = conn.exec_driver_sql(f"SHOW CREATE {kind.upper()} {_q(name)}").one()
-                    self.definitions[key] = str(row[2])
+            return
+        for key, sql in show_create(conn, touch, self.fingerprint, sqlite=self._sqlite):
+            self.definitions[key] = sql
 
     def _table(self, conn: sa.Connection, name: str) -> TableImage:
         assert self.fingerprint is not None
-        mine = [
-            key[8:]
-            for key, value in self.fingerprint.objects.items()
-            if key.startswith("trigger:") and value.get("table") == name
-        ]
-        if self._sqlite:
-            ddl = _master_sql(conn, "table", name)
-            # Indexes are recreated with the triggers, after the rows are back.
-            triggers = tuple(
-                str(sql)
-                for (sql,) in conn.exec_driver_sql(
-                    "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN"
-                    " ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name",
-                    (name,),
-                )
-            )
-        else:
-            ddl = str(conn.exec_driver_sql(f"SHOW CREATE TABLE {_q(name)}").one()[1])
-            triggers = tuple(
-                str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(t)}").one()[2]) for t in mine
-            )
-        data = table_data(conn, [name])[name]
-        columns = tuple(
-            c["name"]
-            for c in self.fingerprint.objects[f"table:{name}"]["columns"]
-            if not c.get("generated") and not c.get("hidden")
+        return table_image(
+            conn,
+            name,
+            self.fingerprint,
+            sqlite=self._sqlite,
+            limit=self.limit,
+            trust_down=self.trust_down,
+            backup_name=self._backup_name,
         )
-        backup = None
-        if data.rows > self.limit and self.trust_down:
-            pass  # its down section undoes it; the comparison afterwards checks the rows
-        elif data.rows:
-            if data.rows > self.limit:
-                raise BackupLimitError(
-                    f"table {name} has {data.rows} rows, more than the backup limit"
-                    f" ({self.limit}): give the migration that changes it a down section"
-                    " (-- lupo:down), or raise the limit (--backup-limit)"
-                )
-            backup = self._backup_name()
-            cols = ", ".join(_q(c) for c in columns)
-            if self._sqlite:  # the rows are what matters; the definition is in ddl
-                conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {_q(name)}")
-            else:
-                conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {_q(name)}")
-                conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {_q(name)}")
-        return TableImage(ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns)
 
     def _backup_name(self) -> str:
         return self._qualified(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}")
@@ -355,69 +281,31 @@ class PreImages:
     def compare(self, conn: sa.Connection, only: Collection[str] | None = None) -> RestoreReport:
         """The touched objects (or those of *only*) compared with their pre-images."""
         assert self.fingerprint is not None
-        now = read_fingerprint(conn, exclude=self._skip)
-        keys = self.touched if only is None else self.touched & set(only)
-        differences = diff(restrict(self.fingerprint, keys), restrict(now, keys))
-        mine = [n for n in self.tables if f"table:{n}" in keys]
-        after = table_data(conn, [n for n in mine if f"table:{n}" in now.objects])
-        data = {
-            name: (self.tables[name].data, after[name])
-            for name in mine
-            if name in after and after[name] != self.tables[name].data
-        }
-        return RestoreReport((), (), differences, data, len(keys))
+        return compare_images(conn, self.fingerprint, self.touched, self.tables, only, self._skip)
 
     def restore(self, only: Collection[str] | None = None) -> RestoreReport:
         """Put back every touched object (of *only*) that differs from its pre-image; compare
         again."""
         if self.fingerprint is None:
             return RestoreReport((), (), (), {}, 0)
-        restored: list[str] = []
-        dropped: list[str] = []
         with self._connect() as conn:
             first = self.compare(conn, only)
             if first.verified or not self.restores:
                 return first
             wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
-            checks = "PRAGMA foreign_keys = " if self._sqlite else "SET FOREIGN_KEY_CHECKS = "
-            conn.exec_driver_sql(checks + "0")
-            try:
-                # What the run created goes first (triggers and views before tables); then
-                # tables come back, then what is defined on them (routines, views, triggers).
-                for key in sorted(wrong - self.fingerprint.objects.keys(), key=_order):
-                    _drop(conn, *key.split(":", 1))
-                    dropped.append(key)
-                for key in sorted(
-                    wrong & self.fingerprint.objects.keys(), key=_order, reverse=True
-                ):
-                    kind, _, name = key.partition(":")
-                    if kind == "table":
-                        self._refill(conn, name)
-                    elif key in self.definitions:
-                        _drop(conn, kind, name)
-                        conn.exec_driver_sql(self.definitions[key])
-                    else:
-                        continue
-                    restored.append(key)
-            finally:
-                if not self._sqlite:  # SQLite's default is off; a pragma is per connection
-                    conn.exec_driver_sql(checks + "1")
+            restored, dropped = put_back(
+                conn,
+                wrong,
+                self.fingerprint,
+                self.definitions,
+                sqlite=self._sqlite,
+                refill_table=self._refill,
+            )
             final = self.compare(conn, only)
         return attrs.evolve(final, restored=tuple(restored), dropped=tuple(dropped))
 
     def _refill(self, conn: sa.Connection, name: str) -> None:
-        image = self.tables.get(name)
-        if image is None:
-            raise StorageError(f"no pre-image of table {name}: it cannot be restored")
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(name)}")
-        conn.exec_driver_sql(image.ddl)
-        if image.backup is not None:
-            cols = ", ".join(_q(c) for c in image.columns)
-            conn.exec_driver_sql(
-                f"INSERT INTO {_q(name)} ({cols}) SELECT {cols} FROM {image.backup}"
-            )
-        for trigger in image.triggers:
-            conn.exec_driver_sql(trigger)
+        refill(conn, name, self.tables.get(name))
 
     @property
     def backups(self) -> tuple[str, ...]:
@@ -439,17 +327,7 @@ class PreImages:
             "schema": self._schema,
             "fingerprint": restrict(self.fingerprint, self.touched).to_json(),
             "touched": sorted(self.touched),
-            "tables": {
-                name: {
-                    "ddl": image.ddl,
-                    "triggers": list(image.triggers),
-                    "rows": image.data.rows,
-                    "checksum": image.data.checksum,
-                    "backup": image.backup,
-                    "columns": list(image.columns),
-                }
-                for name, image in self.tables.items()
-            },
+            "tables": images_to_json(self.tables),
             "definitions": self.definitions,
             "unknown": self.unknown,
             "by_step": {step: sorted(keys) for step, keys in self.by_step.items()},
@@ -495,96 +373,8 @@ class PreImages:
         self._schema = data["schema"]
         self.fingerprint = Fingerprint.from_json(data["fingerprint"])
         self.touched = set(data["touched"])
-        self.tables = {
-            name: TableImage(
-                ddl=t["ddl"],
-                triggers=tuple(t["triggers"]),
-                data=TableData(rows=t["rows"], checksum=t["checksum"]),
-                backup=t["backup"],
-                columns=tuple(t["columns"]),
-            )
-            for name, t in data["tables"].items()
-        }
+        self.tables = images_from_json(data["tables"])
         self.definitions = dict(data["definitions"])
         self.unknown = list(data["unknown"])
         self.by_step = {step: set(keys) for step, keys in data["by_step"].items()}
         return True
-
-
-def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> tuple[str, ...]:
-    """Drop every backup table of *run_id* (material included); returns their names."""
-    if engine.dialect.name == "sqlite":
-        prefix = f"{BACKUP_PREFIX}{run_id[:12]}_"
-        schema = "" if backup_schema is None else f"{_q(backup_schema)}."  # an attached file
-        with _own_connection(engine) as conn:
-            names = [
-                str(n)
-                for (n,) in conn.exec_driver_sql(
-                    f"SELECT name FROM {schema}sqlite_master"
-                    " WHERE type = 'table' AND substr(name, 1, ?) = ?",
-                    (len(prefix), prefix),
-                )
-            ]
-            for n in names:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}{_q(n)}")
-        return tuple(names)
-    pattern = f"{BACKUP_PREFIX}{run_id[:12]}_".replace("_", "\\_") + "%"
-    here = "current_schema()" if engine.dialect.name == "postgresql" else "DATABASE()"
-    where = here if backup_schema is None else "%s"
-    params = (pattern,) if backup_schema is None else (backup_schema, pattern)
-    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-        names = [
-            str(row[0])
-            for row in conn.exec_driver_sql(
-                "SELECT table_name FROM information_schema.tables"
-                f" WHERE table_schema = {where} AND table_name LIKE %s",
-                params,
-            )
-        ]
-        quote = engine.dialect.identifier_preparer.quote_identifier
-        qualified = [
-            quote(n) if backup_schema is None else f"{quote(backup_schema)}.{quote(n)}"
-            for n in names
-        ]
-        if qualified:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(qualified)}")
-    return tuple(names)
-
-
-def _key(touch: Touch) -> str:
-    if touch.kind == "routine":
-        return f"routine:?:{touch.name}"
-    return f"{touch.kind}:{touch.name}"
-
-
-def _own_connection(engine: sa.Engine) -> AbstractContextManager[sa.Connection]:
-    if engine.dialect.name == "sqlite":
-        return engine.begin()
-    return engine.execution_options(isolation_level="AUTOCOMMIT").connect()
-
-
-def _master_sql(conn: sa.Connection, kind: str, name: str) -> str:
-    """SQLite: the ``CREATE`` text of an object, from ``sqlite_master``."""
-    sql = conn.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
-    ).scalar()
-    if sql is None:
-        raise StorageError(f"no definition of {kind} {name} in sqlite_master")
-    return str(sql)
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _order(key: str) -> tuple[int, str]:
-    """Triggers, views, routines, then tables: the order to drop in (reversed: to create)."""
-    return ({"trigger": 0, "view": 1, "routine": 2}.get(key.partition(":")[0], 3), key)
-
-
-def _drop(conn: sa.Connection, kind: str, name: str) -> None:
-    if kind == "routine":
-        rtype, _, rname = name.partition(":")
-        conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {_q(rname)}")
-    elif kind in ("table", "view", "trigger"):
-        conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {_q(name)}")
