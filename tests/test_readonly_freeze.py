@@ -327,15 +327,15 @@ def test_a_run_with_freeze_read_only_holds_the_application_back_and_thaws_after(
     (migrations / "V2__b.sql").write_text("CREATE TABLE b (id INT);\n")
     seen: list[int | None] = []
     monkeypatch.setenv("LUPO_MIGRATE_FREEZE", "read_only")
-    from lupo_migrate import _runner
+    from lupo_migrate import _stepping
 
-    original = _runner.Orchestrator._apply_step
+    original = _stepping.apply_step
 
-    def watched(self: _runner.Orchestrator, *args: Any) -> Any:
+    def watched(*args: Any) -> Any:
         seen.append(_refused_code(application))  # before each step
-        return original(self, *args)
+        return original(*args)
 
-    monkeypatch.setattr(_runner.Orchestrator, "_apply_step", watched)
+    monkeypatch.setattr(_stepping, "apply_step", watched)
     assert main(["apply", str(migrations), "--db", url]) == 0, capsys.readouterr()
     assert seen == [READ_ONLY_REFUSAL, READ_ONLY_REFUSAL]
     assert not _read_only(engine)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lupo_migrate import _observing, _undoing
+from lupo_migrate import _observing, _stepping, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._fingerprint import Fingerprint
@@ -140,7 +140,7 @@ def handler_findings(orch: Orchestrator, run: Run, plan: Plan) -> tuple[Finding,
     for file_type, steps in by_type.items():
         check = getattr(orch.registry.lookup(file_type), "validate", None)
         if check is not None:
-            found += check(steps, lambda step: orch._context(run, step, None))
+            found += check(steps, lambda step: _stepping.context(orch, run, step, None))
     return tuple(found)
 
 

@@ -1,10 +1,9 @@
 """How a step's statements reach the database: the ``Target`` protocol and the context
 handlers run statements through (imperative shell).
 
-:class:`StepContext` is what :meth:`Orchestrator._apply_step
-<lupo_migrate._runner.Orchestrator>` hands a handler: each statement it runs is journalled
-(write-ahead where it may commit on its own), waited for when other sessions hold its tables,
-and turned into the run's errors when the database refuses it.
+:class:`StepContext` is what :func:`lupo_migrate._stepping.apply_step` hands a handler: each
+statement it runs is journalled (write-ahead where it may commit on its own), waited for when
+other sessions hold its tables, and turned into the run's errors when the database refuses it.
 """
 
 from __future__ import annotations

@@ -10,21 +10,20 @@ The orchestrator is database-agnostic: statements reach the database through a `
 (see ``_context``, with the context handlers run statements through), which the SQLAlchemy
 extension implements.
 
-This module drives runs and carries out effects. Recovering dead runs (``_recovery``), what
-operators do with ended runs (``_operations``), the checks around a run (``_checking``) and
-undoing steps with their pre-images (``_undoing``) live in modules of their own, as functions
-of the orchestrator; ``_runtime`` holds what they share.
+This module drives runs and carries out effects. Carrying out one step (``_stepping``),
+recovering dead runs (``_recovery``), what operators do with ended runs (``_operations``), the
+checks around a run (``_checking``) and undoing steps with their pre-images (``_undoing``) live
+in modules of their own, as functions of the orchestrator; ``_runtime`` holds what they share.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -32,18 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _checking, _observing, _operations, _recovery, _undoing
+from lupo_migrate import _checking, _observing, _operations, _recovery, _stepping, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import from_stamp, to_stamp
-from lupo_migrate._context import StepContext, Target
+from lupo_migrate._context import Target
 from lupo_migrate._decisions import (
     DecisionRecord,
 )
 from lupo_migrate._keepalive import KeepAlive
 from lupo_migrate._model import (
-    AppliedStep,
     Classification,
-    FailureKind,
     Finding,
     LockInfo,
     Plan,
@@ -58,22 +55,15 @@ from lupo_migrate._planner import plan as plan_steps
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runtime import (
     RunResult,
-    _failure,
     _Rollback,
-    _StepCheckFailed,
-    _transactional,
 )
 from lupo_migrate._validation import (
-    EXPLICIT_DOWN,
     checksums_unchanged,
     performance_probes,
 )
 from lupo_migrate.errors import (
-    ConnectionLostError,
     InternalError,
     InvalidArgumentError,
-    LockError,
-    LupoMigrateError,
     MigrationFileError,
     TargetBlockedError,
 )
@@ -594,7 +584,7 @@ class Orchestrator:
             case sm.Validate(stage=stage):
                 return _checking.validate(self, run, stage, plan)
             case sm.ApplyStep(step_id=step_id):
-                return self._apply_step(run, by_id[step_id], now)
+                return _stepping.apply_step(self, run, by_id[step_id], now)
             case sm.UndoStep(step_id=step_id, partial=partial):
                 return _undoing.undo_step(self, run, by_id[step_id], partial=partial)
             case sm.VerifyRollback():
@@ -614,131 +604,6 @@ class Orchestrator:
     @property
     def _decision_log(self) -> DecisionLog | None:
         return self.storage if isinstance(self.storage, DecisionLog) else None
-
-    def _context(
-        self, run: Run, step: Step, connection: Any, *, shared: bool = False
-    ) -> StepContext:
-        finished = self._done.setdefault((run.id, step.id), set())
-        return StepContext(
-            # An operator's rollback works from kept pre-images: nothing more to record.
-            before=None if self._pre is None or self._rolling else self._pre.before,
-            shared=shared,
-            finished=finished,
-            wait_bound=self.long_transaction_wait,
-            storage=self.storage,
-            clock=self.clock,
-            target=self.target,
-            root=self.root,
-            run_id=run.id,
-            step=step,
-            target_name=self.target_name,
-            files_root=self.files_root if self.files_root is not None else self.root.parent,
-            observe=None if not self.observers else functools.partial(self._statement_ran, run),
-            connection=connection,
-            dialect=self.target.dialect,
-            names=self.target.names,
-            renames=self.target.renames,
-        )
-
-    def _statement_ran(self, run: Run, step_id: StepId, index: int, seconds: float) -> None:
-        _observing.emit(self, run, "statement", step=step_id, index=index, seconds=seconds)
-
-    def _apply_step(self, run: Run, step: Step, now: int) -> sm.Event:
-        alive = getattr(self.lock, "alive", None)
-        if alive is not None and not alive():
-            # The run lock went (its connection killed): stop before anything more runs; the
-            # run stays as it is, reported as dead and recoverable.
-            raise LockError(
-                f"run {run.id} lost its run lock before step {step.id}; nothing more ran."
-                " `lupo-migrate recover` rolls it back."
-            )
-        handler = self.registry.lookup(step.file_type)
-        if self._pre is not None:
-            self._pre.step = step.id
-            # A step with a down of its own needs no copy of a table over the backup limit.
-            self._pre.trust_down = step.id in self._facts.get(EXPLICIT_DOWN, ())
-        apart = not _transactional(handler)
-        if apart:
-            # Its undo records are written apart from the step's transaction: what earlier
-            # steps left pending (MySQL: the run's state row too) is committed first.
-            self._flush()
-        scope = ExitStack()
-        try:
-            connection = scope.enter_context(self.target.step_session())
-            shared = scope.enter_context(self._bound(connection, handler))
-            handler.apply(step, self._context(run, step, connection, shared=shared))
-            _checking.check_step(self, run, step, connection)
-            if apart:
-                # Its database writes commit before the ledger says it is applied (the
-                # ledger and the run's state are written apart from them).
-                scope.close()
-                self._flush()
-            self.storage.record_applied(
-                AppliedStep(
-                    step_id=step.id,
-                    target=self.target_name,
-                    checksum=step.checksum,
-                    run_id=run.id,
-                    applied_at=now,
-                    path=step.path,
-                    file_type=step.file_type,
-                )
-            )
-        except ConnectionLostError as error:  # outcome unknown: see _recovery.guarded
-            scope.__exit__(type(error), error, error.__traceback__)
-            raise
-        except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
-            scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
-            self._settle(run, step, handler)
-            failure = _failure(step, error)
-            if isinstance(error, _StepCheckFailed):
-                failure = attrs.evolve(failure, kind=FailureKind.CRITICAL_VALIDATION, critical=True)
-            return sm.StepFailed(step.id, failure)
-        except BaseException as error:
-            scope.__exit__(type(error), error, error.__traceback__)
-            raise
-        # Left open: the StepApplied transition is persisted in the same transaction, and
-        # _drive commits both together before the next effect (see _finish_step).
-        self._open_step = scope
-        return sm.StepApplied(step.id)
-
-    @contextlib.contextmanager
-    def _bound(self, connection: Any, handler: Any) -> Iterator[bool]:
-        """The storage writing through the step's connection, where it can (same database):
-        its journal rows commit with the step, and SQLite's one writer is not waited for.
-        Not for a handler whose work is outside the database (``transactional = False``):
-        its undo records must be durable before the change they undo."""
-        bind = getattr(self.storage, "bound", None)
-        if bind is None or not _transactional(handler):
-            yield False
-        else:
-            with bind(connection) as shared:
-                yield bool(shared)
-
-    def _settle(self, run: Run, step: Step, handler: Any) -> None:
-        """After a failed step was rolled back: keep as done only what the database kept.
-
-        Where DDL is transactional nothing of the step remains. On MySQL the rollback undoes
-        the step's writes since the last implicit commit (its DDL commits what came before):
-        the journal, written on the same connection, was rolled back with them, so a statement
-        that finished and whose intent the journal still holds did persist. Its done mark may
-        have been rolled back with the rest; it is written again.
-        """
-        done = self._done.setdefault((run.id, step.id), set())
-        if not _transactional(handler):
-            return  # its work (files) stays: its undo records say what to put back
-        if self.target.transactional_ddl:
-            done.clear()
-            return
-        kept = {
-            entry.index: entry
-            for entry in self.storage.journal(run.id)
-            if entry.step_id == step.id and entry.index in done
-        }
-        done.intersection_update(kept)
-        for entry in kept.values():
-            if entry.done_at is None:
-                self.storage.journal_done(entry.id, to_stamp(self.clock.now()))
 
     def _flush(self) -> None:
         flush = getattr(self.target, "flush", None)

@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from lupo_migrate import _state as sm
+from lupo_migrate import _stepping
 from lupo_migrate._model import Failure, FailureKind, Finding, Run, Severity, Step
 from lupo_migrate._runtime import _Rollback, _rollback_failure, _transactional
 from lupo_migrate.errors import ConnectionLostError, LupoMigrateError
@@ -185,9 +186,9 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
     try:
         with (
             orch.target.step_session() as connection,
-            orch._bound(connection, handler) as shared,
+            _stepping.bound(orch, connection, handler) as shared,
         ):
-            handler.rollback(step, orch._context(run, step, connection, shared=shared))
+            handler.rollback(step, _stepping.context(orch, run, step, connection, shared=shared))
     except ConnectionLostError:
         raise  # outcome unknown: see _recovery.guarded
     except (LupoMigrateError, OSError) as error:

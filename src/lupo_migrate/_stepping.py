@@ -1,0 +1,170 @@
+"""Carrying out one step: its handler run through a :class:`StepContext`, then recorded.
+
+Functions of the orchestrator (:mod:`lupo_migrate._runner` drives the run and calls
+:func:`apply_step` for each ``ApplyStep`` effect): the step's connection is opened and the
+storage bound to it (:func:`bound`) so the journal commits with the step, the handler runs its
+statements through :func:`context`, the step's checks run, and its ledger row is recorded. A
+step that fails is rolled back and what the database kept of it is settled from the journal
+(:func:`settle`); ``StepFailed`` then goes back to the machine. Undoing a step
+(:mod:`lupo_migrate._undoing`) and the checks before a run (:mod:`lupo_migrate._checking`) use
+the same context and binding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lupo_migrate import _checking, _observing
+from lupo_migrate import _state as sm
+from lupo_migrate._clock import to_stamp
+from lupo_migrate._context import StepContext
+from lupo_migrate._model import AppliedStep, FailureKind, Run, Step, StepId
+from lupo_migrate._runtime import _failure, _StepCheckFailed, _transactional
+from lupo_migrate._validation import EXPLICIT_DOWN
+from lupo_migrate.errors import ConnectionLostError, LockError, LupoMigrateError
+
+if TYPE_CHECKING:
+    from lupo_migrate._runner import Orchestrator
+
+__all__ = ["apply_step", "bound", "context", "settle", "statement_ran"]
+
+
+def context(
+    orch: Orchestrator, run: Run, step: Step, connection: Any, *, shared: bool = False
+) -> StepContext:
+    """The context *step*'s handler runs its statements through, on *connection* (None:
+    only to read, as the checks before a run do); *shared*: the storage writes through it."""
+    finished = orch._done.setdefault((run.id, step.id), set())
+    return StepContext(
+        # An operator's rollback works from kept pre-images: nothing more to record.
+        before=None if orch._pre is None or orch._rolling else orch._pre.before,
+        shared=shared,
+        finished=finished,
+        wait_bound=orch.long_transaction_wait,
+        storage=orch.storage,
+        clock=orch.clock,
+        target=orch.target,
+        root=orch.root,
+        run_id=run.id,
+        step=step,
+        target_name=orch.target_name,
+        files_root=orch.files_root if orch.files_root is not None else orch.root.parent,
+        observe=None if not orch.observers else functools.partial(statement_ran, orch, run),
+        connection=connection,
+        dialect=orch.target.dialect,
+        names=orch.target.names,
+        renames=orch.target.renames,
+    )
+
+
+def statement_ran(
+    orch: Orchestrator, run: Run, step_id: StepId, index: int, seconds: float
+) -> None:
+    """Tell the observers a statement of *step_id* finished (index, seconds taken)."""
+    _observing.emit(orch, run, "statement", step=step_id, index=index, seconds=seconds)
+
+
+def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
+    alive = getattr(orch.lock, "alive", None)
+    if alive is not None and not alive():
+        # The run lock went (its connection killed): stop before anything more runs; the
+        # run stays as it is, reported as dead and recoverable.
+        raise LockError(
+            f"run {run.id} lost its run lock before step {step.id}; nothing more ran."
+            " `lupo-migrate recover` rolls it back."
+        )
+    handler = orch.registry.lookup(step.file_type)
+    if orch._pre is not None:
+        orch._pre.step = step.id
+        # A step with a down of its own needs no copy of a table over the backup limit.
+        orch._pre.trust_down = step.id in orch._facts.get(EXPLICIT_DOWN, ())
+    apart = not _transactional(handler)
+    if apart:
+        # Its undo records are written apart from the step's transaction: what earlier
+        # steps left pending (MySQL: the run's state row too) is committed first.
+        orch._flush()
+    scope = ExitStack()
+    try:
+        connection = scope.enter_context(orch.target.step_session())
+        shared = scope.enter_context(bound(orch, connection, handler))
+        handler.apply(step, context(orch, run, step, connection, shared=shared))
+        _checking.check_step(orch, run, step, connection)
+        if apart:
+            # Its database writes commit before the ledger says it is applied (the
+            # ledger and the run's state are written apart from them).
+            scope.close()
+            orch._flush()
+        orch.storage.record_applied(
+            AppliedStep(
+                step_id=step.id,
+                target=orch.target_name,
+                checksum=step.checksum,
+                run_id=run.id,
+                applied_at=now,
+                path=step.path,
+                file_type=step.file_type,
+            )
+        )
+    except ConnectionLostError as error:  # outcome unknown: see _recovery.guarded
+        scope.__exit__(type(error), error, error.__traceback__)
+        raise
+    except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
+        scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
+        settle(orch, run, step, handler)
+        failure = _failure(step, error)
+        if isinstance(error, _StepCheckFailed):
+            failure = attrs.evolve(failure, kind=FailureKind.CRITICAL_VALIDATION, critical=True)
+        return sm.StepFailed(step.id, failure)
+    except BaseException as error:
+        scope.__exit__(type(error), error, error.__traceback__)
+        raise
+    # Left open: the StepApplied transition is persisted in the same transaction, and
+    # _drive commits both together before the next effect (see _finish_step).
+    orch._open_step = scope
+    return sm.StepApplied(step.id)
+
+
+@contextlib.contextmanager
+def bound(orch: Orchestrator, connection: Any, handler: Any) -> Iterator[bool]:
+    """The storage writing through the step's connection, where it can (same database):
+    its journal rows commit with the step, and SQLite's one writer is not waited for.
+    Not for a handler whose work is outside the database (``transactional = False``):
+    its undo records must be durable before the change they undo."""
+    bind = getattr(orch.storage, "bound", None)
+    if bind is None or not _transactional(handler):
+        yield False
+    else:
+        with bind(connection) as shared:
+            yield bool(shared)
+
+
+def settle(orch: Orchestrator, run: Run, step: Step, handler: Any) -> None:
+    """After a failed step was rolled back: keep as done only what the database kept.
+
+    Where DDL is transactional nothing of the step remains. On MySQL the rollback undoes
+    the step's writes since the last implicit commit (its DDL commits what came before):
+    the journal, written on the same connection, was rolled back with them, so a statement
+    that finished and whose intent the journal still holds did persist. Its done mark may
+    have been rolled back with the rest; it is written again.
+    """
+    done = orch._done.setdefault((run.id, step.id), set())
+    if not _transactional(handler):
+        return  # its work (files) stays: its undo records say what to put back
+    if orch.target.transactional_ddl:
+        done.clear()
+        return
+    kept = {
+        entry.index: entry
+        for entry in orch.storage.journal(run.id)
+        if entry.step_id == step.id and entry.index in done
+    }
+    done.intersection_update(kept)
+    for entry in kept.values():
+        if entry.done_at is None:
+            orch.storage.journal_done(entry.id, to_stamp(orch.clock.now()))
