@@ -1,6 +1,7 @@
 """The checks around a run (shell, part of the ``Orchestrator``): the facts pre- and
 post-validation compare (fingerprints, rows of untouched tables, probe times, the plan's
-statements and effects), and each step's during-validation.
+statements and effects); each step's during-validation, which reads them, is
+:func:`lupo_migrate._stepping.check_step`.
 
 Functions of the orchestrator's own state: each takes it as ``orch``.
 """
@@ -8,7 +9,6 @@ Functions of the orchestrator's own state: each takes it as ``orch``.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +29,8 @@ from lupo_migrate._model import (
     ValidationContext,
 )
 from lupo_migrate._runtime import (
-    _CHECKS_OFF,
     _family,
     _read_under,
-    _StepCheckFailed,
 )
 from lupo_migrate._validation import (
     BEFORE,
@@ -51,7 +49,6 @@ from lupo_migrate._validation import (
     backup_limit,
     declared_effects,
     dependencies_applied,
-    expected_existence,
     performance_probes,
     rollback_available,
     schema_drift,
@@ -312,72 +309,6 @@ def statements_of(orch: Orchestrator, listing: Callable[..., Any], step: Step, t
         names=orch.target.names,
         renames=orch.target.renames,
     )
-
-
-def check_step(orch: Orchestrator, run: Run, step: Step, connection: Any) -> None:
-    """The during-validation of a step that ran: what its statements create, drop or
-    rename is (or is not) there (looked up where several statements change one object or
-    one statement's effects are unknown; a lone DDL statement that succeeded did what it
-    says); and where it turned foreign key checks off, the foreign keys of the tables it
-    touched still hold.
-
-    Raises:
-        _StepCheckFailed: a check failed (its findings are recorded).
-    """
-    mine = by_step(orch, EFFECTS).get(step.id, [])
-    findings: list[Finding] = []
-    expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
-    exists = getattr(orch.target, "existing", None)
-    # A DDL statement that succeeded had its effect; the step's net effect can differ only
-    # where several of its statements change one object, or one's effects are unknown.
-    changes = Counter(
-        key
-        for _, kind, name, action, new in mine
-        if action in ("create", "drop", "rename")
-        for key in (f"{kind}:{name}", *([f"{kind}:{new}"] if new else []))
-    )
-    unsure = step.id in by_step(orch, UNKNOWN)
-    if not unsure and all(count == 1 for count in changes.values()):
-        expected = {}
-    if expected and exists is not None:
-        found = exists(sorted(expected), connection)
-        for key, there in sorted(expected.items()):
-            if (key in found) != there:
-                kind, _, name = key.partition(":")
-                findings.append(
-                    Finding(
-                        severity=Severity.ERROR,
-                        message=f"after {step.id}: {kind} {name} should"
-                        f" {'exist' if there else 'be gone'}, but"
-                        f" {'is missing' if there else 'still exists'}",
-                        path=step.path,
-                        code="step-effect",
-                        kind=FailureKind.CRITICAL_VALIDATION,
-                        step_id=step.id,
-                    )
-                )
-    orphans = getattr(orch.target, "orphans", None)
-    texts = [sql for _sid, _p, _l, sql in by_step(orch, STATEMENTS).get(step.id, [])]
-    if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
-        tables = sorted(
-            {e[2] for e in mine if e[1] == "table"}
-            | {e[4] for e in mine if e[1] == "table" and e[4]}
-        )
-        for table, key, count in orphans(tables, connection):
-            findings.append(
-                Finding(
-                    severity=Severity.ERROR,
-                    message=f"after {step.id}: {count} row(s) of {table} break foreign key"
-                    f" {key} (the step turned foreign key checks off)",
-                    path=step.path,
-                    code="foreign-key-broken",
-                    kind=FailureKind.DATA_INTEGRITY,
-                    step_id=step.id,
-                )
-            )
-    if findings:
-        orch.storage.record_findings(run.id, findings)
-        raise _StepCheckFailed("; ".join(f.message for f in findings))
 
 
 def by_step(orch: Orchestrator, fact: str) -> dict[StepId, list[Any]]:

@@ -3,17 +3,18 @@
 Functions of the orchestrator (:mod:`lupo_migrate._runner` drives the run and calls
 :func:`apply_step` for each ``ApplyStep`` effect): the step's connection is opened and the
 storage bound to it (:func:`bound`) so the journal commits with the step, the handler runs its
-statements through :func:`context`, the step's checks run, and its ledger row is recorded. A
-step that fails is rolled back and what the database kept of it is settled from the journal
-(:func:`settle`); ``StepFailed`` then goes back to the machine. Undoing a step
-(:mod:`lupo_migrate._undoing`) and the checks before a run (:mod:`lupo_migrate._checking`) use
-the same context and binding.
+statements through :func:`context`, the step's checks run (:func:`check_step`), and its
+ledger row is recorded. A step that fails is rolled back and what the database kept of it is
+settled from the journal (:func:`settle`); ``StepFailed`` then goes back to the machine.
+Undoing a step (:mod:`lupo_migrate._undoing`) and the checks before a run
+(:mod:`lupo_migrate._checking`) use the same context and binding.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -24,15 +25,16 @@ from lupo_migrate import _checking, _observing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._context import StepContext
-from lupo_migrate._model import AppliedStep, FailureKind, Run, Step, StepId
-from lupo_migrate._runtime import _failure, _StepCheckFailed, _transactional
-from lupo_migrate._validation import EXPLICIT_DOWN
+from lupo_migrate._model import AppliedStep, FailureKind, Finding, Run, Severity, Step, StepId
+from lupo_migrate._runtime import _CHECKS_OFF, _failure, _StepCheckFailed, _transactional
+from lupo_migrate._validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
 from lupo_migrate.errors import ConnectionLostError, LockError, LupoMigrateError
+from lupo_migrate.handlers._lint import STATEMENTS
 
 if TYPE_CHECKING:
     from lupo_migrate._runner import Orchestrator
 
-__all__ = ["apply_step", "bound", "context", "settle", "statement_ran"]
+__all__ = ["apply_step", "bound", "check_step", "context", "settle", "statement_ran"]
 
 
 def context(
@@ -94,7 +96,7 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
         connection = scope.enter_context(orch.target.step_session())
         shared = scope.enter_context(bound(orch, connection, handler))
         handler.apply(step, context(orch, run, step, connection, shared=shared))
-        _checking.check_step(orch, run, step, connection)
+        check_step(orch, run, step, connection)
         if apart:
             # Its database writes commit before the ledger says it is applied (the
             # ledger and the run's state are written apart from them).
@@ -168,3 +170,69 @@ def settle(orch: Orchestrator, run: Run, step: Step, handler: Any) -> None:
     for entry in kept.values():
         if entry.done_at is None:
             orch.storage.journal_done(entry.id, to_stamp(orch.clock.now()))
+
+
+def check_step(orch: Orchestrator, run: Run, step: Step, connection: Any) -> None:
+    """The during-validation of a step that ran: what its statements create, drop or
+    rename is (or is not) there (looked up where several statements change one object or
+    one statement's effects are unknown; a lone DDL statement that succeeded did what it
+    says); and where it turned foreign key checks off, the foreign keys of the tables it
+    touched still hold.
+
+    Raises:
+        _StepCheckFailed: a check failed (its findings are recorded).
+    """
+    mine = _checking.by_step(orch, EFFECTS).get(step.id, [])
+    findings: list[Finding] = []
+    expected = {k: v for k, v in expected_existence(mine).items() if k[:7] != "column:"}
+    exists = getattr(orch.target, "existing", None)
+    # A DDL statement that succeeded had its effect; the step's net effect can differ only
+    # where several of its statements change one object, or one's effects are unknown.
+    changes = Counter(
+        key
+        for _, kind, name, action, new in mine
+        if action in ("create", "drop", "rename")
+        for key in (f"{kind}:{name}", *([f"{kind}:{new}"] if new else []))
+    )
+    unsure = step.id in _checking.by_step(orch, UNKNOWN)
+    if not unsure and all(count == 1 for count in changes.values()):
+        expected = {}
+    if expected and exists is not None:
+        found = exists(sorted(expected), connection)
+        for key, there in sorted(expected.items()):
+            if (key in found) != there:
+                kind, _, name = key.partition(":")
+                findings.append(
+                    Finding(
+                        severity=Severity.ERROR,
+                        message=f"after {step.id}: {kind} {name} should"
+                        f" {'exist' if there else 'be gone'}, but"
+                        f" {'is missing' if there else 'still exists'}",
+                        path=step.path,
+                        code="step-effect",
+                        kind=FailureKind.CRITICAL_VALIDATION,
+                        step_id=step.id,
+                    )
+                )
+    orphans = getattr(orch.target, "orphans", None)
+    texts = [sql for _sid, _p, _l, sql in _checking.by_step(orch, STATEMENTS).get(step.id, [])]
+    if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
+        tables = sorted(
+            {e[2] for e in mine if e[1] == "table"}
+            | {e[4] for e in mine if e[1] == "table" and e[4]}
+        )
+        for table, key, count in orphans(tables, connection):
+            findings.append(
+                Finding(
+                    severity=Severity.ERROR,
+                    message=f"after {step.id}: {count} row(s) of {table} break foreign key"
+                    f" {key} (the step turned foreign key checks off)",
+                    path=step.path,
+                    code="foreign-key-broken",
+                    kind=FailureKind.DATA_INTEGRITY,
+                    step_id=step.id,
+                )
+            )
+    if findings:
+        orch.storage.record_findings(run.id, findings)
+        raise _StepCheckFailed("; ".join(f.message for f in findings))
