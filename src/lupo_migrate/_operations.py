@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _checking, _undoing
+from lupo_migrate import _checking, _driving, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._decisions import (
@@ -127,12 +127,12 @@ def rollback(
     )
     others = tuple(s for s in mine if s not in undo)
     with ExitStack() as stack:
-        orch._hold(stack)
+        _driving.hold(orch, stack)
         stack.callback(orch._flush)
         stack.callback(_undoing.close_pre_images, orch)
         stack.callback(setattr, orch, "_rolling", None)
         orch._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
-        run = orch._start(run, plan, by_id)
+        run = _driving.start(orch, run, plan, by_id)
         _checking.record_schema(orch, run, when=Outcome.ROLLED_BACK)
         if run.outcome is Outcome.ROLLED_BACK:
             # A scope's rollback leaves the run's own record open: its material stays for
@@ -227,7 +227,7 @@ def resolve(orch: Orchestrator, *, operator: str, note: str = "") -> Run:
         raise DecisionError(
             f"target {orch.target_name} is not blocked; there is nothing to resolve"
         )
-    run, _ = orch._advance(latest, sm.Resolved(operator, note))
+    run, _ = _driving.advance(orch, latest, sm.Resolved(operator, note))
     orch.storage.record_findings(
         run.id,
         [

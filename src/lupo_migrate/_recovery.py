@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from lupo_migrate import _checking, _undoing
+from lupo_migrate import _checking, _driving, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import (
@@ -67,13 +67,13 @@ def recover(
     dead = orch.crashed()
     if dead is None:
         with orch.lock.acquire(orch.owner, timeout=orch.lock_timeout):
-            orphan = orch._lift_orphan_freeze()
+            orphan = _driving.lift_orphan_freeze(orch)
         if orphan is not None:  # died after freezing, before its run was recorded
             return RunResult(run=None, plan=Plan())
         raise DecisionError(f"no run of target {orch.target_name} died; nothing to recover")
     plan, by_id = plan_of(orch, dead, steps, resume=resume)
     with ExitStack() as stack:
-        orch._hold(stack)  # the dead run's freeze is an orphan now
+        _driving.hold(orch, stack)  # the dead run's freeze is an orphan now
         stack.callback(orch._flush)
         stack.callback(_undoing.close_pre_images, orch)
         run = guarded(
@@ -124,7 +124,7 @@ def take_over(
         if dead.phase is sm.Phase.IDLE:  # died before it started: start it (then undo)
             if resume:
                 orch._recovering = None  # a plain start
-            run = orch._drive(dead, sm.LockAcquired(orch.owner), plan, by_id)
+            run = _driving.drive(orch, dead, sm.LockAcquired(orch.owner), plan, by_id)
         elif went_on:
             if dead.phase in (sm.Phase.PREPARING, sm.Phase.VALIDATING_PRE):
                 orch._recovering = None  # nothing ran: it prepares again, as a new run
@@ -132,11 +132,11 @@ def take_over(
                 orch._pre = kept_pre_images(orch, dead, resume=resume)
             if resume and dead.phase in _RESUMED_WITH_FACTS:
                 orch._facts = resumed_facts(orch, plan)
-            run = orch._drive(dead, sm.Resumed(orch.owner), plan, by_id)
+            run = _driving.drive(orch, dead, sm.Resumed(orch.owner), plan, by_id)
         else:
             orch._pre = kept_pre_images(orch, dead)
             failure = Failure(kind=FailureKind.CRASH, message=note.message)
-            run = orch._drive(dead, sm.RollbackRequested(failure), plan, by_id)
+            run = _driving.drive(orch, dead, sm.RollbackRequested(failure), plan, by_id)
         if run.outcome is Outcome.ROLLED_BACK:
             _answer_decisions(orch, dead, operator)
         return run

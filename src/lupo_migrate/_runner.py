@@ -10,15 +10,16 @@ The orchestrator is database-agnostic: statements reach the database through a `
 (see ``_context``, with the context handlers run statements through), which the SQLAlchemy
 extension implements.
 
-This module drives runs and carries out effects. Carrying out one step (``_stepping``),
-recovering dead runs (``_recovery``), what operators do with ended runs (``_operations``), the
-checks around a run (``_checking``) and undoing steps with their pre-images (``_undoing``) live
-in modules of their own, as functions of the orchestrator; ``_runtime`` holds what they share.
+This module holds the orchestrator's state and public API. The loop that drives a run and
+carries out effects (``_driving``), carrying out one step (``_stepping``), recovering dead runs
+(``_recovery``), what operators do with ended runs (``_operations``), the checks around a run
+(``_checking``) and undoing steps with their pre-images (``_undoing``) live in modules of their
+own, as functions of the orchestrator; ``_runtime`` holds what they share. The queue commands
+are a base class (``_queue_commands``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -31,13 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _checking, _observing, _operations, _recovery, _stepping, _undoing
-from lupo_migrate import _state as sm
-from lupo_migrate._clock import from_stamp, to_stamp
+from lupo_migrate import _driving, _observing, _operations, _recovery, _undoing
+from lupo_migrate._clock import from_stamp
 from lupo_migrate._context import Target
-from lupo_migrate._decisions import (
-    DecisionRecord,
-)
+from lupo_migrate._decisions import DecisionRecord
 from lupo_migrate._keepalive import KeepAlive
 from lupo_migrate._model import (
     Classification,
@@ -52,32 +50,19 @@ from lupo_migrate._model import (
 )
 from lupo_migrate._observing import Watch
 from lupo_migrate._planner import plan as plan_steps
+from lupo_migrate._queue_commands import QueueCommands
 from lupo_migrate._registry import HandlerRegistry
-from lupo_migrate._runtime import (
-    RunResult,
-    _Rollback,
-)
-from lupo_migrate._validation import (
-    checksums_unchanged,
-    performance_probes,
-)
-from lupo_migrate.errors import (
-    InternalError,
-    InvalidArgumentError,
-    MigrationFileError,
-    TargetBlockedError,
-)
+from lupo_migrate._runtime import RunResult, _Rollback
+from lupo_migrate._validation import checksums_unchanged, performance_probes
+from lupo_migrate.errors import InvalidArgumentError, MigrationFileError, TargetBlockedError
 from lupo_migrate.handlers._lint import risky_statements
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
 
 if TYPE_CHECKING:
     from lupo_migrate._checklist import Item as ChecklistItem
-    from lupo_migrate._draining import DrainReport
     from lupo_migrate._metrics import HistoryStats
-    from lupo_migrate._queue import QueueEntry
     from lupo_migrate.alerts import AlertSink
     from lupo_migrate.observe import Event
-    from lupo_migrate.typing import Ephemeral
 
 __all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
 
@@ -91,7 +76,7 @@ def default_owner() -> str:
 
 
 @attrs.define
-class Orchestrator:
+class Orchestrator(QueueCommands):
     """Applies plans to one target safely: the shell around the pure state machine.
 
     Every collaborator is injected, so hosts can embed it anywhere and tests can use the
@@ -282,11 +267,11 @@ class Orchestrator:
         by_id = {s.id: s for s in plan.steps}
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
         with ExitStack() as stack:
-            self._hold(stack)
+            _driving.hold(self, stack)
             stack.callback(self._flush)
             stack.callback(_undoing.close_pre_images, self)
             self._recorded = []
-            run = self._start(run, plan, by_id)
+            run = _driving.start(self, run, plan, by_id)
         return RunResult(
             run=run,
             plan=plan,
@@ -366,112 +351,6 @@ class Orchestrator:
         """
         return _recovery.recover(self, steps, operator=operator, resume=resume)
 
-    # ------------------------------------------------------------------ queue
-    # Thin wrappers: the queue's shell is lupo_migrate._draining, its decisions
-    # lupo_migrate._queue.
-
-    def enqueue(
-        self,
-        steps: Sequence[Step],
-        *,
-        priority: int = 0,
-        upto: StepId | None = None,
-        by: str = "operator",
-    ) -> QueueEntry:
-        """Queue a run of the pending steps (up to *upto*) on this target.
-
-        The plan is checked now (an unknown *upto*, a cycle or an unknown dependency is
-        refused) and computed again when the entry is drained. Higher *priority* runs first;
-        within one priority the older entry.
-
-        Raises:
-            UnknownTargetError: *upto* names no step.
-            InvalidArgumentError: *priority* is not a whole number within +-1,000,000.
-            PlanError: the steps cannot be ordered.
-        """
-        from lupo_migrate import _draining
-
-        return _draining.enqueue(self, steps, priority=priority, upto=upto, by=by)
-
-    def queue(self, *, finished: bool = False) -> list[QueueEntry]:
-        """This target's queue: the running entry, then the queued ones in the order they will
-        run; with *finished*, the done and cancelled ones after them (oldest first)."""
-        from lupo_migrate import _draining
-
-        return _draining.entries(self, finished=finished)
-
-    def cancel_queued(self, entry_id: int, *, by: str = "operator") -> QueueEntry:
-        """Cancel a queued entry of this target.
-
-        Raises:
-            DecisionError: the entry is running (its run cannot be stopped from the queue) or
-                already ended.
-            InvalidArgumentError: this target has no such entry.
-        """
-        from lupo_migrate import _draining
-
-        return _draining.cancel(self, entry_id, by=by)
-
-    def drain(
-        self,
-        steps: Sequence[Step],
-        *,
-        ephemeral: Ephemeral,
-        worker: str | None = None,
-        limit: int | None = None,
-        wait: float = 0.0,
-        lease: timedelta = timedelta(seconds=60),
-        keep_going: bool = False,
-    ) -> DrainReport:
-        """Run this target's queued entries one at a time, by priority then age.
-
-        One drainer per target at a time: it holds the lease ``queue:<target>`` in the
-        *ephemeral* ``locks`` table (renewed while it works). Each entry is claimed with a
-        compare-and-set (never twice), recorded as a job in ``job_queue`` (renewed too) and
-        run with :meth:`apply`; an entry a dead worker left running is queued again first.
-        Draining stops when the queue is empty, after *limit* entries, when a run does not
-        complete (unless *keep_going*), or when the target cannot run now (the entry then
-        keeps its place). See ``lupo_migrate._draining``.
-
-        Args:
-            steps: the migration files, as for :meth:`apply`.
-            ephemeral: the ephemeral schema every drainer of this target shares.
-            worker: who drains (recorded; default: this orchestrator's owner).
-            limit: the most entries to run (None: all).
-            wait: seconds to wait for another drainer's lease.
-            lease: how long the lease and job last unless renewed.
-            keep_going: go on after a run that did not complete.
-
-        Raises:
-            LockHeldError: another drainer holds the lease after *wait* seconds.
-        """
-        from lupo_migrate import _draining
-
-        return _draining.drain(
-            self,
-            steps,
-            ephemeral=ephemeral,
-            worker=worker,
-            limit=limit,
-            wait=wait,
-            lease=lease,
-            keep_going=keep_going,
-        )
-
-    def _start(self, run: Run, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
-        """Record a new run and drive it from its start, the run lock held."""
-        self.storage.create_run(run)
-        _observing.started(self, run, plan)
-        run = _recovery.guarded(
-            self,
-            lambda: self._drive(run, sm.LockAcquired(self.owner), plan, by_id),
-            run.id,
-            plan,
-            by_id,
-        )
-        _observing.run_ended(self, run)
-        return run
-
     def accept(
         self, run_id: str, *, scope: Classification | None = None, operator: str = "operator"
     ) -> list[DecisionRecord]:
@@ -491,116 +370,6 @@ class Orchestrator:
         """Clear the block a failed rollback left, after an operator fixed the target by hand."""
         return _operations.resolve(self, operator=operator, note=note)
 
-    def _hold(self, stack: ExitStack) -> None:
-        """Take the run lock, keep it (and the freeze) alive while the run works, and freeze
-        writes. Another owner's freeze is then an orphan (only a run freezes, and a run holds
-        the lock all along: its process died between the two): it is lifted, and that is
-        recorded."""
-        stack.enter_context(self.lock.acquire(self.owner, timeout=self.lock_timeout))
-        keeper = KeepAlive(
-            self.lock,
-            self.freeze,
-            self.owner,
-            self.freeze_ttl,
-            watch=functools.partial(_observing.escalate_now, self),
-        )
-        stack.callback(setattr, self, "_keeper", None)
-        stack.enter_context(keeper.running())
-        self._keeper = keeper
-        orphan = self._lift_orphan_freeze()
-        if orphan is not None:
-            logger.warning("lifted the orphaned write freeze of %s", orphan.owner)
-        keeper.freeze_writes()
-
-    def _lift_orphan_freeze(self) -> Any:
-        frozen = self.freeze.status()
-        if frozen is None or frozen.owner == self.owner:
-            return None
-        return self.freeze.emergency_thaw(
-            self.owner, f"orphaned: {frozen.owner} froze writes and died (the run lock was free)"
-        )
-
-    def _renew_freeze(self) -> None:
-        """Between steps: the lock's heartbeat and the freeze's lease, when due (see
-        ``_keepalive``); a lock that is gone raises ``LockError``: no further statement runs."""
-        if self._keeper is not None:
-            self._keeper.tick()
-
-    def _advance(self, run: Run, event: sm.Event) -> tuple[Run, tuple[sm.Effect, ...]]:
-        new, effects = sm.transition(run, event)
-        self.storage.save_run(new, expected_version=run.version)  # persisted before effects
-        _observing.transition(self, run, new, event)
-        if self.on_event is not None:
-            self.on_event(new, event)
-        logger.debug("run %s: %s -> %s", run.id, type(event).__name__, new.phase.value)
-        return new, effects
-
-    def _drive(self, run: Run, first: sm.Event, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
-        event: sm.Event | None = first
-        while event is not None:
-            try:
-                run, effects = self._advance(run, event)
-            except BaseException as error:
-                self._finish_step(error)
-                raise
-            self._finish_step()
-            self._renew_freeze()
-            if not all(isinstance(fx, sm.ApplyStep) for fx in effects):
-                self._flush()  # only consecutive steps may leave writes pending
-            events = [e for e in (self._carry_out(run, fx, plan, by_id) for fx in effects) if e]
-            if len(events) > 1:  # pragma: no cover - a table bug
-                raise InternalError(f"effects {effects} produced several events {events}")
-            event = events[0] if events else None
-            if event is None and run.phase is sm.Phase.COMPLETING:
-                # What keeps the run rollbackable, and the next run's drift reference, are
-                # recorded before the run is: a process that dies in between leaves a run
-                # that is not ended (recover rolls it back), never one that cannot be.
-                _operations.keep_rollback_material(self, run)
-                _checking.record_schema(self, run, when=None)
-                event = sm.Completed()
-        if not run.ended:  # pragma: no cover - a table bug
-            raise InternalError(f"run {run.id} stopped in {run.phase.name} with no event")
-        return run
-
-    # ------------------------------------------------------------------ effects
-
-    def _carry_out(
-        self, run: Run, effect: sm.Effect, plan: Plan, by_id: Mapping[StepId, Step]
-    ) -> sm.Event | None:
-        now = to_stamp(self.clock.now())
-        match effect:
-            case sm.FreezeWrites():
-                if self._keeper is not None:
-                    self._keeper.freeze_writes()
-            case sm.ThawWrites():
-                if self._keeper is not None:
-                    self._keeper.thaw()
-                else:
-                    self.freeze.thaw(self.owner)
-            case sm.ReleaseLock():
-                pass  # the lock's ``with`` block in apply() releases it on the way out
-            case sm.RecordPreImages():
-                return _undoing.start_pre_images(self, run)
-            case sm.Validate(stage=stage):
-                return _checking.validate(self, run, stage, plan)
-            case sm.ApplyStep(step_id=step_id):
-                return _stepping.apply_step(self, run, by_id[step_id], now)
-            case sm.UndoStep(step_id=step_id, partial=partial):
-                return _undoing.undo_step(self, run, by_id[step_id], partial=partial)
-            case sm.VerifyRollback():
-                return _undoing.verify_rollback(self, run)
-            case sm.RecordHistory() | sm.RecordOutcome() | sm.RecordResolution():
-                pass  # the persisted run and the ledger rows are the history
-            case sm.RecordDecision(decision=decision, findings=findings):
-                _operations.record_decision(self, run, decision, findings, by_id)
-            case sm.RaiseAlert(level=level, message=message):
-                log = logger.error if level is sm.AlertLevel.CRITICAL else logger.info
-                log("%s", message)
-                _observing.alert(self, run, level.value, message)  # migration_alerts, sinks
-            case _:  # pragma: no cover - every effect type is matched above
-                raise InternalError(f"no shell action for effect {effect!r}")
-        return None
-
     @property
     def _decision_log(self) -> DecisionLog | None:
         return self.storage if isinstance(self.storage, DecisionLog) else None
@@ -609,11 +378,3 @@ class Orchestrator:
         flush = getattr(self.target, "flush", None)
         if flush is not None:
             flush()
-
-    def _finish_step(self, error: BaseException | None = None) -> None:
-        scope, self._open_step = self._open_step, None
-        if scope is not None:
-            if error is None:
-                scope.close()
-            else:
-                scope.__exit__(type(error), error, error.__traceback__)
