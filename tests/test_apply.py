@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -278,19 +280,34 @@ def test_concurrent_applies_one_wins_the_others_name_the_holder(
     runners: int, mariadb_url: str, tmp_path: Path
 ) -> None:
     """Four (issue 3), then eight (issue 5) processes at once: one applies; the others exit
-    non-zero naming the holder; every statement runs once."""
+    non-zero naming the holder; every statement runs once.
+
+    The winner's first step waits at a gate (a user lock this test holds) until every other
+    process has exited: however slowly the machine starts them, they all ask for the run lock
+    while the winner holds it, and none comes too late to find the work done."""
+    gate = f"lupo_test_gate_{uuid.uuid4().hex[:12]}"
     migrations = tmp_path / "m"
     migrations.mkdir()
     for i in range(6):
+        wait = f"DO GET_LOCK('{gate}', 120)" if i == 0 else "DO SLEEP(0.05)"
         (migrations / f"V{i + 1}__t{i}.sql").write_text(
-            f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY);\nDO SLEEP(0.2);\n"
+            f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY);\n{wait};\n"
         )
     command = [sys.executable, "-m", "lupo_migrate", "apply", str(migrations), "--db", mariadb_url]
-    procs = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(runners)
-    ]
-    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    keeper = sa.create_engine(mariadb_url, poolclass=sa.pool.NullPool)
+    with keeper.connect() as held:
+        assert held.exec_driver_sql(f"SELECT GET_LOCK('{gate}', 0)").scalar_one() == 1
+        procs = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(runners)
+        ]
+        deadline = time.monotonic() + 120
+        while sum(p.poll() is not None for p in procs) < runners - 1:
+            assert time.monotonic() < deadline, "the other processes did not give up"
+            time.sleep(0.05)
+        held.exec_driver_sql(f"DO RELEASE_LOCK('{gate}')")
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    keeper.dispose()
     winners = [r for r in results if r[0] == 0 and "completed, 6 of 6" in r[1]]
     losers = [r for r in results if r[0] != 0]
     assert len(winners) == 1, results
