@@ -14,6 +14,7 @@ PACKAGE = Path(lupo_migrate.__file__).parent
 #: The modules that decide; they may import only these.
 CORE = (
     "_model",
+    "_kinds",
     "_state",
     "_planner",
     "_rollback",
