@@ -206,12 +206,15 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
                     assert main(["rollback", runs[-1].split()[0], *args]) == 0
                     capsys.readouterr()
             _same(_state(mariadb_url), before, (seed, attempts))
-            assert main(["status", *args]) == 0
+            code = main(["status", *args])
             out, err = capsys.readouterr()
+            assert code == 0, (seed, attempts, out, err)
             assert "0 applied, 10 pending" in out, (seed, attempts, out)
-            assert "writes frozen" not in out
-            assert err == ""
+            assert "writes frozen" not in out, (seed, attempts, out)
+            assert err == "", (seed, attempts, err)
         assert mid_run >= KILLS, f"only {mid_run} of {attempts} kills landed mid-run (seed {seed})"
+    except Exception as failed:  # every failure names the seed that replays it
+        raise AssertionError(f"LUPO_KILL_SEED={seed} (attempt {attempts}): {failed}") from failed
     finally:
         _run(mariadb_url, f"DROP DATABASE IF EXISTS `{orch}`")
 
