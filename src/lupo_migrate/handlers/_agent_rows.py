@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from lupo_migrate._model import Step
-from lupo_migrate.handlers._agent_spec import AgentSpec, _bad
+from lupo_migrate.handlers._agent_spec import AgentSpec, spec_error
 from lupo_migrate.handlers._federation import quote_identifier
 
 __all__ = ["ROLLBACK_OFFSET", "ROW_MARK"]
@@ -152,7 +152,9 @@ class _Rows:
         try:
             result = self.context.connection.exec_driver_sql(sql)
         except Exception as error:  # no such table or column: say which
-            raise _bad(self.step, f"cannot read {self._name()}: {error}".split("\n")[0]) from error
+            raise spec_error(
+                self.step, f"cannot read {self._name()}: {error}".split("\n")[0]
+            ) from error
         found = result.mappings().first()
         return None if found is None else dict(found)
 
@@ -182,7 +184,9 @@ class _Rows:
             if old is not None:
                 unknown = sorted(set(record) - set(old))
                 if unknown:
-                    raise _bad(self.step, f"{self._name()} has no column {', '.join(unknown)}")
+                    raise spec_error(
+                        self.step, f"{self._name()} has no column {', '.join(unknown)}"
+                    )
                 fields = {
                     c: v
                     for c, v in record.items()

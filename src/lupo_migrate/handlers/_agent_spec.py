@@ -21,7 +21,7 @@ from lupo_migrate._model import Step
 from lupo_migrate._yaml import load_yaml
 from lupo_migrate.errors import StepError
 
-__all__ = ["AgentSpec", "parse_spec"]
+__all__ = ["AgentSpec", "parse_spec", "spec_error"]
 
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _PLACEHOLDER: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -48,7 +48,8 @@ class AgentSpec:
     delete: tuple[Mapping[str, Any], ...]
 
 
-def _bad(step: Step, message: str) -> StepError:
+def spec_error(step: Step, message: str) -> StepError:
+    """The error refusing *step*'s agent file, with *message* saying what is wrong."""
     return StepError(step.id, step.path, message)
 
 
@@ -60,45 +61,51 @@ def parse_spec(step: Step, text: str, names: Mapping[str, str]) -> AgentSpec:
     """
     value, problems = load_yaml(text, path=step.path)
     if not isinstance(value, dict):
-        raise _bad(step, "; ".join(str(p) for p in problems) or "not a mapping of fields")
+        raise spec_error(step, "; ".join(str(p) for p in problems) or "not a mapping of fields")
     table, directory = value.get("table"), value.get("directory")
     if (table is None) == (directory is None):
-        raise _bad(step, "give either 'table' (records in a table) or 'directory' (agent folders)")
+        raise spec_error(
+            step, "give either 'table' (records in a table) or 'directory' (agent folders)"
+        )
     key = value.get("key", "id" if directory is not None else None)
     keys = (key,) if isinstance(key, str) else tuple(key) if isinstance(key, list) else ()
     if not keys or not all(isinstance(k, str) and _NAME.match(k) for k in keys):
-        raise _bad(step, f"'key' must name the key field(s), e.g. key: agent_key; got {key!r}")
+        raise spec_error(
+            step, f"'key' must name the key field(s), e.g. key: agent_key; got {key!r}"
+        )
 
     def rows(name: str) -> tuple[dict[str, Any], ...]:
         listed = value.get(name) or []
         if not isinstance(listed, list) or not all(isinstance(r, dict) for r in listed):
-            raise _bad(step, f"'{name}' must be a list of records (mappings), got {listed!r}")
+            raise spec_error(step, f"'{name}' must be a list of records (mappings), got {listed!r}")
         for index, row in enumerate(listed, 1):
             missing = [k for k in keys if row.get(k) in (None, "")]
             if missing:
-                raise _bad(step, f"{name} #{index} has no {', '.join(missing)} (the key): {row!r}")
+                raise spec_error(
+                    step, f"{name} #{index} has no {', '.join(missing)} (the key): {row!r}"
+                )
             bad = [str(c) for c in row if not isinstance(c, str) or not _NAME.match(c)]
             if table is not None and bad:
-                raise _bad(step, f"{name} #{index}: {', '.join(bad)} is not a column name")
+                raise spec_error(step, f"{name} #{index}: {', '.join(bad)} is not a column name")
         return tuple({str(k): v for k, v in row.items()} for row in listed)
 
     records, delete = rows("records"), rows("delete")
     if not records and not delete:
-        raise _bad(step, "nothing to do: give records or delete")
+        raise spec_error(step, "nothing to do: give records or delete")
     seen: set[tuple[Any, ...]] = set()
     for row in records + delete:
         ident = tuple(json.dumps(row[k], default=str) for k in keys)
         if ident in seen:
-            raise _bad(step, f"the key {dict(zip(keys, ident, strict=True))} appears twice")
+            raise spec_error(step, f"the key {dict(zip(keys, ident, strict=True))} appears twice")
         seen.add(ident)
     located: tuple[str | None, str] | None = None
     if table is not None:
         if not isinstance(table, str) or not table:
-            raise _bad(step, f"'table' must name a table, got {table!r}")
+            raise spec_error(step, f"'table' must name a table, got {table!r}")
         rendered = _PLACEHOLDER.sub(lambda m: names.get(m[1], m[0]), table)
         schema, _, name = rendered.rpartition(".")
         if "${" in rendered or not _NAME.match(name) or (schema and not _NAME.match(schema)):
-            raise _bad(step, f"'table': {table!r} is not a table name (schema.table)")
+            raise spec_error(step, f"'table': {table!r} is not a table name (schema.table)")
         located = (schema or None, name)
     else:
         if (
@@ -106,18 +113,18 @@ def parse_spec(step: Step, text: str, names: Mapping[str, str]) -> AgentSpec:
             or Path(directory).is_absolute()
             or ".." in Path(directory).parts
         ):
-            raise _bad(
+            raise spec_error(
                 step, f"'directory': {directory!r} must be a path inside the files directory"
             )
         if len(keys) != 1:
-            raise _bad(step, "agent folders are named by one key field")
+            raise spec_error(step, "agent folders are named by one key field")
         for row in records + delete:
             name = str(row[keys[0]])
             if "/" in name or "\\" in name or name in (".", ".."):
-                raise _bad(step, f"{keys[0]} {name!r} cannot name a folder")
+                raise spec_error(step, f"{keys[0]} {name!r} cannot name a folder")
     file = value.get("file", "metadata.json")
     if not isinstance(file, str) or "/" in file or not file:
-        raise _bad(step, f"'file' must be a file name, got {file!r}")
+        raise spec_error(step, f"'file' must be a file name, got {file!r}")
     return AgentSpec(
         table=located,
         directory=directory,

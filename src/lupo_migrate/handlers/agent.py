@@ -52,8 +52,8 @@ from lupo_migrate.handlers._agent_rows import ROLLBACK_OFFSET as ROLLBACK_OFFSET
 from lupo_migrate.handlers._agent_rows import ROW_MARK as ROW_MARK
 from lupo_migrate.handlers._agent_rows import _Rows
 from lupo_migrate.handlers._agent_spec import AgentSpec as AgentSpec
-from lupo_migrate.handlers._agent_spec import _bad
 from lupo_migrate.handlers._agent_spec import parse_spec as parse_spec
+from lupo_migrate.handlers._agent_spec import spec_error
 from lupo_migrate.handlers._undo import FileUndo, file_undos, restore_files, sha256
 from lupo_migrate.handlers._undo import write_atomically as _write
 
@@ -118,7 +118,9 @@ class AgentHandler:
 def _root(step: Step, context: Any) -> Path:
     root = getattr(context, "files_root", None)
     if root is None:
-        raise _bad(step, "no files directory: set `files` (the directory agent folders are in)")
+        raise spec_error(
+            step, "no files directory: set `files` (the directory agent folders are in)"
+        )
     return Path(root)
 
 
@@ -148,7 +150,9 @@ class _Folders:
                         fmt="json",
                     )
                 except (HeaderEditError, UnicodeDecodeError) as error:
-                    raise _bad(self.step, f"{relpath}: {error}; it must be a JSON object") from None
+                    raise spec_error(
+                        self.step, f"{relpath}: {error}; it must be a JSON object"
+                    ) from None
                 if not changes:
                     continue
                 encoded = new.encode("utf-8")

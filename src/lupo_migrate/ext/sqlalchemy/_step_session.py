@@ -26,7 +26,7 @@ from lupo_migrate.errors import StillRunningError
 from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
 
-__all__ = ["StepSessions"]
+__all__ = ["StepSessions", "session_id"]
 
 
 class StepSessions:
@@ -178,7 +178,7 @@ class StepSessions:
         statements (it holds the statement lock), or None."""
         if not self._statements_locked():
             return None
-        own = _session_id(self._chain[0]) if self._chain is not None else None
+        own = session_id(self._chain[0]) if self._chain is not None else None
         with self.engine.connect() as conn:
             holder = conn.exec_driver_sql(
                 f"SELECT IS_USED_LOCK({_literal(self.statement_lock)})"
@@ -255,7 +255,7 @@ def _literal(text: str | None) -> str:
     return "'" + str(text).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _session_id(connection: Connection | None) -> int | None:
+def session_id(connection: Connection | None) -> int | None:
     """The server's id of *connection*'s session (MySQL thread id, PostgreSQL backend pid),
     read from the driver without a query; None when it cannot be told."""
     if connection is None:

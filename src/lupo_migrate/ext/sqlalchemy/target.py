@@ -29,7 +29,7 @@ from lupo_migrate._quick import LOOPBACK, sibling_store
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _blockers, _catalog, _pipeline
 from lupo_migrate.ext.sqlalchemy._preimage import BACKUP_PREFIX, PreImages, drop_backups
-from lupo_migrate.ext.sqlalchemy._step_session import StepSessions, _session_id
+from lupo_migrate.ext.sqlalchemy._step_session import StepSessions, session_id
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 
@@ -197,7 +197,7 @@ class SqlAlchemyTarget(StepSessions):
             return None
         with self.engine.connect() as conn:
             found = _blockers.find_blockers(conn, tables, schema=self.core_schema)
-        own = _session_id(connection)
+        own = session_id(connection)
         return tuple(str(b) for b in found if b.session != own)
 
     def lock_wait_suspects(
@@ -210,7 +210,7 @@ class SqlAlchemyTarget(StepSessions):
         code = getattr(orig, "pgcode", None) or (getattr(orig, "args", None) or [None])[0]
         if code not in (1205, "55P03"):
             return None
-        own = _session_id(connection)
+        own = session_id(connection)
         with self.engine.connect() as conn:
             found = _blockers.open_transactions(conn)
         return tuple(str(b) for b in found if b.session != own)
