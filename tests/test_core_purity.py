@@ -32,6 +32,7 @@ CORE = (
     "_orchestration",
     "_fingerprint",
     "_decisions",
+    "_undo_plan",
     "_frontmatter",
     "_frontmatter_blocks",
     "_frontmatter_text",

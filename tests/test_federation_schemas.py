@@ -178,7 +178,7 @@ def test_a_sqlite_targets_backups_go_to_a_file_of_their_own(
 
     backups = tmp_path / "app.lupo-backups.db"
     assert tables(app) == ["t"]
-    assert tables(backups) == [f"lupo_bk_{run_id[:12]}_0", f"lupo_bk_{run_id[:12]}_1"]
+    assert tables(backups) == [f"lupo_bk_{run_id[:12]}_{n}" for n in ("0", "1", "2_a")]
     assert "lupo_bk" not in " ".join(tables(tmp_path / "app.lupo.db"))
     assert main(["rollback", run_id, str(migrations), *db]) == 0
     with sqlite3.connect(app) as conn:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from lupo_migrate._rollback import DEFAULT_WINDOWS, RollbackDecision, Scope, classify
     from lupo_migrate._runner import Orchestrator, RunResult
     from lupo_migrate._state import transition
+    from lupo_migrate._undo_plan import RollbackPreview, RowConflict, StepUndo
     from lupo_migrate.errors import LupoMigrateError
 
 __all__ = [
@@ -66,12 +67,15 @@ __all__ = [
     "Plan",
     "PlanReport",
     "RollbackDecision",
+    "RollbackPreview",
+    "RowConflict",
     "Run",
     "RunResult",
     "Scope",
     "Severity",
     "Stage",
     "Step",
+    "StepUndo",
     "TableData",
     "ValidationContext",
     "build_graph",
@@ -116,6 +120,9 @@ _HOMES: dict[str, str] = {
     "Plan": "lupo_migrate._model",
     "PlanReport": "lupo_migrate._api",
     "RollbackDecision": "lupo_migrate._rollback",
+    "RollbackPreview": "lupo_migrate._undo_plan",
+    "RowConflict": "lupo_migrate._undo_plan",
+    "StepUndo": "lupo_migrate._undo_plan",
     "Run": "lupo_migrate._model",
     "Scope": "lupo_migrate._rollback",
     "Severity": "lupo_migrate._model",

@@ -40,10 +40,12 @@ from lupo_migrate._validation import (
     ESTIMATES,
     EXPLICIT_DOWN,
     FINGERPRINT,
+    NEEDS,
     NO_ROLLBACK,
     PROBES_AFTER,
     PROBES_BEFORE,
     RECORDED,
+    SOFT_DROP,
     UNKNOWN,
     all_of,
     backup_limit,
@@ -60,6 +62,7 @@ from lupo_migrate.errors import (
     LupoMigrateError,
 )
 from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
+from lupo_migrate.handlers._needs import needs
 from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Validator
 
@@ -168,6 +171,7 @@ def measure(orch: Orchestrator, stage: Stage, plan: Plan) -> dict[str, Any]:
         touched = touched_keys(facts[EFFECTS])
         estimates = orch.target.row_estimates()  # type: ignore[attr-defined]
         facts[ESTIMATES] = estimates
+        facts[SOFT_DROP] = bool(getattr(orch.target, "soft_drops", False))
         untouched = sorted(
             name
             for name, rows in estimates.items()
@@ -201,7 +205,8 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     family = _family(orch.target)
     core = orch.target.names.get("core")
     no_rollback: list[tuple[str, str]] = []
-    kept = _undoing.restores(orch)  # pre-images put back what a step touched
+    kept: list[tuple[str, str, str, tuple[str, ...]]] = []
+    restores = _undoing.restores(orch)  # pre-images put back what a step touched
     for step in plan.steps:
         handler = orch.registry.lookup(step.file_type)
         listing = getattr(handler, "statements", None)
@@ -235,6 +240,9 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         mine: list[str] = []
         for stmt in listed:
             statements.append((step.id, step.path, stmt.line, stmt.text))
+            for need in needs(stmt.text, dialect=family):
+                if need.schema in (None, core):
+                    kept.append((step.id, need.table, need.what, need.columns))
             for touch in touches(stmt.text, dialect=family):
                 if touch.kind == "unknown":
                     unknown.append((step.id, touch.name))
@@ -245,10 +253,10 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
                 renamed = None if new is None else f"{table}.{new}"
                 effects.append((step.id, "column", f"{table}.{column}", action, renamed))
         invertible = info.invertible if info is not None else handler.can_rollback(step)
-        if not invertible and not (kept and not mine):
+        if not invertible and not (restores and not mine):
             why = (
                 f"statements whose effects cannot be told: {', '.join(mine)}"
-                if kept
+                if restores
                 else "; ".join(getattr(info, "reasons", ())) or "no down section"
             )
             no_rollback.append((step.id, why))
@@ -256,6 +264,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         NO_ROLLBACK: tuple(no_rollback),
         STATEMENTS: tuple(statements),
         EFFECTS: tuple(effects),
+        NEEDS: tuple(kept),
         UNKNOWN: tuple(unknown),
         EXPLICIT_DOWN: frozenset(explicit),
     }

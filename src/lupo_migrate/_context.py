@@ -99,8 +99,10 @@ class StepContext:
     #: Whether the storage writes through the step's own connection (same transaction).
     shared: bool = False
     #: Called with each statement (and the step's connection) before it runs: pre-images of
-    #: what it touches.
-    before: Callable[[str, Any], None] | None = None
+    #: what it touches. It may return the statement to send instead (a soft drop, which
+    #: moves a table aside rather than dropping it); the journal keeps the statement as
+    #: written.
+    before: Callable[[str, Any], str | None] | None = None
 
     #: Seconds to wait for other sessions holding a table a DDL statement changes (None: do
     #: not look; the DDL's own short lock wait still bounds how long it queues).
@@ -175,8 +177,9 @@ class StepContext:
         started = to_stamp(self.clock.now())
         # A statement that commits with its journal row gets one row, written after it ran;
         # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
+        sent = statement
         if self.before is not None:
-            self.before(statement, self.connection)
+            sent = self.before(statement, self.connection) or statement
         after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
         entry = None
         if not after:
@@ -185,7 +188,7 @@ class StepContext:
             )
         began = time.perf_counter()
         try:
-            self.target.execute(self.connection, statement)
+            self.target.execute(self.connection, sent)
         except StorageError:
             raise  # a journal or ledger write that travelled with the statement failed
         except Exception as exc:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["Difference", "Fingerprint", "TableData", "diff", "restrict"]
+__all__ = ["Difference", "Fingerprint", "TableData", "diff", "restrict", "row_key"]
 
 #: Attributes of a table description that are lists of named parts, compared part by part.
 _PARTS = ("columns", "indexes", "foreign_keys", "checks")
@@ -176,3 +177,46 @@ def _parts_diff(
     order_new = [p["name"] for p in new if p["name"] in by_old]
     if attr == "columns" and order_old != order_new:
         yield Difference(key, ("column order",), order_old, order_new)
+
+
+_PG_INDEX_COLUMNS = re.compile(r"\(([^()]*)\)\s*$")
+
+
+def row_key(table: Mapping[str, Any], dialect: str) -> tuple[str, ...]:
+    """The columns that tell a row of *table* (its fingerprint entry) from the others: the
+    primary key, else the first unique key over NOT NULL plain columns; () when it has
+    neither (its rows are then told apart by all their values)."""
+    columns = {c["name"]: c for c in table.get("columns", ())}
+    if dialect == "sqlite":
+        pk = sorted((c["primary_key"], c["name"]) for c in columns.values() if c.get("primary_key"))
+        if pk:
+            return tuple(name for _, name in pk)
+    candidates: list[tuple[int, tuple[str, ...]]] = []
+    for index in table.get("indexes", ()):
+        if not index.get("unique") or index.get("partial"):
+            continue
+        names = _index_columns(index, dialect)
+        if not names or any(n not in columns or columns[n].get("nullable") for n in names):
+            continue
+        primary = index.get("primary") or index.get("name") == "PRIMARY"
+        candidates.append((0 if primary else 1, names))
+    return min(candidates)[1] if candidates else ()
+
+
+def _index_columns(index: Mapping[str, Any], dialect: str) -> tuple[str, ...]:
+    if dialect == "postgresql":  # only its definition: CREATE UNIQUE INDEX ... (a, b)
+        definition = str(index.get("definition") or "")
+        if " WHERE " in definition:
+            return ()
+        found = _PG_INDEX_COLUMNS.search(definition)
+        if found is None:
+            return ()
+        named = [p.strip() for p in found.group(1).split(",")]
+        if not all(re.fullmatch(r'"?[A-Za-z_][\w$]*"?', p) for p in named):
+            return ()  # an expression: not plain columns
+        return tuple(p.strip('"') for p in named)
+    parts = index.get("columns") or ()
+    # MySQL: [name, sub_part, order]; a prefix (sub_part) does not tell rows apart
+    if any(p[0] is None or (dialect != "sqlite" and p[1] is not None) for p in parts):
+        return ()
+    return tuple(str(p[0]) for p in parts)

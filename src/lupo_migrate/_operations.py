@@ -42,10 +42,15 @@ from lupo_migrate._model import (
 )
 from lupo_migrate._runtime import (
     RunResult,
+    _read_under,
     _Rollback,
 )
+from lupo_migrate._undo_plan import CONFLICT_POLICIES, RollbackPreview, StepUndo, refusal
 from lupo_migrate.errors import (
     DecisionError,
+    InvalidArgumentError,
+    LupoMigrateError,
+    RollbackConflictError,
 )
 from lupo_migrate.typing import DecisionLog
 
@@ -88,8 +93,133 @@ def rollback(
     *,
     scope: Classification | None = None,
     operator: str = "operator",
+    conflicts: str | None = None,
 ) -> RunResult:
     """:meth:`Orchestrator.rollback <lupo_migrate.Orchestrator.rollback>` (documented there)."""
+    if conflicts is not None and conflicts not in CONFLICT_POLICIES:
+        raise InvalidArgumentError(
+            f"conflicts must be one of {', '.join(CONFLICT_POLICIES)} or None, got {conflicts!r}"
+        )
+    of, plan, by_id, undo, others = _rollback_plan(orch, run_id, steps, scope)
+    log = require_log(orch)
+    run = attrs.evolve(
+        Run.new(uuid.uuid4().hex, plan, target=orch.target_name),
+        applied=undo,
+        rolls_back=of.id,
+        rolls_back_scope=scope,
+    )
+    with ExitStack() as stack:
+        _driving.hold(orch, stack)
+        stack.callback(orch._flush)
+        stack.callback(_undoing.close_pre_images, orch)
+        stack.callback(setattr, orch, "_rolling", None)
+        rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
+        # Read, with writes frozen and before anything is touched, what the rollback would
+        # overwrite or lose; refused unless the operator said which side wins.
+        pre, findings = _undoing.rollback_pre_images(orch, run, rolling)
+        preview = _preview(orch, of, plan, pre, rolling.only)
+        why = refusal(preview, conflicts)
+        if why is not None:
+            raise RollbackConflictError(why, preview)
+        if conflicts == "keep" and pre is not None and preview.conflicting:
+            marked = pre.keep_conflicts(rolling.only)
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    message=f"{marked} row(s) the application changed since run {of.id} stay"
+                    " as they are now (--conflicts keep): "
+                    + "; ".join(str(c) for c in preview.conflicts[:20]),
+                    code="rollback-conflict-kept",
+                )
+            )
+        elif conflicts == "undo" and (preview.conflicting or preview.lost):
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    message=f"run {of.id} is undone over what was written since"
+                    " (--conflicts undo): "
+                    + "; ".join([str(c) for c in preview.conflicts[:20]] + list(preview.lost)),
+                    code="rollback-conflict-undone",
+                )
+            )
+        rolling.pre, rolling.findings = pre, findings
+        orch._rolling = rolling
+        run = _driving.start(orch, run, plan, by_id)
+        _checking.record_schema(orch, run, when=Outcome.ROLLED_BACK)
+        if run.outcome is Outcome.ROLLED_BACK:
+            # A scope's rollback leaves the run's own record open: its material stays for
+            # the rest of the run.
+            answer_rolled_back(
+                log,
+                of.id,
+                scope,
+                operator=operator,
+                at=to_stamp(orch.clock.now()),
+                detail=f"by run {run.id}",
+            )
+    return RunResult(run=run, plan=plan, findings=tuple(orch.storage.findings(run.id)))
+
+
+def preview_rollback(
+    orch: Orchestrator,
+    run_id: str,
+    steps: Sequence[Step],
+    *,
+    scope: Classification | None = None,
+) -> RollbackPreview:
+    """:meth:`Orchestrator.preview_rollback <lupo_migrate.Orchestrator.preview_rollback>`
+    (documented there)."""
+    of, plan, _by_id, undo, others = _rollback_plan(orch, run_id, steps, scope)
+    run = attrs.evolve(
+        Run.new(uuid.uuid4().hex, plan, target=orch.target_name), applied=undo, rolls_back=of.id
+    )
+    rolling = _Rollback(of=of, scope=scope, operator="preview", others=others)
+    pre, _ = _undoing.rollback_pre_images(orch, run, rolling)
+    return _preview(orch, of, plan, pre, rolling.only)
+
+
+def _preview(
+    orch: Orchestrator, of: Run, plan: Plan, pre: Any, only: set[str] | None
+) -> RollbackPreview:
+    """What rolling back *of*'s steps in *plan* would do (newest first), from its kept
+    pre-images *pre* (None: none kept; then only the steps are known)."""
+    undos = tuple(_step_undo(orch, step) for step in reversed(plan.steps))
+    if pre is None or not getattr(pre, "sealed", False) or not hasattr(pre, "preview"):
+        return RollbackPreview(run_id=of.id, steps=undos, verified=pre is not None)
+    found: RollbackPreview = pre.preview(only)
+    return attrs.evolve(found, run_id=of.id, steps=undos)
+
+
+def _step_undo(orch: Orchestrator, step: Step) -> StepUndo:
+    """How *step* is undone: its handler's inspection where it has one (doctrine)."""
+    handler = orch.registry.lookup(step.file_type)
+    inspect = getattr(handler, "inspect", None)
+    if inspect is None:
+        return StepUndo(step.id, "handler")
+    try:
+        text = _read_under(orch.root, step.path, step)
+        info = inspect(
+            step,
+            text,
+            dialect=orch.target.dialect,
+            read_text=lambda rel: _read_under(orch.root, rel, step),
+        )
+    except (LupoMigrateError, OSError, UnicodeDecodeError):
+        return StepUndo(step.id, "handler")
+    source = {
+        "section": "down section",
+        "twin": "down twin",
+        "derived": "derived inverse",
+    }.get(getattr(info, "down_source", ""), "pre-images")
+    statements = tuple(getattr(s, "text", str(s)) for s in getattr(info, "down_statements", ()))
+    return StepUndo(step.id, source, statements)
+
+
+def _rollback_plan(
+    orch: Orchestrator, run_id: str, steps: Sequence[Step], scope: Classification | None
+) -> tuple[Run, Plan, dict[StepId, Step], tuple[StepId, ...], tuple[StepId, ...]]:
+    """The completed run *run_id* names, the plan of its steps to undo, them by id, their
+    ids, and the steps of the run that stay applied (outside *scope*)."""
     log = require_log(orch)
     of = find_run(orch, run_id)
     if of.outcome is not Outcome.COMPLETED:
@@ -119,33 +249,8 @@ def rollback(
             " restore them to roll the run back"
         )
     plan = Plan(steps=[by_id[s] for s in undo])
-    run = attrs.evolve(
-        Run.new(uuid.uuid4().hex, plan, target=orch.target_name),
-        applied=undo,
-        rolls_back=of.id,
-        rolls_back_scope=scope,
-    )
     others = tuple(s for s in mine if s not in undo)
-    with ExitStack() as stack:
-        _driving.hold(orch, stack)
-        stack.callback(orch._flush)
-        stack.callback(_undoing.close_pre_images, orch)
-        stack.callback(setattr, orch, "_rolling", None)
-        orch._rolling = _Rollback(of=of, scope=scope, operator=operator, others=others)
-        run = _driving.start(orch, run, plan, by_id)
-        _checking.record_schema(orch, run, when=Outcome.ROLLED_BACK)
-        if run.outcome is Outcome.ROLLED_BACK:
-            # A scope's rollback leaves the run's own record open: its material stays for
-            # the rest of the run.
-            answer_rolled_back(
-                log,
-                of.id,
-                scope,
-                operator=operator,
-                at=to_stamp(orch.clock.now()),
-                detail=f"by run {run.id}",
-            )
-    return RunResult(run=run, plan=plan, findings=tuple(orch.storage.findings(run.id)))
+    return of, plan, by_id, tuple(undo), others
 
 
 def answer_rolled_back(
@@ -324,6 +429,8 @@ def keep_rollback_material(orch: Orchestrator, run: Run) -> None:
         recorded += log.decisions(run.id)
         if any(r.classification is None for r in recorded):
             return  # it died after keeping the material, before it completed
+    if pre is not None and hasattr(pre, "seal"):
+        pre.seal()  # the rows the run changed, as it left them (writes are still frozen)
     kept = pre.save() if pre is not None else None
     now = orch.clock.now()
     deadline = max([to_stamp(now + orch.keep_rollback)] + [r.deadline or 0 for r in recorded])

@@ -333,10 +333,15 @@ def kept_pre_images(orch: Orchestrator, dead: Run, *, resume: bool = False) -> A
         return _undoing.rollback_pre_images(orch, dead, orch._rolling)[0]
     make = getattr(orch.target, "pre_images", None)
     pre = make(dead.id) if make is not None else None
+    orch._planned = False
     if pre is None or not pre.load():
         return None
     for entry in orch.storage.journal(dead.id):
-        pre.note(entry.statement)
+        # Only what ran: a statement of a step whose transaction died with the process
+        # (SQLite, PostgreSQL) changed nothing, and makes nothing "touched".
+        if entry.index in orch._done.get((dead.id, entry.step_id), ()):
+            pre.step = entry.step_id
+            pre.note(entry.statement)
     if resume:
         pre.resume()
     return pre

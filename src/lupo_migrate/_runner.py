@@ -53,6 +53,7 @@ from lupo_migrate._planner import plan as plan_steps
 from lupo_migrate._queue_commands import QueueCommands
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runtime import RunResult, _Rollback
+from lupo_migrate._undo_plan import RollbackPreview
 from lupo_migrate._validation import checksums_unchanged, performance_probes
 from lupo_migrate.errors import InvalidArgumentError, MigrationFileError, TargetBlockedError
 from lupo_migrate.handlers._lint import risky_statements
@@ -155,6 +156,8 @@ class Orchestrator(QueueCommands):
     _open_step: ExitStack | None = attrs.field(default=None, init=False, repr=False)
     # The run's pre-images where the target keeps them (MySQL: see ext.sqlalchemy._preimage).
     _pre: Any = attrs.field(default=None, init=False, repr=False)
+    # Whether the run's pre-images know what its statements need kept (see apply_step).
+    _planned: bool = attrs.field(default=False, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
     # The heartbeat and freeze renewals of the run being driven (see _hold()).
@@ -312,21 +315,49 @@ class Orchestrator(QueueCommands):
         *,
         scope: Classification | None = None,
         operator: str = "operator",
+        conflicts: str | None = None,
     ) -> RunResult:
         """Roll back a completed run as a whole (*scope* None), or the scope of one of its
         pending decisions (B, C or D), while the window is open.
 
         The rollback is a run of its own (recorded in history, frozen and locked like any
-        run): its steps are undone newest first, then everything they touched is compared with
-        the pre-images kept since the run, and what differs is put back.
+        run). It undoes the run's own changes and nothing else: its steps are undone newest
+        first (schema changes by their inverses), then the rows the run inserted, changed or
+        deleted are put back by key from what was kept before the run; rows the application
+        wrote since are kept. Before anything is touched, with writes frozen, the rows the
+        run changed are compared with what is there now (see :meth:`preview_rollback`):
+        a row the application changed again, or data written since into a table the run
+        created, stops the rollback unless *conflicts* says which side wins.
+
+        Args:
+            conflicts: ``keep`` (the application's version of each conflicting row stays)
+                or ``undo`` (the run's changes are undone anyway, and what the application
+                wrote over them is lost); None: refuse when there is any.
 
         Raises:
             DecisionError: no such run; it did not complete; the window closed or the scope was
                 decided; a later run applied steps since (roll that back first); a step's file
                 is missing.
+            RollbackConflictError: rows or data written since would be overwritten or lost
+                (and *conflicts* is None), or what the run changed was changed again; nothing
+                was touched. Its ``preview`` says what.
             LockHeldError: another run holds the target.
         """
-        return _operations.rollback(self, run_id, steps, scope=scope, operator=operator)
+        return _operations.rollback(
+            self, run_id, steps, scope=scope, operator=operator, conflicts=conflicts
+        )
+
+    def preview_rollback(
+        self, run_id: str, steps: Sequence[Step], *, scope: Classification | None = None
+    ) -> RollbackPreview:
+        """What :meth:`rollback` would do, read now and touching nothing (no lock, no
+        freeze): the steps undone and how, the run's rows that go back, the tables whose
+        other rows stay, the conflicts, and what would be lost (``--dry-run``).
+
+        Raises:
+            DecisionError: as :meth:`rollback`.
+        """
+        return _operations.preview_rollback(self, run_id, steps, scope=scope)
 
     def recover(
         self, steps: Sequence[Step], *, operator: str = "operator", resume: bool = False

@@ -117,6 +117,10 @@ class _Rollback:
     others: tuple[StepId, ...] = ()
     #: The objects whose pre-images may be put back (None: every touched object).
     only: set[str] | None = None
+    #: The pre-images of *of*, read before the rollback started (None: none kept), and what
+    #: reading them found to say.
+    pre: Any = None
+    findings: list[Finding] = attrs.field(factory=list)
 
 
 def _family(target: Target) -> str:

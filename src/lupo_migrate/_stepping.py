@@ -28,7 +28,7 @@ from lupo_migrate._context import StepContext
 from lupo_migrate._model import AppliedStep, FailureKind, Finding, Run, Severity, Step, StepId
 from lupo_migrate._runtime import _CHECKS_OFF, _failure, _StepCheckFailed, _transactional
 from lupo_migrate._validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
-from lupo_migrate.errors import ConnectionLostError, LockError, LupoMigrateError
+from lupo_migrate.errors import ConnectionLostError, LockError, LupoMigrateError, StatementError
 from lupo_migrate.handlers._lint import STATEMENTS
 
 if TYPE_CHECKING:
@@ -38,14 +38,21 @@ __all__ = ["apply_step", "bound", "check_step", "context", "settle", "statement_
 
 
 def context(
-    orch: Orchestrator, run: Run, step: Step, connection: Any, *, shared: bool = False
+    orch: Orchestrator,
+    run: Run,
+    step: Step,
+    connection: Any,
+    *,
+    shared: bool = False,
+    undoing: bool = False,
 ) -> StepContext:
     """The context *step*'s handler runs its statements through, on *connection* (None:
-    only to read, as the checks before a run do); *shared*: the storage writes through it."""
+    only to read, as the checks before a run do); *shared*: the storage writes through it;
+    *undoing*: the statements undo the step (no pre-images are taken of what they touch)."""
     finished = orch._done.setdefault((run.id, step.id), set())
     return StepContext(
-        # An operator's rollback works from kept pre-images: nothing more to record.
-        before=None if orch._pre is None or orch._rolling else orch._pre.before,
+        # Undoing works from the pre-images taken before the run: nothing more to record.
+        before=None if orch._pre is None or orch._rolling or undoing else orch._pre.before,
         shared=shared,
         finished=finished,
         wait_bound=orch.long_transaction_wait,
@@ -82,10 +89,15 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
             " `lupo-migrate recover` rolls it back."
         )
     handler = orch.registry.lookup(step.file_type)
-    if orch._pre is not None:
-        orch._pre.step = step.id
+    pre = orch._pre
+    if pre is not None:
+        pre.step = step.id
         # A step with a down of its own needs no copy of a table over the backup limit.
-        orch._pre.trust_down = step.id in orch._facts.get(EXPLICIT_DOWN, ())
+        pre.trust_down = step.id in orch._facts.get(EXPLICIT_DOWN, ())
+        if not orch._planned and hasattr(pre, "plan_run"):
+            # What the run's statements need kept of each table, taken at its first touch.
+            pre.plan_run(sql for _sid, _path, _line, sql in orch._facts.get(STATEMENTS, ()))
+            orch._planned = True
     apart = not _transactional(handler)
     if apart:
         # Its undo records are written apart from the step's transaction: what earlier
@@ -95,7 +107,14 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
     try:
         connection = scope.enter_context(orch.target.step_session())
         shared = scope.enter_context(bound(orch, connection, handler))
+        if pre is not None and hasattr(pre, "before_step"):
+            # Pre-images before the step's first statement: nothing of ours runs between two
+            # of its statements (those a handler does not list are taken as they come).
+            listed = _checking.by_step(orch, STATEMENTS).get(step.id, [])
+            pre.before_step([sql for _sid, _path, _line, sql in listed], connection)
         handler.apply(step, context(orch, run, step, connection, shared=shared))
+        if pre is not None and hasattr(pre, "after_step"):
+            pre.after_step(connection)
         check_step(orch, run, step, connection)
         if apart:
             # Its database writes commit before the ledger says it is applied (the
@@ -118,6 +137,8 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
         raise
     except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
         scope.__exit__(type(error), error, error.__traceback__)  # roll the step back
+        if isinstance(error, StatementError) and pre is not None and hasattr(pre, "rejected"):
+            pre.rejected(error.statement)  # the server refused it: it ran nothing
         settle(orch, run, step, handler)
         failure = _failure(step, error)
         if isinstance(error, _StepCheckFailed):

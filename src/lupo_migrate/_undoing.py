@@ -47,6 +47,7 @@ def start_pre_images(orch: Orchestrator, run: Run) -> sm.Event:
         )
     make = getattr(orch.target, "pre_images", None)
     orch._pre = make(run.id) if make is not None else None
+    orch._planned = False
     if orch._pre is not None:
         try:
             orch._pre.start()
@@ -59,8 +60,11 @@ def start_pre_images(orch: Orchestrator, run: Run) -> sm.Event:
 
 def load_pre_images(orch: Orchestrator, run: Run, rolling: _Rollback) -> sm.Event:
     """An operator's rollback: the completed run's kept pre-images, restricted to what
-    only the steps in scope touched."""
-    orch._pre, findings = rollback_pre_images(orch, run, rolling)
+    only the steps in scope touched (read once, before the rollback started)."""
+    if rolling.pre is not None or rolling.findings:
+        orch._pre, findings = rolling.pre, rolling.findings
+    else:
+        orch._pre, findings = rollback_pre_images(orch, run, rolling)
     if findings:
         orch.storage.record_findings(run.id, findings)
     label = "the whole run" if rolling.scope is None else f"class {rolling.scope.value} scope"
@@ -134,6 +138,9 @@ def verify_rollback(orch: Orchestrator, run: Run) -> sm.Event:
         f"rollback compared {report.checked} touched object(s) with their pre-images;"
         f" restored {len(report.restored)}, dropped {len(report.dropped)}"
     )
+    rows = getattr(report, "rows", None) or {}
+    if rows:
+        summary += "; rows put back: " + ", ".join(f"{t} {n}" for t, n in sorted(rows.items()))
     findings = [Finding(severity=Severity.INFO, message=summary, code="rollback-verified")]
     if report.checked == 0 and not pre.unknown and report.verified:
         findings = []  # nothing was touched (refused before it ran): nothing to say
@@ -147,9 +154,14 @@ def verify_rollback(orch: Orchestrator, run: Run) -> sm.Event:
             )
         )
     if not report.verified:
-        lines = [str(d) for d in report.differences] + [
+        lines = list(getattr(report, "left", ()))
+        lines += [str(d) for d in report.differences] + [
             f"table {name}: rows {a.rows} -> {b.rows}, checksum {a.checksum} -> {b.checksum}"
             for name, (a, b) in report.data.items()
+        ]
+        lines += [
+            f"table {name}: {count} row(s) the run changed are not back as they were"
+            for name, count in (getattr(report, "unreverted", None) or {}).items()
         ]
         findings[0] = Finding(
             severity=Severity.ERROR,
@@ -167,13 +179,25 @@ def verify_rollback(orch: Orchestrator, run: Run) -> sm.Event:
     return sm.RollbackVerified()
 
 
-def pre_images_cover(orch: Orchestrator, step: Step) -> bool:
-    """Whether verifying the rollback puts back everything *step* changed."""
+def pre_images_cover(orch: Orchestrator, step: Step) -> str | None:
+    """Why verifying the rollback would not put back everything *step* changed, or None
+    when it would: its own statements' effects must be known (an unknown one elsewhere in
+    the run makes only what it could touch unrecoverable: its own step), what it changed
+    kept (a copy of the rows it changed), and the pre-images put objects back."""
     pre = orch._pre
-    if pre is None or pre.unknown or not pre.restores:
-        return False
+    if pre is None or not pre.restores:
+        return "no pre-images are kept on this target"
+    uncovered = getattr(pre, "uncovered", None)
+    if uncovered is not None:
+        why = uncovered(step.id)
+        if why is not None:
+            return str(why)
+    elif pre.unknown:
+        return "statements whose effects cannot be told ran"
     only = None if orch._rolling is None else orch._rolling.only
-    return only is None or bool(pre.keys_of([step.id]) <= only)
+    if only is not None and not pre.keys_of([step.id]) <= only:
+        return "steps outside the rollback's scope changed the same objects"
+    return None
 
 
 def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.Event:
@@ -188,11 +212,15 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
             orch.target.step_session() as connection,
             _stepping.bound(orch, connection, handler) as shared,
         ):
-            handler.rollback(step, _stepping.context(orch, run, step, connection, shared=shared))
+            handler.rollback(
+                step,
+                _stepping.context(orch, run, step, connection, shared=shared, undoing=True),
+            )
     except ConnectionLostError:
         raise  # outcome unknown: see _recovery.guarded
     except (LupoMigrateError, OSError) as error:
-        if _transactional(handler) and pre_images_cover(orch, step):
+        why = pre_images_cover(orch, step) if _transactional(handler) else "it changes files"
+        if why is None:
             # No down section or inverse, but every object the step touched has a
             # pre-image: verifying the rollback puts them back (see verify_rollback).
             # (Pre-images are of the database: not of files.)
@@ -202,7 +230,9 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
         return sm.RollbackFailed(
             Failure(
                 kind=FailureKind.DATA_INTEGRITY,
-                message=f"undoing {step.id} failed: {error}"
+                message=f"undoing {step.id} failed: {error}; its pre-images cannot stand in"
+                f" for it: {why}. Nothing more was undone: fix it by hand, then"
+                " `lupo-migrate resolve`"
                 + (f" (rolling back because: {run.failure.message})" if run.failure else ""),
                 step_id=step.id,
             )

@@ -19,6 +19,7 @@ from typing import Final
 
 import attrs
 
+from lupo_migrate._fingerprint import Fingerprint, row_key
 from lupo_migrate._model import FailureKind, Finding, Severity, Stage, ValidationContext
 
 # The next two imports are re-exported (listed in __all__): importers take every validator and
@@ -39,10 +40,12 @@ from lupo_migrate._validation_facts import (
     ESTIMATES,
     EXPLICIT_DOWN,
     FINGERPRINT,
+    NEEDS,
     NO_ROLLBACK,
     PROBES_AFTER,
     PROBES_BEFORE,
     RECORDED,
+    SOFT_DROP,
     UNKNOWN,
 )
 from lupo_migrate.errors import InvalidArgumentError
@@ -57,10 +60,12 @@ __all__ = [
     "ESTIMATES",
     "EXPLICIT_DOWN",
     "FINGERPRINT",
+    "NEEDS",
     "NO_ROLLBACK",
     "PROBES_AFTER",
     "PROBES_BEFORE",
     "RECORDED",
+    "SOFT_DROP",
     "UNKNOWN",
     "all_of",
     "backup_limit",
@@ -213,27 +218,31 @@ class _BackupLimit:
     def __call__(self, context: ValidationContext) -> Iterable[Finding]:
         estimates = context.facts.get(ESTIMATES) or {}
         explicit = context.facts.get(EXPLICIT_DOWN) or frozenset()
+        fingerprint = context.facts.get(FINGERPRINT)
+        soft = bool(context.facts.get(SOFT_DROP))
         paths = {s.id: s.path for s in context.plan.steps}
         reported: set[tuple[str, str]] = set()
-        created: set[str] = set()
-        for step, kind, name, action, _new in context.facts.get(EFFECTS) or ():
-            if kind != "table":
-                continue
-            if action == "create":
-                created.add(name)
+        created = {
+            name
+            for _step, kind, name, action, _new in context.facts.get(EFFECTS) or ()
+            if kind == "table" and action == "create"
+        }
+        for step, name, what, _columns in context.facts.get(NEEDS) or ():
             rows = estimates.get(name)
             if rows is None or rows <= self.limit or name in created or step in explicit:
                 continue
-            if (step, name) in reported:
+            why = _uncopied(what, name, fingerprint, soft)
+            if why is None or (step, name) in reported:
                 continue
             reported.add((step, name))
             yield Finding(
                 severity=Severity.ERROR,
                 message=f"{step} changes table {name} (about {rows} rows), over the backup"
-                f" limit of {self.limit} rows: it cannot be backed up for a rollback",
+                f" limit of {self.limit} rows: {why}, so it cannot be undone without a copy",
                 path=paths.get(step),
                 hint="give the step a down section (-- lupo:down) or a .down.sql twin, or raise"
-                " the limit (backup_limit, --backup-limit)",
+                " the limit (backup_limit, --backup-limit); adding columns, indexes or keys"
+                " needs no copy at any size",
                 code="backup-limit",
                 kind=FailureKind.CRITICAL_VALIDATION,
                 step_id=step,
@@ -241,6 +250,29 @@ class _BackupLimit:
 
     def __repr__(self) -> str:
         return f"backup_limit({self.limit})"
+
+
+def _uncopied(what: str, table: str, fingerprint: Fingerprint | None, soft: bool) -> str | None:
+    """Why a change of kind *what* to a big *table* needs a copy of its rows (None: it
+    needs none: its definition alone undoes it, or what goes is set aside)."""
+    if what == "rows":
+        return "it changes rows"
+    entry = None if fingerprint is None else fingerprint.objects.get(f"table:{table}")
+    if what == "drop" and not soft:
+        return "it drops the table (this database keeps no dropped table aside)"
+    if (
+        what == "drop"
+        and fingerprint is not None
+        and referring(fingerprint, [table])
+        & {k for k in fingerprint.objects if k.startswith("table:")}
+    ):
+        return "it drops a table other tables' foreign keys refer to (it cannot be set aside)"
+    keyless = (
+        fingerprint is not None and entry is not None and not row_key(entry, fingerprint.dialect)
+    )
+    if what == "columns" and keyless:
+        return "it drops columns of a table with no primary or unique key"
+    return None
 
 
 def backup_limit(limit: int) -> Validator:

@@ -19,10 +19,12 @@ __all__ = [
     "ESTIMATES",
     "EXPLICIT_DOWN",
     "FINGERPRINT",
+    "NEEDS",
     "NO_ROLLBACK",
     "PROBES_AFTER",
     "PROBES_BEFORE",
     "RECORDED",
+    "SOFT_DROP",
     "UNKNOWN",
 ]
 
@@ -38,6 +40,11 @@ BEFORE: Final = "fingerprint_before"
 #: kinds ``table``, ``view``, ``trigger``...; actions ``create``, ``alter``, ``drop``,
 #: ``rename``, ``write``.
 EFFECTS: Final = "effects"
+#: What a rollback must keep of each table a statement changes, in order: (step id, table,
+#: ``shape``/``columns``/``drop``/``rows``, dropped columns) (see ``handlers._needs``).
+NEEDS: Final = "needs"
+#: Whether the target sets a dropped table aside instead of copying it (a soft drop).
+SOFT_DROP: Final = "soft_drop"
 #: Statements whose effects cannot be told from their text: (step id, first word).
 UNKNOWN: Final = "unknown_effects"
 #: Row counts and checksums (``TableData``) of the tables the plan does not touch.

@@ -23,6 +23,8 @@ The hierarchy (catch ``LupoMigrateError`` for all of them)::
     │   ├── ConnectionLostError                    the connection dropped during a statement
     │   └── BlockedError                           sessions hold a table DDL must change
     ├── ConfigurationError                         settings, DSN or connection unusable
+    ├── DecisionError                              a rollback or acceptance not allowed now
+    │   └── RollbackConflictError                  it would overwrite what was written since
     ├── StorageError                               the storage backend failed
     │   └── ConcurrentUpdateError                  a compare-and-set write found another version
     └── LockError                                  the run lock backend failed
@@ -62,6 +64,7 @@ __all__ = [
     "NoHandlerError",
     "PlanError",
     "RegistryError",
+    "RollbackConflictError",
     "StatementError",
     "StepError",
     "StillRunningError",
@@ -403,6 +406,23 @@ class DecisionError(LupoMigrateError):
     what to do instead."""
 
     exit_code = 13
+
+
+class RollbackConflictError(DecisionError):
+    """Rolling back a completed run would overwrite or lose what was written since it (rows
+    the application changed again, data in tables the run created), or what it changed was
+    changed again; nothing was touched.
+
+    Attributes:
+        preview: the :class:`~lupo_migrate.RollbackPreview` that says what and where.
+    """
+
+    def __init__(self, message: str, preview: Any) -> None:
+        self.preview = preview
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.preview))
 
 
 class StorageError(LupoMigrateError):

@@ -31,20 +31,53 @@ from lupo_migrate.cli._common import (
 @_db_options
 @_SCOPE
 @_OPERATOR
-def rollback_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what the rollback would do (steps, rows that go back, rows kept,"
+    " conflicts) and touch nothing.",
+)
+@click.option(
+    "--conflicts",
+    type=click.Choice(["keep", "undo"]),
+    default=None,
+    help="Rows the run changed that the application changed again since: keep the"
+    " application's version (keep) or undo the run's change anyway (undo). Without it,"
+    " any such row stops the rollback before it touches anything.",
+)
+def rollback_command(
+    run_id: str,
+    scope: str,
+    operator: str | None,
+    dry_run: bool,
+    conflicts: str | None,
+    **opts: Any,
+) -> None:
     """Roll back RUN (an id or its first characters), a completed run, while its window is
     open: the whole run, or with --scope the steps of one of its pending decisions.
 
-    The steps are undone newest first (down sections, derived inverses), then everything
-    they touched is compared with the pre-images kept since the run and put back where it
-    differs; the comparison is recorded.
+    Only the run's own changes are undone: its steps newest first (down sections, derived
+    inverses), then the rows it inserted, changed or deleted, put back by key from what was
+    kept before the run. Rows the application wrote since stay. A row the run changed that
+    the application changed again is a conflict: listed, and nothing is touched unless
+    --conflicts says which side wins. --dry-run shows the plan first.
     """
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+        if dry_run:
+            preview = opened.orchestrator.preview_rollback(
+                run_id, opened.steps, scope=_scope(scope)
+            )
+            _print_preview(preview)
+            return
         opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         result = opened.orchestrator.rollback(
-            run_id, opened.steps, scope=_scope(scope), operator=_operator(operator)
+            run_id,
+            opened.steps,
+            scope=_scope(scope),
+            operator=_operator(operator),
+            conflicts=conflicts,
         )
         run = result.run
         assert run is not None
@@ -55,6 +88,42 @@ def rollback_command(run_id: str, scope: str, operator: str | None, **opts: Any)
             reason = run.failure.message if run.failure else "see lupo-migrate status"
             click.echo(f"error: {reason}", err=True)
             sys.exit(errors.StepError.exit_code)
+
+
+def _print_preview(preview: Any) -> None:
+    """``rollback --dry-run``: what the rollback would do, in the order it does it."""
+    click.echo(f"rollback of run {preview.run_id} (dry run: nothing touched)")
+    click.echo(f"steps undone, newest first ({len(preview.steps)}):")
+    for undo in preview.steps:
+        click.echo(f"  {undo.step_id}: {undo.source}")
+        for statement in undo.statements[:5]:
+            click.echo(f"      {' '.join(statement.split())[:110]}")
+        if len(undo.statements) > 5:
+            click.echo(f"      ... and {len(undo.statements) - 5} more")
+    if not preview.verified:
+        click.echo("pre-images: none kept (purged?): the steps' downs only, nothing compared")
+    if preview.undo:
+        click.echo("rows of the run that go back (by key, from the copy kept before it):")
+        for table, counts in sorted(preview.undo.items()):
+            shown = ", ".join(f"{n} {what}" for what, n in counts.items()) or "none"
+            click.echo(f"  {table}: {shown}")
+    if preview.kept:
+        click.echo(
+            "rows written since the run stay as they are in: " + ", ".join(sorted(preview.kept))
+        )
+    if preview.conflicts or preview.more:
+        click.echo(f"conflicts ({preview.conflicting}): rows the run changed, changed again since")
+        for conflict in preview.conflicts:
+            click.echo(f"  {conflict}")
+        if preview.more:
+            click.echo(f"  ... and {preview.more} more")
+        click.echo("  (--conflicts keep leaves them as they are now; --conflicts undo undoes them)")
+    for line in preview.lost:
+        click.echo(f"would lose: {line}")
+    for line in preview.changed:
+        click.echo(f"changed since the run (the rollback is refused): {line}")
+    if not (preview.conflicting or preview.lost or preview.changed):
+        click.echo("no conflicts: the rollback would lose nothing written since the run")
 
 
 @cli.command("accept", epilog=_EPILOG)

@@ -19,7 +19,7 @@ import attrs
 
 from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, scan
 
-__all__ = ["Touch", "name_at", "touches", "words"]
+__all__ = ["Touch", "clauses", "name_at", "touches", "words"]
 
 _WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
 #: Statements that change nothing lasting (session state, reads, transaction control).
@@ -95,6 +95,21 @@ def name_at(toks: list[tuple[str, str]], i: int) -> tuple[str, int]:
         i += 1
         break
     return ".".join(parts), i
+
+
+def clauses(toks: list[tuple[str, str]], start: int) -> list[list[tuple[str, str]]]:
+    """The comma-separated clauses of *toks* from *start* on (an ``ALTER TABLE``'s list),
+    split at parenthesis depth 0; empty clauses left out."""
+    out: list[list[tuple[str, str]]] = [[]]
+    depth = 0
+    for tok in toks[start:]:
+        if tok[0] == "punct" and tok[1] in "()":
+            depth += 1 if tok[1] == "(" else -1
+        if tok == ("punct", ",") and depth == 0:
+            out.append([])
+        else:
+            out[-1].append(tok)
+    return [c for c in out if c]
 
 
 def _parts(toks: list[tuple[str, str]], i: int) -> tuple[str | None, str, int]:

@@ -1,33 +1,45 @@
-"""Pre-images and backups: restore and verify what a run's committed steps changed.
+"""Pre-images: what a run must keep to undo exactly its own changes, and nothing else.
 
-On MySQL/MariaDB DDL commits at once, so even the step that fails may leave changes; on SQLite
-a step is one transaction, but the steps before the failing one (or every step of a run rolled
-back later) committed. Both keep pre-images; the SQLite parts are noted below.
+On MySQL DDL commits at once, so even the step that fails may leave changes; on SQLite a step
+is one transaction, but the steps before the failing one (or every step of a run rolled back
+later) committed. Both keep pre-images; the SQLite parts are noted below.
 
-Before a run the target's fingerprint is read once (:meth:`PreImages.start`). Before a
-statement first touches a table that existed before the run, that table's pre-image is taken
-(:meth:`PreImages.before`): its ``SHOW CREATE TABLE``, the ``SHOW CREATE TRIGGER`` of its
-triggers, its row count and checksum and, when it has rows, a copy of them in a backup table
-(``lupo_bk_<run>_<n>``, in the backup schema). Views, triggers and routines a statement touches
-keep their ``SHOW CREATE`` text. Objects the run creates need no pre-image: undoing the run
-drops them.
+**Before the run** (:meth:`PreImages.start`) the target's fingerprint is read and the keys of
+every object that exists are saved at once, durably: whatever point the run dies at, recovery
+tells the objects the run created (and may drop) from those that were there (and may not).
 
-After a rollback (:meth:`PreImages.restore`), every touched object is compared with its
-pre-image; what still differs is put back from it (tables recreated and refilled from their
-backup, with foreign key checks off; created objects dropped), and the comparison is made
-again: the differences that remain, if any, are the rollback's failure.
+**Before a step** (:meth:`PreImages.before_step`) and before any statement a step runs that was
+not known beforehand (:meth:`PreImages.before`), each table that existed and is touched for
+the first time gets its pre-image: its ``CREATE`` text and triggers, its key, and what the
+run's statements need kept of its rows (:mod:`lupo_migrate.handlers._needs`):
 
-MySQL: snapshots use their own connection (autocommit), never the step's: the step's pending
-writes are neither committed nor seen by them. SQLite has one writer at a time, so snapshots
-are taken on the step's own connection, inside its transaction: a step that fails takes its
-snapshots (and backup tables) back with it, and its tables are as they were anyway. There
-the ``CREATE`` texts come from ``sqlite_master`` (a table's with its indexes and triggers).
+* ``shape`` (``ADD COLUMN``, ``CREATE INDEX``, ``RENAME``...): nothing; its rows stay;
+* ``columns`` (``DROP COLUMN``): the column's values by key, set aside (any size);
+* ``drop`` (``DROP TABLE``): on MySQL/MariaDB the table itself is moved into the backup schema
+  instead of dropped (a *soft drop*: the statement is replaced by a ``RENAME``), when no foreign
+  key of another table refers to it; else, and on SQLite, its rows are copied;
+* ``rows`` (DML, ``MODIFY``...): its rows are copied (``lupo_bk_<run>_<n>``), up to the backup
+  limit (beyond, the run is refused before it starts, see ``_validation.backup_limit``, unless
+  the step has a down of its own).
 
-Two parts live apart to keep this module readable in one sitting. ``_snapshot`` reads the
-pre-images (a table's, with its backup table; the ``CREATE`` texts of views, triggers and
-routines), numbers and drops backup tables, and gives table images their JSON form;
-``_restore`` compares with the pre-images and puts objects back. :class:`PreImages` decides
-what to snapshot and when, and keeps the material; the public names are re-exported here.
+Snapshots are taken before a step's first statement, so that nothing of lupo_migrate's runs
+between two statements of a file (SQLite takes them on the step's own connection, inside its
+transaction; MySQL on a connection of its own). Views, triggers, routines and events a
+statement touches keep their ``CREATE`` text. Tables are followed through renames: the run's
+own creations, renames and drops are recorded by name (:attr:`PreImages.names`).
+
+**When the run completes** (:meth:`PreImages.seal`, writes still frozen) the rows it changed are
+sealed (see ``_rows``), and the definitions and rows of what it created are recorded: a later
+rollback compares them with what is there then (:meth:`PreImages.preview`), lists what the
+application changed since, and undoes only the run's own rows.
+
+**After a rollback's undo statements** (:meth:`PreImages.restore`) every touched object is
+compared with its pre-image and put back where it differs (``_restore``), never by dropping or
+emptying a table it has no copy of; the comparison is made again, and what still differs is the
+rollback's failure.
+
+Two parts live apart: ``_snapshot`` reads pre-images and copies rows, ``_restore`` compares and
+puts back (with ``_converge`` for definitions and ``_rows`` for rows by key).
 """
 
 from __future__ import annotations
@@ -35,45 +47,70 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import sqlalchemy as sa
 
-from lupo_migrate._fingerprint import Fingerprint, restrict
+from lupo_migrate._fingerprint import Fingerprint, TableData, diff, restrict
+from lupo_migrate._undo_plan import RollbackPreview, RowConflict
 from lupo_migrate._validation import referring
-from lupo_migrate.ext.sqlalchemy._restore import RestoreReport, compare_images, put_back, refill
+from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy import _rows
+from lupo_migrate.ext.sqlalchemy._restore import (
+    RestoreReport,
+    compare_images,
+    put_back,
+    uncopied,
+)
 from lupo_migrate.ext.sqlalchemy._snapshot import (
     BACKUP_PREFIX,
     BackupLimitError,
     TableImage,
     _key,
     _own_connection,
+    backup_names,
+    copy_rows,
+    count_upto,
     drop_backups,
     images_from_json,
     images_to_json,
     next_backup_number,
+    set_aside,
     show_create,
     table_image,
 )
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
+from lupo_migrate.handlers._lint import column_effects
+from lupo_migrate.handlers._needs import COLUMNS, DROP, ROWS, SHAPE, Need, needs, strongest
 from lupo_migrate.handlers._touch import Touch, touches
 
-__all__ = ["BACKUP_PREFIX", "BackupLimitError", "PreImages", "RestoreReport", "drop_backups"]
+__all__ = [
+    "BACKUP_PREFIX",
+    "BackupLimitError",
+    "PreImages",
+    "RestoreReport",
+    "drop_backups",
+]
+
+#: The material's format: 2 adds what existed, names, needs and sealed rows.
+_FORMAT: Final = 2
+#: A name the run dropped or renamed away (see PreImages.names).
+_GONE: Final = ""
 
 
 @attrs.define
 class PreImages:
-    """The pre-images of one run on one MySQL/MariaDB database.
+    """The pre-images of one run on one MySQL/MariaDB or SQLite database (PostgreSQL: rows
+    only, compared and not put back).
 
     Args:
         engine: the target engine (connections with the core schema as default database).
         run_id: the run's id (names its backup tables).
-        backup_schema: where backup tables go (None: the core schema itself; SQLite: the name
-            of an attached database).
-        limit: the most rows a table may have to be backed up; beyond, ``BackupLimitError``.
+        backup_schema: where backup tables go (SQLite: the name of an attached database).
+        limit: the most rows a table may have to be copied; beyond, ``BackupLimitError``.
         exclude: tables never snapshotted nor compared (lupo_migrate's own).
     """
 
@@ -82,7 +119,12 @@ class PreImages:
     backup_schema: str | None = None
     limit: int = 100_000
     exclude: Callable[[str], bool] = lambda name: False
+    #: Seconds a snapshot waits for a lock another session holds (then the step fails as
+    #: blocked, nothing of it run, naming the sessions).
+    lock_wait: int = 5
     fingerprint: Fingerprint | None = None
+    #: The keys of every object that existed before the run (saved before it starts).
+    existed: frozenset[str] = frozenset()
     touched: set[str] = attrs.field(factory=set)
     tables: dict[str, TableImage] = attrs.field(factory=dict)
     definitions: dict[str, str] = attrs.field(factory=dict)
@@ -93,73 +135,191 @@ class PreImages:
     #: The current step has a down of its own: a table over the limit is not copied.
     trust_down: bool = False
     by_step: dict[str, set[str]] = attrs.field(factory=dict)
+    #: Statements of unknown effect that ran, by step.
+    unknown_by_step: dict[str, list[str]] = attrs.field(factory=dict)
+    #: Table names the run changed the meaning of: a name now -> the table it named before the
+    #: run (itself after a rename), None for a table the run created, "" for a name the run
+    #: dropped or renamed away. A name absent here names what it named before the run.
+    names: dict[str, str | None] = attrs.field(factory=dict)
+    #: Columns the run renamed, by table (its name before the run): name now -> name before.
+    renamed_columns: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    #: What the run's statements need kept of each table (its name before the run).
+    plan: dict[str, Need] = attrs.field(factory=dict)
+    #: Sealed: the run completed and its rows were sealed (a later rollback keeps the rows
+    #: the application wrote since); else a rollback puts every row back (writes frozen).
+    sealed: bool = False
+    #: When sealed: what the run created, as it left it (definitions, and rows of tables).
+    created: dict[str, Any] = attrs.field(factory=dict)
     _numbers: Any = attrs.field(factory=lambda: itertools.count(1))
     _schema: str = ""
+    #: SQLite: material changed since it was last saved (see after_step).
+    _dirty: bool = False
+
+    # ------------------------------------------------------------------ the engine
 
     @property
-    def _sqlite(self) -> bool:
+    def is_sqlite(self) -> bool:
+        """Whether the target is SQLite."""
         return self.engine.dialect.name == "sqlite"
 
     @property
-    def _postgresql(self) -> bool:
+    def is_postgresql(self) -> bool:
+        """Whether the target is PostgreSQL."""
         return self.engine.dialect.name == "postgresql"
 
     @property
     def restores(self) -> bool:
         """Whether objects are put back from these pre-images (MySQL, SQLite), or only compared
-        with them (PostgreSQL, where a table's definition cannot be read back as DDL)."""
-        return not self._postgresql
+        with them (PostgreSQL)."""
+        return not self.is_postgresql
 
     def _connect(self) -> AbstractContextManager[sa.Connection]:
-        """A connection of its own: autocommit on MySQL; on SQLite (whose engine issues its own
-        BEGIN) a transaction committed when the block ends."""
-        return _own_connection(self.engine)
+        """A connection of its own: autocommit on MySQL, reading without row locks and
+        waiting at most ``lock_wait`` seconds for a lock; on SQLite (whose engine issues its
+        own BEGIN) a transaction committed when the block ends."""
+        return _own_connection(self.engine, lock_wait=self.lock_wait)
+
+    @property
+    def _family(self) -> str:
+        return {"sqlite": "sqlite", "postgresql": "postgresql"}.get(
+            self.engine.dialect.name, "mysql"
+        )
+
+    def skip(self, name: str) -> bool:
+        """Whether table *name* is never snapshotted nor compared (backups, our own)."""
+        return name.startswith(BACKUP_PREFIX) or self.exclude(name)
+
+    # ------------------------------------------------------------------ before the run
 
     def start(self) -> None:
-        """Read the fingerprint the pre-images are taken from, and keep the (empty) material:
-        a run that dies before it snapshots anything can still be resumed from it."""
+        """Read the fingerprint the pre-images are taken from and save, at once, what exists:
+        a run that dies before it snapshots anything can still be rolled back from it."""
         with self._connect() as conn:
-            if not self._sqlite:
-                here = "current_schema()" if self._postgresql else "DATABASE()"
+            if not self.is_sqlite:
+                here = "current_schema()" if self.is_postgresql else "DATABASE()"
                 self._schema = str(conn.exec_driver_sql(f"SELECT {here}").scalar())
-            self.fingerprint = read_fingerprint(conn, exclude=self._skip)
+            self.fingerprint = read_fingerprint(conn, exclude=self.skip)
+            self._numbers = itertools.count(
+                next_backup_number(backup_names(self.engine, conn, self.backup_schema), self.run_id)
+            )
+        self.existed = frozenset(self.fingerprint.objects)
         self.save()
+
+    def plan_run(self, statements: Iterable[str]) -> None:
+        """What the run's *statements* (in run order) need kept of each table, followed
+        through the run's renames: taken at each table's first touch (see ``_needs``)."""
+        names: dict[str, str | None] = dict(self.names)
+        plan: dict[str, Need] = dict(self.plan)
+        for statement in statements:
+            for need in needs(statement, dialect=self._family):
+                original = self._original(need.table, names)
+                if original and need.schema is None:
+                    plan[original] = _merge(plan.get(original), attrs.evolve(need, table=original))
+            self._follow_names(statement, names)
+        self.plan = plan
 
     def resume(self) -> None:
         """Go on recording after :meth:`load`, for a run that goes on after its process died:
         what the run has not touched yet is as it was before the run, so its pre-run state is
-        read from the live schema; backup tables go on being numbered after the kept ones."""
+        read from the live schema; backup tables go on being numbered after those there (a
+        copy the dead run was making included)."""
         assert self.fingerprint is not None, "load() the material first"
         with self._connect() as conn:
-            live = read_fingerprint(conn, exclude=self._skip)
+            live = read_fingerprint(conn, exclude=self.skip)
+            self._numbers = itertools.count(
+                next_backup_number(backup_names(self.engine, conn, self.backup_schema), self.run_id)
+            )
         objects = {k: v for k, v in live.objects.items() if k not in self.touched}
         objects.update(self.fingerprint.objects)
         self.fingerprint = Fingerprint(dialect=live.dialect, objects=objects)
-        self._numbers = itertools.count(next_backup_number(self.tables.values()))
 
-    def _skip(self, name: str) -> bool:
-        return name.startswith(BACKUP_PREFIX) or self.exclude(name)
+    # ------------------------------------------------------------------ while the run works
 
-    def before(self, statement: str, connection: sa.Connection | None = None) -> None:
-        """Take the pre-images of what *statement* touches for the first time in this run,
-        and keep the material saved (so a run that dies can still be rolled back).
+    def before_step(self, statements: Sequence[str], connection: sa.Connection | None) -> None:
+        """Take, before a step's first statement, the pre-images of what its *statements*
+        touch for the first time (so that nothing of ours runs between two of them)."""
+        if self.fingerprint is None or not self.restores:
+            return
+        took = False
+        shadow = dict(self.names)
+        for statement in statements:
+            todo = [t for t in self._first_touches(statement, shadow) if self._existed_now(t)]
+            self.touched.update(f"table:{t.name}" for t in todo)
+            if todo:
+                self._take(todo, statement, connection)
+                took = True
+            self._follow_names(statement, shadow)
+        if took:
+            self._dirty = False
+            self.save(connection if self.is_sqlite else None)
+
+    def before(self, statement: str, connection: sa.Connection | None = None) -> str | None:
+        """Record what *statement* touches, take the pre-images of what it is the first to
+        touch (if :meth:`before_step` did not), keep the material saved; returns the
+        statement to run instead (a soft drop), or None.
+
+        The material is saved at once on MySQL (on a connection of its own: DDL commits by
+        itself); on SQLite it is saved with the step, by :meth:`after_step` (nothing of ours
+        runs between two statements of a file).
 
         Args:
             statement: the statement about to run.
             connection: the step's connection (SQLite and PostgreSQL snapshot on it).
         """
         if self.fingerprint is None:
-            return
-        todo = self._touches(statement)
+            return None
+        first = [t for t in self._touches(statement) if self._existed_now(t)]
+        todo = [t for t in first if not (t.kind == "table" and t.name in self.tables)]
+        changed = bool(first)  # the kept fingerprint holds what is touched: keep it whole
         if todo:
-            self._take(todo, connection)
-            self.save(connection if self._sqlite else None)
+            self._take(todo, statement, connection)
+        if self.restores:
+            changed |= self._escalate(statement, connection)
+        instead = self._soft_drop(statement) if self.restores else None
+        changed |= self._follow_names(statement, self.names)
+        changed |= self._follow_columns(statement)
+        if changed or instead is not None:
+            self._dirty = True
+            if not self.is_sqlite:
+                self.save()
+        return instead
+
+    def after_step(self, connection: sa.Connection | None) -> None:
+        """The step's statements ran: SQLite keeps the material with the step (in its
+        transaction, after its last statement)."""
+        if self._dirty and self.is_sqlite and connection is not None:
+            self.save(connection)
+
+    def rejected(self, statement: str) -> None:
+        """*statement* was refused by the server: it ran nothing, so what it would have done
+        (effects unknown) makes nothing unrecoverable."""
+        unknown = [t.name for t in touches(statement, dialect=self._family) if t.kind == "unknown"]
+        for name in unknown:
+            if name in self.unknown:
+                self.unknown.remove(name)
+            mine = self.unknown_by_step.get(self.step or "", [])
+            if name in mine:
+                mine.remove(name)
 
     def note(self, statement: str) -> None:
         """Count what *statement* touches, without snapshots: for a run that died, whose
         journal tells what ran (what existed before was snapshotted and saved then)."""
         if self.fingerprint is not None:
             self._touches(statement)
+            self._follow_names(statement, self.names)
+            self._follow_columns(statement)
+
+    def _first_touches(self, statement: str, names: Mapping[str, str | None]) -> list[Touch]:
+        """The tables, views... *statement* touches that no statement touched before (by
+        their names before the run), without recording them."""
+        out = []
+        for touch in touches(statement, dialect=self._family):
+            if touch.kind != "table":
+                continue
+            original = self._original(touch.name, names)
+            if original and f"table:{original}" not in self.touched and original not in self.tables:
+                out.append(Touch("table", original, touch.action, touch.schema))
+        return out
 
     def _touches(self, statement: str) -> list[Touch]:
         """Record what *statement* touches; returns the objects it is the first to touch that
@@ -174,40 +334,82 @@ class PreImages:
                 kind, _, name = key.partition(":")
                 found.append(Touch(kind, name, "alter"))
         mine = self.by_step.setdefault(self.step or "", set())
-        for touch in found:  # a renamed table's new name is touched too (it must go again)
+        new: list[Touch] = []
+        for touch in found:
+            if touch.kind == "table":
+                original = self._original(touch.name, self.names)
+                if original:
+                    touch = attrs.evolve(touch, name=original)
             mine.add(_key(touch))
-            if touch.new_name is not None:
+            if touch.new_name is not None:  # a renamed table's new name is touched too
                 self.touched.add(f"{touch.kind}:{touch.new_name}")
                 mine.add(f"{touch.kind}:{touch.new_name}")
-        new = [t for t in found if _key(t) not in self.touched]
-        for touch in new:
-            self.touched.add(_key(touch))
-            if touch.kind == "unknown":
-                self.unknown.append(touch.name)
-            elif touch.kind == "routine":  # the statement may name a procedure or a function
-                self.touched.add(f"routine:procedure:{touch.name}")
-                self.touched.add(f"routine:function:{touch.name}")
-        return [t for t in new if self._existed(t)]
+            if _key(touch) not in self.touched:
+                new.append(touch)
+                self.touched.add(_key(touch))
+                if touch.kind == "unknown":
+                    self.unknown.append(touch.name)
+                    self.unknown_by_step.setdefault(self.step or "", []).append(touch.name)
+                elif touch.kind == "routine":  # the statement may name a procedure or function
+                    self.touched.add(f"routine:procedure:{touch.name}")
+                    self.touched.add(f"routine:function:{touch.name}")
+        return new
 
-    def _take(self, todo: list[Touch], connection: sa.Connection | None) -> None:
-        if todo and not self.restores and connection is not None:
-            for touch in todo:  # PostgreSQL: rows only, read in the step's transaction
-                if touch.kind == "table" and not self._skip(touch.name):
-                    data = table_data(connection, [touch.name])[touch.name]
-                    self.tables[touch.name] = TableImage("", (), data, None, ())
-        elif todo and self._sqlite and connection is not None:
-            for touch in todo:
-                self._snapshot(connection, touch)
-        elif todo:
-            with self._connect() as conn:
-                for touch in todo:
-                    self._snapshot(conn, touch)
+    def _original(self, name: str, names: Mapping[str, str | None]) -> str | None:
+        """The table *name* names now stood for before the run (None: the run made it, or
+        there is none)."""
+        if name in names:
+            return names[name] or None
+        return self._default(name)
 
-    @property
-    def _family(self) -> str:
-        return {"sqlite": "sqlite", "postgresql": "postgresql"}.get(
-            self.engine.dialect.name, "mysql"
-        )
+    def _follow_names(self, statement: str, names: dict[str, str | None]) -> bool:
+        """Update *names* (see :attr:`names`) with what *statement* creates, renames, drops;
+        whether a name of a table that existed before the run changed its meaning (only such
+        changes need keeping: a name the run made is known as the run's without them)."""
+        changed = False
+        for touch in touches(statement, dialect=self._family):
+            if touch.kind != "table" or touch.schema is not None:
+                continue
+            before = dict(names)
+            if touch.action == "rename" and touch.new_name:
+                was = self._original(touch.name, names) if self._known(touch.name, names) else None
+                names[touch.new_name] = was
+                names[touch.name] = _GONE
+            elif touch.action == "create" and not self._known(touch.name, names):
+                names[touch.name] = None
+            elif touch.action == "drop":
+                names[touch.name] = _GONE
+            else:
+                continue
+            for name in (touch.name, touch.new_name):  # drop what says only the default
+                if name is not None and names.get(name) == self._default(name):
+                    names.pop(name, None)
+            changed |= names != before
+        return changed
+
+    def _default(self, name: str) -> str | None:
+        """What a name absent from :attr:`names` means: itself if the table existed."""
+        return name if f"table:{name}" in self.existed else None
+
+    def _known(self, name: str, names: Mapping[str, str | None]) -> bool:
+        """Whether a table of that name existed before the run, or was made by it, and is
+        there now (as far as the run's statements say)."""
+        if name in names:
+            return names[name] != _GONE
+        return f"table:{name}" in self.existed
+
+    def _follow_columns(self, statement: str) -> bool:
+        changed = False
+        for table, action, column, new in column_effects(statement, self._family):
+            if action != "rename" or new is None:
+                continue
+            original = self._original(table.strip('`"[]'), self.names)
+            if not original:
+                continue
+            mine = self.renamed_columns.setdefault(original, {})
+            mine[new] = mine.pop(column, column)
+            changed = True
+        return changed
 
     def _resolve(self, touch: Touch) -> Touch | None:
         """SQLite's ``DROP INDEX i`` names no table: the index's table is what it touches (an
@@ -223,50 +425,432 @@ class PreImages:
                 return Touch("table", key[6:], "alter")
         return None
 
-    def _existed(self, touch: Touch) -> bool:
-        assert self.fingerprint is not None
+    def _existed_now(self, touch: Touch) -> bool:
+        """Whether *touch*'s object existed before the run (in this schema)."""
         if touch.schema not in (None, self._schema or "main"):
             self.unknown.append(f"{touch.schema}.{touch.name}")
+            self.unknown_by_step.setdefault(self.step or "", []).append(
+                f"{touch.schema}.{touch.name}"
+            )
             return False
         if touch.kind == "routine":
             return any(
-                f"routine:{kind}:{touch.name}" in self.fingerprint.objects
-                for kind in ("procedure", "function")
+                f"routine:{kind}:{touch.name}" in self.existed for kind in ("procedure", "function")
             )
-        return _key(touch) in self.fingerprint.objects
+        return _key(touch) in self.existed
+
+    def _take(self, todo: list[Touch], statement: str, connection: sa.Connection | None) -> None:
+        try:
+            self._take_now(todo, connection)
+        except sa.exc.OperationalError as error:
+            if _lock_wait(error):
+                raise self._blocked(todo, error) from error
+            raise
+
+    def _blocked(self, todo: list[Touch], error: BaseException) -> SnapshotBlockedError:
+        """The error saying which sessions held what a snapshot waited for."""
+        from lupo_migrate.ext.sqlalchemy._blockers import open_transactions
+
+        names = ", ".join(sorted({t.name for t in todo}))
+        try:
+            with self.engine.connect() as conn:
+                found = [str(b) for b in open_transactions(conn)]
+        except sa.exc.DBAPIError:  # pragma: no cover - the server went away meanwhile
+            found = []
+        return SnapshotBlockedError(
+            f"taking the pre-image of {names} waited {self.lock_wait} s for a lock another"
+            f" session holds ({', '.join(found) or 'no open transaction is left'}); nothing of"
+            f" step {self.step} ran. Retry once that transaction ends"
+        )
+
+    def _take_now(self, todo: list[Touch], connection: sa.Connection | None) -> None:
+        if not self.restores and connection is not None:
+            for touch in todo:  # PostgreSQL: rows only, read in the step's transaction
+                if touch.kind == "table" and not self.skip(touch.name):
+                    data = table_data(connection, [touch.name])[touch.name]
+                    self.tables[touch.name] = TableImage("", (), data, None, ())
+        elif self.is_sqlite and connection is not None:
+            for touch in todo:
+                self._snapshot(connection, touch)
+        else:
+            with self._connect() as conn:
+                for touch in todo:
+                    self._snapshot(conn, touch)
 
     def _snapshot(self, conn: sa.Connection, touch: Touch) -> None:
         assert self.fingerprint is not None
         name = touch.name
         if touch.kind == "table":
-            if self._skip(name):
-                return
-            self.tables[name] = self._table(conn, name)
+            if not self.skip(name):
+                self.tables[name] = self._table(conn, name)
             return
-        for key, sql in show_create(conn, touch, self.fingerprint, sqlite=self._sqlite):
+        for key, sql in show_create(conn, touch, self.fingerprint, sqlite=self.is_sqlite):
             self.definitions[key] = sql
 
     def _table(self, conn: sa.Connection, name: str) -> TableImage:
+        """Table *name*'s pre-image, with what the run needs kept of its rows."""
         assert self.fingerprint is not None
-        return table_image(
+        need = self.plan.get(name, Need(name, None, SHAPE))
+        copy = need.what == ROWS or (need.what == DROP and not self._movable(name))
+        if copy and self.trust_down and need.what == ROWS:
+            # its down section undoes it: a table over the limit need not be copied
+            copy = count_upto(conn, self._q(name), self.limit) <= self.limit
+        image = table_image(
             conn,
             name,
             self.fingerprint,
-            sqlite=self._sqlite,
+            sqlite=self.is_sqlite,
+            copy=copy,
             limit=self.limit,
-            trust_down=self.trust_down,
             backup_name=self._backup_name,
         )
+        if need.what == COLUMNS and image.backup is None:
+            image = self._aside(conn, name, image, need.columns)
+        return image
 
-    def _backup_name(self) -> str:
-        return self._qualified(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}")
+    def _aside(
+        self, conn: sa.Connection, name: str, image: TableImage, columns: Iterable[str]
+    ) -> TableImage:
+        """Set the values of *columns* aside by key (before a ``DROP COLUMN``)."""
+        if not image.key:
+            if count_upto(conn, self._q(name), self.limit) > self.limit:
+                raise BackupLimitError(
+                    f"table {name} has no primary or unique key and more than {self.limit}"
+                    " rows (the backup limit): the values of the column(s) a step drops"
+                    f" ({', '.join(columns)}) cannot be set aside by key; give the table a"
+                    " primary key, or the step a down section (-- lupo:down)"
+                )
+            backup = self._backup_name()
+            copy_rows(conn, self._q(name), backup, image.columns, (), sqlite=self.is_sqlite)
+            return attrs.evolve(image, backup=backup)
+        aside = dict(image.aside)
+        for column in columns:
+            if column in image.columns and column not in aside:
+                aside[column] = self._backup_name()
+                set_aside(conn, self._q(name), aside[column], image.key, column)
+        return attrs.evolve(image, aside=aside)
+
+    def _escalate(self, statement: str, connection: sa.Connection | None) -> bool:
+        """A statement not foreseen by :meth:`plan_run` (a module's) that needs more kept of
+        a table than its pre-image has: copy or set aside now. Whether anything was taken."""
+        took = False
+        for need in needs(statement, dialect=self._family):
+            original = self._original(need.table, self.names)
+            image = self.tables.get(original or "")
+            if image is None or original is None:
+                continue
+            missing = need.what in (ROWS, DROP) and image.backup is None and image.moved is None
+            missing |= need.what == COLUMNS and not (
+                image.backup is not None or set(need.columns) <= set(image.aside)
+            )
+            if not missing:
+                continue
+            with contextlib.ExitStack() as stack:
+                conn = connection if self.is_sqlite and connection is not None else None
+                if conn is None:
+                    conn = stack.enter_context(self._connect())
+                table = self._q(need.table)
+                if need.what == COLUMNS:
+                    self.tables[original] = self._aside(conn, need.table, image, need.columns)
+                elif need.what == DROP and self._movable(original):
+                    self.plan[original] = _merge(self.plan.get(original), need)
+                elif count_upto(conn, table, self.limit) > self.limit:
+                    if self.trust_down:
+                        continue  # its own down undoes it; no copy is taken
+                    raise BackupLimitError(
+                        f"table {need.table} has more than {self.limit} rows (the backup"
+                        " limit) and a statement changes its rows: give the migration a"
+                        " down section (-- lupo:down), or raise the limit (--backup-limit)"
+                    )
+                else:
+                    backup = self._backup_name()
+                    columns = self.columns_now(conn, need.table)
+                    copy_rows(conn, table, backup, columns, image.key, sqlite=self.is_sqlite)
+                    data = table_data(conn, [need.table])[need.table]
+                    self.tables[original] = attrs.evolve(
+                        image, backup=backup, columns=tuple(columns), data=data
+                    )
+            took = True
+        return took
+
+    def _movable(self, name: str) -> bool:
+        """Whether a ``DROP TABLE`` of *name* may move it aside instead (MySQL/MariaDB, with a
+        backup schema of its own, and no foreign key of another table referring to it)."""
+        if self.is_sqlite or self.is_postgresql or self.backup_schema is None:
+            return False
+        assert self.fingerprint is not None
+        return not any(k.startswith("table:") for k in referring(self.fingerprint, [name]))
+
+    def _soft_drop(self, statement: str) -> str | None:
+        """The ``RENAME TABLE`` moving aside the tables a plain ``DROP TABLE`` names, when
+        each may be (see :meth:`_movable`); None to run the statement as it is."""
+        found = touches(statement, dialect=self._family)
+        drops = [t for t in found if t.kind == "table" and t.action == "drop"]
+        if not drops or len(drops) != len(found) or "CASCADE" in statement.upper():
+            return None
+        moves: list[tuple[str, str]] = []
+        for touch in drops:
+            if touch.schema is not None or not self._known(touch.name, self.names):
+                return None  # another schema's, or not there (IF EXISTS): as written
+            original = self._original(touch.name, self.names)
+            image = self.tables.get(original or "")
+            if original is None or image is None or image.backup is not None:
+                return None  # made by the run, or copied: the drop may go as written
+            if not self._movable(original):
+                return None
+            moves.append((touch.name, original))
+        parts = []
+        for name, original in moves:
+            target = self._backup_name("sd")
+            self._drop_triggers(name)
+            self.tables[original] = attrs.evolve(self.tables[original], moved=target)
+            parts.append(f"{self._q(name)} TO {target}")
+        return "RENAME TABLE " + ", ".join(parts)
+
+    def _drop_triggers(self, name: str) -> None:
+        """Drop table *name*'s triggers (MySQL moves no table with triggers to another
+        schema; ``DROP TABLE`` would drop them too): its pre-image keeps their texts."""
+        with self._connect() as conn:
+            triggers = conn.exec_driver_sql(
+                "SELECT trigger_name FROM information_schema.triggers"
+                " WHERE event_object_schema = DATABASE() AND event_object_table = %s",
+                (name,),
+            ).scalars()
+            for trigger in list(triggers):
+                self.touched.add(f"trigger:{trigger}")
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {self._q(str(trigger))}")
+
+    def _backup_name(self, kind: str = "") -> str:
+        suffix = f"_{kind}" if kind else ""
+        return self._qualified(f"{BACKUP_PREFIX}{self.run_id[:12]}_{next(self._numbers)}{suffix}")
+
+    def new_backup_name(self, kind: str) -> str:
+        """A new backup table name of this run (qualified, quoted), for a passing use."""
+        return self._backup_name(kind)
 
     def _qualified(self, name: str) -> str:
-        quote = self.engine.dialect.identifier_preparer.quote_identifier
-        table = quote(name)
-        return table if self.backup_schema is None else f"{quote(self.backup_schema)}.{table}"
+        table = self._q(name)
+        return table if self.backup_schema is None else f"{self._q(self.backup_schema)}.{table}"
+
+    def _q(self, name: str) -> str:
+        return str(self.engine.dialect.identifier_preparer.quote_identifier(name))
+
+    def columns_now(self, conn: sa.Connection, name: str) -> list[str]:
+        """Table *name*'s columns now, in order (generated columns left out)."""
+        if self.is_sqlite:
+            return [
+                str(row[1])
+                for row in conn.exec_driver_sql(f"PRAGMA table_xinfo({self._q(name)})")
+                if int(row[6]) == 0
+            ]
+        here = "current_schema()" if self.is_postgresql else "DATABASE()"
+        extra = "is_generated = 'NEVER'" if self.is_postgresql else "extra NOT LIKE '%%GENERATED%%'"
+        return [
+            str(c)
+            for c in conn.exec_driver_sql(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                f" {here} AND table_name = %s AND {extra} ORDER BY ordinal_position",
+                (name,),
+            ).scalars()
+        ]
+
+    def rowset(
+        self, name: str, columns: Sequence[str], table: str | None = None
+    ) -> _rows.RowSet | None:
+        """Table *name*'s rows as the rollback sees them, the table having *columns* now and
+        being called *table* (default: *name*); None when no copy of its rows was kept."""
+        image = self.tables.get(name)
+        if image is None or image.backup is None:
+            return None
+        renamed = self.renamed_columns.get(name, {})
+        pairs = tuple((renamed.get(c, c), c) for c in columns if renamed.get(c, c) in image.columns)
+        moved_keys = {was for now, was in renamed.items() if now != was}
+        key = image.key
+        if set(key) & moved_keys or not set(key) <= set(columns):
+            key = ()  # its key changed names: rows are told apart by all their values
+        return _rows.RowSet(
+            table=self._q(table or name),
+            copy=image.backup,
+            columns=pairs,
+            key=key,
+            sealed=image.sealed,
+        )
+
+    # ------------------------------------------------------------------ when the run completes
+
+    def seal(self) -> None:
+        """The run completed (writes still frozen): seal the rows it changed, record what it
+        created as it left it, and keep the material (see the module docstring)."""
+        if self.fingerprint is None or not self.restores:
+            return
+        with self._connect() as conn:
+            live = read_fingerprint(conn, exclude=self.skip)
+            whole: dict[str, list[Any]] = {}
+            for name, image in list(self.tables.items()):
+                current = self._current(name)
+                if (
+                    image.backup is None
+                    or current is None
+                    or f"table:{current}" not in live.objects
+                ):
+                    continue
+                columns = self.columns_now(conn, current)
+                rowset = self.rowset(name, columns, current)
+                assert rowset is not None  # it has a copy
+                sealed = self._backup_name("a")
+                _rows.seal(conn, rowset, sealed, columns)
+                self.tables[name] = attrs.evolve(
+                    image, sealed=sealed, sealed_columns=tuple(columns), current=current
+                )
+                if not rowset.key:
+                    after = table_data(conn, [current])[current]
+                    whole[name] = [after.rows, after.checksum]
+            made = {k[6:] for k in live.objects if k.startswith("table:") and k not in self.existed}
+            made |= {
+                n for n, was in self.names.items() if was is None and f"table:{n}" in live.objects
+            }
+            data = table_data(conn, sorted(made))
+            self.created = {
+                "fingerprint": restrict(
+                    live, self.touched | {f"table:{n}" for n in made}
+                ).to_json(),
+                "data": {n: [d.rows, d.checksum] for n, d in data.items()},
+                "whole": whole,
+            }
+        self.sealed = True
+        self.save()
+
+    def _current(self, original: str) -> str | None:
+        """The name table *original* (its name before the run) has now, or None (gone)."""
+        for name, was in self.names.items():
+            if was == original:
+                return name
+        if self.names.get(original) == _GONE:
+            return None
+        return original
+
+    # ------------------------------------------------------------------ before a rollback
+
+    def preview(self, only: Collection[str] | None = None, limit: int = 50) -> RollbackPreview:
+        """What rolling back the sealed run would do, read now, touching nothing: the rows
+        that go back, the conflicts (at most *limit* listed), what would be lost, and what
+        changed its definition since the run (then the rollback is refused)."""
+        assert self.fingerprint is not None
+        undo: dict[str, dict[str, int]] = {}
+        kept: list[str] = []
+        found: list[RowConflict] = []
+        more = 0
+        lost: list[str] = []
+        changed: list[str] = []
+        keys = self.touched if only is None else self.touched & set(only)
+        with self._connect() as conn:
+            live = read_fingerprint(conn, exclude=self.skip)
+            if self.created:
+                after = Fingerprint.from_json(self.created["fingerprint"])
+                mine = set(after.objects) if only is None else set(after.objects) & keys
+                changed = [str(d) for d in diff(restrict(after, mine), restrict(live, mine))]
+                for name, (rows, checksum) in sorted(self.created.get("data", {}).items()):
+                    if f"table:{name}" not in live.objects:
+                        continue
+                    if only is not None and f"table:{name}" not in keys:
+                        continue
+                    now = table_data(conn, [name])[name]
+                    if now != TableData(rows=rows, checksum=checksum):
+                        lost.append(
+                            f"table {name}, created by the run, holds {now.rows} row(s) now"
+                            f" ({rows} when the run completed): the rollback drops it, and"
+                            " the rows written since with it"
+                        )
+            whole = self.created.get("whole", {}) if self.created else {}
+            for name, image in sorted(self.tables.items()):
+                if f"table:{name}" not in keys or image.sealed is None:
+                    continue
+                current = image.current or name
+                rowset = self.rowset(name, image.sealed_columns, current)
+                if rowset is None:
+                    continue
+                counts = _rows.sealed_counts(conn, image.sealed)
+                undo[name] = {
+                    label: counts.get(op, 0)
+                    for op, label in (
+                        ("i", "inserted"),
+                        ("u", "changed"),
+                        ("d", "deleted"),
+                        ("k", "kept"),
+                        ("a", "rows"),
+                    )
+                    if counts.get(op)
+                }
+                kept.append(name)
+                if not rowset.key:
+                    now = table_data(conn, [current])[current]
+                    rows, checksum = whole.get(name, [None, None])
+                    if now != TableData(rows=rows, checksum=checksum):
+                        lost.append(
+                            f"table {name} has no primary or unique key and changed since the"
+                            " run: its rows cannot be told apart, so the rollback would put"
+                            " back all of them as they were before the run"
+                        )
+                    continue
+                room = max(limit - len(found), 0)
+                got = _rows.conflicts(conn, rowset, name, image.sealed_columns, room + 1)
+                if len(got) > room:
+                    more += len(got) - room
+                    got = got[:room]
+                found += got
+        return RollbackPreview(
+            run_id=self.run_id,
+            undo=undo,
+            kept=tuple(kept),
+            conflicts=tuple(found),
+            more=more,
+            lost=tuple(lost),
+            changed=tuple(changed),
+        )
+
+    def keep_conflicts(self, only: Collection[str] | None = None) -> int:
+        """The application's version of every conflicting row stays as it is now: mark them
+        so (in the sealed tables: durable, for a rollback that dies and is finished by
+        ``recover``). Returns how many were marked."""
+        keys = self.touched if only is None else self.touched & set(only)
+        marked = 0
+        with self._connect() as conn:
+            for name, image in sorted(self.tables.items()):
+                if f"table:{name}" not in keys or image.sealed is None:
+                    continue
+                rowset = self.rowset(name, image.sealed_columns, image.current)
+                if rowset is not None:
+                    marked += _rows.keep_conflicting(conn, rowset, image.sealed_columns)
+        return marked
 
     # ------------------------------------------------------------------ after a rollback
+
+    def uncovered(self, step: str) -> str | None:
+        """Why restoring the pre-images would not put back everything *step* changed (None:
+        it would): a statement of unknown effect, or rows of a table no copy was kept of."""
+        unknown = self.unknown_by_step.get(step)
+        if unknown:
+            return f"statements whose effects cannot be told ran: {', '.join(sorted(set(unknown)))}"
+        missing = []
+        for key in sorted(self.by_step.get(step, ())):
+            if not key.startswith("table:") or key not in self.existed:
+                continue
+            name = key[6:]
+            image = self.tables.get(name)
+            need = self.plan.get(name)
+            if image is None or need is None or need.what == SHAPE:
+                continue
+            kept = image.backup is not None or image.moved is not None
+            if need.what == COLUMNS:
+                kept |= set(need.columns) <= set(image.aside)
+            if not kept:
+                missing.append(name)
+        if missing:
+            return (
+                f"no copy was kept of the rows it changed in {', '.join(missing)} (over the"
+                " backup limit: its own down section was to undo them)"
+            )
+        return None
 
     def keys_of(self, steps: Collection[str]) -> set[str]:
         """The objects *steps* touched (with the routine aliases the pre-images use)."""
@@ -280,37 +864,63 @@ class PreImages:
 
     def compare(self, conn: sa.Connection, only: Collection[str] | None = None) -> RestoreReport:
         """The touched objects (or those of *only*) compared with their pre-images."""
-        assert self.fingerprint is not None
-        return compare_images(conn, self.fingerprint, self.touched, self.tables, only, self._skip)
+        return compare_images(self, conn, only)
 
     def restore(self, only: Collection[str] | None = None) -> RestoreReport:
-        """Put back every touched object (of *only*) that differs from its pre-image; compare
-        again."""
+        """Put back every touched object (of *only*) that differs from its pre-image, never
+        dropping or emptying what was not copied; compare again."""
         if self.fingerprint is None:
             return RestoreReport((), (), (), {}, 0)
         with self._connect() as conn:
+            self._names_back(conn)
             first = self.compare(conn, only)
-            if first.verified or not self.restores:
+            if (first.verified and not self.sealed) or not self.restores:
                 return first
-            wrong = {d.key for d in first.differences} | {f"table:{n}" for n in first.data}
-            restored, dropped = put_back(
-                conn,
-                wrong,
-                self.fingerprint,
-                self.definitions,
-                sqlite=self._sqlite,
-                refill_table=self._refill,
-            )
+            restored, dropped, rows, left = put_back(self, conn, first, only)
             final = self.compare(conn, only)
-        return attrs.evolve(final, restored=tuple(restored), dropped=tuple(dropped))
+            left += uncopied(self, final)
+        return attrs.evolve(
+            final,
+            restored=tuple(restored),
+            dropped=tuple(dropped),
+            rows=rows,
+            left=tuple(left),
+        )
 
-    def _refill(self, conn: sa.Connection, name: str) -> None:
-        refill(conn, name, self.tables.get(name))
+    def _names_back(self, conn: sa.Connection) -> None:
+        """Tables the run created go, and tables it renamed get their names back, before
+        anything is compared: a name then means what it meant before the run."""
+        if not self.restores:
+            return
+        present = set(read_fingerprint(conn, exclude=self.skip).tables)
+        made = [n for n, was in self.names.items() if was is None and n in present]
+        checks = "PRAGMA foreign_keys = 0" if self.is_sqlite else "SET FOREIGN_KEY_CHECKS = 0"
+        conn.exec_driver_sql(checks)
+        try:
+            for name in made:
+                if f"table:{name}" in self.existed and self.names.get(name, _GONE) is None:
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(name)}")
+                    present.discard(name)
+            for name, was in self.names.items():
+                if was and was != name and name in present and was not in present:
+                    rename = (
+                        "ALTER TABLE {} RENAME TO {}" if self.is_sqlite else "RENAME TABLE {} TO {}"
+                    )
+                    conn.exec_driver_sql(rename.format(self._q(name), self._q(was)))
+                    present.discard(name)
+                    present.add(was)
+        finally:
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
 
     @property
     def backups(self) -> tuple[str, ...]:
         """This run's backup tables (qualified, quoted)."""
-        return tuple(image.backup for image in self.tables.values() if image.backup)
+        out: list[str] = []
+        for image in self.tables.values():
+            out += [t for t in (image.backup, image.moved, image.sealed) if t]
+            out += list(image.aside.values())
+        return tuple(out)
 
     def drop_backups(self) -> None:
         """Drop this run's backup tables and saved material (no longer needed)."""
@@ -319,18 +929,27 @@ class PreImages:
     # ------------------------------------------------------------------ kept after a run
 
     def to_json(self) -> str:
-        """What a rollback of the completed run needs, as JSON (the pre-run fingerprint of the
-        touched objects only)."""
+        """What a rollback of the run needs, as JSON (the pre-run fingerprint of the touched
+        objects, and the keys of every object that existed)."""
         assert self.fingerprint is not None
         data = {
-            "format": 1,
+            "format": _FORMAT,
             "schema": self._schema,
             "fingerprint": restrict(self.fingerprint, self.touched).to_json(),
+            "existed": sorted(self.existed),
             "touched": sorted(self.touched),
             "tables": images_to_json(self.tables),
             "definitions": self.definitions,
             "unknown": self.unknown,
+            "unknown_by_step": self.unknown_by_step,
             "by_step": {step: sorted(keys) for step, keys in self.by_step.items()},
+            "names": self.names,
+            "renamed_columns": self.renamed_columns,
+            "plan": {
+                name: [need.what, list(need.columns)] for name, need in sorted(self.plan.items())
+            },
+            "sealed": self.sealed,
+            "created": self.created,
         }
         return json.dumps(data, sort_keys=True, ensure_ascii=True)
 
@@ -373,8 +992,39 @@ class PreImages:
         self._schema = data["schema"]
         self.fingerprint = Fingerprint.from_json(data["fingerprint"])
         self.touched = set(data["touched"])
+        self.existed = frozenset(data.get("existed", self.fingerprint.objects))
         self.tables = images_from_json(data["tables"])
         self.definitions = dict(data["definitions"])
         self.unknown = list(data["unknown"])
+        self.unknown_by_step = {s: list(v) for s, v in data.get("unknown_by_step", {}).items()}
         self.by_step = {step: set(keys) for step, keys in data["by_step"].items()}
+        self.names = dict(data.get("names", {}))
+        self.renamed_columns = {t: dict(m) for t, m in data.get("renamed_columns", {}).items()}
+        self.plan = {
+            name: Need(name, None, what, tuple(columns))
+            for name, (what, columns) in data.get("plan", {}).items()
+        }
+        self.sealed = bool(data.get("sealed", False))
+        self.created = dict(data.get("created", {}))
         return True
+
+
+class SnapshotBlockedError(StorageError):
+    """A snapshot waited too long for a lock another session holds; nothing of the step ran
+    (transient: the run is rolled back and may be tried again)."""
+
+
+def _lock_wait(error: BaseException) -> bool:
+    """Whether *error* is MySQL's "lock wait timeout exceeded" (row or metadata lock)."""
+    orig = getattr(error, "orig", None)
+    code = (getattr(orig, "args", None) or [None])[0]
+    return bool(code == 1205)
+
+
+def _merge(have: Need | None, need: Need) -> Need:
+    """The need that keeps what both *have* and *need* ask (dropped columns united)."""
+    if have is None:
+        return need
+    what = strongest([have.what, need.what])
+    columns = tuple(dict.fromkeys((*have.columns, *need.columns)))
+    return Need(need.table, need.schema, what, columns if what == COLUMNS else ())

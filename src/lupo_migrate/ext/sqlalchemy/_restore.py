@@ -1,29 +1,44 @@
 """Verifying and restoring after a rollback: a run's touched objects against their pre-images.
 
-:func:`compare_images` reads the live fingerprint and the touched tables' rows and reports what
-differs from the pre-images (a :class:`RestoreReport`); :func:`put_back` drops what the run
-created and puts back what it changed, with foreign key checks off, from the ``CREATE`` texts
-and backup tables taken before (:func:`refill` for one table).
+:func:`compare_images` reads the live fingerprint and reports what differs from the pre-images
+(a :class:`RestoreReport`): definitions, and rows (a frozen rollback: tables whose rows differ
+from their count and checksum before the run; a completed run's: sealed rows not yet put back).
+:func:`put_back` then brings back what differs, **never dropping or emptying what it has no copy
+of**, with foreign key checks off:
 
-Apart from :mod:`lupo_migrate.ext.sqlalchemy._preimage` (which re-exports
-:class:`RestoreReport`) so that module stays readable in one sitting: ``PreImages.restore``
-decides when to compare and put back; this module holds how.
+1. objects the run created (absent from what existed before it) are dropped;
+2. a table the run dropped comes back from where a soft drop moved it, or is recreated from its
+   definition and filled from its copy; without either, it is left gone, and said so;
+3. a table whose definition differs is brought back to it with its rows kept
+   (:mod:`._converge`); columns that came back are filled by key from their copy;
+4. rows: a frozen rollback puts back every row that differs from the copy; a completed run's
+   puts back the sealed rows only, and leaves the application's alone (:mod:`._rows`); the
+   table's triggers are off meanwhile (dropped and made again) so that they see nothing;
+5. views, triggers, routines and events come back from their ``CREATE`` texts.
+
+Whatever cannot be put back without losing something is left as it is and named in
+:attr:`RestoreReport.left`: the rollback then fails, and the target is blocked, with the data
+where it was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import sqlalchemy as sa
 
-from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff, restrict
+from lupo_migrate._fingerprint import Difference, TableData, diff, restrict
 from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy import _converge, _rows
 from lupo_migrate.ext.sqlalchemy._snapshot import TableImage, _q
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 
-__all__ = ["RestoreReport", "compare_images", "put_back", "refill"]
+if TYPE_CHECKING:
+    from lupo_migrate.ext.sqlalchemy._preimage import PreImages
+
+__all__ = ["RestoreReport", "compare_images", "put_back", "refill", "uncopied"]
 
 
 @attrs.frozen
@@ -36,6 +51,9 @@ class RestoreReport:
         differences: what still differs from the pre-image afterwards (empty: verified).
         data: tables whose rows still differ, with (before, after).
         checked: how many objects were compared.
+        rows: rows put back, by table.
+        left: what was left as it is, and why (it could not be put back without a loss).
+        unreverted: a completed run's rollback: sealed rows not yet as before, by table.
     """
 
     restored: tuple[str, ...]
@@ -43,80 +61,277 @@ class RestoreReport:
     differences: tuple[Difference, ...]
     data: Mapping[str, tuple[TableData, TableData]]
     checked: int
+    rows: Mapping[str, int] = attrs.field(factory=dict)
+    left: tuple[str, ...] = ()
+    unreverted: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def verified(self) -> bool:
         """Whether every touched object equals its pre-image, rows included."""
-        return not self.differences and not self.data
+        return not self.differences and not self.data and not self.left and not self.unreverted
 
 
 def compare_images(
-    conn: sa.Connection,
-    before: Fingerprint,
-    touched: AbstractSet[str],
-    tables: Mapping[str, TableImage],
-    only: Collection[str] | None,
-    skip: Callable[[str], bool],
+    pre: PreImages, conn: sa.Connection, only: Collection[str] | None
 ) -> RestoreReport:
-    """The *touched* objects (or those of *only*) compared with their pre-images: *before*,
-    the fingerprint before the run, and the *tables*' images; *skip* names the tables never
-    compared (backup tables, lupo_migrate's own)."""
-    now = read_fingerprint(conn, exclude=skip)
-    keys = touched if only is None else touched & set(only)
-    differences = diff(restrict(before, keys), restrict(now, keys))
-    mine = [n for n in tables if f"table:{n}" in keys]
-    after = table_data(conn, [n for n in mine if f"table:{n}" in now.objects])
-    data = {
-        name: (tables[name].data, after[name])
-        for name in mine
-        if name in after and after[name] != tables[name].data
-    }
-    return RestoreReport((), (), differences, data, len(keys))
+    """The touched objects (or those of *only*) compared with their pre-images; rows as the
+    rollback's kind says (see the module docstring)."""
+    assert pre.fingerprint is not None
+    now = read_fingerprint(conn, exclude=pre.skip)
+    keys = pre.touched if only is None else pre.touched & set(only)
+    differences = diff(restrict(pre.fingerprint, keys), restrict(now, keys))
+    mine = [n for n in pre.tables if f"table:{n}" in keys and f"table:{n}" in now.objects]
+    data: dict[str, tuple[TableData, TableData]] = {}
+    unreverted: dict[str, int] = {}
+    if pre.sealed:
+        for name in mine:
+            rowset = pre.rowset(name, pre.columns_now(conn, name))
+            if rowset is not None and rowset.sealed is not None and rowset.key:
+                count = _rows.unreverted(conn, rowset)
+                if count:
+                    unreverted[name] = count
+    else:
+        counted = [n for n in mine if pre.tables[n].data is not None]
+        after = table_data(conn, counted)
+        for name in counted:
+            was = pre.tables[name].data
+            if was is not None and after[name] != was:
+                data[name] = (was, after[name])
+    return RestoreReport((), (), differences, data, len(keys), unreverted=unreverted)
+
+
+def uncopied(pre: PreImages, report: RestoreReport) -> list[str]:
+    """Why the rows of tables in *report* that still differ were left as they are: no copy
+    of them was kept (a table over the backup limit whose rows the run was not expected to
+    change)."""
+    return [
+        f"table {name}: its rows differ from before the run ({was.rows} -> {now.rows} rows)"
+        " and no copy of them was kept (over the backup limit): they were left as they are"
+        for name, (was, now) in report.data.items()
+        if pre.tables.get(name) is None or pre.tables[name].backup is None
+    ]
 
 
 def put_back(
-    conn: sa.Connection,
-    wrong: AbstractSet[str],
-    before: Fingerprint,
-    definitions: Mapping[str, str],
-    *,
-    sqlite: bool,
-    refill_table: Callable[[sa.Connection, str], None],
-) -> tuple[list[str], list[str]]:
-    """Drop the objects of *wrong* the run created (absent from *before*) and put back those
-    it changed: tables by *refill_table*, other objects from their *definitions*, with foreign key
-    checks off meanwhile. Returns what was restored and what was dropped."""
+    pre: PreImages, conn: sa.Connection, first: RestoreReport, only: Collection[str] | None
+) -> tuple[list[str], list[str], dict[str, int], list[str]]:
+    """Put back what *first* (a comparison) found different: see the module docstring.
+    Returns what was restored, what was dropped, the rows put back by table and what was left
+    as it is (with why)."""
+    assert pre.fingerprint is not None
+    wrong = (
+        {d.key for d in first.differences}
+        | {f"table:{n}" for n in first.data}
+        | {f"table:{n}" for n in first.unreverted}
+    )
+    if pre.sealed:  # sealed rows go back whether or not their table's definition changed
+        wrong |= {f"table:{n}" for n, image in pre.tables.items() if image.sealed}
+        wrong &= pre.touched if only is None else pre.touched & set(only)
     restored: list[str] = []
     dropped: list[str] = []
+    rows: dict[str, int] = {}
+    left: list[str] = []
+    sqlite = pre.is_sqlite
     checks = "PRAGMA foreign_keys = " if sqlite else "SET FOREIGN_KEY_CHECKS = "
     conn.exec_driver_sql(checks + "0")
     try:
-        # What the run created goes first (triggers and views before tables); then
-        # tables come back, then what is defined on them (routines, views, triggers).
-        for key in sorted(wrong - before.objects.keys(), key=_order):
+        # What the run created goes first (triggers and views before tables); then tables
+        # come back, then what is defined on them (routines, views, triggers, events).
+        for key in sorted(wrong - pre.existed, key=_order):
             _drop(conn, *key.split(":", 1))
             dropped.append(key)
-        for key in sorted(wrong & before.objects.keys(), key=_order, reverse=True):
+        for key in sorted(wrong & pre.existed, key=_order, reverse=True):
             kind, _, name = key.partition(":")
             if kind == "table":
-                refill_table(conn, name)
-            elif key in definitions:
+                done, why = _table(pre, conn, name, first, rows)
+                if why is not None:
+                    left.append(why)
+                if not done:
+                    continue
+            elif key in pre.definitions:
                 _drop(conn, kind, name)
-                conn.exec_driver_sql(definitions[key])
+                conn.exec_driver_sql(pre.definitions[key])
             else:
                 continue
             restored.append(key)
     finally:
         if not sqlite:  # SQLite's default is off; a pragma is per connection
             conn.exec_driver_sql(checks + "1")
-    return restored, dropped
+    return restored, dropped, rows, left
+
+
+def _table(
+    pre: PreImages, conn: sa.Connection, name: str, first: RestoreReport, rows: dict[str, int]
+) -> tuple[bool, str | None]:
+    """Put table *name* back (see the module docstring); (whether anything was done, why
+    something was left as it is)."""
+    image = pre.tables.get(name)
+    if image is None:
+        return False, f"table {name}: no pre-image of it was kept, so it was left as it is"
+    moved_back = False
+    if not _exists(conn, name, sqlite=pre.is_sqlite):
+        if image.moved is not None:
+            # As the soft drop found it: its definition may have changed earlier in the run.
+            _move_back(conn, image.moved, name, sqlite=pre.is_sqlite)
+            moved_back = True
+        elif image.backup is None and (image.data is None or image.data.rows):
+            return False, (
+                f"table {name} is gone and no copy of its rows was kept (it had more rows"
+                " than the backup limit): it was not recreated empty; restore it from a"
+                " backup of your own, then `lupo-migrate resolve`"
+            )
+        else:
+            refill(conn, name, image)
+            rows[name] = image.data.rows if image.data is not None else 0
+            return True, None
+    added: list[str] = []
+    if moved_back or any(d.key == f"table:{name}" for d in first.differences):
+        added = _converge_table(pre, conn, name, image)
+    triggers = _triggers_off(conn, name, sqlite=pre.is_sqlite)
+    try:
+        count = 0
+        columns = pre.columns_now(conn, name)
+        for column in added:
+            count += _fill(pre, conn, name, image, column)
+        rowset = pre.rowset(name, columns)
+        if pre.sealed and rowset is not None and rowset.sealed is not None:
+            _rows.revert_sealed(conn, rowset)
+            count += sum(v for k, v in _rows.sealed_counts(conn, rowset.sealed).items() if k != "k")
+        elif not pre.sealed and name in first.data and rowset is not None:
+            count += _rows.revert_frozen(conn, rowset)
+        if count:
+            rows[name] = count
+    finally:
+        _recreate(conn, image.triggers if moved_back else triggers)
+    return True, None
+
+
+def _converge_table(pre: PreImages, conn: sa.Connection, name: str, image: TableImage) -> list[str]:
+    """Bring table *name*'s definition back to *image*'s, rows kept; the columns added back."""
+    table = _q(name)
+    renamed = pre.renamed_columns.get(name, {})
+    if not pre.is_sqlite:
+        before = _converge.parse_mysql(image.ddl)
+        if before is not None:
+            added = _converge.mysql_alter(
+                table,
+                before,
+                lambda: _converge.parse_mysql(_show_create(conn, table)),
+                lambda sql: _run(conn, sql),
+                renamed,
+            )
+            if added is not None and _converge.same_definition(
+                _show_create(conn, table), image.ddl
+            ):
+                return added
+    now = pre.columns_now(conn, name)
+    wanted = _ddl_columns(pre, name, image)
+    back = {now_name: renamed.get(now_name, now_name) for now_name in now}
+    pairs = [(n, b) for n, b in back.items() if b in wanted]
+    added = [c for c in wanted if c not in set(back.values())]
+    _converge.rebuild(
+        conn,
+        table,
+        image.ddl,
+        pre.new_backup_name("hold"),
+        pairs,
+        create=image.triggers if pre.is_sqlite else (),
+    )
+    return added
+
+
+def _ddl_columns(pre: PreImages, name: str, image: TableImage) -> list[str]:
+    """The columns table *name* had before the run (generated ones aside)."""
+    assert pre.fingerprint is not None
+    entry = pre.fingerprint.objects.get(f"table:{name}")
+    if entry is None:
+        return list(image.columns)
+    return [c["name"] for c in entry["columns"] if not c.get("generated")]
+
+
+def _fill(pre: PreImages, conn: sa.Connection, name: str, image: TableImage, column: str) -> int:
+    """A column that came back gets its values from before the run, by key: from the copy
+    of the table, or from where a ``DROP COLUMN`` set it aside. Returns the rows filled."""
+    source = image.aside.get(column)
+    if source is None and image.backup is not None and column in image.columns:
+        source = image.backup
+    if source is None or not image.key:
+        return 0
+    t = _q(name)
+    c = _q(column)
+    key = " AND ".join(f"s.{_q(k)} = {t}.{_q(k)}" for k in image.key)
+    if pre.is_sqlite or pre.is_postgresql:
+        sql = (
+            f"UPDATE {t} SET {c} = (SELECT s.{c} FROM {source} AS s WHERE {key})"
+            f" WHERE EXISTS (SELECT 1 FROM {source} AS s WHERE {key})"
+        )
+    else:
+        join = " AND ".join(f"s.{_q(k)} = {t}.{_q(k)}" for k in image.key)
+        sql = f"UPDATE {t} JOIN {source} AS s ON {join} SET {t}.{c} = s.{c}"
+    return max(int(conn.exec_driver_sql(sql).rowcount), 0)
+
+
+def _triggers_off(conn: sa.Connection, name: str, *, sqlite: bool) -> list[str]:
+    """Drop *name*'s triggers (rows put back must not fire them); their ``CREATE`` texts."""
+    if sqlite:
+        found = [
+            (str(n), str(sql))
+            for n, sql in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                (name,),
+            )
+        ]
+    else:
+        names = conn.exec_driver_sql(
+            "SELECT trigger_name FROM information_schema.triggers"
+            " WHERE event_object_schema = DATABASE() AND event_object_table = %s",
+            (name,),
+        ).scalars()
+        found = [
+            (str(n), str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(str(n))}").one()[2]))
+            for n in list(names)
+        ]
+    for trigger, _ in found:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_q(trigger)}")
+    return [sql for _, sql in found]
+
+
+def _run(conn: sa.Connection, sql: str) -> None:
+    conn.exec_driver_sql(sql)
+
+
+def _recreate(conn: sa.Connection, statements: Collection[str]) -> None:
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
+def _exists(conn: sa.Connection, name: str, *, sqlite: bool) -> bool:
+    if sqlite:
+        sql, params = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    else:
+        sql = (
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE()"
+            " AND table_name = %s"
+        )
+        params = (name,)
+    return conn.exec_driver_sql(sql, params).first() is not None
+
+
+def _show_create(conn: sa.Connection, table: str) -> str:
+    return str(conn.exec_driver_sql(f"SHOW CREATE TABLE {table}").one()[1])
+
+
+def _move_back(conn: sa.Connection, moved: str, name: str, *, sqlite: bool) -> None:
+    if sqlite:  # pragma: no cover - SQLite copies instead of moving (one file per schema)
+        raise StorageError(f"table {name} cannot be moved back from {moved} on SQLite")
+    conn.exec_driver_sql(f"RENAME TABLE {moved} TO {_q(name)}")
 
 
 def refill(conn: sa.Connection, name: str, image: TableImage | None) -> None:
-    """Recreate table *name* from its pre-image *image*, rows and triggers included."""
+    """Recreate table *name*, which is gone, from its pre-image *image*, rows and triggers
+    included (never called for a table that is there: its rows are not ours to drop)."""
     if image is None:
         raise StorageError(f"no pre-image of table {name}: it cannot be restored")
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_q(name)}")
     conn.exec_driver_sql(image.ddl)
     if image.backup is not None:
         cols = ", ".join(_q(c) for c in image.columns)
@@ -126,13 +341,15 @@ def refill(conn: sa.Connection, name: str, image: TableImage | None) -> None:
 
 
 def _order(key: str) -> tuple[int, str]:
-    """Triggers, views, routines, then tables: the order to drop in (reversed: to create)."""
-    return ({"trigger": 0, "view": 1, "routine": 2}.get(key.partition(":")[0], 3), key)
+    """Triggers, events, views, routines, then tables: the order to drop in (reversed: to
+    create)."""
+    rank = {"trigger": 0, "event": 1, "view": 2, "routine": 3}
+    return (rank.get(key.partition(":")[0], 4), key)
 
 
 def _drop(conn: sa.Connection, kind: str, name: str) -> None:
     if kind == "routine":
         rtype, _, rname = name.partition(":")
         conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {_q(rname)}")
-    elif kind in ("table", "view", "trigger"):
+    elif kind in ("table", "view", "trigger", "event"):
         conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {_q(name)}")

@@ -16,8 +16,9 @@ pre-images' theory is in ``_preimage``'s docstring.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from lupo_migrate._fingerprint import Fingerprint, TableData
 from lupo_migrate.errors import StorageError
+from lupo_migrate.ext.sqlalchemy._rows import row_key
 from lupo_migrate.ext.sqlalchemy.fingerprint import table_data
 from lupo_migrate.handlers._touch import Touch
 
@@ -52,13 +54,34 @@ class BackupLimitError(StorageError):
 
 @attrs.frozen
 class TableImage:
-    """A table as it was before the run."""
+    """A table as it was before the run, and what was kept of its rows.
+
+    Attributes:
+        ddl: its ``CREATE TABLE`` text (MySQL: ``SHOW CREATE TABLE``; SQLite: as stored).
+        triggers: the ``CREATE`` texts of its triggers (SQLite: of its indexes too).
+        data: its row count and checksum, or None when it was not read (a table over the
+            backup limit whose rows the run does not change).
+        backup: the copy of its rows (qualified, quoted), or None.
+        columns: the columns of the copy.
+        key: the columns that tell its rows apart (see ``_rows.row_key``); () for none.
+        moved: where a soft drop moved the table itself (qualified, quoted), or None.
+        aside: the columns a ``DROP COLUMN`` set aside: column -> table of (key, column).
+        sealed: the rows the run changed, as it left them (see ``_rows.seal``), or None.
+        sealed_columns: the table's columns when the run completed (the sealed table's).
+        current: the table's name when the run completed (a rename), or None.
+    """
 
     ddl: str
     triggers: tuple[str, ...]
-    data: TableData
+    data: TableData | None
     backup: str | None
     columns: tuple[str, ...]
+    key: tuple[str, ...] = ()
+    moved: str | None = None
+    aside: Mapping[str, str] = attrs.field(factory=dict)
+    sealed: str | None = None
+    sealed_columns: tuple[str, ...] = ()
+    current: str | None = None
 
 
 def table_image(
@@ -67,21 +90,22 @@ def table_image(
     fingerprint: Fingerprint,
     *,
     sqlite: bool,
+    copy: bool,
     limit: int,
-    trust_down: bool,
     backup_name: Callable[[], str],
 ) -> TableImage:
-    """The pre-image of table *name*, its rows copied to a backup table named by
+    """The pre-image of table *name*: its definition, its key and, within *limit* rows, its
+    row count and checksum; with *copy*, its rows copied to a backup table named by
     *backup_name* (called only when a copy is made).
 
     Args:
         fingerprint: the fingerprint before the run (names the table's columns and triggers).
         sqlite: read the ``CREATE`` texts from ``sqlite_master`` (else ``SHOW CREATE``).
-        limit: the most rows a table may have to be copied.
-        trust_down: over *limit*, copy nothing instead of raising (the step's down undoes it).
+        copy: copy the rows (the run changes them).
+        limit: the most rows a table may have to be copied (or checksummed).
 
     Raises:
-        BackupLimitError: the table has more than *limit* rows and *trust_down* is false.
+        BackupLimitError: a copy is asked of a table of more than *limit* rows.
     """
     mine = [
         key[8:]
@@ -104,30 +128,69 @@ def table_image(
         triggers = tuple(
             str(conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_q(t)}").one()[2]) for t in mine
         )
-    data = table_data(conn, [name])[name]
+    entry = fingerprint.objects[f"table:{name}"]
     columns = tuple(
-        c["name"]
-        for c in fingerprint.objects[f"table:{name}"]["columns"]
-        if not c.get("generated") and not c.get("hidden")
+        c["name"] for c in entry["columns"] if not c.get("generated") and not c.get("hidden")
     )
+    key = row_key(entry, "sqlite" if sqlite else "mysql")
+    rows = count_upto(conn, _q(name), limit)
+    data = table_data(conn, [name])[name] if rows <= limit else None
     backup = None
-    if data.rows > limit and trust_down:
-        pass  # its down section undoes it; the comparison afterwards checks the rows
-    elif data.rows:
-        if data.rows > limit:
+    if copy:  # an empty table too: the rows the run inserts are told from the copy
+        if rows > limit:
             raise BackupLimitError(
-                f"table {name} has {data.rows} rows, more than the backup limit"
-                f" ({limit}): give the migration that changes it a down section"
+                f"table {name} has more than {limit} rows (the backup limit) and the run"
+                " changes its rows: give the migration that changes it a down section"
                 " (-- lupo:down), or raise the limit (--backup-limit)"
             )
         backup = backup_name()
-        cols = ", ".join(_q(c) for c in columns)
-        if sqlite:  # the rows are what matters; the definition is in ddl
-            conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {_q(name)}")
-        else:
-            conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {_q(name)}")
-            conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {_q(name)}")
-    return TableImage(ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns)
+        copy_rows(conn, _q(name), backup, columns, key, sqlite=sqlite)
+    return TableImage(
+        ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns, key=key
+    )
+
+
+def count_upto(conn: sa.Connection, table: str, limit: int) -> int:
+    """The rows of *table* (quoted), counted up to *limit* + 1 only: a big table costs what a
+    small one does."""
+    return int(
+        conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {int(limit) + 1}) AS lupo_n"
+        ).scalar_one()
+    )
+
+
+def copy_rows(
+    conn: sa.Connection,
+    table: str,
+    backup: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    *,
+    sqlite: bool,
+) -> None:
+    """Copy *table*'s *columns* (quoted: the table) into a new table *backup*, keyed as the
+    table is (the rollback joins the two by *key*)."""
+    cols = ", ".join(_q(c) for c in columns)
+    if sqlite:  # the rows are what matters; the definition is in the image (SQLite makes
+        # an automatic index for the rollback's joins by key)
+        conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {table}")
+    else:
+        conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {table}")
+        conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {table}")
+
+
+def set_aside(
+    conn: sa.Connection,
+    table: str,
+    aside: str,
+    key: Sequence[str],
+    column: str,
+) -> None:
+    """Keep *column*'s values of *table* (quoted) by *key* in a new table *aside*, before a
+    ``DROP COLUMN`` takes them (any number of rows: one narrow copy)."""
+    cols = ", ".join(_q(c) for c in (*key, column))
+    conn.exec_driver_sql(f"CREATE TABLE {aside} AS SELECT {cols} FROM {table}")
 
 
 def show_create(
@@ -150,13 +213,12 @@ def show_create(
                 yield key, str(row[2])
 
 
-def next_backup_number(images: Iterable[TableImage]) -> int:
-    """The number of the next backup table after those of *images* (``..._<n>``)."""
-    taken = [
-        int(found.group(1))
-        for image in images
-        if image.backup and (found := re.search(r"_(\d+)\W*$", image.backup))
-    ]
+def next_backup_number(names: Iterable[str], run_id: str) -> int:
+    """The number of the next backup table of *run_id*, after those of *names* (the tables
+    of the backup schema, whatever they are: a copy the run was making when it died is
+    there, though its material does not name it)."""
+    own = re.compile(re.escape(f"{BACKUP_PREFIX}{run_id[:12]}_") + r"(\d+)")
+    taken = [int(found.group(1)) for name in names if (found := own.match(name))]
     return max(taken, default=0) + 1
 
 
@@ -166,10 +228,16 @@ def images_to_json(tables: Mapping[str, TableImage]) -> dict[str, dict[str, Any]
         name: {
             "ddl": image.ddl,
             "triggers": list(image.triggers),
-            "rows": image.data.rows,
-            "checksum": image.data.checksum,
+            "rows": None if image.data is None else image.data.rows,
+            "checksum": None if image.data is None else image.data.checksum,
             "backup": image.backup,
             "columns": list(image.columns),
+            "key": list(image.key),
+            "moved": image.moved,
+            "aside": dict(image.aside),
+            "sealed": image.sealed,
+            "sealed_columns": list(image.sealed_columns),
+            "current": image.current,
         }
         for name, image in tables.items()
     }
@@ -181,12 +249,41 @@ def images_from_json(tables: Mapping[str, Any]) -> dict[str, TableImage]:
         name: TableImage(
             ddl=t["ddl"],
             triggers=tuple(t["triggers"]),
-            data=TableData(rows=t["rows"], checksum=t["checksum"]),
+            data=None if t["rows"] is None else TableData(rows=t["rows"], checksum=t["checksum"]),
             backup=t["backup"],
             columns=tuple(t["columns"]),
+            key=tuple(t.get("key", ())),
+            moved=t.get("moved"),
+            aside=dict(t.get("aside", {})),
+            sealed=t.get("sealed"),
+            sealed_columns=tuple(t.get("sealed_columns", ())),
+            current=t.get("current"),
         )
         for name, t in tables.items()
     }
+
+
+def backup_names(engine: sa.Engine, conn: sa.Connection, backup_schema: str | None) -> list[str]:
+    """The names of the tables of the backup schema (lupo_migrate's backup tables and any
+    other there)."""
+    if engine.dialect.name == "sqlite":
+        schema = "" if backup_schema is None else f"{_q(backup_schema)}."
+        return [
+            str(n)
+            for (n,) in conn.exec_driver_sql(
+                f"SELECT name FROM {schema}sqlite_master WHERE type = 'table'"
+            )
+        ]
+    here = "current_schema()" if engine.dialect.name == "postgresql" else "DATABASE()"
+    where = here if backup_schema is None else "%s"
+    params = () if backup_schema is None else (backup_schema,)
+    return [
+        str(n)
+        for (n,) in conn.exec_driver_sql(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {where}",
+            params,
+        )
+    ]
 
 
 def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> tuple[str, ...]:
@@ -229,10 +326,47 @@ def drop_backups(engine: sa.Engine, run_id: str, backup_schema: str | None) -> t
     return tuple(names)
 
 
-def _own_connection(engine: sa.Engine) -> AbstractContextManager[sa.Connection]:
+def _own_connection(
+    engine: sa.Engine, *, lock_wait: int | None = None
+) -> AbstractContextManager[sa.Connection]:
+    """A connection of lupo_migrate's own: autocommit on MySQL (with *lock_wait*: reading
+    without row locks, at READ COMMITTED, and waiting at most *lock_wait* seconds for one,
+    so that an application's ``SELECT ... FOR UPDATE`` neither blocks a copy nor is blocked
+    by it); on SQLite a transaction committed when the block ends."""
     if engine.dialect.name == "sqlite":
         return engine.begin()
-    return engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+    if lock_wait is None or engine.dialect.name != "mysql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+    return _reading(engine, lock_wait)
+
+
+@contextlib.contextmanager
+def _reading(engine: sa.Engine, lock_wait: int) -> Iterator[sa.Connection]:
+    """See :func:`_own_connection`; the session's settings are put back afterwards (the
+    connection goes back to the pool, and a step may get it next)."""
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        try:
+            level = conn.exec_driver_sql("SELECT @@SESSION.transaction_isolation").scalar()
+        except sa.exc.DBAPIError:  # MariaDB before 11.1 calls it tx_isolation
+            level = conn.exec_driver_sql("SELECT @@SESSION.tx_isolation").scalar()
+        waits = conn.exec_driver_sql(
+            "SELECT @@SESSION.innodb_lock_wait_timeout, @@SESSION.lock_wait_timeout"
+        ).one()
+        wait = max(int(lock_wait), 1)
+        conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        conn.exec_driver_sql(
+            f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
+        )
+        try:
+            yield conn
+        finally:
+            if not conn.invalidated:
+                back = str(level or "REPEATABLE-READ").replace("-", " ")
+                conn.exec_driver_sql(f"SET SESSION TRANSACTION ISOLATION LEVEL {back}")
+                conn.exec_driver_sql(
+                    f"SET SESSION innodb_lock_wait_timeout = {int(waits[0])},"
+                    f" SESSION lock_wait_timeout = {int(waits[1])}"
+                )
 
 
 def _master_sql(conn: sa.Connection, kind: str, name: str) -> str:

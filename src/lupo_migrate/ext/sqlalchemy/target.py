@@ -249,6 +249,12 @@ class SqlAlchemyTarget(StepSessions):
 
         self.engine.pool.dispose()  # connections opened before this get the setting too
 
+    @property
+    def soft_drops(self) -> bool:
+        """Whether a run's ``DROP TABLE`` sets the table aside in the backup schema instead of
+        copying its rows first (MySQL/MariaDB with a backup schema of its own)."""
+        return self.engine.dialect.name == "mysql" and self.backup_schema is not None
+
     def pre_images(self, run_id: str) -> PreImages | None:
         """The pre-image keeper of run *run_id*: restores and compares on MySQL/MariaDB and
         SQLite; on PostgreSQL it compares only (steps are undone by their downs)."""
@@ -258,6 +264,7 @@ class SqlAlchemyTarget(StepSessions):
             run_id,
             backup_schema=self.backup_schema,
             limit=self.backup_limit,
+            lock_wait=self.lock_wait_timeout,
             exclude=own.__contains__,
         )
 

@@ -1,0 +1,363 @@
+"""Rollback undoes the run's own changes and nothing else (issue 18, "never lose a row").
+
+Each test is a case a user met: a completed run rolled back after the application wrote
+again; a conflict; a table over the backup limit; a crash on SQLite before anything
+committed. The state is compared with what the engine itself reports (rows and definitions),
+before and after, on MariaDB and SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from databases import fresh_database
+from lupo_migrate.cli import main
+
+ROLLED_BACK_FAILED = 11
+REFUSED = 13
+KILLER = Path(__file__).with_name("_killer.py")
+
+ENGINES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+]
+
+
+@pytest.fixture(name="url", params=ENGINES)
+def _url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+def _sql(url: str, *statements: str) -> list[Any]:
+    """Run *statements* as the application would (autocommit); the last one's rows."""
+    engine = sa.create_engine(url)
+    rows: list[Any] = []
+    with engine.begin() as conn:
+        for statement in statements:
+            result = conn.exec_driver_sql(statement)
+            rows = [tuple(r) for r in result] if result.returns_rows else []
+    engine.dispose()
+    return rows
+
+
+def _definition(url: str, table: str) -> str:
+    """The table's definition as the engine prints it (SHOW CREATE TABLE / sqlite_master)."""
+    if url.startswith("sqlite"):
+        return str(_sql(url, f"SELECT sql FROM sqlite_master WHERE name = '{table}'")[0][0])
+    return re.sub(r" AUTO_INCREMENT=\d+", "", str(_sql(url, f"SHOW CREATE TABLE {table}")[0][1]))
+
+
+def _files(tmp_path: Path, *texts: str) -> Path:
+    migrations = tmp_path / "m"
+    migrations.mkdir(exist_ok=True)
+    for number, text in enumerate(texts, start=1):
+        (migrations / f"V{number}__s.sql").write_text(text, encoding="utf-8")
+    return migrations
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _apply(capsys: pytest.CaptureFixture[str], migrations: Path, url: str, *more: str) -> str:
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url, *more)
+    assert code == 0, (out, err)
+    return re.findall(r"run (\w+): completed", out)[0]
+
+
+ORDERS = (
+    "CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(20), qty INT)",
+    "INSERT INTO orders VALUES (1, 'a', 1), (2, 'b', 2)",
+)
+
+
+def test_rolling_back_a_completed_run_keeps_what_the_application_wrote_since(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 1: the run only added a column; the application then inserted a row and changed
+    another; the rollback drops the column and keeps both."""
+    _sql(url, *ORDERS)
+    before = _definition(url, "orders")
+    migrations = _files(tmp_path, "ALTER TABLE orders ADD COLUMN note VARCHAR(20);\n")
+    run = _apply(capsys, migrations, url)
+    _sql(url, "INSERT INTO orders (id, item, qty) VALUES (3, 'c', 3)")
+    _sql(url, "UPDATE orders SET qty = 20 WHERE id = 2")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert "rolled_back" in out
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [(1, "a", 1), (2, "b", 20), (3, "c", 3)]
+    assert _definition(url, "orders") == before
+
+
+def test_rows_the_run_changed_go_back_and_the_applications_stay(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run inserted, changed and deleted rows; the application wrote other rows since:
+    the run's go back by key, the application's stay."""
+    _sql(url, *ORDERS, "INSERT INTO orders VALUES (4, 'd', 4), (5, 'e', 5)")
+    migrations = _files(
+        tmp_path,
+        "ALTER TABLE orders ADD COLUMN note VARCHAR(20);\n"
+        "UPDATE orders SET qty = qty * 10, note = 'x' WHERE id IN (1, 4);\n"
+        "DELETE FROM orders WHERE id = 2;\n"
+        "INSERT INTO orders VALUES (9, 'run', 9, 'n');\n",
+    )
+    run = _apply(capsys, migrations, url)
+    _sql(url, "INSERT INTO orders (id, item, qty) VALUES (7, 'app', 7)")
+    _sql(url, "UPDATE orders SET qty = 55 WHERE id = 5")
+    _sql(url, "DELETE FROM orders WHERE id = 4")  # the application deleted a row the run changed
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url, "--dry-run")
+    assert code == 0, err
+    assert "orders: 1 inserted, 2 changed, 1 deleted" in out
+    assert "conflicts (1)" in out
+    assert "orders [4]: before the run (id=4, item='d', qty=4); after it" in out
+    assert "now (no row)" in out
+    # refused as it is: nothing touched
+    state = _sql(url, "SELECT * FROM orders ORDER BY id")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == REFUSED
+    assert "1 row(s) the run changed were changed again since: orders [4]" in err
+    assert "--conflicts keep" in err
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == state
+    # the application's deletion wins
+    code, out, err = _cli(
+        capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "keep"
+    )
+    assert code == 0, (out, err)
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [
+        (1, "a", 1),
+        (2, "b", 2),
+        (5, "e", 55),
+        (7, "app", 7),
+    ]
+
+
+def test_conflicts_undo_puts_the_rows_back_as_they_were_before_the_run(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--conflicts undo: the run's changes are undone over the application's later ones."""
+    _sql(url, *ORDERS)
+    migrations = _files(tmp_path, "UPDATE orders SET qty = 100 WHERE id = 1;\n")
+    run = _apply(capsys, migrations, url)
+    _sql(url, "UPDATE orders SET qty = 101 WHERE id = 1", "UPDATE orders SET qty = 22 WHERE id = 2")
+    code, out, err = _cli(
+        capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "undo"
+    )
+    assert code == 0, (out, err)
+    assert "undone over what was written since (--conflicts undo): orders [1]" in err
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [(1, "a", 1), (2, "b", 22)]
+
+
+def test_data_written_into_a_table_the_run_created_stops_the_rollback(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dropping a table the run created would lose the rows written into it since: said,
+    and nothing touched, unless --conflicts undo."""
+    migrations = _files(tmp_path, "CREATE TABLE audit (id INT PRIMARY KEY, what VARCHAR(20));\n")
+    run = _apply(capsys, migrations, url)
+    _sql(url, "INSERT INTO audit VALUES (1, 'app')")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == REFUSED
+    assert "table audit, created by the run, holds 1 row(s) now (0 when the run completed)" in err
+    assert _sql(url, "SELECT * FROM audit") == [(1, "app")]
+    code, out, err = _cli(
+        capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "keep"
+    )
+    assert code == REFUSED
+    assert "--conflicts keep cannot keep table audit" in err
+    code, out, err = _cli(
+        capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "undo"
+    )
+    assert code == 0, (out, err)
+    assert "audit" not in str(_sql(url, *_tables_query(url)))
+
+
+def _tables_query(url: str) -> tuple[str]:
+    if url.startswith("sqlite"):
+        return ("SELECT name FROM sqlite_master WHERE type = 'table'",)
+    return ("SHOW TABLES",)
+
+
+def test_a_swapped_table_comes_back_whole(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy-and-swap pattern (rename the old table away, create the new one under its
+    name, copy, drop the old): a failing run and a rollback of the completed run both give
+    back the original table with its rows."""
+    _sql(url, *ORDERS)
+    before = (_definition(url, "orders"), _sql(url, "SELECT * FROM orders ORDER BY id"))
+    swap = (
+        "ALTER TABLE orders RENAME TO orders_old;\n"
+        "CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(40), qty BIGINT);\n"
+        "INSERT INTO orders SELECT id, item, qty FROM orders_old;\n"
+        "DROP TABLE orders_old;\n"
+    )
+    migrations = _files(tmp_path, swap, "SELECT no_such_function();\n")
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert (_definition(url, "orders"), _sql(url, "SELECT * FROM orders ORDER BY id")) == before
+    (migrations / "V2__s.sql").unlink()
+    run = _apply(capsys, migrations, url)
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert (_definition(url, "orders"), _sql(url, "SELECT * FROM orders ORDER BY id")) == before
+
+
+BIG = 200_000
+
+
+@pytest.mark.slow
+def test_a_table_over_the_backup_limit_is_never_emptied(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 2: a step with a down of its own changes a table of 200,000 rows (over the
+    default limit: no copy is kept); its down then fails. The rollback stops, blocked, and
+    says so; the table keeps its 200,000 rows."""
+    _sql(url, "CREATE TABLE big (id INT PRIMARY KEY, v INT)")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO big (id, v) VALUES " + ", ".join(f"({n}, {n})" for n in range(1, 1001))
+        )
+        for step in range(1, BIG // 1000):
+            conn.exec_driver_sql(
+                f"INSERT INTO big (id, v) SELECT id + {step * 1000}, v FROM big WHERE id <= 1000"
+            )
+    engine.dispose()
+    total = _sql(url, "SELECT SUM(v) FROM big")[0][0]
+    migrations = _files(
+        tmp_path,
+        "UPDATE big SET v = v + 1 WHERE id <= 10;\n-- lupo:down\nUPDATE big SET nope = 1;\n",
+        "SELECT no_such_function();\n",
+    )
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert "no copy was kept of the rows it changed in big" in err
+    assert _sql(url, "SELECT COUNT(*) FROM big") == [(BIG,)]
+    assert _sql(url, "SELECT SUM(v) FROM big") == [(total + 10,)]  # left as it is
+    code, out, err = _cli(capsys, "status", str(migrations), "--db", url)
+    assert "BLOCKED" in out
+
+
+def test_an_additive_change_to_a_big_table_keeps_no_copy_of_it(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ADD COLUMN and CREATE INDEX on a table over the backup limit: no copy of its rows is
+    taken (the run is not refused), and the rollback takes the additions away again."""
+    _sql(url, "CREATE TABLE wide (id INT PRIMARY KEY, v INT)")
+    _sql(url, "INSERT INTO wide VALUES " + ", ".join(f"({n}, {n})" for n in range(1, 51)))
+    before = _definition(url, "wide")
+    migrations = _files(
+        tmp_path, "ALTER TABLE wide ADD COLUMN w INT;\nCREATE INDEX ix_wide_v ON wide (v);\n"
+    )
+    run = _apply(capsys, migrations, url, "--backup-limit", "10")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert _definition(url, "wide") == before
+    assert _sql(url, "SELECT COUNT(*), SUM(v) FROM wide") == [(50, 1275)]
+
+
+def test_a_dropped_column_of_a_big_table_comes_back_with_its_values(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DROP COLUMN on a table over the backup limit: its values are set aside by key, and
+    the rollback (of a completed run, the application having inserted a row since) puts the
+    column back where it was, with them."""
+    _sql(url, "CREATE TABLE wide (id INT PRIMARY KEY, v INT, note VARCHAR(10) DEFAULT 'd')")
+    _sql(url, "INSERT INTO wide VALUES " + ", ".join(f"({n}, {n}, 'n{n}')" for n in range(1, 51)))
+    before = _definition(url, "wide")
+    migrations = _files(tmp_path, "ALTER TABLE wide DROP COLUMN note;\n")
+    run = _apply(capsys, migrations, url, "--backup-limit", "10")
+    _sql(url, "INSERT INTO wide (id, v) VALUES (51, 51)")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert _definition(url, "wide") == before
+    rows = _sql(url, "SELECT id, note FROM wide ORDER BY id")
+    assert rows[:2] == [(1, "n1"), (2, "n2")]
+    assert rows[-1] == (51, "d")  # the application's row, with the column's default
+
+
+def test_sqlite_recover_after_a_kill_in_the_first_statement_keeps_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 3: kill -9 during the first statement that touches an existing table (the
+    step's transaction dies with the process): recover drops nothing that existed before."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    _sql(url, "CREATE TABLE keep (id INTEGER PRIMARY KEY, v INT)")
+    _sql(url, "INSERT INTO keep (v) VALUES " + ", ".join(f"({n})" for n in range(2000)))
+    migrations = _files(tmp_path, "ALTER TABLE keep ADD COLUMN w INT;\nUPDATE keep SET w = v;\n")
+    killed = subprocess.run(
+        [sys.executable, str(KILLER), "after", "0", str(migrations), "--db", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    code, out, err = _cli(capsys, "recover", str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert "dropped 1" not in err
+    assert _sql(url, "SELECT COUNT(*) FROM keep") == [(2000,)]
+    assert _definition(url, "keep") == "CREATE TABLE keep (id INTEGER PRIMARY KEY, v INT)"
+
+
+def _seven_then_orders(url: str, tmp_path: Path) -> Path:
+    """Seven steps that create tables, then one that changes rows of orders."""
+    _sql(url, *ORDERS)
+    return _files(
+        tmp_path,
+        *[f"CREATE TABLE x{n} (id INT);\n" for n in range(1, 8)],
+        "UPDATE orders SET qty = qty + 1 WHERE id = 2;\n",
+    )
+
+
+@pytest.mark.mariadb
+def test_an_application_row_lock_neither_hangs_nor_crashes_the_run(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 5: a session holds ``SELECT ... FOR UPDATE`` on a table the run copies: the copy
+    reads without row locks, so the run goes on (and completes)."""
+    migrations = _seven_then_orders(mariadb_url, tmp_path)
+    engine = sa.create_engine(mariadb_url)
+    with engine.connect() as app:
+        app.exec_driver_sql("BEGIN")
+        app.exec_driver_sql("SELECT * FROM orders WHERE id = 1 FOR UPDATE").all()
+        began = time.monotonic()
+        code, out, err = _cli(capsys, "apply", str(migrations), "--db", mariadb_url)
+        took = time.monotonic() - began
+        app.exec_driver_sql("ROLLBACK")
+    engine.dispose()
+    assert code == 0, (out, err)
+    assert took < 20, took
+    assert _sql(mariadb_url, "SELECT qty FROM orders ORDER BY id") == [(1,), (3,)]
+
+
+@pytest.mark.mariadb
+def test_a_table_locked_by_the_application_fails_the_run_as_blocked_naming_it(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 5: a session holds the table itself (``LOCK TABLES ... WRITE``) when the run
+    must copy it: the copy waits the short lock wait, then the run fails as blocked, names
+    the session, and rolls back the 7 steps before; nothing crashes."""
+    migrations = _seven_then_orders(mariadb_url, tmp_path)
+    engine = sa.create_engine(mariadb_url)
+    with engine.connect() as app:
+        app.exec_driver_sql("LOCK TABLES orders WRITE")
+        code, out, err = _cli(capsys, "apply", str(migrations), "--db", mariadb_url)
+        app.exec_driver_sql("UNLOCK TABLES")
+    engine.dispose()
+    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert "rolled_back, 0 of 8 step(s) applied" in out
+    assert "waited 5 s for a lock another session holds (session " in err
+    assert "Traceback" not in err
+    assert _sql(mariadb_url, "SHOW TABLES") == [("orders",)]
