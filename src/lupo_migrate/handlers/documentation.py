@@ -87,6 +87,8 @@ from lupo_migrate.handlers._undo import (
 __all__ = ["DocumentationHandler", "DocumentationSpec", "parse_spec", "select", "write_atomically"]
 
 _ATOM: Final = re.compile(r"^GLOBAL_[A-Z0-9_]+$")
+#: Where a ``files`` key may be (YAML block or flow, JSON); prose may match too.
+_FILES_KEY: Final = re.compile(r"""\bfiles['"]?\s*:""")
 _SPEC_KEYS: Final = frozenset(
     {"files", "set", "add", "rename", "remove", "atoms", "stamps", "format"}
 )
@@ -283,6 +285,8 @@ class DocumentationHandler:
         that lie outside *files_root* (``..``, an absolute pattern, a symbolic link on the
         way). A file that is no documentation migration (no ``files``) or whose spec does
         not parse otherwise is left to the step, which says why."""
+        if not _FILES_KEY.search(text):
+            return []  # no `files` key: not read as YAML again (a header is slow to read)
         files = _patterns(_mapping(step, text))
         for pattern in files or ():
             why = unsafe(pattern) if isinstance(pattern, str) else None
