@@ -174,3 +174,229 @@ def test_a_bad_agent_file_is_refused_naming_it_and_the_problem(
     assert code != 0, (out, err)
     assert "V1__agents.yaml" in err, err
     assert message in err, err
+
+
+# ------------------------------------------------------------------------------ containment
+
+FOLDERS = (
+    "migration: {id: agent_files}\n"
+    "directory: agents\n"
+    "records:\n"
+    '  - {id: "0001", status: active}\n'
+    '  - {id: "0006", code: WOLFIE}\n'
+    'delete: [{id: "0005"}]\n'
+)
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every entry under *directory*: a file's sha256, a link's target, or ``dir``."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            out[rel] = f"-> {path.readlink()}"
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+def agents_project(tmp_path: Path, spec: str = FOLDERS) -> tuple[Path, Path]:
+    """tmp_path/p (migrations/, agents/ with 0001 and 0005) and tmp_path/outside, which
+    holds folders and files of the same names."""
+    root, outside = tmp_path / "p", tmp_path / "outside"
+    (root / "migrations").mkdir(parents=True)
+    (root / "migrations" / "V1__agents.yaml").write_text(spec)
+    for base in (root / "agents", outside):
+        for key in ("0001", "0005"):
+            (base / key).mkdir(parents=True)
+            (base / key / "metadata.json").write_text(f'{{"id": "{key}", "status": "off"}}\n')
+    (outside / "secret.json").write_text('{"id": "0001", "status": "outside"}\n')
+    return root, outside
+
+
+def _relink(path: Path, target: Path) -> None:
+    shutil.rmtree(path)
+    path.symlink_to(target)
+
+
+LINKS_OUT = {
+    # the agent folders' directory itself
+    "directory": (lambda root, out: _relink(root / "agents", out), "agents is a symbolic link"),
+    # a record's folder (upserted)
+    "record folder": (
+        lambda root, out: _relink(root / "agents/0001", out / "0001"),
+        "agents/0001 is a symbolic link",
+    ),
+    # a folder to delete
+    "deleted folder": (
+        lambda root, out: _relink(root / "agents/0005", out / "0005"),
+        "agents/0005 is a symbolic link",
+    ),
+    # a record's file, inside an in-tree folder
+    "record file": (
+        lambda root, out: (
+            (root / "agents/0001/metadata.json").unlink(),
+            (root / "agents/0001/metadata.json").symlink_to(out / "secret.json"),
+        ),
+        "agents/0001/metadata.json is a symbolic link",
+    ),
+    # a file inside a folder to delete
+    "file in deleted folder": (
+        lambda root, out: (root / "agents/0005/extra.json").symlink_to(out / "secret.json"),
+        "agents/0005/extra.json is a symbolic link",
+    ),
+    # a new record's folder: a dangling link out
+    "dangling": (
+        lambda root, out: (root / "agents/0006").symlink_to(out / "0006"),
+        "agents/0006 is a symbolic link",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LINKS_OUT))
+def test_agent_files_behind_a_link_out_are_refused_by_check_and_apply(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whichever link leads out (directory, folder, file, dangling), ``check`` names it and
+    ``apply`` refuses the run: nothing outside (nor inside) is read into a change, written or
+    deleted."""
+    root, outside = agents_project(tmp_path)
+    link, named = LINKS_OUT[layout]
+    link(root, outside)
+    before_out, before_in = snapshot(outside), snapshot(root / "agents")
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 5, out
+    assert "V1__agents.yaml: step agent_files:" in out, out
+    assert named in out, out
+    assert str(outside) in out, out
+    assert "outside the files directory" in out, out
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = cli(capsys, "apply", str(root / "migrations"), "--db", url)
+    assert code != 0, (out, err)
+    assert named in err, err
+    assert snapshot(outside) == before_out
+    assert snapshot(root / "agents") == before_in
+
+
+@pytest.mark.parametrize(
+    ("directory", "why"),
+    [("../outside", "goes up with '..'"), ("agents/../../outside", "goes up with '..'")],
+)
+def test_a_directory_going_up_is_found_by_check(
+    directory: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = agents_project(tmp_path)
+    spec = FOLDERS.replace("directory: agents", f"directory: {directory}")
+    (root / "migrations" / "V1__agents.yaml").write_text(spec)
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 5, out
+    assert f"V1__agents.yaml: step agent_files: directory: {directory!r} {why}" in out, out
+
+
+def test_an_absolute_directory_is_found_by_check_and_nothing_is_written_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, outside = agents_project(tmp_path)
+    spec = FOLDERS.replace("directory: agents", f"directory: {outside}")
+    (root / "migrations" / "V1__agents.yaml").write_text(spec)
+    before = snapshot(outside)
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 5, out
+    assert f"directory: {str(outside)!r} is an absolute path" in out, out
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = cli(capsys, "apply", str(root / "migrations"), "--db", url)
+    assert code != 0, (out, err)
+    assert "is an absolute path" in err, err
+    assert snapshot(outside) == before
+
+
+def test_check_looks_under_the_files_directory_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--files names the files directory: there, ``agents`` leads outside; under the default
+    (the migrations directory's parent) it does not."""
+    root, _ = agents_project(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "agents").symlink_to(root / "agents")
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 0, out
+    code, out, _ = cli(capsys, "check", str(root / "migrations"), "--files", str(other))
+    assert code == 5, out
+    assert "agents is a symbolic link" in out, out
+
+
+def test_the_step_checks_again_when_it_runs(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A link made after the checks before the run (here: those checks see nothing) is
+    refused by the step itself, before any change; the run is rolled back."""
+    from lupo_migrate import _checking
+
+    monkeypatch.setattr(_checking, "file_findings", lambda orch, plan: ())
+    root, outside = agents_project(tmp_path)
+    _relink(root / "agents/0005", outside / "0005")
+    before_out, before_in = snapshot(outside), snapshot(root / "agents")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = cli(capsys, "apply", str(root / "migrations"), "--db", url)
+    assert code == 11, (out, err)
+    assert "rollback from migrating" in caplog.text  # past the checks: the step refused
+    assert "agents/0005 is a symbolic link to" in err, err
+    assert str(outside / "0005") in err, err
+    assert snapshot(outside) == before_out
+    assert snapshot(root / "agents") == before_in
+
+
+def test_a_rollback_never_writes_or_deletes_through_a_folder_swapped_for_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the run, 0006 (created) and 0005 (deleted, so recreated by the rollback) are
+    replaced by links out: the rollback puts 0001 back, names both links and touches
+    nothing behind them."""
+    root, outside = agents_project(tmp_path)
+    original = snapshot(root / "agents")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    args = [str(root / "migrations"), "--db", url]
+    code, out, err = cli(capsys, "apply", *args)
+    assert code == 0, (out, err)
+    shutil.copytree(root / "agents/0006", outside / "0006")
+    _relink(root / "agents/0006", outside / "0006")  # its file would be deleted
+    (root / "agents/0005").symlink_to(outside / "0005")  # its file would be written
+    before = snapshot(outside)
+    run_id = cli(capsys, "history", *args)[1].split()[0]
+    code, out, err = cli(capsys, "rollback", run_id, *args)
+    assert code != 0, (out, err)
+    assert "agents/0006/metadata.json leads outside the files directory" in err, err
+    assert "agents/0005/metadata.json leads outside the files directory" in err, err
+    assert snapshot(outside) == before
+    # the others are put back
+    assert snapshot(root / "agents")["0001/metadata.json"] == original["0001/metadata.json"]
+
+
+def test_links_inside_the_files_directory_are_followed_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record's folder linked to another folder inside the files directory is written
+    through (the link stays a link), and the rollback puts its target back byte for byte."""
+    root, _ = agents_project(tmp_path)
+    (root / "shared").mkdir()
+    (root / "shared" / "metadata.json").write_text('{"id": "0001", "status": "off"}\n')
+    _relink(root / "agents/0001", root / "shared")
+    before = snapshot(root)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    args = [str(root / "migrations"), "--db", url]
+    code, out, err = cli(capsys, "check", str(root / "migrations"))
+    assert code == 0, out
+    code, out, err = cli(capsys, "apply", *args)
+    assert code == 0, (out, err)
+    assert (root / "agents/0001").is_symlink()
+    assert '"status": "active"' in (root / "shared" / "metadata.json").read_text()
+    run_id = cli(capsys, "history", *args)[1].split()[0]
+    code, out, err = cli(capsys, "rollback", run_id, *args)
+    assert code == 0, (out, err)
+    assert {k: v for k, v in snapshot(root).items() if not k.endswith(".db")} == before

@@ -107,7 +107,7 @@ def test_the_corpus_gets_the_new_version_and_a_d_rollback_restores_every_byte(
     code, out, err = cli(capsys, "decisions", *args)
     assert " D    pending" in out, out
     run_id = out.split()[0]
-    code, out, err = cli(capsys, "rollback", run_id, "--scope", "D", *args)
+    code, out, err = cli(capsys, "rollback", run_id, *args)
     assert code == 0, (out, err)
     assert digests(root) == originals()
 
@@ -206,3 +206,133 @@ def test_a_bad_spec_is_refused_naming_the_file_and_nothing_changes(
     assert "V1__docs.md" in err, err
     assert "must stay inside the files directory" in err, err
     assert digests(root) == originals()
+
+
+# ------------------------------------------------------------------------------ containment
+
+DOC = "---\nfile:\n  version: 1.0.0\n---\nBody.\n"
+SET_2 = '---\nid: docs_2\nfiles: ["docs/*.md", "docs/**/*.md"]\nset: {file.version: 2.0.0}\n---\n'
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every entry under *directory*: a file's sha256, a link's target, or ``dir``."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            out[rel] = f"-> {path.readlink()}"
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+def small_project(tmp_path: Path, spec: str = SET_2) -> tuple[Path, Path]:
+    """tmp_path/p (migrations/, docs/a.md, docs/sub/b.md) and tmp_path/outside (files of the
+    same names, other bodies)."""
+    root, outside = tmp_path / "p", tmp_path / "outside"
+    (root / "migrations").mkdir(parents=True)
+    (root / "migrations" / "V1__docs.md").write_text(spec)
+    for base, text in ((root / "docs", DOC), (outside, DOC.replace("Body", "Outside"))):
+        (base / "sub").mkdir(parents=True)
+        (base / "a.md").write_text(text)
+        (base / "sub" / "b.md").write_text(text)
+    return root, outside
+
+
+def _swap(path: Path, target: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    path.symlink_to(target)
+
+
+DOC_LINKS_OUT = {
+    "file": (lambda root, out: _swap(root / "docs/a.md", out / "a.md"), "docs/a.md is a"),
+    "folder": (lambda root, out: _swap(root / "docs/sub", out / "sub"), "docs/sub is a"),
+    "directory": (lambda root, out: _swap(root / "docs", out), "docs is a"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(DOC_LINKS_OUT))
+def test_documents_behind_a_link_out_are_refused_by_check_and_apply(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A document the patterns match through a link out (the file, its folder, the docs
+    directory) is named by ``check`` and refuses the run: nothing outside, nor inside, is
+    written."""
+    root, outside = small_project(tmp_path)
+    link, named = DOC_LINKS_OUT[layout]
+    link(root, outside)
+    before_out, before_in = snapshot(outside), snapshot(root)
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 5, out
+    assert "V1__docs.md: step docs_2: docs/" in out, out
+    assert f"{named} symbolic link to {outside}" in out, out
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = cli(capsys, "apply", str(root / "migrations"), "--db", url)
+    assert code != 0, (out, err)
+    assert f"{named} symbolic link to {outside}" in err, err
+    assert snapshot(outside) == before_out
+    assert snapshot(root) == before_in
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"), [("../outside/*.md", "goes up with '..'"), ("/abs/*.md", "is an absolute")]
+)
+def test_a_pattern_going_up_or_absolute_is_found_by_check(
+    pattern: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = small_project(tmp_path, SET_2.replace('"docs/*.md"', f'"{pattern}"'))
+    code, out, _ = cli(capsys, "check", str(root / "migrations"))
+    assert code == 5, out
+    assert f"V1__docs.md: step docs_2: files: {pattern!r} {why}" in out, out
+
+
+def test_a_document_linked_out_after_the_checks_is_refused_by_the_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the checks before the run seeing nothing, the step itself refuses the link out
+    before it changes any file (docs/a.md, in the tree, is not edited either)."""
+    from lupo_migrate import _checking
+
+    monkeypatch.setattr(_checking, "file_findings", lambda orch, plan: ())
+    root, outside = small_project(tmp_path)
+    _swap(root / "docs/sub", outside / "sub")
+    before_out, before_in = snapshot(outside), snapshot(root)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out, err = cli(capsys, "apply", str(root / "migrations"), "--db", url)
+    assert code == 11, (out, err)
+    assert "rollback from migrating" in caplog.text  # past the checks: the step refused
+    assert f"docs/sub/b.md leads outside the files directory {root}" in err, err
+    assert f"docs/sub is a symbolic link to {outside / 'sub'}" in err, err
+    assert snapshot(outside) == before_out
+    assert snapshot(root) == before_in
+
+
+def test_a_rollback_never_writes_through_a_folder_swapped_for_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/sub is replaced by a link out after the run: the rollback puts docs/a.md back,
+    names docs/sub/b.md and the link, and writes nothing behind it."""
+    root, outside = small_project(tmp_path)
+    original = snapshot(root / "docs")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    args = [str(root / "migrations"), "--db", url]
+    code, out, err = cli(capsys, "apply", *args)
+    assert code == 0, (out, err)
+    assert "version: 2.0.0" in (root / "docs/sub/b.md").read_text()
+    _swap(root / "docs/sub", outside / "sub")
+    before = snapshot(outside)
+    run_id = cli(capsys, "history", *args)[1].split()[0]
+    code, out, err = cli(capsys, "rollback", run_id, *args)
+    assert code != 0, (out, err)
+    assert f"docs/sub/b.md leads outside the files directory {root}" in err, err
+    assert f"docs/sub is a symbolic link to {outside / 'sub'}" in err, err
+    assert snapshot(outside) == before
+    assert snapshot(root / "docs")["a.md"] == original["a.md"]  # the other is put back

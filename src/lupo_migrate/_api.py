@@ -114,16 +114,40 @@ def check_directory(
     *,
     manifest: str | Path | None = None,
     registry: HandlerRegistry | None = None,
+    files_root: str | Path | None = None,
 ) -> CheckReport:
     """Validate every migration file under *root*, and that the set can be planned.
 
     Returns every finding rather than raising on the first, so a user sees all problems.
 
+    Args:
+        root: the migrations directory.
+        manifest: a manifest giving order and dependencies of header-less files.
+        registry: the handlers (default: the built-in ones); those with a ``check_files``
+            (agent folders, documentation) report the files their steps would read, write
+            or delete outside *files_root*.
+        files_root: the files directory agent-folder and documentation steps change
+            (default: *root*'s parent, as for a run).
+
     Raises:
         DiscoveryError: *root* cannot be read at all (missing, not a directory).
     """
+    from lupo_migrate._runtime import _files_root, _read_under
+    from lupo_migrate.handlers._contain import check_steps
+
     found = _read(root, manifest, registry)
     findings = list(found.findings)
+    if registry is None:
+        from lupo_migrate._plugins import default_registry
+
+        registry = default_registry(plugins=False)
+    base = Path(root)
+    findings += check_steps(
+        registry,
+        found.steps,
+        read_text=lambda step: _read_under(base, step.path, step),
+        files_root=_files_root(base, None if files_root is None else Path(files_root)),
+    )
     if not any(f.severity.fails for f in findings):
         try:
             plan_steps(found.steps)

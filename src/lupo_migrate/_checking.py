@@ -30,6 +30,7 @@ from lupo_migrate._model import (
 )
 from lupo_migrate._runtime import (
     _family,
+    _files_root,
     _read_under,
 )
 from lupo_migrate._validation import (
@@ -61,6 +62,7 @@ from lupo_migrate._validation import (
 from lupo_migrate.errors import (
     LupoMigrateError,
 )
+from lupo_migrate.handlers._contain import check_steps
 from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
 from lupo_migrate.handlers._needs import needs
 from lupo_migrate.handlers._touch import touches
@@ -115,6 +117,8 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
         facts=facts,
     )
     findings = tuple(all_of(*validators)(context))
+    if stage is Stage.PRE:
+        findings += file_findings(orch, plan)
     if stage is Stage.POST:
         findings += handler_findings(orch, run, plan)
     if findings:
@@ -126,6 +130,20 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
     if failing:
         return sm.ValidationFailed(stage, findings)
     return sm.ValidationPassed(stage, findings)
+
+
+def file_findings(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
+    """PRE: files the plan's steps would read, write or delete outside the files directory
+    (handlers with a ``check_files``: agent folders, documentation), so the run is refused
+    before anything runs; each step checks again when it runs."""
+    return tuple(
+        check_steps(
+            orch.registry,
+            plan.steps,
+            read_text=lambda step: _read_under(orch.root, step.path, step),
+            files_root=_files_root(orch.root, orch.files_root),
+        )
+    )
 
 
 def handler_findings(orch: Orchestrator, run: Run, plan: Plan) -> tuple[Finding, ...]:

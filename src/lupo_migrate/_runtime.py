@@ -128,6 +128,12 @@ def _family(target: Target) -> str:
     return "mysql" if target.dialect in ("mysql", "mariadb") else target.dialect
 
 
+def _files_root(root: Path, files: Path | None) -> Path:
+    """The files directory agent-folder and documentation steps change: *files* (setting
+    ``files``), else the parent of the migrations directory *root* (as a step sees it)."""
+    return files if files is not None else root.parent
+
+
 def _read_under(root: Path, relpath: str, step: Step) -> str:
     """The text of *relpath* under *root* (LF line ends, no BOM), for *step*.
 

@@ -70,19 +70,31 @@ def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: 
 @cli.command("check", epilog=_EPILOG)
 @_dir_options
 @click.option("--strict", is_flag=True, help="Treat headers that are not strict YAML as errors.")
-def check_command(directory: Path, manifest: Path | None, strict: bool) -> None:
+@click.option(
+    "--files",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory documentation and agent-file steps change (default: the `files` setting,"
+    " else the migrations directory's parent).",
+)
+def check_command(directory: Path, manifest: Path | None, strict: bool, files: Path | None) -> None:
     """Validate the migration files in DIRECTORY without touching any database.
 
     Reports every problem at once, each with its file, line and what to fix: unreadable or
     non-UTF-8 files, headers that break the header schema, unsafe YAML (aliases, custom tags),
-    duplicate ids, unsafe paths, dependency cycles and unknown dependencies. Headers that read
-    only with the lenient reader (for example an unquoted `target: @everyone`) are listed as
-    "not strict YAML"; with --strict they fail the check.
+    duplicate ids, unsafe paths, dependency cycles and unknown dependencies, and agent-folder
+    or documentation steps whose files lead outside the files directory (`..`, absolute
+    paths, symbolic links). Headers that read only with the lenient reader (for example an
+    unquoted `target: @everyone`) are listed as "not strict YAML"; with --strict they fail
+    the check.
     """
     from lupo_migrate import _api
+    from lupo_migrate._config import load_settings
     from lupo_migrate._plugins import default_registry
 
-    report = _api.check_directory(directory, manifest=manifest, registry=default_registry())
+    files = load_settings(files=files).files  # --files, else lupo.toml or the environment
+    report = _api.check_directory(
+        directory, manifest=manifest, registry=default_registry(), files_root=files
+    )
     _print_findings(report.findings, err=False)
     errors_found = len(report.errors)
     failed = errors_found or (strict and report.not_strict)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -20,6 +19,7 @@ import attrs
 from lupo_migrate._model import Step
 from lupo_migrate._yaml import load_yaml
 from lupo_migrate.errors import StepError
+from lupo_migrate.handlers._contain import unsafe
 
 __all__ = ["AgentSpec", "parse_spec", "spec_error"]
 
@@ -108,11 +108,7 @@ def parse_spec(step: Step, text: str, names: Mapping[str, str]) -> AgentSpec:
             raise spec_error(step, f"'table': {table!r} is not a table name (schema.table)")
         located = (schema or None, name)
     else:
-        if (
-            not isinstance(directory, str)
-            or Path(directory).is_absolute()
-            or ".." in Path(directory).parts
-        ):
+        if not isinstance(directory, str) or unsafe(directory):
             raise spec_error(
                 step, f"'directory': {directory!r} must be a path inside the files directory"
             )

@@ -23,6 +23,7 @@ import attrs
 
 from lupo_migrate._model import Step
 from lupo_migrate.errors import StepError
+from lupo_migrate.handlers._contain import HINT, escape
 
 __all__ = ["UNDO_MARK", "FileUndo", "file_undos", "restore_files", "sha256", "write_atomically"]
 
@@ -113,15 +114,24 @@ def file_undos(context: Any) -> list[FileUndo]:
 
 def restore_files(step: Step, root: Path, undos: Iterable[FileUndo]) -> None:
     """Put every file back as its oldest record says, byte for byte (newest record first);
-    directories the step created and left empty go too.
+    directories the step created and left empty go too. Each path is resolved and written
+    only inside *root*: one that leads outside now (a folder replaced by a symbolic link
+    since the step ran) is not written, and named.
 
     Raises:
         StepError: files could not be written back (every other one was); each is named.
     """
     failed: list[str] = []
     made: set[Path] = set()
+    base = Path(os.path.realpath(root))
+    escaped = False
     for undo in reversed(list(undos)):
-        path = root / undo.path
+        outside = escape(root, undo.path)
+        if outside is not None:  # a folder swapped for a link since: never write through it
+            failed.append(f"{outside.message()}, not written there")
+            escaped = True
+            continue
+        path = Path(os.path.realpath(root / undo.path))
         try:
             current = path.read_bytes() if path.exists() else None
             if current == undo.before:
@@ -136,7 +146,7 @@ def restore_files(step: Step, root: Path, undos: Iterable[FileUndo]) -> None:
         except OSError as error:  # put back the others; report every one that failed
             failed.append(f"{undo.path} ({error.strerror or error})")
     for directory in sorted(made, key=lambda p: len(p.parts), reverse=True):
-        while directory != root and directory.is_relative_to(root):
+        while directory != base and directory.is_relative_to(base):
             try:
                 directory.rmdir()  # only when empty
             except OSError:
@@ -147,5 +157,6 @@ def restore_files(step: Step, root: Path, undos: Iterable[FileUndo]) -> None:
             step.id,
             step.path,
             f"{len(failed)} file(s) could not be written back: {'; '.join(failed)}; fix the"
-            " cause and roll back again (the originals stay in the run's journal)",
+            " cause and roll back again (the originals stay in the run's journal)"
+            + (f"; {HINT}" if escaped else ""),
         )

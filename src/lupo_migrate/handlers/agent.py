@@ -21,6 +21,11 @@ directory (setting ``files``)::
       - {id: "0006", code: WOLFIE, status: active, version: 1.0.0}
     delete: [{id: "0005"}]
 
+Every file and folder an agent-folder step reads, writes or deletes is resolved (symbolic
+links followed) and must lie inside the files directory (:mod:`._contain`): ``check`` and
+pre-validation name one that leads outside (:meth:`AgentHandler.check_files`), the step and
+its rollback refuse it again, and a folder to delete that is itself a link is refused.
+
 Upsert by key: a record whose key is absent is inserted (a new folder with its JSON file); one
 that exists gets the fields given (the others keep their values; in a JSON file only those
 values' characters change); ``delete`` removes records (folders) by key. Nothing changes for a
@@ -40,6 +45,7 @@ This module holds the handler and the agent folders; the spec is read and checke
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, final
@@ -47,13 +53,24 @@ from typing import Any, final
 import attrs
 
 from lupo_migrate._frontmatter import HeaderEditError, Operations, edit_header
-from lupo_migrate._model import Step
+from lupo_migrate._model import FailureKind, Finding, Severity, Step
+from lupo_migrate._yaml import load_yaml
+from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._agent_rows import ROLLBACK_OFFSET as ROLLBACK_OFFSET
 from lupo_migrate.handlers._agent_rows import ROW_MARK as ROW_MARK
 from lupo_migrate.handlers._agent_rows import _Rows
 from lupo_migrate.handlers._agent_spec import AgentSpec as AgentSpec
 from lupo_migrate.handlers._agent_spec import parse_spec as parse_spec
 from lupo_migrate.handlers._agent_spec import spec_error
+from lupo_migrate.handlers._contain import (
+    HINT,
+    Outside,
+    contained,
+    escape,
+    outside_findings,
+    unsafe,
+    unsafe_finding,
+)
 from lupo_migrate.handlers._undo import FileUndo, file_undos, restore_files, sha256
 from lupo_migrate.handlers._undo import write_atomically as _write
 
@@ -92,6 +109,24 @@ class AgentHandler:
         else:
             restore_files(step, _root(step, context), file_undos(context))
 
+    def check_files(self, step: Step, text: str, *, files_root: Path) -> list[Finding]:
+        """Before the run (``check``, pre-validation): the files and folders an agent-folder
+        step would read, write or delete that lead outside *files_root* (``..``, an absolute
+        ``directory``, a symbolic link on the way), and folders to delete that are links.
+        A spec that does not parse otherwise is left to the step, which says why."""
+        value, _ = load_yaml(text, path=step.path)
+        if not isinstance(value, dict) or value.get("table") is not None:
+            return []
+        directory = value.get("directory")
+        why = unsafe(directory) if isinstance(directory, str) else None
+        if why is not None:
+            return [unsafe_finding(step, "directory", str(directory), why)]
+        try:
+            spec = parse_spec(step, text, {})
+        except StepError:
+            return []
+        return _check_folders(step, spec, files_root)
+
     def can_rollback(self, step: Step) -> bool:
         """True: every previous record is kept before it changes."""
         del step
@@ -124,9 +159,83 @@ def _root(step: Step, context: Any) -> Path:
     return Path(root)
 
 
+def _record_path(spec: AgentSpec, record: Mapping[str, Any]) -> str:
+    """A record's file, relative to the files directory."""
+    return f"{spec.directory}/{record[spec.key[0]]}/{spec.file}"
+
+
+def _folder_path(spec: AgentSpec, keyed: Mapping[str, Any]) -> str:
+    """A record's folder, relative to the files directory."""
+    return f"{spec.directory}/{keyed[spec.key[0]]}"
+
+
+def _folder_link(root: Path, relpath: str) -> str | None:
+    """Why the folder *relpath* cannot be deleted as a record's folder, or None: it is a
+    symbolic link (deleting through it would empty another folder, and a link is no
+    folder to remove)."""
+    path = root / relpath
+    if not path.is_symlink():
+        return None
+    return (
+        f"{relpath} is a symbolic link to {os.path.realpath(path)}, not a record's folder:"
+        " remove the link by hand, or delete the record it points to by its own key"
+    )
+
+
+def _doomed(root: Path, relpath: str) -> tuple[list[Outside], list[tuple[str, Path]]]:
+    """The entries of the folder *relpath* (resolved) a delete removes, as (relative path,
+    path) pairs, deepest last, and those that lead outside *root* (none is removed then)."""
+    folder = Path(os.path.realpath(root / relpath))
+    if not folder.is_dir():
+        return [], []
+    outside: list[Outside] = []
+    entries: list[tuple[str, Path]] = []
+    for path in sorted(folder.rglob("*")):
+        rel = f"{relpath}/{path.relative_to(folder).as_posix()}"
+        escaped = escape(root, rel)
+        if escaped is not None:
+            outside.append(escaped)
+        entries.append((rel, path))
+    return outside, entries
+
+
+def _check_folders(step: Step, spec: AgentSpec, root: Path) -> list[Finding]:
+    """Findings for the files and folders the agent-folder step would change that lead
+    outside the files directory (or a folder to delete that is a link)."""
+    assert spec.directory is not None
+    outside = [escape(root, spec.directory)]
+    outside += [escape(root, _record_path(spec, r)) for r in spec.records]
+    found: list[Finding] = []
+    for keyed in spec.delete:
+        relpath = _folder_path(spec, keyed)
+        escaped = escape(root, relpath)
+        if escaped is not None:
+            outside.append(escaped)
+            continue
+        link = _folder_link(root, relpath)
+        if link is not None:
+            found.append(
+                Finding(
+                    severity=Severity.ERROR,
+                    message=f"step {step.id}: {link}",
+                    path=step.path,
+                    code="files.link",
+                    kind=FailureKind.CRITICAL_VALIDATION,
+                    step_id=step.id,
+                )
+            )
+            continue
+        outside += _doomed(root, relpath)[0]
+    return outside_findings(step, [o for o in outside if o is not None]) + found
+
+
 @attrs.define
 class _Folders:
-    """Agent folders under the files directory: one JSON record file per folder."""
+    """Agent folders under the files directory: one JSON record file per folder.
+
+    Every file is resolved and checked to lie inside the files directory before anything
+    changes (see :mod:`._contain`); the resolved path is the one read and written.
+    """
 
     step: Step
     spec: AgentSpec
@@ -135,44 +244,59 @@ class _Folders:
     def apply(self) -> None:
         assert self.spec.directory is not None
         root = _root(self.step, self.context)
-        base = root / self.spec.directory
-        key = self.spec.key[0]
-        for record in self.spec.records:
-            relpath = f"{self.spec.directory}/{record[key]}/{self.spec.file}"
-            path = root / relpath
-            if path.exists():
-                data = path.read_bytes()
-                try:
-                    new, changes = edit_header(
-                        data.decode("utf-8"),
-                        path=relpath,
-                        operations=Operations(add=dict(record)),
-                        fmt="json",
-                    )
-                except (HeaderEditError, UnicodeDecodeError) as error:
-                    raise spec_error(
-                        self.step, f"{relpath}: {error}; it must be a JSON object"
-                    ) from None
-                if not changes:
-                    continue
-                encoded = new.encode("utf-8")
-            else:
-                data = None
-                encoded = (json.dumps(record, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
-            self.context.record(
-                FileUndo(path=relpath, before=data, after_sha=sha256(encoded)).text()
-            )
-            _write(path, encoded)
+        contained(self.step, root, self.spec.directory)
+        writes = [
+            (relpath, contained(self.step, root, relpath), record)
+            for record in self.spec.records
+            for relpath in (_record_path(self.spec, record),)
+        ]
+        deletes: list[tuple[Path, list[tuple[str, Path]]]] = []
         for keyed in self.spec.delete:
-            folder = base / str(keyed[key])
+            relpath = _folder_path(self.spec, keyed)
+            folder = contained(self.step, root, relpath)
             if not folder.is_dir():
                 continue
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                relpath = path.relative_to(root).as_posix()
-                self.context.record(
-                    FileUndo(path=relpath, before=path.read_bytes(), after_sha=None).text()
-                )
-                path.unlink()
-            for directory in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
-                directory.rmdir()
+            link = _folder_link(root, relpath)
+            if link is not None:
+                raise spec_error(self.step, link)
+            outside, entries = _doomed(root, relpath)
+            if outside:
+                raise spec_error(self.step, f"{outside[0].message()}; refused ({HINT})")
+            deletes.append((folder, entries))
+        for relpath, path, record in writes:
+            self._write(relpath, path, record)
+        for folder, entries in deletes:
+            for relpath, path in entries:
+                if path.is_file():
+                    self.context.record(
+                        FileUndo(path=relpath, before=path.read_bytes(), after_sha=None).text()
+                    )
+                    path.unlink()
+            for _, directory in reversed(entries):
+                if directory.is_dir():
+                    directory.rmdir()
             folder.rmdir()
+
+    def _write(self, relpath: str, path: Path, record: Mapping[str, Any]) -> None:
+        """Upsert *record* into its file *path* (resolved), keeping the previous bytes first."""
+        if path.exists():
+            data = path.read_bytes()
+            try:
+                new, changes = edit_header(
+                    data.decode("utf-8"),
+                    path=relpath,
+                    operations=Operations(add=dict(record)),
+                    fmt="json",
+                )
+            except (HeaderEditError, UnicodeDecodeError) as error:
+                raise spec_error(
+                    self.step, f"{relpath}: {error}; it must be a JSON object"
+                ) from None
+            if not changes:
+                return
+            encoded = new.encode("utf-8")
+        else:
+            data = None
+            encoded = (json.dumps(record, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+        self.context.record(FileUndo(path=relpath, before=data, after_sha=sha256(encoded)).text())
+        _write(path, encoded)

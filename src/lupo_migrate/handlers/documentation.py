@@ -20,7 +20,11 @@ The files are found under the orchestrator's ``files_root`` (setting ``files``; 
 migrations directory's parent) and edited by :mod:`lupo_migrate._frontmatter`: only the values
 named change, every other byte stays (a header the edit would make read differently is refused,
 the step fails and the batch is rolled back). Writes are atomic: a temporary file beside the
-original, flushed to disk, then renamed over it.
+original, flushed to disk, then renamed over it. Every file is resolved (symbolic links
+followed) and must lie inside the files directory (:mod:`._contain`): a pattern with ``..``
+or an absolute one, or a match that leads outside through a link, is named by ``check`` and
+pre-validation (:meth:`DocumentationHandler.check_files`) and refused again by the step and
+its rollback.
 
 Before a file is changed, its original bytes are recorded in the run's journal (an undo record,
 committed at once, outside the step's transaction: files are not transactional), so a rollback,
@@ -65,6 +69,13 @@ from lupo_migrate._headers import read_front_matter
 from lupo_migrate._model import FailureKind, Finding, Severity, Step
 from lupo_migrate._yaml import load_yaml
 from lupo_migrate.errors import StepError
+from lupo_migrate.handlers._contain import (
+    contained,
+    escape,
+    outside_findings,
+    unsafe,
+    unsafe_finding,
+)
 from lupo_migrate.handlers._undo import (
     FileUndo,
     file_undos,
@@ -76,6 +87,8 @@ from lupo_migrate.handlers._undo import (
 __all__ = ["DocumentationHandler", "DocumentationSpec", "parse_spec", "select", "write_atomically"]
 
 _ATOM: Final = re.compile(r"^GLOBAL_[A-Z0-9_]+$")
+#: Where a ``files`` key may be (YAML block or flow, JSON); prose may match too.
+_FILES_KEY: Final = re.compile(r"""\bfiles['"]?\s*:""")
 _SPEC_KEYS: Final = frozenset(
     {"files", "set", "add", "rename", "remove", "atoms", "stamps", "format"}
 )
@@ -104,27 +117,34 @@ def _bad(step: Step, message: str) -> StepError:
     return StepError(step.id, step.path, message)
 
 
+def _mapping(step: Step, text: str) -> dict[str, Any]:
+    """The fields of a documentation step's file (its front matter, or the YAML or JSON)."""
+    if step.path.lower().endswith((".yaml", ".yml", ".json")):
+        value, problems = load_yaml(text, path=step.path)
+        if value is None:
+            raise _bad(step, "; ".join(str(p) for p in problems) or "empty file")
+        return value if isinstance(value, dict) else {}
+    return dict(read_front_matter(text, path=step.path).mapping)
+
+
+def _patterns(mapping: Mapping[str, Any]) -> list[Any] | None:
+    """The ``files`` patterns as given (a string is one pattern), or None when there are none."""
+    files = mapping.get("files")
+    return [files] if isinstance(files, str) else files if isinstance(files, list) else None
+
+
 def parse_spec(step: Step, text: str) -> DocumentationSpec:
     """The spec of a documentation step from its file's text.
 
     Raises:
         StepError: the spec is missing or malformed; the message names the key and value.
     """
-    if step.path.lower().endswith((".yaml", ".yml", ".json")):
-        value, problems = load_yaml(text, path=step.path)
-        if value is None:
-            raise _bad(step, "; ".join(str(p) for p in problems) or "empty file")
-        mapping = value if isinstance(value, dict) else {}
-    else:
-        header = read_front_matter(text, path=step.path)
-        mapping = dict(header.mapping)
-    files = mapping.get("files")
-    if isinstance(files, str):
-        files = [files]
+    mapping = _mapping(step, text)
+    files = _patterns(mapping)
     if not files or not all(isinstance(f, str) and f for f in files):
         raise _bad(step, "'files' must name the files to change, e.g. files: [\"docs/*.md\"]")
     for pattern in files:
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        if unsafe(pattern):
             raise _bad(step, f"files: {pattern!r} must stay inside the files directory")
 
     def table(key: str) -> dict[str, Any]:
@@ -179,15 +199,25 @@ def _root(context: Any) -> Path:
 
 
 def select(root: Path, spec: DocumentationSpec) -> list[str]:
-    """The files the spec names, relative to *root* (POSIX), sorted, each once."""
+    """The files the spec names, relative to *root* (POSIX), sorted, each once.
+
+    Matches are files as their links lead (a dangling link is none); one that leads outside
+    *root* is listed too, for the step to refuse (:func:`._contain.contained`), never to
+    be skipped unnoticed.
+    """
     found: set[str] = set()
-    base = root.resolve()
     for pattern in spec.files:
         for match in glob.glob(pattern, root_dir=root, recursive=True):
-            path = (root / match).resolve()
-            if path.is_file() and path.is_relative_to(base) and ".lupo_migrate" not in path.parts:
-                found.add(Path(match).as_posix())
+            relpath = Path(match)
+            if ".lupo_migrate" not in relpath.parts and (root / relpath).is_file():
+                found.add(relpath.as_posix())
     return sorted(found)
+
+
+def _check_files(step: Step, spec: DocumentationSpec, root: Path) -> list[Finding]:
+    """Findings for the selected files that lead outside *root*."""
+    outside = [escape(root, relpath) for relpath in select(root, spec)]
+    return outside_findings(step, [o for o in outside if o is not None])
 
 
 def _decoded(step: Step, relpath: str, data: bytes) -> str:
@@ -224,8 +254,8 @@ class DocumentationHandler:
         """
         spec = parse_spec(step, context.read_text(step.path))
         root = _root(context)
-        for relpath in select(root, spec):
-            path = root / relpath
+        files = [(relpath, contained(step, root, relpath)) for relpath in select(root, spec)]
+        for relpath, path in files:
             data = path.read_bytes()
             text = _decoded(step, relpath, data)
             try:
@@ -250,6 +280,24 @@ class DocumentationHandler:
         """
         restore_files(step, _root(context), file_undos(context))
 
+    def check_files(self, step: Step, text: str, *, files_root: Path) -> list[Finding]:
+        """Before the run (``check``, pre-validation): the files the step's patterns name
+        that lie outside *files_root* (``..``, an absolute pattern, a symbolic link on the
+        way). A file that is no documentation migration (no ``files``) or whose spec does
+        not parse otherwise is left to the step, which says why."""
+        if not _FILES_KEY.search(text):
+            return []  # no `files` key: not read as YAML again (a header is slow to read)
+        files = _patterns(_mapping(step, text))
+        for pattern in files or ():
+            why = unsafe(pattern) if isinstance(pattern, str) else None
+            if why is not None:
+                return [unsafe_finding(step, "files", pattern, why)]
+        try:
+            spec = parse_spec(step, text)
+        except StepError:
+            return []
+        return _check_files(step, spec, files_root)
+
     def can_rollback(self, step: Step) -> bool:
         """True: every change is recorded before it is made."""
         del step
@@ -268,7 +316,9 @@ class DocumentationHandler:
                 for field in (*spec.operations.set, *spec.operations.add):
                     for relpath in select(root, spec):
                         present, value = read_header_value(
-                            (root / relpath).read_text(encoding="utf-8"), relpath, field
+                            contained(step, root, relpath).read_text(encoding="utf-8"),
+                            relpath,
+                            field,
                         )
                         if present:
                             finals[field][relpath] = (value, step)
@@ -307,7 +357,7 @@ def _check_step(
     for undo in undos:
         first.setdefault(undo.path, undo)
     for relpath, undo in sorted(first.items()):
-        path = root / relpath
+        path = contained(step, root, relpath)
         if undo.before is None or not path.exists():
             continue
         before = undo.before.decode("utf-8")
