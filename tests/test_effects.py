@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CORPUS, needs_corpus
+from lupo_migrate import _api, errors
+from lupo_migrate.cli import main
 from lupo_migrate.handlers import _effects
 from lupo_migrate.handlers._effects import Effect, check_sql, effect
 
+ROOT = Path(__file__).resolve().parents[1]
 R, W, U = Effect.READ, Effect.WRITE, Effect.UNKNOWN
 
 #: (dialect, text, verdict). The first four are issue 18's: they passed the first-word guard.
@@ -292,3 +296,50 @@ class TestCheckSql:
         assert [(f.line, f.code, f.message) for f in found] == [
             (2, "sql.split", "unterminated string (') starts here")
         ]
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path / name
+
+
+class TestCheckCommand:
+    def test_check_names_file_and_line_of_a_statement_that_is_not_sql(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`lupo-migrate check` exits 5 and names V2__b.sql:3 and the word; so does a down twin."""
+        _write(tmp_path, "V1__a.sql", "CREATE TABLE a (id INT);\n")
+        _write(tmp_path, "V2__b.sql", "-- b\nCREATE TABLE b (id INT);\nSELEC broken;\n")
+        _write(tmp_path, "V1__a.down.sql", "\nDRPO TABLE a;\n")
+        code = main(["check", str(tmp_path)])
+        out, err = capsys.readouterr()
+        assert code == errors.MigrationFileError.exit_code == 5
+        assert out.splitlines() == [
+            "error: V1__a.down.sql:2: statement starts with 'DRPO', which is not a SQL statement"
+            " (did you mean DROP? correct or remove it: it would fail when the step runs)",
+            "error: V2__b.sql:3: statement starts with 'SELEC', which is not a SQL statement"
+            " (did you mean SELECT? correct or remove it: it would fail when the step runs)",
+        ]
+        assert "2 error(s)" in err
+
+    def test_a_cycle_is_still_reported_beside_a_bad_statement(self, tmp_path: Path) -> None:
+        _write(tmp_path, "a.sql", "-- id: a\n-- depends_on: [b]\nSELEC 1;\n")
+        _write(tmp_path, "b.sql", "-- id: b\n-- depends_on: [a]\nSELECT 1;\n")
+        codes = {f.code for f in _api.check_directory(tmp_path).findings}
+        assert codes == {"plan", "sql.statement"}
+
+    @pytest.mark.parametrize(
+        "where", ["examples/quickstart/migrations", "examples/plugin/demo"], ids=str
+    )
+    def test_the_examples_pass(self, where: str) -> None:
+        report = _api.check_directory(ROOT / where)
+        assert report.files > 0
+        assert report.errors == ()
+
+    @needs_corpus
+    @pytest.mark.parametrize("dialect", [None, "mariadb"])
+    def test_the_corpus_passes(self, dialect: str | None) -> None:
+        report = _api.check_directory(CORPUS / "migrations", dialect=dialect)
+        assert report.files == 16
+        assert [f for f in report.findings if f.code.startswith("sql.")] == []
+        assert report.errors == ()

@@ -75,9 +75,10 @@ def check_command(directory: Path, manifest: Path | None, strict: bool) -> None:
 
     Reports every problem at once, each with its file, line and what to fix: unreadable or
     non-UTF-8 files, headers that break the header schema, unsafe YAML (aliases, custom tags),
-    duplicate ids, unsafe paths, dependency cycles and unknown dependencies. Headers that read
-    only with the lenient reader (for example an unquoted `target: @everyone`) are listed as
-    "not strict YAML"; with --strict they fail the check.
+    duplicate ids, unsafe paths, dependency cycles, unknown dependencies, and SQL statements
+    that do not start with a SQL keyword (`SELEC x;`) or never end (an unclosed quote).
+    Headers that read only with the lenient reader (for example an unquoted
+    `target: @everyone`) are listed as "not strict YAML"; with --strict they fail the check.
     """
     from lupo_migrate import _api
     from lupo_migrate._plugins import default_registry
