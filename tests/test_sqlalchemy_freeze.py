@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from lupo_migrate._model import FreezeInfo
 from lupo_migrate._quick import sibling_store
 from lupo_migrate.backends.memory import ManualClock
 from lupo_migrate.cli import main
@@ -118,6 +119,99 @@ class TestGuard:
                 "after the lease"
             ]
         host.dispose()
+
+
+#: Per engine family: writes that do not start with a write's first word (issue 18), each
+#: adding one row to guard_notes when it runs. The first-word guard let all of them through.
+HIDDEN_WRITES = {
+    "sqlite": [
+        "WITH n(t) AS (SELECT 'cte') INSERT INTO guard_notes (text) SELECT t FROM n",
+        "/* why */ -- and why not\nINSERT INTO guard_notes (text) VALUES ('comments')",
+    ],
+    "mysql": [
+        "# why\nINSERT INTO guard_notes (text) VALUES ('hash comment')",
+        "/*!INSERT INTO guard_notes (text) VALUES ('executable comment') */",
+        "/*!50001 INSERT INTO guard_notes (text) VALUES ('versioned comment') */",
+        "CALL add_guard_note('call')",
+    ],
+    "postgresql": [
+        "WITH n AS (INSERT INTO guard_notes (text) VALUES ('cte') RETURNING text)"
+        " SELECT text FROM n",
+        "DO $$ BEGIN INSERT INTO guard_notes (text) VALUES ('do'); END $$",
+    ],
+}
+#: Reads an application keeps making while writes are frozen.
+READS = {
+    "sqlite": ["PRAGMA table_info(guard_notes)", "WITH n AS (SELECT 1) SELECT * FROM n"],
+    "mysql": [
+        "SELECT * FROM guard_notes FOR UPDATE",
+        "# why\nSELECT 1",
+        "/*!40101 SET @saved = @@character_set_client */",
+        "SHOW TABLES",
+        "WITH n AS (SELECT 1) SELECT * FROM n",
+    ],
+    "postgresql": [
+        "SELECT * FROM guard_notes FOR UPDATE",
+        "SHOW search_path",
+        "WITH n AS (SELECT 1) SELECT * FROM n",
+    ],
+}
+
+
+def test_the_guard_decides_by_what_a_statement_does(engine: sa.Engine, database_url: str) -> None:
+    """Writes behind comments, executable comments, CTEs and routines are refused while frozen
+    and nothing is written; reads go on; after the thaw the same texts write (they are
+    writes)."""
+    kind = "mysql" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
+    host = sa.create_engine(database_url)
+    with host.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE guard_notes (text VARCHAR(40))")
+        if kind == "mysql":
+            conn.exec_driver_sql(
+                "CREATE PROCEDURE add_guard_note(t VARCHAR(40))"
+                " INSERT INTO guard_notes (text) VALUES (t)"
+            )
+    guard(host, SqlAlchemyFreeze(engine, "app"))
+    gate = SqlAlchemyFreeze(engine, "app")
+    gate.freeze("migration-1", ttl=timedelta(minutes=5))
+    for sql in HIDDEN_WRITES[kind]:
+        with pytest.raises(WritesFrozenError, match="frozen by migration-1"), host.begin() as c:
+            c.exec_driver_sql(sql)
+    with host.begin() as conn:
+        for sql in READS[kind]:
+            conn.exec_driver_sql(sql)
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM guard_notes").scalar() == 0
+    gate.thaw("migration-1")
+    for sql in HIDDEN_WRITES[kind]:
+        with host.begin() as conn:
+            conn.exec_driver_sql(sql)
+    with host.connect() as conn:
+        written = conn.exec_driver_sql("SELECT COUNT(*) FROM guard_notes").scalar()
+    assert written == len(HIDDEN_WRITES[kind])
+    host.dispose()
+
+
+def test_reads_never_ask_the_freeze_and_a_statement_not_understood_does() -> None:
+    """The guard reads the freeze only for what is not a read: a read costs no query."""
+
+    class Counting:
+        asked = 0
+
+        def status(self) -> FreezeInfo | None:
+            Counting.asked += 1
+            return FreezeInfo(owner="m", since=20260101000000, expires=20260101000500)
+
+    host = sa.create_engine("sqlite://")
+    guard(host, Counting())  # type: ignore[arg-type]
+    with host.connect() as conn:
+        for sql in ("SELECT 1", "select 2;", "-- c\nSELECT 3", "PRAGMA foreign_keys = ON", ""):
+            conn.exec_driver_sql(sql)
+        assert Counting.asked == 0
+        for sql in ("SELEC 1", "VACUUM", "PRAGMA user_version = 2"):
+            with pytest.raises(WritesFrozenError):
+                conn.exec_driver_sql(sql)
+    assert Counting.asked == 3
+    host.dispose()
 
 
 def test_a_freeze_left_by_a_dead_process_is_shown_thawed_and_lifted_by_the_next_run(

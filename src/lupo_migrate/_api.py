@@ -12,6 +12,7 @@ import attrs
 
 from lupo_migrate._files import Discovery, discover
 from lupo_migrate._model import Finding, Plan, Severity, StepId
+from lupo_migrate._names import decode
 from lupo_migrate._planner import plan as plan_steps
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate.errors import MigrationFileError, PlanError
@@ -106,6 +107,25 @@ def plan_directory(
     )
 
 
+def _sql_findings(root: Path, found: Discovery, dialect: str | None) -> list[Finding]:
+    """What :func:`~lupo_migrate.handlers._effects.check_sql` finds in the SQL files."""
+    from lupo_migrate.handlers._effects import check_sql
+
+    paths = [s.path for s in found.steps if s.file_type == "doctrine"]
+    paths.extend(found.down_files.values())
+    findings: list[Finding] = []
+    for path in sorted(paths):
+        try:
+            text, problem = decode((root / path).read_bytes(), path=path)
+        except OSError:
+            continue  # read once already by discovery; gone since: nothing to check
+        if text is None:  # a down twin (discovery decodes only the steps' own files)
+            findings.extend([problem] if problem is not None else [])
+            continue
+        findings.extend(check_sql(text, path=path, dialect=dialect))
+    return findings
+
+
 _ORDER = {Severity.CRITICAL: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
 
 
@@ -115,10 +135,13 @@ def check_directory(
     manifest: str | Path | None = None,
     registry: HandlerRegistry | None = None,
     files_root: str | Path | None = None,
+    dialect: str | None = None,
 ) -> CheckReport:
     """Validate every migration file under *root*, and that the set can be planned.
 
-    Returns every finding rather than raising on the first, so a user sees all problems.
+    Returns every finding rather than raising on the first, so a user sees all problems. SQL
+    files (doctrine steps, their down twins) are also cut into statements: one whose first
+    word is not a SQL statement (``SELEC x``) is an error, found here rather than when it runs.
 
     Args:
         root: the migrations directory.
@@ -128,6 +151,8 @@ def check_directory(
             or delete outside *files_root*.
         files_root: the files directory agent-folder and documentation steps change
             (default: *root*'s parent, as for a run).
+        dialect: the target's dialect, when known (its statements are the ones accepted);
+            None: a SQL file passes when MySQL's, PostgreSQL's or SQLite's rules accept it.
 
     Raises:
         DiscoveryError: *root* cannot be read at all (missing, not a directory).
@@ -155,6 +180,7 @@ def check_directory(
             findings.append(
                 Finding(severity=Severity.ERROR, message=str(error), code="plan", path=str(root))
             )
+    findings.extend(_sql_findings(Path(root), found, dialect))
     findings.sort(key=lambda f: (_ORDER[f.severity], f.path or "", f.line or 0))
     return CheckReport(
         root=Path(root),

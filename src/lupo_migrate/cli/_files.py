@@ -81,11 +81,12 @@ def check_command(directory: Path, manifest: Path | None, strict: bool, files: P
 
     Reports every problem at once, each with its file, line and what to fix: unreadable or
     non-UTF-8 files, headers that break the header schema, unsafe YAML (aliases, custom tags),
-    duplicate ids, unsafe paths, dependency cycles and unknown dependencies, and agent-folder
-    or documentation steps whose files lead outside the files directory (`..`, absolute
-    paths, symbolic links). Headers that read only with the lenient reader (for example an
-    unquoted `target: @everyone`) are listed as "not strict YAML"; with --strict they fail
-    the check.
+    duplicate ids, unsafe paths, dependency cycles and unknown dependencies, SQL statements
+    that do not start with a SQL keyword (`SELEC x;`) or never end (an unclosed quote), and
+    agent-folder or documentation steps whose files lead outside the files directory (`..`,
+    absolute paths, symbolic links). Headers that read only with the lenient reader (for
+    example an unquoted `target: @everyone`) are listed as "not strict YAML"; with --strict
+    they fail the check.
     """
     from lupo_migrate import _api
     from lupo_migrate._config import load_settings

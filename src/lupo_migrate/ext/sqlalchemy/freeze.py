@@ -7,19 +7,25 @@ owner at a time; the owner extends it by freezing again. An emergency thaw lifts
 and is recorded in ``migration_alerts`` (level ``override``: who, why, what was lifted).
 
 :func:`guard` makes a host application's SQLAlchemy engine refuse writes while a freeze is
-active: every ``INSERT``, ``UPDATE``, ``DELETE``, ``REPLACE``, ``MERGE``, ``TRUNCATE`` and
-DDL statement raises :class:`~lupo_migrate.errors.WritesFrozenError` before it is sent, so no
-write is lost silently: the application sees the error and can retry after the thaw. Hosts
-that do not use SQLAlchemy read :meth:`SqlAlchemyFreeze.status` (or the row) themselves.
+active: every statement that is not a read raises :class:`~lupo_migrate.errors.WritesFrozenError`
+before it is sent, so no write is lost silently: the application sees the error and can retry
+after the thaw. What a statement does is decided by
+:func:`lupo_migrate.handlers._effects.effect`, not by its first word: leading comments (``--``,
+``#``, ``/* */``) are skipped, MySQL executable comments (``/*! INSERT ... */``) are code,
+``WITH ... INSERT/UPDATE/DELETE`` writes, every statement of a multi-statement text counts, and a
+statement whose effect cannot be told from its text (``CALL``, ``EXECUTE``, PostgreSQL ``DO``,
+anything not recognised) is refused too. Reads, session ``SET``, transaction control and locks
+(``SELECT ... FOR UPDATE``, ``LOCK TABLES``) pass, and so does a ``SELECT`` of a function that
+writes: the text does not say what a function does. Hosts that do not use SQLAlchemy read
+:meth:`SqlAlchemyFreeze.status` (or the row) themselves.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -29,17 +35,10 @@ from lupo_migrate._model import FreezeInfo
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockHeldError, WritesFrozenError
 from lupo_migrate.ext.sqlalchemy._tables import ensure_state_row, make_tables
+from lupo_migrate.handlers._effects import Effect, effect
 from lupo_migrate.typing import Clock, Freeze
 
 __all__ = ["SqlAlchemyFreeze", "guard"]
-
-#: Statements that write: refused by :func:`guard` while frozen. Reads and transaction control
-#: pass (a ``SELECT ... FOR UPDATE`` passes too: it changes nothing by itself).
-_WRITE: Final = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
-    r"(?:INSERT|UPDATE|DELETE|REPLACE|MERGE|TRUNCATE|CREATE|ALTER|DROP|RENAME|UPSERT|COPY)\b",
-    re.IGNORECASE | re.DOTALL,
-)
 
 
 class SqlAlchemyFreeze:
@@ -200,6 +199,11 @@ class SqlAlchemyFreeze:
 def guard(engine: sa.Engine, freeze: Freeze, *, cache: float = 0.0) -> None:
     """Make *engine* refuse writes while *freeze* is active.
 
+    Every text the engine sends is classified first (see the module docstring); only one that
+    is not a read consults *freeze*, so a read costs no query (its classification, remembered
+    per text, about 0.2 µs). While frozen, a refused text is not sent at all: none of its
+    statements runs.
+
     Args:
         engine: the host application's engine (any database).
         freeze: the gate to consult (a :class:`SqlAlchemyFreeze` on the orchestration
@@ -213,12 +217,14 @@ def guard(engine: sa.Engine, freeze: Freeze, *, cache: float = 0.0) -> None:
     if cache < 0:
         raise InvalidArgumentError(f"cache must be >= 0 seconds, got {cache!r}")
     seen: list[Any] = [0.0, None]  # (when read, what was read)
+    dialect = engine.dialect.name
+    read = Effect.READ
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)
     def _refuse_writes(
         _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: Any
     ) -> tuple[str, Any]:
-        if _WRITE.match(statement):
+        if effect(statement, dialect=dialect) is not read:
             now = time.monotonic()
             if cache <= 0 or now - seen[0] > cache:
                 seen[0], seen[1] = now, freeze.status()
