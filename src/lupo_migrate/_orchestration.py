@@ -11,8 +11,10 @@ from typing import Final
 __all__ = ["BATCHES", "FILES", "SCHEMA_ROW", "SCHEMA_VERSION", "SYSTEM_STATE"]
 
 #: The orchestration schema version this code writes and understands. 2 added
-#: ``migration_system_state.fingerprint`` (the schema as the last run left it).
-SCHEMA_VERSION: Final = 2
+#: ``migration_system_state.fingerprint`` (the schema as the last run left it); 3 widened every
+#: free-text column to ``LONGTEXT`` on MySQL/MariaDB (``TEXT`` holds 64 KB there, and the
+#: rollback log's scope lists every step id of a run).
+SCHEMA_VERSION: Final = 3
 #: ``migration_system_state.target`` of the row holding ``schema_version``.
 SCHEMA_ROW: Final = "__schema__"
 
