@@ -26,8 +26,10 @@ from sqlalchemy.dialects import mysql
 from lupo_migrate._orchestration import (
     BATCHES,
     FILES,
+    PATH_LENGTH,
     SCHEMA_ROW,
     SCHEMA_VERSION,
+    STEP_ID_LENGTH,
     SYSTEM_STATE,
 )
 
@@ -164,8 +166,8 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         FILES,
         _key(),
         sa.Column("target", sa.String(191), nullable=False),
-        sa.Column("step_id", sa.String(191), nullable=False),
-        sa.Column("path", sa.String(1024), nullable=False),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
+        sa.Column("path", sa.String(PATH_LENGTH), nullable=False),
         sa.Column("file_type", sa.String(64), nullable=False),
         sa.Column("checksum", sa.String(128), nullable=False),
         _run_id(),
@@ -179,14 +181,14 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         _key(),
         _run_id(index=True),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("step_id", sa.String(191), nullable=False),
-        sa.Column("depends_on", sa.String(191), nullable=True),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
+        sa.Column("depends_on", sa.String(STEP_ID_LENGTH), nullable=True),
     )
     progress = table(
         "migration_progress",
         _key(),
         _run_id(index=True),
-        sa.Column("step_id", sa.String(191), nullable=False),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
         sa.Column("stmt_index", sa.Integer(), nullable=False),
         sa.Column("statement", _long_text(), nullable=False),
         _stamp("started_at"),
@@ -199,11 +201,11 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         sa.Column("severity", sa.String(16), nullable=False),
         sa.Column("code", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(64), nullable=True),
-        sa.Column("path", sa.String(1024), nullable=True),
+        sa.Column("path", sa.String(PATH_LENGTH), nullable=True),
         sa.Column("line", sa.Integer(), nullable=True),
         sa.Column("message", _long_text(), nullable=False),
         sa.Column("hint", _long_text(), nullable=True),
-        sa.Column("step_id", sa.String(191), nullable=True),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=True),
         _stamp("recorded_at"),
     )
     rollback_log = table(
