@@ -155,7 +155,6 @@ def test_a_run_whose_scope_outgrows_64_kb_completes_and_rolls_back(
 
 
 @pytest.mark.mariadb
-@pytest.mark.slow
 def test_a_run_stuck_in_completing_on_a_version_2_schema_resumes_after_the_upgrade(
     mariadb_url: str,
     orchestration: sa.Engine,
