@@ -194,6 +194,36 @@ class TestProblems:
         assert len(info.value.problems) == 6
         assert "6 migration file problems" in str(info.value)
 
+    def test_ids_and_paths_longer_than_the_tables_keep_are_refused(self, tmp_path: Path) -> None:
+        """Ids over 191 characters (from the name or the header) and paths over 1024 are
+        errors naming the length and the limit; 191 and 1024 themselves are fine."""
+        deep = "/".join(["d" * 200] * 5)  # 1004 characters of directories
+        _write(
+            tmp_path,
+            {
+                "V1__" + "a" * 187 + ".sql": "SELECT 1;",  # id of 191
+                "V2__" + "b" * 188 + ".sql": "SELECT 1;",  # id of 192
+                "h.sql": f"-- id: {'c' * 192}\nSELECT 1;",
+                f"{deep}/{'e' * 15}.sql": "-- id: at_the_limit\nSELECT 1;",  # path of 1024
+                f"{deep}/{'f' * 16}.sql": "-- id: deep\nSELECT 1;",  # path of 1025
+            },
+        )
+        found = discover(tmp_path)
+        problems = {(f.code, f.path): f for f in found.errors}
+        assert set(problems) == {
+            ("discovery.long_id", "V2__" + "b" * 188 + ".sql"),
+            ("discovery.long_id", "h.sql"),
+            ("discovery.long_path", f"{deep}/{'f' * 16}.sql"),
+        }
+        assert "step id of 192 characters" in problems["discovery.long_id", "h.sql"].message
+        assert "at most 191" in problems["discovery.long_id", "h.sql"].message
+        assert (
+            "path of 1025 characters"
+            in problems["discovery.long_path", f"{deep}/{'f' * 16}.sql"].message
+        )
+        with pytest.raises(DiscoveryError, match="at most 191"):
+            load_steps(tmp_path)
+
     def test_header_only_problems_raise_header_error(self, tmp_path: Path) -> None:
         """When every problem is a header problem, HeaderError is raised."""
         _write(tmp_path, {"a.md": "---\nx: !!python/object:os.system {}\n---\n"})

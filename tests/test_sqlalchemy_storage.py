@@ -90,7 +90,9 @@ class TestSchema:
         t = storage.tables.system_state
         with storage.engine.begin() as conn:
             conn.execute(t.update().where(t.c.target == "__schema__").values(schema_version=99))
-        with pytest.raises(StorageError, match=r"version 99, newer than version 2") as info:
+        with pytest.raises(
+            StorageError, match=rf"version 99, newer than version {SCHEMA_VERSION}"
+        ) as info:
             SqlAlchemyStorage(storage.engine).ensure_schema()
         assert "Upgrade lupo_migrate" in str(info.value)
 
@@ -107,8 +109,8 @@ class TestSchema:
             )
             conn.execute(t.update().where(t.c.target == "__schema__").values(schema_version=1))
         again = SqlAlchemyStorage(storage.engine, schema=t.schema)
-        assert again.ensure_schema() == 2
-        assert again.ensure_schema() == 2
+        assert again.ensure_schema() == SCHEMA_VERSION
+        assert again.ensure_schema() == SCHEMA_VERSION
         assert again.system_state("app") is not None
         again.record_fingerprint("app", '{"x": 1}', 20260101000001)
         assert again.fingerprint("app") == '{"x": 1}'

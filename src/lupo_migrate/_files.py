@@ -28,6 +28,7 @@ import attrs
 
 from lupo_migrate import _headers, _manifest, _names, _walking
 from lupo_migrate._model import Finding, Severity, Step, StepId
+from lupo_migrate._orchestration import PATH_LENGTH, STEP_ID_LENGTH
 from lupo_migrate.errors import (
     DiscoveryError,
     HeaderError,
@@ -198,6 +199,7 @@ def discover(
     if manifest_path is not None:
         findings.extend(_apply_manifest(manifest_obj, steps, manifest_name))
     findings.extend(_duplicate_ids(steps.values()))
+    findings.extend(_long_names(steps.values()))
     by_id = {s.id: s for s in steps.values()}
     down_files: dict[StepId, str] = {}
     for name_id, rel in sorted(downs.items()):
@@ -340,6 +342,36 @@ def _duplicate_ids(steps: Iterable[Step]) -> list[Finding]:
                     "discovery.duplicate_id",
                     f"step id {step.id!r} is used by both {other.path} and {step.path}",
                     "give one of them another id (header 'id') or rename the file",
+                    step.path,
+                )
+            )
+    return findings
+
+
+def _long_names(steps: Iterable[Step]) -> list[Finding]:
+    """Ids and paths longer than the orchestration tables keep: refused before any run, on
+    every engine alike (MySQL and PostgreSQL would refuse the first journal row; SQLite would
+    keep them, and the same files would then fail elsewhere)."""
+    findings = []
+    for step in sorted(steps, key=lambda s: s.path):
+        if len(step.id) > STEP_ID_LENGTH:
+            findings.append(
+                _walking.error(
+                    "discovery.long_id",
+                    f"step id of {len(step.id)} characters ({step.id[:60]!r}...); the"
+                    f" orchestration tables keep ids of at most {STEP_ID_LENGTH}",
+                    "shorten the file's name or its directory path, or give it a shorter id in"
+                    " its header",
+                    step.path,
+                )
+            )
+        if len(step.path) > PATH_LENGTH:
+            findings.append(
+                _walking.error(
+                    "discovery.long_path",
+                    f"path of {len(step.path)} characters; the orchestration tables keep"
+                    f" paths of at most {PATH_LENGTH}",
+                    "move the file to a shorter directory path under the migrations root",
                     step.path,
                 )
             )

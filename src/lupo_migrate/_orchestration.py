@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BATCHES", "FILES", "SCHEMA_ROW", "SCHEMA_VERSION", "SYSTEM_STATE"]
+__all__ = [
+    "BATCHES",
+    "FILES",
+    "PATH_LENGTH",
+    "SCHEMA_ROW",
+    "SCHEMA_VERSION",
+    "STEP_ID_LENGTH",
+    "SYSTEM_STATE",
+]
 
 #: The orchestration schema version this code writes and understands. 2 added
-#: ``migration_system_state.fingerprint`` (the schema as the last run left it).
-SCHEMA_VERSION: Final = 2
+#: ``migration_system_state.fingerprint`` (the schema as the last run left it); 3 widened every
+#: free-text column to ``LONGTEXT`` on MySQL/MariaDB (``TEXT`` holds 64 KB there, and the
+#: rollback log's scope lists every step id of a run).
+SCHEMA_VERSION: Final = 3
 #: ``migration_system_state.target`` of the row holding ``schema_version``.
 SCHEMA_ROW: Final = "__schema__"
 
@@ -20,3 +30,10 @@ SCHEMA_ROW: Final = "__schema__"
 BATCHES: Final = "migration_batches"
 FILES: Final = "migration_files"
 SYSTEM_STATE: Final = "migration_system_state"
+
+#: The longest step id the tables keep (``VARCHAR(191)``: indexed, 191 utf8mb4 characters fit
+#: the index limit of older InnoDB row formats). Counted in characters, as MySQL and
+#: PostgreSQL count them; a longer id is refused when the files are read.
+STEP_ID_LENGTH: Final = 191
+#: The longest file path (relative to the migrations root) the tables keep (``VARCHAR(1024)``).
+PATH_LENGTH: Final = 1024

@@ -14,12 +14,13 @@ import time
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from lupo_migrate._orchestration import SCHEMA_ROW, SCHEMA_VERSION
 from lupo_migrate.errors import StorageError
 from lupo_migrate.ext.sqlalchemy._tables import OrchestrationTables, describe, reason
 
-__all__ = ["ensure_schema"]
+__all__ = ["ensure_schema", "widen"]
 
 
 def ensure_schema(engine: sa.Engine, tables: OrchestrationTables, *, at: int) -> int:
@@ -92,6 +93,8 @@ def _upgrade(engine: sa.Engine, tables: OrchestrationTables, found: int, *, at: 
                         f"ALTER TABLE {preparer.format_table(state)}"
                         f" ADD COLUMN {preparer.quote(column.name)} {kind} NULL"
                     )
+        if found < 3:
+            widen(engine, tables)
         with engine.begin() as conn:
             conn.execute(
                 state.update()
@@ -110,6 +113,47 @@ def _upgrade(engine: sa.Engine, tables: OrchestrationTables, found: int, *, at: 
             " there."
         ) from exc
     return SCHEMA_VERSION
+
+
+def widen(engine: sa.Engine, tables: OrchestrationTables) -> list[str]:
+    """MySQL/MariaDB: turn the columns *tables* declare ``LONGTEXT`` that the database still
+    holds as a narrower text type (``TEXT``, 64 KB, before schema version 3) into
+    ``LONGTEXT``; returns them as ``table.column``. Nothing on other dialects.
+
+    Looks before it changes anything: a column already wide is left alone, so processes
+    upgrading at the same time, or one interrupted half-way, end with the same tables. One
+    ``ALTER TABLE ... MODIFY`` per table (a table copy on MariaDB 10.11: these tables hold a
+    few rows per run); each column keeps its nullability, character set and collation.
+    """
+    dialect = engine.dialect
+    if dialect.name not in ("mysql", "mariadb"):
+        return []
+    inspector = sa.inspect(engine)
+    preparer = dialect.identifier_preparer
+    widened = []
+    for table in tables.all:
+        wide = {
+            c.name
+            for c in table.columns
+            if isinstance(c.type.dialect_impl(dialect), mysql.LONGTEXT)
+        }
+        changes = []
+        for column in inspector.get_columns(table.name, table.schema):
+            if column["name"] not in wide or isinstance(column["type"], mysql.LONGTEXT):
+                continue
+            kind = mysql.LONGTEXT(
+                charset=getattr(column["type"], "charset", None),
+                collation=getattr(column["type"], "collation", None),
+            ).compile(dialect=dialect)
+            null = "NULL" if column["nullable"] else "NOT NULL"
+            changes.append(f"MODIFY COLUMN {preparer.quote(column['name'])} {kind} {null}")
+            widened.append(f"{table.name}.{column['name']}")
+        if changes:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {preparer.format_table(table)} {', '.join(changes)}"
+                )
+    return widened
 
 
 #: Tries at creating the tables while other processes race to do the same.

@@ -3,8 +3,11 @@
 Portable types only: keys auto-increment (``BIGINT``, ``INTEGER`` on SQLite so the key is the
 rowid, with ``AUTOINCREMENT`` so ids are never reused), timestamps are ``BIGINT``
 ``YYYYMMDDHHMMSS`` in UTC, strings have explicit lengths and indexed ones stay within 191
-characters (the utf8mb4 index limit of older InnoDB row formats). MySQL/MariaDB tables are
-InnoDB, utf8mb4 with the binary collation (ids compare case-sensitively, as in Python).
+characters (the utf8mb4 index limit of older InnoDB row formats). Free text (messages, scopes,
+statements, JSON) is ``TEXT``, and ``LONGTEXT`` on MySQL/MariaDB, whose ``TEXT`` holds only
+64 KB: a run's scope lists all its step ids, a journal row holds a whole statement.
+MySQL/MariaDB tables are InnoDB, utf8mb4 with the binary collation (ids compare
+case-sensitively, as in Python).
 
 The schema version lives in ``migration_system_state``, in the row whose ``target`` is
 :data:`SCHEMA_ROW` (``'__schema__'``), column ``schema_version``; creating and upgrading the
@@ -23,8 +26,10 @@ from sqlalchemy.dialects import mysql
 from lupo_migrate._orchestration import (
     BATCHES,
     FILES,
+    PATH_LENGTH,
     SCHEMA_ROW,
     SCHEMA_VERSION,
+    STEP_ID_LENGTH,
     SYSTEM_STATE,
 )
 
@@ -61,6 +66,8 @@ def _stamp(name: str, *, nullable: bool = False) -> sa.Column[int]:
 
 
 def _long_text() -> sa.types.TypeEngine[str]:
+    """Unbounded text: ``TEXT`` (PostgreSQL 1 GB, SQLite 1 GB by default), ``LONGTEXT`` (4 GB)
+    on MySQL/MariaDB, where ``TEXT`` is 64 KB and ``MEDIUMTEXT`` 16 MB."""
     return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
@@ -159,8 +166,8 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         FILES,
         _key(),
         sa.Column("target", sa.String(191), nullable=False),
-        sa.Column("step_id", sa.String(191), nullable=False),
-        sa.Column("path", sa.String(1024), nullable=False),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
+        sa.Column("path", sa.String(PATH_LENGTH), nullable=False),
         sa.Column("file_type", sa.String(64), nullable=False),
         sa.Column("checksum", sa.String(128), nullable=False),
         _run_id(),
@@ -174,14 +181,14 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         _key(),
         _run_id(index=True),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("step_id", sa.String(191), nullable=False),
-        sa.Column("depends_on", sa.String(191), nullable=True),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
+        sa.Column("depends_on", sa.String(STEP_ID_LENGTH), nullable=True),
     )
     progress = table(
         "migration_progress",
         _key(),
         _run_id(index=True),
-        sa.Column("step_id", sa.String(191), nullable=False),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=False),
         sa.Column("stmt_index", sa.Integer(), nullable=False),
         sa.Column("statement", _long_text(), nullable=False),
         _stamp("started_at"),
@@ -194,11 +201,11 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         sa.Column("severity", sa.String(16), nullable=False),
         sa.Column("code", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(64), nullable=True),
-        sa.Column("path", sa.String(1024), nullable=True),
+        sa.Column("path", sa.String(PATH_LENGTH), nullable=True),
         sa.Column("line", sa.Integer(), nullable=True),
-        sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("hint", sa.Text(), nullable=True),
-        sa.Column("step_id", sa.String(191), nullable=True),
+        sa.Column("message", _long_text(), nullable=False),
+        sa.Column("hint", _long_text(), nullable=True),
+        sa.Column("step_id", sa.String(STEP_ID_LENGTH), nullable=True),
         _stamp("recorded_at"),
     )
     rollback_log = table(
@@ -206,13 +213,13 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         _key(),
         _run_id(index=True),
         sa.Column("classification", sa.String(8), nullable=False),
-        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("scope", _long_text(), nullable=False),
         sa.Column("window_seconds", sa.Integer(), nullable=True),
         _stamp("deadline", nullable=True),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("decided_by", sa.String(255), nullable=True),
         _stamp("decided_at", nullable=True),
-        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("detail", _long_text(), nullable=True),
         _stamp("recorded_at"),
     )
     system_state = table(
@@ -241,7 +248,7 @@ def _define(md: sa.MetaData, schema: str | None) -> OrchestrationTables:
         _key(),
         _run_id(nullable=True, index=True),
         sa.Column("level", sa.String(16), nullable=False),
-        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("message", _long_text(), nullable=False),
         _stamp("created_at"),
         _stamp("acknowledged_at", nullable=True),
         _stamp("resolved_at", nullable=True),
