@@ -9,7 +9,7 @@ Creates the database ``lupo_bench_fingerprint`` with N tables (1,000): 8 columns
 indexes, a foreign key to the previous table, every tenth with a check. Then, in one run,
 alternating R times (5) and keeping the best of each:
 
-1. the floor: the nine bulk ``information_schema`` queries ``read_fingerprint`` sends, on the
+1. the floor: the ten bulk ``information_schema`` queries ``read_fingerprint`` sends, on the
    bare PyMySQL cursor, every row fetched;
 2. ``read_fingerprint`` on a SQLAlchemy connection (the same queries plus the assembling);
 3. SQLAlchemy's ``inspect()`` reflection of the same tables (columns, indexes, foreign keys,
@@ -43,6 +43,7 @@ _FLOOR = (
     fp._MY_TRIGGERS,
     fp._MY_ROUTINES,
     fp._MY_PARAMETERS,
+    fp._MY_EVENTS,
 )
 
 

@@ -8,6 +8,8 @@ effect boundary.
     python tests/_killer.py after N ARGS...      after the N-th statement ran, before its journal
                                                  row is marked done
     python tests/_killer.py file N ARGS...       after a documentation step wrote its N-th file
+    python tests/_killer.py copy N ARGS...       while the N-th pre-image copy is made (its backup
+                                                 table created, not yet filled)
 
 ARGS are ``apply``'s (directory, --db, --orchestration-schema), and ``--rollback RUN`` to run
 an operator's rollback of RUN instead of apply. Exits 3 when the run ended before the
@@ -84,6 +86,19 @@ def main(argv: list[str]) -> int:
                 count[0] += 1
 
             documentation.write_atomically = dying_write  # type: ignore[assignment]
+        elif mode == "copy":
+            from lupo_migrate.ext.sqlalchemy import _snapshot
+
+            copy = _snapshot.copy_rows
+
+            def dying_copy(conn: Any, table: str, backup: str, *args: Any, **kw: Any) -> None:
+                if count[0] == target:
+                    conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {table}")
+                    _die()
+                count[0] += 1
+                copy(conn, table, backup, *args, **kw)
+
+            _snapshot.copy_rows = dying_copy  # type: ignore[assignment]
         else:
             orchestrator.target = _Killing(orchestrator.target, mode, target)
         if "--rollback" in pairs:

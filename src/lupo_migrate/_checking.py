@@ -65,7 +65,7 @@ from lupo_migrate.errors import (
 from lupo_migrate.handlers._contain import check_steps
 from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
 from lupo_migrate.handlers._needs import needs
-from lupo_migrate.handlers._touch import touches
+from lupo_migrate.handlers._touch import in_schema, touches
 from lupo_migrate.typing import Validator
 
 if TYPE_CHECKING:
@@ -261,11 +261,13 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
             for need in needs(stmt.text, dialect=family):
                 if need.schema in (None, core):
                     kept.append((step.id, need.table, need.what, need.columns))
-            for touch in touches(stmt.text, dialect=family):
+            found = touches(stmt.text, dialect=family)
+            for touch in found:
                 if touch.kind == "unknown":
                     unknown.append((step.id, touch.name))
                     mine.append(touch.name)
-                elif touch.schema in (None, core):
+            for touch in in_schema(found, core):  # a table moved out of core is gone from it
+                if touch.kind != "unknown":
                     effects.append((step.id, touch.kind, touch.name, touch.action, touch.new_name))
             for table, action, column, new in column_effects(stmt.text, family):
                 renamed = None if new is None else f"{table}.{new}"

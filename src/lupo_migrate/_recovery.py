@@ -52,7 +52,7 @@ from lupo_migrate.errors import (
     MigrationFileError,
 )
 from lupo_migrate.handlers._lint import column_effects
-from lupo_migrate.handlers._touch import touches
+from lupo_migrate.handlers._touch import in_schema, touches
 
 if TYPE_CHECKING:
     from lupo_migrate._runner import Orchestrator
@@ -310,8 +310,10 @@ def took_effect(orch: Orchestrator, statement: str) -> bool:
     if _in_transaction(statement) or orch.target.transactional_ddl:
         return False
     family = _family(orch.target)
+    core = orch.target.names.get("core")
     effects = [
-        ("?", t.kind, t.name, t.action, t.new_name) for t in touches(statement, dialect=family)
+        ("?", t.kind, t.name, t.action, t.new_name)
+        for t in in_schema(touches(statement, dialect=family), core)
     ]
     effects += [
         ("?", "column", f"{table}.{column}", action, None if new is None else f"{table}.{new}")

@@ -19,7 +19,7 @@ import attrs
 
 from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, scan
 
-__all__ = ["Touch", "clauses", "name_at", "touches", "words"]
+__all__ = ["Touch", "clauses", "in_schema", "name_at", "touches", "words"]
 
 _WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
 #: Statements that change nothing lasting (session state, reads, transaction control).
@@ -47,6 +47,8 @@ _KINDS: Final = {
     "FUNCTION": "routine",
     "EVENT": "event",
     "INDEX": "index",
+    "SCHEMA": "schema",
+    "DATABASE": "schema",
 }
 
 
@@ -55,12 +57,14 @@ class Touch:
     """One object a statement affects.
 
     Attributes:
-        kind: ``table``, ``view``, ``trigger``, ``routine``, ``event`` or ``unknown``.
+        kind: ``table``, ``view``, ``trigger``, ``routine``, ``event``, ``schema`` (a MySQL
+            database, a PostgreSQL schema) or ``unknown``.
         name: the object's name, unquoted (for ``unknown``: the statement's first word).
         action: ``create``, ``alter``, ``drop``, ``rename`` (to *new_name*) or ``write``
             (rows inserted, changed or deleted).
         schema: the schema the statement names, or None.
         new_name: for ``rename``, the new name.
+        new_schema: for ``rename``, the schema the new name names (a move), or None.
     """
 
     kind: str
@@ -68,6 +72,31 @@ class Touch:
     action: str
     schema: str | None = None
     new_name: str | None = None
+    new_schema: str | None = None
+
+
+def in_schema(found: tuple[Touch, ...], schema: str | None) -> list[Touch]:
+    """*found* as seen from one schema (*schema*; None names the connection's default, as
+    do unqualified names): objects of other schemas left out, a table moved out of it as
+    dropped, a table moved into it as created."""
+    here = (None, schema)
+    out: list[Touch] = []
+    for touch in found:
+        if touch.action == "rename" and touch.kind == "table":
+            source = touch.schema in here
+            target = touch.new_schema in here
+            if source and not target:
+                out.append(Touch("table", touch.name, "drop"))
+                continue
+            if target and not source and touch.new_name is not None:
+                out.append(Touch("table", touch.new_name, "create"))
+                continue
+            if source and target:
+                out.append(attrs.evolve(touch, schema=None, new_schema=None))
+            continue
+        if touch.schema in here:
+            out.append(attrs.evolve(touch, schema=None) if touch.schema is not None else touch)
+    return out
 
 
 def words(sql: str, fam: str) -> list[tuple[str, str]]:
@@ -207,6 +236,8 @@ def _create(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
         return ()  # gone with the session
     i = _skip(up, i + 1, "IF", "NOT", "EXISTS", "CONCURRENTLY")
     schema, name, i = _parts(toks, i)
+    if kind == "schema":
+        return (Touch("schema", name, "create"),)
     if kind in ("index", "trigger"):
         on = up.index("ON", i) if "ON" in up[i:] else -1
         t_schema, table, _ = _parts(toks, on + 1) if on >= 0 else (None, "", 0)
@@ -226,16 +257,19 @@ def _alter(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
     found = [Touch(kind, name, "alter", schema)]
     for at in range(i, len(up) - 1):
         if up[at] == "RENAME" and up[at + 1] in ("TO", "AS") and kind == "table":
-            _, new, _ = _parts(toks, at + 2)
-            found.append(Touch(kind, name, "rename", schema, new_name=new))
+            new_schema, new, _ = _parts(toks, at + 2)
+            found.append(Touch(kind, name, "rename", schema, new, new_schema))
         elif (
             up[at] == "RENAME"
             and up[at + 1] not in ("COLUMN", "INDEX", "KEY", "CONSTRAINT", "TO")
             and kind == "table"
             and toks[at + 1][0] in ("word", "ident")
         ):
-            _, new, _ = _parts(toks, at + 1)  # MySQL: ALTER TABLE a RENAME b
-            found.append(Touch(kind, name, "rename", schema, new_name=new))
+            new_schema, new, _ = _parts(toks, at + 1)  # MySQL: ALTER TABLE a RENAME b
+            found.append(Touch(kind, name, "rename", schema, new, new_schema))
+        elif up[at : at + 2] == ["SET", "SCHEMA"] and kind == "table":  # PostgreSQL: a move
+            _, new_schema, _ = _parts(toks, at + 2)
+            found.append(Touch(kind, name, "rename", schema, name, new_schema or None))
     return tuple(found)
 
 
@@ -273,8 +307,8 @@ def _rename(toks: list[tuple[str, str]], i: int) -> tuple[Touch, ...]:
         schema, name, i = _parts(toks, i)
         if not name or i >= len(toks) or toks[i][1].upper() != "TO":
             break
-        _new_schema, new, i = _parts(toks, i + 1)
-        found.append(Touch("table", name, "rename", schema, new_name=new))
+        new_schema, new, i = _parts(toks, i + 1)
+        found.append(Touch("table", name, "rename", schema, new, new_schema))
         if i < len(toks) and toks[i][1] == ",":
             i += 1
             continue

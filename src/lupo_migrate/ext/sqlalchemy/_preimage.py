@@ -141,6 +141,8 @@ class PreImages:
     #: run (itself after a rename), None for a table the run created, "" for a name the run
     #: dropped or renamed away. A name absent here names what it named before the run.
     names: dict[str, str | None] = attrs.field(factory=dict)
+    #: Tables the run moved to another schema (name before the run -> ``schema.name``).
+    moved_out: dict[str, str] = attrs.field(factory=dict)
     #: Columns the run renamed, by table (its name before the run): name now -> name before.
     renamed_columns: dict[str, dict[str, str]] = attrs.field(factory=dict)
     #: What the run's statements need kept of each table (its name before the run).
@@ -202,8 +204,20 @@ class PreImages:
             self._numbers = itertools.count(
                 next_backup_number(backup_names(self.engine, conn, self.backup_schema), self.run_id)
             )
-        self.existed = frozenset(self.fingerprint.objects)
+            schemas = self._schemas(conn)
+        self.existed = frozenset(self.fingerprint.objects) | {f"schema:{s}" for s in schemas}
         self.save()
+
+    def _schemas(self, conn: sa.Connection) -> set[str]:
+        """The schemas (MySQL databases, PostgreSQL schemas) there are now."""
+        if self.is_sqlite:
+            return set()
+        return {
+            str(n)
+            for n in conn.exec_driver_sql(
+                "SELECT schema_name FROM information_schema.schemata"
+            ).scalars()
+        }
 
     def plan_run(self, statements: Iterable[str]) -> None:
         """What the run's *statements* (in run order) need kept of each table, followed
@@ -213,7 +227,7 @@ class PreImages:
         for statement in statements:
             for need in needs(statement, dialect=self._family):
                 original = self._original(need.table, names)
-                if original and need.schema is None:
+                if original and need.schema in (None, self._schema):
                     plan[original] = _merge(plan.get(original), attrs.evolve(need, table=original))
             self._follow_names(statement, names)
         self.plan = plan
@@ -313,8 +327,8 @@ class PreImages:
         """The tables, views... *statement* touches that no statement touched before (by
         their names before the run), without recording them."""
         out = []
-        for touch in touches(statement, dialect=self._family):
-            if touch.kind != "table":
+        for touch in self._local(statement):
+            if touch.kind != "table" or touch.schema is not None:
                 continue
             original = self._original(touch.name, names)
             if original and f"table:{original}" not in self.touched and original not in self.tables:
@@ -325,7 +339,16 @@ class PreImages:
         """Record what *statement* touches; returns the objects it is the first to touch that
         existed before the run (those need a snapshot)."""
         assert self.fingerprint is not None
-        found = [t for t in map(self._resolve, touches(statement, dialect=self._family)) if t]
+        found = []
+        for touch in self._local(statement):
+            if touch.kind == "table" and touch.action == "rename":
+                if touch.schema is None and touch.new_schema is not None:  # moved out of core
+                    touch = Touch("table", touch.name, "alter")
+                elif touch.schema is not None and touch.new_schema is None and touch.new_name:
+                    touch = Touch("table", touch.new_name, "create")  # moved into core
+            resolved = self._resolve(touch)
+            if resolved is not None:
+                found.append(resolved)
         # What refers to a renamed table is rewritten with it (InnoDB's foreign keys; SQLite's
         # foreign keys, views and triggers): it changes too.
         renamed = {t.name for t in found if t.action == "rename" and t.kind == "table"}
@@ -355,11 +378,25 @@ class PreImages:
                     self.touched.add(f"routine:function:{touch.name}")
         return new
 
+    def _local(self, statement: str) -> list[Touch]:
+        """What *statement* touches, the core schema's objects unqualified (whether the
+        statement names its schema or not); a table moved between the core schema and
+        another keeps the other's name in ``schema`` or ``new_schema``."""
+        out = []
+        for touch in touches(statement, dialect=self._family):
+            if touch.schema == self._schema and self._schema:
+                touch = attrs.evolve(touch, schema=None)
+            if touch.new_schema == self._schema and self._schema:
+                touch = attrs.evolve(touch, new_schema=None)
+            out.append(touch)
+        return out
+
     def _original(self, name: str, names: Mapping[str, str | None]) -> str | None:
         """The table *name* names now stood for before the run (None: the run made it, or
-        there is none)."""
+        moved it in from another schema, or there is none)."""
         if name in names:
-            return names[name] or None
+            was = names[name]
+            return was if was and "." not in was else None
         return self._default(name)
 
     def _follow_names(self, statement: str, names: dict[str, str | None]) -> bool:
@@ -367,10 +404,22 @@ class PreImages:
         whether a name of a table that existed before the run changed its meaning (only such
         changes need keeping: a name the run made is known as the run's without them)."""
         changed = False
-        for touch in touches(statement, dialect=self._family):
-            if touch.kind != "table" or touch.schema is not None:
+        for touch in self._local(statement):
+            if touch.kind != "table":
                 continue
             before = dict(names)
+            if touch.action == "rename" and touch.new_name and touch.schema != touch.new_schema:
+                if touch.schema is None:  # moved out of the core schema: gone from it
+                    was = self._original(touch.name, names)
+                    if was:
+                        self.moved_out[was] = f"{touch.new_schema}.{touch.new_name}"
+                    names[touch.name] = _GONE
+                elif touch.new_schema is None:  # moved in: it goes back where it came from
+                    names[touch.new_name] = f"{touch.schema}.{touch.name}"
+                changed |= names != before
+                continue
+            if touch.schema is not None:
+                continue
             if touch.action == "rename" and touch.new_name:
                 was = self._original(touch.name, names) if self._known(touch.name, names) else None
                 names[touch.new_name] = was
@@ -874,11 +923,14 @@ class PreImages:
         with self._connect() as conn:
             self._names_back(conn)
             first = self.compare(conn, only)
-            if (first.verified and not self.sealed) or not self.restores:
-                return first
+            gone_schemas, kept_schemas = self._schemas_back(conn, only)
+            if (first.verified and not self.sealed and not kept_schemas) or not self.restores:
+                return attrs.evolve(first, dropped=tuple(gone_schemas))
             restored, dropped, rows, left = put_back(self, conn, first, only)
             final = self.compare(conn, only)
             left += uncopied(self, final)
+        dropped += gone_schemas
+        left += kept_schemas
         return attrs.evolve(
             final,
             restored=tuple(restored),
@@ -901,8 +953,22 @@ class PreImages:
                 if f"table:{name}" in self.existed and self.names.get(name, _GONE) is None:
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(name)}")
                     present.discard(name)
+            for name, was in self.names.items():  # tables moved in go back where they were
+                if was and "." in was and name in present:
+                    self._move(conn, name, was)
+                    present.discard(name)
+            for original, moved in self.moved_out.items():  # and tables moved out come back
+                if original not in present and self._exists_qualified(conn, moved):
+                    self._move(conn, moved, original)
+                    present.add(original)
             for name, was in self.names.items():
-                if was and was != name and name in present and was not in present:
+                if (
+                    was
+                    and "." not in was
+                    and was != name
+                    and name in present
+                    and was not in present
+                ):
                     rename = (
                         "ALTER TABLE {} RENAME TO {}" if self.is_sqlite else "RENAME TABLE {} TO {}"
                     )
@@ -912,6 +978,56 @@ class PreImages:
         finally:
             if not self.is_sqlite:
                 conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+
+    def _schemas_back(
+        self, conn: sa.Connection, only: Collection[str] | None
+    ) -> tuple[list[str], list[str]]:
+        """Drop the schemas the run created, when empty (after the undo statements dropped
+        what the run made in them); a schema holding tables is left, and said so. Returns
+        the keys dropped and the lines left."""
+        made = sorted(
+            k
+            for k in self.touched
+            if k.startswith("schema:") and k not in self.existed and (only is None or k in only)
+        )
+        if not made:
+            return [], []
+        there = self._schemas(conn)
+        dropped: list[str] = []
+        left: list[str] = []
+        for key in made:
+            name = key[7:]
+            if name not in there:
+                continue
+            tables = conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (name,)
+            ).scalar_one()
+            if tables:
+                left.append(
+                    f"schema {name}, created by the run, holds {tables} table(s) now: it was"
+                    " left as it is (drop it by hand if nothing in it is needed)"
+                )
+                continue
+            drop = "DROP SCHEMA" if self.is_postgresql else "DROP DATABASE"
+            conn.exec_driver_sql(f"{drop} {self._q(name)}")
+            dropped.append(key)
+        return dropped, left
+
+    def _move(self, conn: sa.Connection, source: str, target: str) -> None:
+        """Move table *source* to *target* (either may be ``schema.name``; MySQL/MariaDB)."""
+        quoted = [".".join(self._q(p) for p in n.split(".", 1)) for n in (source, target)]
+        conn.exec_driver_sql(f"RENAME TABLE {quoted[0]} TO {quoted[1]}")
+
+    def _exists_qualified(self, conn: sa.Connection, qualified: str) -> bool:
+        schema, _, name = qualified.rpartition(".")
+        return (
+            conn.exec_driver_sql(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s"
+                " AND table_name = %s",
+                (schema, name),
+            ).first()
+            is not None
+        )
 
     @property
     def backups(self) -> tuple[str, ...]:
@@ -944,6 +1060,7 @@ class PreImages:
             "unknown_by_step": self.unknown_by_step,
             "by_step": {step: sorted(keys) for step, keys in self.by_step.items()},
             "names": self.names,
+            "moved_out": self.moved_out,
             "renamed_columns": self.renamed_columns,
             "plan": {
                 name: [need.what, list(need.columns)] for name, need in sorted(self.plan.items())
@@ -999,6 +1116,7 @@ class PreImages:
         self.unknown_by_step = {s: list(v) for s, v in data.get("unknown_by_step", {}).items()}
         self.by_step = {step: set(keys) for step, keys in data["by_step"].items()}
         self.names = dict(data.get("names", {}))
+        self.moved_out = dict(data.get("moved_out", {}))
         self.renamed_columns = {t: dict(m) for t, m in data.get("renamed_columns", {}).items()}
         self.plan = {
             name: Need(name, None, what, tuple(columns))

@@ -45,7 +45,7 @@ __all__ = [
 
 #: Backup tables are named ``lupo_bk_<first 12 characters of the run id>_<n>``.
 BACKUP_PREFIX: Final = "lupo_bk_"
-_SHOW: Final = {"view": "VIEW", "trigger": "TRIGGER"}
+_SHOW: Final = {"view": "VIEW", "trigger": "TRIGGER", "event": "EVENT"}
 
 
 class BackupLimitError(StorageError):
@@ -200,11 +200,14 @@ def show_create(
     time as each is read (a routine: the procedure and the function of that name that are
     in *fingerprint*); nothing for another kind. *sqlite*: read from ``sqlite_master``."""
     name = touch.name
+    if touch.kind == "event" and sqlite:  # pragma: no cover - SQLite has no events
+        return
     if touch.kind in _SHOW and sqlite:
         yield _key(touch), _master_sql(conn, touch.kind, name)
     elif touch.kind in _SHOW:
         row = conn.exec_driver_sql(f"SHOW CREATE {_SHOW[touch.kind]} {_q(name)}").one()
-        yield _key(touch), str(row[1] if touch.kind == "view" else row[2])
+        column = {"view": 1, "trigger": 2, "event": 3}[touch.kind]
+        yield _key(touch), str(row[column])
     elif touch.kind == "routine":
         for kind in ("procedure", "function"):
             key = f"routine:{kind}:{name}"

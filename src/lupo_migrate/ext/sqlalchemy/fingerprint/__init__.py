@@ -1,8 +1,8 @@
 """Read schema fingerprints and table data checksums with a handful of bulk queries.
 
 ``read_fingerprint`` describes a whole schema in a fixed number of queries: on MySQL/MariaDB,
-nine ``information_schema`` queries (tables, columns, index parts, foreign key parts, checks,
-views, triggers, routines, parameters); on PostgreSQL, eight catalog queries; on SQLite,
+ten ``information_schema`` queries (tables, columns, index parts, foreign key parts, checks,
+views, triggers, routines, parameters, events); on PostgreSQL, eight catalog queries; on SQLite,
 ``sqlite_master`` joined with the table-valued pragmas. Never table-by-table reflection: a
 1,000-table schema costs what the bare catalog queries cost, plus the assembling
 (``benchmarks/fingerprint.py``).

@@ -80,6 +80,13 @@ _MY_ROUTINES: Final = (
 )
 
 
+_MY_EVENTS: Final = (
+    "SELECT event_name, event_definition, event_type, execute_at, interval_value,"
+    " interval_field, starts, ends, status, on_completion, event_comment, sql_mode"
+    " FROM information_schema.events WHERE event_schema = %(s)s"
+)
+
+
 _MY_PARAMETERS: Final = (
     "SELECT routine_type, specific_name, parameter_mode, parameter_name, dtd_identifier"
     " FROM information_schema.parameters WHERE specific_schema = %(s)s AND ordinal_position > 0"
@@ -183,6 +190,24 @@ def _read_mysql(connection: sa.Connection, schema: str | None) -> dict[str, dict
             "order": int(order),
             "statement": statement,
             "sql_mode": sql_mode,
+        }
+    for row in _rows(connection, _MY_EVENTS, p):
+        name, body, kind, at, every, unit, starts, ends, status, completion, comment, mode = (
+            None if v is None else str(_str(v)) for v in row
+        )
+        if name is None or name.startswith("lupo_thaw_"):  # the read_only freeze's own
+            continue
+        objects[f"event:{name}"] = {
+            "body": body,
+            "type": kind,
+            "at": at,
+            "every": [every, unit],
+            "starts": starts,
+            "ends": ends,
+            "status": status,
+            "on_completion": completion,
+            "comment": comment,
+            "sql_mode": mode,
         }
     parameters: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
     for row in _rows(connection, _MY_PARAMETERS, p):
