@@ -223,13 +223,18 @@ class PreImages:
         """What the run's *statements* (in run order) need kept of each table, followed
         through the run's renames: taken at each table's first touch (see ``_needs``)."""
         names: dict[str, str | None] = dict(self.names)
+        columns = {t: dict(m) for t, m in self.renamed_columns.items()}
         plan: dict[str, Need] = dict(self.plan)
         for statement in statements:
             for need in needs(statement, dialect=self._family):
                 original = self._original(need.table, names)
                 if original and need.schema in (None, self._schema):
-                    plan[original] = _merge(plan.get(original), attrs.evolve(need, table=original))
+                    back = columns.get(original, {})  # dropped columns by their first names
+                    dropped = tuple(back.get(c, c) for c in need.columns)
+                    need = attrs.evolve(need, table=original, columns=dropped)
+                    plan[original] = _merge(plan.get(original), need)
             self._follow_names(statement, names)
+            self._follow_columns(statement, names, columns)
         self.plan = plan
 
     def resume(self) -> None:
@@ -447,15 +452,24 @@ class PreImages:
             return names[name] != _GONE
         return f"table:{name}" in self.existed
 
-    def _follow_columns(self, statement: str) -> bool:
+    def _follow_columns(
+        self,
+        statement: str,
+        names: Mapping[str, str | None] | None = None,
+        renamed: dict[str, dict[str, str]] | None = None,
+    ) -> bool:
+        """Record the columns *statement* renames in *renamed* (default: ``renamed_columns``),
+        by their names before the run; whether there were any."""
+        names = self.names if names is None else names
+        renamed = self.renamed_columns if renamed is None else renamed
         changed = False
         for table, action, column, new in column_effects(statement, self._family):
             if action != "rename" or new is None:
                 continue
-            original = self._original(table.strip('`"[]'), self.names)
+            original = self._original(table.strip('`"[]'), names)
             if not original:
                 continue
-            mine = self.renamed_columns.setdefault(original, {})
+            mine = renamed.setdefault(original, {})
             mine[new] = mine.pop(column, column)
             changed = True
         return changed
@@ -558,9 +572,17 @@ class PreImages:
         return image
 
     def _aside(
-        self, conn: sa.Connection, name: str, image: TableImage, columns: Iterable[str]
+        self,
+        conn: sa.Connection,
+        name: str,
+        image: TableImage,
+        columns: Iterable[str],
+        renamed: Mapping[str, str] | None = None,
     ) -> TableImage:
-        """Set the values of *columns* aside by key (before a ``DROP COLUMN``)."""
+        """Set the values of *columns* (their names before the run; *renamed*: their names
+        now -> before, for a table changed since its pre-image) aside by key (before a
+        ``DROP COLUMN``), under their names before the run."""
+        now = {was: current for current, was in (renamed or {}).items()}
         if not image.key:
             if count_upto(conn, self._q(name), self.limit) > self.limit:
                 raise BackupLimitError(
@@ -576,7 +598,8 @@ class PreImages:
         for column in columns:
             if column in image.columns and column not in aside:
                 aside[column] = self._backup_name()
-                set_aside(conn, self._q(name), aside[column], image.key, column)
+                current = now.get(column, column)
+                set_aside(conn, self._q(name), aside[column], image.key, current, column)
         return attrs.evolve(image, aside=aside)
 
     def _escalate(self, statement: str, connection: sa.Connection | None) -> bool:
@@ -589,8 +612,10 @@ class PreImages:
             if image is None or original is None:
                 continue
             missing = need.what in (ROWS, DROP) and image.backup is None and image.moved is None
+            back = self.renamed_columns.get(original, {})
             missing |= need.what == COLUMNS and not (
-                image.backup is not None or set(need.columns) <= set(image.aside)
+                image.backup is not None
+                or {back.get(c, c) for c in need.columns} & set(image.columns) <= set(image.aside)
             )
             if not missing:
                 continue
@@ -600,7 +625,8 @@ class PreImages:
                     conn = stack.enter_context(self._connect())
                 table = self._q(need.table)
                 if need.what == COLUMNS:
-                    self.tables[original] = self._aside(conn, need.table, image, need.columns)
+                    back = self.renamed_columns.get(original, {})
+                    self.tables[original] = self._aside(conn, need.table, image, need.columns, back)
                 elif need.what == DROP and self._movable(original):
                     self.plan[original] = _merge(self.plan.get(original), need)
                 elif count_upto(conn, table, self.limit) > self.limit:
@@ -890,8 +916,8 @@ class PreImages:
             if image is None or need is None or need.what == SHAPE:
                 continue
             kept = image.backup is not None or image.moved is not None
-            if need.what == COLUMNS:
-                kept |= set(need.columns) <= set(image.aside)
+            if need.what == COLUMNS:  # a column the run added and dropped needs nothing
+                kept |= set(need.columns) & set(image.columns) <= set(image.aside)
             if not kept:
                 missing.append(name)
         if missing:

@@ -186,10 +186,12 @@ def set_aside(
     aside: str,
     key: Sequence[str],
     column: str,
+    name: str | None = None,
 ) -> None:
-    """Keep *column*'s values of *table* (quoted) by *key* in a new table *aside*, before a
-    ``DROP COLUMN`` takes them (any number of rows: one narrow copy)."""
-    cols = ", ".join(_q(c) for c in (*key, column))
+    """Keep *column*'s values of *table* (quoted) by *key* in a new table *aside* (under
+    *name*, by default the column's), before a ``DROP COLUMN`` takes them (any number of
+    rows: one narrow copy)."""
+    cols = ", ".join([_q(c) for c in key] + [f"{_q(column)} AS {_q(name or column)}"])
     conn.exec_driver_sql(f"CREATE TABLE {aside} AS SELECT {cols} FROM {table}")
 
 
