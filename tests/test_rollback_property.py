@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from databases import fresh_database
 from lupo_migrate import Fingerprint, TableData, diff
 from lupo_migrate.cli import main
 from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
@@ -41,8 +42,9 @@ BASE = [
 
 
 @st.composite
-def runs(draw: st.DrawFn, *, sqlite: bool = False) -> list[str]:
-    """A list of statements, each valid against the schema the earlier ones leave."""
+def runs(draw: st.DrawFn, *, sqlite: bool = False, postgresql: bool = False) -> list[str]:
+    """A list of statements, each valid against the schema the earlier ones leave (on
+    MariaDB, or SQLite, or PostgreSQL)."""
     tables: dict[str, list[str]] = {"p": ["a", "b"], "q": ["p_id", "c"]}
     indexes: dict[str, str] = {"ix_q_c": "q"}
     counter = iter(range(100, 10_000))
@@ -78,7 +80,7 @@ def runs(draw: st.DrawFn, *, sqlite: bool = False) -> list[str]:
             indexes[f"ix{n}"] = name
         elif kind == "drop_index":
             index = draw(st.sampled_from(sorted(indexes)))
-            on = "" if sqlite else f" ON {indexes[index]}"
+            on = "" if sqlite or postgresql else f" ON {indexes[index]}"
             statements.append(f"DROP INDEX {index}{on}")
             del indexes[index]
         elif kind == "rename_table":
@@ -102,9 +104,12 @@ def runs(draw: st.DrawFn, *, sqlite: bool = False) -> list[str]:
             tables[name][tables[name].index(column)] = f"m{n}"
         elif kind == "modify" and not sqlite and tables[name]:
             column = draw(st.sampled_from(tables[name]))
-            statements.append(
-                f"ALTER TABLE {name} MODIFY COLUMN {column} VARCHAR(40) NULL COMMENT 'm{n}'"
-            )
+            if postgresql:
+                statements.append(f"ALTER TABLE {name} ALTER COLUMN {column} TYPE VARCHAR(40)")
+            else:
+                statements.append(
+                    f"ALTER TABLE {name} MODIFY COLUMN {column} VARCHAR(40) NULL COMMENT 'm{n}'"
+                )
     return statements
 
 
@@ -112,6 +117,16 @@ def _state(engine: sa.Engine) -> tuple[Fingerprint, dict[str, TableData]]:
     with engine.connect() as conn:
         fingerprint = read_fingerprint(conn, exclude=lambda n: n.startswith("migration_"))
         return fingerprint, table_data(conn, fingerprint.tables)
+
+
+def same_schema(before: Fingerprint, after: Fingerprint, kind: str) -> list[str]:
+    """The differences between two fingerprints, but on PostgreSQL the column order (a
+    column put back comes last there; the rollback says so in a warning)."""
+    return [
+        str(d)
+        for d in diff(before, after)
+        if not (kind == "postgresql" and d.path == ("column order",))
+    ]
 
 
 def _reset(engine: sa.Engine, kind: str) -> None:
@@ -123,8 +138,9 @@ def _reset(engine: sa.Engine, kind: str) -> None:
                 conn.exec_driver_sql(f"DROP TABLE `{name}`")
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
         else:
+            cascade = " CASCADE" if kind == "postgresql" else ""
             for name in sa.inspect(conn).get_table_names():
-                conn.exec_driver_sql(f'DROP TABLE "{name}"')
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"{cascade}')
         for statement in BASE:
             conn.exec_driver_sql(statement)
 
@@ -155,7 +171,7 @@ def _check(url: str, kind: str, files: list[list[str]], tmp: Path, *more: str) -
         assert code == RUN_FAILED
         assert "no_such_function" in err.getvalue() or "error: V" in err.getvalue(), err.getvalue()
         after = _state(engine)
-        assert [str(d) for d in diff(before[0], after[0])] == []
+        assert same_schema(before[0], after[0], kind) == []
         assert after[1] == before[1]
     finally:
         engine.dispose()
@@ -203,3 +219,20 @@ def test_sqlite_run_of_many_files_rolls_back_exactly(
     tmp = tmp_path_factory.mktemp("run")
     url = f"sqlite:///{tmp / 'db.sqlite'}"
     _check(url, "sqlite", [[s] for s in statements] + [["SELECT no_such_function()"]], tmp)
+
+
+@pytest.mark.postgresql
+@pytest.mark.slow
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(statements=runs(postgresql=True))
+def test_postgresql_run_of_many_files_rolls_back_exactly(
+    statements: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("run")
+    with fresh_database("postgresql", tmp) as url:
+        files = [[s] for s in statements] + [["SELECT no_such_function()"]]
+        _check(url, "postgresql", files, tmp)

@@ -25,9 +25,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from databases import fresh_database
-from lupo_migrate import diff
 from lupo_migrate.cli import main
-from test_rollback_property import _reset, _state, runs
+from test_rollback_property import _reset, _state, runs, same_schema
 
 EXAMPLES = 100 if os.environ.get("CI") else 20
 Rows = dict[Any, dict[str, Any]]
@@ -96,7 +95,7 @@ def _changed(a: Rows, b: Rows, pairs: list[tuple[str, str]]) -> set[Any]:
 def _check(url: str, statements: list[str], data: st.DataObject, tmp: Path, policy: str) -> None:
     engine = sa.create_engine(url)
     try:
-        kind = "mariadb" if url.startswith("mysql") else "sqlite"
+        kind = "mariadb" if url.startswith("mysql") else url.partition(":")[0].split("+")[0]
         _reset(engine, kind)
         schema_before = _state(engine)[0]
         before = {t: _read(engine, t) for t in ("p", "q")}
@@ -169,7 +168,7 @@ def _check(url: str, statements: list[str], data: st.DataObject, tmp: Path, poli
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["rollback", run, str(migrations), "--db", url, "--conflicts", policy])
         assert code == 0, (out.getvalue(), err.getvalue())
-        assert [str(d) for d in diff(schema_before, _state(engine)[0])] == []
+        assert same_schema(schema_before, _state(engine)[0], kind) == []
         for table in ("p", "q"):
             final = _read(engine, table)
             assert final is not None
@@ -190,13 +189,22 @@ SETTINGS = settings(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["keep", "undo"])
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+    ],
+)
 @SETTINGS
 @given(data=st.data())
 def test_a_completed_run_rolled_back_keeps_what_was_written_since(
     kind: str, policy: str, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    statements = data.draw(runs(sqlite=kind == "sqlite"), label="run")
+    statements = data.draw(
+        runs(sqlite=kind == "sqlite", postgresql=kind == "postgresql"), label="run"
+    )
     assume(statements)
     tmp = tmp_path_factory.mktemp("since")
     with fresh_database(kind, tmp) as url:

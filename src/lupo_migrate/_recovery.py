@@ -338,6 +338,9 @@ def kept_pre_images(orch: Orchestrator, dead: Run, *, resume: bool = False) -> A
     orch._planned = False
     if pre is None or not pre.load():
         return None
+    forget = getattr(pre, "forget_names", None)
+    if forget is not None:
+        forget()  # followed again below, from what ran only
     for entry in orch.storage.journal(dead.id):
         # Only what ran: a statement of a step whose transaction died with the process
         # (SQLite, PostgreSQL) changed nothing, and makes nothing "touched".

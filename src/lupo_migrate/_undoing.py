@@ -144,6 +144,15 @@ def verify_rollback(orch: Orchestrator, run: Run) -> sm.Event:
     findings = [Finding(severity=Severity.INFO, message=summary, code="rollback-verified")]
     if report.checked == 0 and not pre.unknown and report.verified:
         findings = []  # nothing was touched (refused before it ran): nothing to say
+    for line in getattr(report, "reordered", ()):
+        findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                message=f"rollback put every column back, but PostgreSQL adds a column at the"
+                f" end of its table, so the order differs: {line}",
+                code="rollback-column-order",
+            )
+        )
     if pre.unknown:
         findings.append(
             Finding(

@@ -61,6 +61,7 @@ from lupo_migrate.errors import StorageError
 from lupo_migrate.ext.sqlalchemy import _rows
 from lupo_migrate.ext.sqlalchemy._restore import (
     RestoreReport,
+    checks_off,
     compare_images,
     put_back,
     uncopied,
@@ -78,6 +79,7 @@ from lupo_migrate.ext.sqlalchemy._snapshot import (
     images_from_json,
     images_to_json,
     next_backup_number,
+    routine_keys,
     set_aside,
     show_create,
     table_image,
@@ -156,6 +158,8 @@ class PreImages:
     _schema: str = ""
     #: SQLite: material changed since it was last saved (see after_step).
     _dirty: bool = False
+    #: The last statement seen by before(), and the names as they were before it.
+    _before_last: Any = None
 
     # ------------------------------------------------------------------ the engine
 
@@ -171,9 +175,16 @@ class PreImages:
 
     @property
     def restores(self) -> bool:
-        """Whether objects are put back from these pre-images (MySQL, SQLite), or only compared
-        with them (PostgreSQL)."""
-        return not self.is_postgresql
+        """Whether objects are put back from these pre-images (on every engine now; kept for
+        backends that only compare)."""
+        return True
+
+    @property
+    def _in_step(self) -> bool:
+        """Whether snapshots are taken, and the material saved, on the step's own connection
+        inside its transaction (SQLite, PostgreSQL: DDL is transactional, and a step that
+        fails takes its snapshots back with it); else on a connection of its own (MySQL)."""
+        return self.is_sqlite or self.is_postgresql
 
     def _connect(self) -> AbstractContextManager[sa.Connection]:
         """A connection of its own: autocommit on MySQL, reading without row locks and
@@ -205,6 +216,12 @@ class PreImages:
                 next_backup_number(backup_names(self.engine, conn, self.backup_schema), self.run_id)
             )
             schemas = self._schemas(conn)
+            missing = self.backup_schema is not None and self.backup_schema not in schemas
+            if missing and not self.is_sqlite:  # the default one, on first use
+                make = "SCHEMA" if self.is_postgresql else "DATABASE"
+                conn.exec_driver_sql(
+                    f"CREATE {make} IF NOT EXISTS {self._q(str(self.backup_schema))}"
+                )
         self.existed = frozenset(self.fingerprint.objects) | {f"schema:{s}" for s in schemas}
         self.save()
 
@@ -270,7 +287,7 @@ class PreImages:
             self._follow_names(statement, shadow)
         if took:
             self._dirty = False
-            self.save(connection if self.is_sqlite else None)
+            self.save(connection if self._in_step else None)
 
     def before(self, statement: str, connection: sa.Connection | None = None) -> str | None:
         """Record what *statement* touches, take the pre-images of what it is the first to
@@ -295,23 +312,39 @@ class PreImages:
         if self.restores:
             changed |= self._escalate(statement, connection)
         instead = self._soft_drop(statement) if self.restores else None
+        # What the names meant before it: put back if the server refuses it (rejected()).
+        self._before_last = (
+            statement,
+            dict(self.names),
+            {t: dict(m) for t, m in self.renamed_columns.items()},
+            dict(self.moved_out),
+        )
         changed |= self._follow_names(statement, self.names)
         changed |= self._follow_columns(statement)
         if changed or instead is not None:
             self._dirty = True
-            if not self.is_sqlite:
+            if not self._in_step:
                 self.save()
         return instead
 
     def after_step(self, connection: sa.Connection | None) -> None:
         """The step's statements ran: SQLite keeps the material with the step (in its
         transaction, after its last statement)."""
-        if self._dirty and self.is_sqlite and connection is not None:
+        if self._dirty and self._in_step and connection is not None:
             self.save(connection)
+            self._dirty = False
 
     def rejected(self, statement: str) -> None:
         """*statement* was refused by the server: it ran nothing, so what it would have done
-        (effects unknown) makes nothing unrecoverable."""
+        (effects unknown) makes nothing unrecoverable, and the names it would have changed
+        mean what they meant before it."""
+        last = self._before_last
+        if last is not None and last[0] == statement:
+            _, self.names, self.renamed_columns, self.moved_out = last
+            self._before_last = None
+            self._dirty = True
+            if not self._in_step and self.fingerprint is not None:
+                self.save()
         unknown = [t.name for t in touches(statement, dialect=self._family) if t.kind == "unknown"]
         for name in unknown:
             if name in self.unknown:
@@ -319,6 +352,12 @@ class PreImages:
             mine = self.unknown_by_step.get(self.step or "", [])
             if name in mine:
                 mine.remove(name)
+
+    def forget_names(self) -> None:
+        """Forget what the names mean, to follow them again from the statements that ran
+        (:meth:`note`): the saved material says what the statements announced would do, and
+        the last one may not have run."""
+        self.names, self.renamed_columns, self.moved_out = {}, {}, {}
 
     def note(self, statement: str) -> None:
         """Count what *statement* touches, without snapshots: for a run that died, whose
@@ -381,6 +420,7 @@ class PreImages:
                 elif touch.kind == "routine":  # the statement may name a procedure or function
                     self.touched.add(f"routine:procedure:{touch.name}")
                     self.touched.add(f"routine:function:{touch.name}")
+                    self.touched.update(routine_keys(touch.name, self.existed))
         return new
 
     def _local(self, statement: str) -> list[Touch]:
@@ -497,9 +537,7 @@ class PreImages:
             )
             return False
         if touch.kind == "routine":
-            return any(
-                f"routine:{kind}:{touch.name}" in self.existed for kind in ("procedure", "function")
-            )
+            return bool(routine_keys(touch.name, self.existed))
         return _key(touch) in self.existed
 
     def _take(self, todo: list[Touch], statement: str, connection: sa.Connection | None) -> None:
@@ -527,12 +565,7 @@ class PreImages:
         )
 
     def _take_now(self, todo: list[Touch], connection: sa.Connection | None) -> None:
-        if not self.restores and connection is not None:
-            for touch in todo:  # PostgreSQL: rows only, read in the step's transaction
-                if touch.kind == "table" and not self.skip(touch.name):
-                    data = table_data(connection, [touch.name])[touch.name]
-                    self.tables[touch.name] = TableImage("", (), data, None, ())
-        elif self.is_sqlite and connection is not None:
+        if self._in_step and connection is not None:
             for touch in todo:
                 self._snapshot(connection, touch)
         else:
@@ -620,7 +653,7 @@ class PreImages:
             if not missing:
                 continue
             with contextlib.ExitStack() as stack:
-                conn = connection if self.is_sqlite and connection is not None else None
+                conn = connection if self._in_step and connection is not None else None
                 if conn is None:
                     conn = stack.enter_context(self._connect())
                 table = self._q(need.table)
@@ -649,12 +682,14 @@ class PreImages:
         return took
 
     def _movable(self, name: str) -> bool:
-        """Whether a ``DROP TABLE`` of *name* may move it aside instead (MySQL/MariaDB, with a
-        backup schema of its own, and no foreign key of another table referring to it)."""
-        if self.is_sqlite or self.is_postgresql or self.backup_schema is None:
+        """Whether a ``DROP TABLE`` of *name* may move it aside instead (MySQL/MariaDB and
+        PostgreSQL, with a backup schema of its own, and no foreign key of another table
+        referring to it; on PostgreSQL no view either, which a plain drop would refuse)."""
+        if self.is_sqlite or self.backup_schema is None:
             return False
         assert self.fingerprint is not None
-        return not any(k.startswith("table:") for k in referring(self.fingerprint, [name]))
+        kinds = ("table:", "view:") if self.is_postgresql else ("table:",)
+        return not any(k.startswith(kinds) for k in referring(self.fingerprint, [name]))
 
     def _soft_drop(self, statement: str) -> str | None:
         """The ``RENAME TABLE`` moving aside the tables a plain ``DROP TABLE`` names, when
@@ -677,10 +712,45 @@ class PreImages:
         parts = []
         for name, original in moves:
             target = self._backup_name("sd")
-            self._drop_triggers(name)
             self.tables[original] = attrs.evolve(self.tables[original], moved=target)
-            parts.append(f"{self._q(name)} TO {target}")
+            # Its foreign keys go (a dropped table holds no row back; the rollback adds them
+            # again from its definition).
+            keys = self._foreign_keys(name)
+            if self.is_postgresql:  # renamed where it is, then moved (with its indexes,
+                # constraints, triggers and the sequences it owns)
+                bare = target.rpartition(".")[2]
+                parts += [f"ALTER TABLE {self._q(name)} DROP CONSTRAINT {self._q(k)}" for k in keys]
+                parts.append(
+                    f"ALTER TABLE {self._q(name)} RENAME TO {bare};"
+                    f" ALTER TABLE {bare} SET SCHEMA {self._q(str(self.backup_schema))}"
+                )
+            else:
+                self._drop_triggers(name)
+                if keys:
+                    with self._connect() as conn:
+                        dropping = ", ".join(f"DROP FOREIGN KEY {self._q(k)}" for k in keys)
+                        conn.exec_driver_sql(f"ALTER TABLE {self._q(name)} {dropping}")
+                parts.append(f"{self._q(name)} TO {target}")
+        if self.is_postgresql:
+            return "; ".join(parts)
         return "RENAME TABLE " + ", ".join(parts)
+
+    def _foreign_keys(self, name: str) -> list[str]:
+        """The names of table *name*'s own foreign keys, now."""
+        with self._connect() as conn:
+            if self.is_postgresql:
+                found = conn.exec_driver_sql(
+                    "SELECT conname FROM pg_constraint WHERE contype = 'f'"
+                    " AND conrelid = to_regclass(%s)",
+                    (self._q(name),),
+                ).scalars()
+            else:
+                found = conn.exec_driver_sql(
+                    "SELECT constraint_name FROM information_schema.referential_constraints"
+                    " WHERE constraint_schema = DATABASE() AND table_name = %s",
+                    (name,),
+                ).scalars()
+            return sorted(str(k) for k in found)
 
     def _drop_triggers(self, name: str) -> None:
         """Drop table *name*'s triggers (MySQL moves no table with triggers to another
@@ -946,7 +1016,9 @@ class PreImages:
         dropping or emptying what was not copied; compare again."""
         if self.fingerprint is None:
             return RestoreReport((), (), (), {}, 0)
-        with self._connect() as conn:
+        # PostgreSQL: the whole restore in one transaction (DDL included): all or nothing
+        opened = self.engine.begin() if self.is_postgresql else self._connect()
+        with opened as conn:
             self._names_back(conn)
             first = self.compare(conn, only)
             gone_schemas, kept_schemas = self._schemas_back(conn, only)
@@ -972,9 +1044,7 @@ class PreImages:
             return
         present = set(read_fingerprint(conn, exclude=self.skip).tables)
         made = [n for n, was in self.names.items() if was is None and n in present]
-        checks = "PRAGMA foreign_keys = 0" if self.is_sqlite else "SET FOREIGN_KEY_CHECKS = 0"
-        conn.exec_driver_sql(checks)
-        try:
+        with checks_off(conn):
             for name in made:
                 if f"table:{name}" in self.existed and self.names.get(name, _GONE) is None:
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(name)}")
@@ -996,14 +1066,13 @@ class PreImages:
                     and was not in present
                 ):
                     rename = (
-                        "ALTER TABLE {} RENAME TO {}" if self.is_sqlite else "RENAME TABLE {} TO {}"
+                        "RENAME TABLE {} TO {}"
+                        if self._family == "mysql"
+                        else "ALTER TABLE {} RENAME TO {}"
                     )
                     conn.exec_driver_sql(rename.format(self._q(name), self._q(was)))
                     present.discard(name)
                     present.add(was)
-        finally:
-            if not self.is_sqlite:
-                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
 
     def _schemas_back(
         self, conn: sa.Connection, only: Collection[str] | None
@@ -1040,9 +1109,18 @@ class PreImages:
         return dropped, left
 
     def _move(self, conn: sa.Connection, source: str, target: str) -> None:
-        """Move table *source* to *target* (either may be ``schema.name``; MySQL/MariaDB)."""
+        """Move table *source* to *target* (either may be ``schema.name``, the other then
+        being in the core schema)."""
         quoted = [".".join(self._q(p) for p in n.split(".", 1)) for n in (source, target)]
-        conn.exec_driver_sql(f"RENAME TABLE {quoted[0]} TO {quoted[1]}")
+        if not self.is_postgresql:
+            conn.exec_driver_sql(f"RENAME TABLE {quoted[0]} TO {quoted[1]}")
+            return
+        schema, _, name = target.rpartition(".")
+        here = schema or self._schema
+        conn.exec_driver_sql(f"ALTER TABLE {quoted[0]} SET SCHEMA {self._q(here)}")
+        moved = f"{self._q(here)}.{self._q(source.rpartition('.')[2])}"
+        if source.rpartition(".")[2] != name:
+            conn.exec_driver_sql(f"ALTER TABLE {moved} RENAME TO {self._q(name)}")
 
     def _exists_qualified(self, conn: sa.Connection, qualified: str) -> bool:
         schema, _, name = qualified.rpartition(".")

@@ -23,22 +23,30 @@ where it was.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
 
-from lupo_migrate._fingerprint import Difference, TableData, diff, restrict
+from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff, restrict
 from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy import _converge, _rows
-from lupo_migrate.ext.sqlalchemy._snapshot import TableImage, _q
+from lupo_migrate.ext.sqlalchemy import _converge, _postgres, _rows
+from lupo_migrate.ext.sqlalchemy._snapshot import TableImage, _q, routine_keys
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 
 if TYPE_CHECKING:
     from lupo_migrate.ext.sqlalchemy._preimage import PreImages
 
-__all__ = ["RestoreReport", "compare_images", "put_back", "refill", "uncopied"]
+__all__ = [
+    "RestoreReport",
+    "checks_off",
+    "compare_images",
+    "put_back",
+    "refill",
+    "uncopied",
+]
 
 
 @attrs.frozen
@@ -54,6 +62,8 @@ class RestoreReport:
         rows: rows put back, by table.
         left: what was left as it is, and why (it could not be put back without a loss).
         unreverted: a completed run's rollback: sealed rows not yet as before, by table.
+        reordered: PostgreSQL: tables whose columns are all back, but not in their old order
+            (a column put back comes last there), one line each.
     """
 
     restored: tuple[str, ...]
@@ -64,6 +74,7 @@ class RestoreReport:
     rows: Mapping[str, int] = attrs.field(factory=dict)
     left: tuple[str, ...] = ()
     unreverted: Mapping[str, int] = attrs.field(factory=dict)
+    reordered: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -78,8 +89,19 @@ def compare_images(
     rollback's kind says (see the module docstring)."""
     assert pre.fingerprint is not None
     now = read_fingerprint(conn, exclude=pre.skip)
-    keys = pre.touched if only is None else pre.touched & set(only)
+    keys = set(pre.touched if only is None else pre.touched & set(only))
+    for key in [k for k in keys if k.startswith("routine:?:")]:  # every overload of it
+        keys.update(routine_keys(key[10:], [*pre.fingerprint.objects, *now.objects]))
     differences = diff(restrict(pre.fingerprint, keys), restrict(now, keys))
+    moved: list[str] = []
+    if pre.is_postgresql:  # a column put back comes last there: said, not a failure
+        moved = [
+            f"{d.key.partition(':')[2]}: columns {', '.join(d.after)} (before the run:"
+            f" {', '.join(d.before)})"
+            for d in differences
+            if d.path == ("column order",)
+        ]
+        differences = tuple(d for d in differences if d.path != ("column order",))
     mine = [n for n in pre.tables if f"table:{n}" in keys and f"table:{n}" in now.objects]
     data: dict[str, tuple[TableData, TableData]] = {}
     unreverted: dict[str, int] = {}
@@ -97,7 +119,9 @@ def compare_images(
             was = pre.tables[name].data
             if was is not None and after[name] != was:
                 data[name] = (was, after[name])
-    return RestoreReport((), (), differences, data, len(keys), unreverted=unreverted)
+    return RestoreReport(
+        (), (), differences, data, len(keys), unreverted=unreverted, reordered=tuple(moved)
+    )
 
 
 def uncopied(pre: PreImages, report: RestoreReport) -> list[str]:
@@ -131,37 +155,73 @@ def put_back(
     dropped: list[str] = []
     rows: dict[str, int] = {}
     left: list[str] = []
-    sqlite = pre.is_sqlite
-    checks = "PRAGMA foreign_keys = " if sqlite else "SET FOREIGN_KEY_CHECKS = "
-    conn.exec_driver_sql(checks + "0")
-    try:
+    live = read_fingerprint(conn, exclude=pre.skip) if pre.is_postgresql else None
+    at_end: list[str] = []
+    with checks_off(conn):
         # What the run created goes first (triggers and views before tables); then tables
         # come back, then what is defined on them (routines, views, triggers, events).
         for key in sorted(wrong - pre.existed, key=_order):
-            _drop(conn, *key.split(":", 1))
+            kind, _, name = key.partition(":")
+            if kind == "table" and name in pre.names and pre.names[name] is not None:
+                # The run's record says this name left (or stands for a table that was
+                # there): never dropped on that word; left, and said so.
+                left.append(
+                    f"table {name} is there, but the run's record says the run dropped or"
+                    " renamed it: it was left as it is"
+                )
+                continue
+            _drop(conn, kind, name, live=live)
             dropped.append(key)
         for key in sorted(wrong & pre.existed, key=_order, reverse=True):
             kind, _, name = key.partition(":")
             if kind == "table":
-                done, why = _table(pre, conn, name, first, rows)
+                done, why = _table(pre, conn, name, first, rows, at_end)
                 if why is not None:
                     left.append(why)
                 if not done:
                     continue
             elif key in pre.definitions:
-                _drop(conn, kind, name)
+                _drop(conn, kind, name, live=live)
                 conn.exec_driver_sql(pre.definitions[key])
             else:
                 continue
             restored.append(key)
-    finally:
-        if not sqlite:  # SQLite's default is off; a pragma is per connection
-            conn.exec_driver_sql(checks + "1")
+        for statement in at_end:  # foreign keys checked once every table's rows are back
+            conn.exec_driver_sql(statement)
     return restored, dropped, rows, left
 
 
+@contextlib.contextmanager
+def checks_off(conn: sa.Connection) -> Iterator[None]:
+    """Foreign key checks off while objects and rows go back (PostgreSQL: the replica role,
+    for this transaction only, which needs a superuser; without it, checks stay on)."""
+    name = conn.dialect.name
+    if name == "sqlite":  # off by default; a pragma is per connection and ignored in a BEGIN
+        yield
+        return
+    if name == "postgresql":
+        savepoint = conn.begin_nested()
+        try:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            savepoint.commit()
+        except sa.exc.DBAPIError:
+            savepoint.rollback()
+        yield
+        return
+    conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+
+
 def _table(
-    pre: PreImages, conn: sa.Connection, name: str, first: RestoreReport, rows: dict[str, int]
+    pre: PreImages,
+    conn: sa.Connection,
+    name: str,
+    first: RestoreReport,
+    rows: dict[str, int],
+    at_end: list[str],
 ) -> tuple[bool, str | None]:
     """Put table *name* back (see the module docstring); (whether anything was done, why
     something was left as it is)."""
@@ -169,10 +229,10 @@ def _table(
     if image is None:
         return False, f"table {name}: no pre-image of it was kept, so it was left as it is"
     moved_back = False
-    if not _exists(conn, name, sqlite=pre.is_sqlite):
+    if not _exists(conn, name):
         if image.moved is not None:
             # As the soft drop found it: its definition may have changed earlier in the run.
-            _move_back(conn, image.moved, name, sqlite=pre.is_sqlite)
+            _move_back(pre, conn, image.moved, name)
             moved_back = True
         elif image.backup is None and (image.data is None or image.data.rows):
             return False, (
@@ -181,13 +241,16 @@ def _table(
                 " backup of your own, then `lupo-migrate resolve`"
             )
         else:
-            refill(conn, name, image)
+            assert pre.fingerprint is not None
+            at_end += refill(conn, name, image, pre.fingerprint.objects.get(f"table:{name}"))
             rows[name] = image.data.rows if image.data is not None else 0
             return True, None
     added: list[str] = []
+    after_fill: list[str] = []
     if moved_back or any(d.key == f"table:{name}" for d in first.differences):
-        added = _converge_table(pre, conn, name, image)
-    triggers = _triggers_off(conn, name, sqlite=pre.is_sqlite)
+        added, after_fill, last = _converge_table(pre, conn, name, image)
+        at_end += last
+    triggers = _triggers_off(conn, name)
     try:
         count = 0
         columns = pre.columns_now(conn, name)
@@ -201,32 +264,48 @@ def _table(
             count += _rows.revert_frozen(conn, rowset)
         if count:
             rows[name] = count
+        for statement in after_fill:  # NOT NULL, keys: once the column holds its values
+            conn.exec_driver_sql(statement)
     finally:
-        _recreate(conn, image.triggers if moved_back else triggers)
+        if moved_back and not pre.is_postgresql:  # PostgreSQL's moved with the table
+            _recreate(conn, image.triggers)
+        else:
+            _recreate(conn, triggers)
     return True, None
 
 
-def _converge_table(pre: PreImages, conn: sa.Connection, name: str, image: TableImage) -> list[str]:
-    """Bring table *name*'s definition back to *image*'s, rows kept; the columns added back."""
-    table = _q(name)
+def _converge_table(
+    pre: PreImages, conn: sa.Connection, name: str, image: TableImage
+) -> tuple[list[str], list[str], list[str]]:
+    """Bring table *name*'s definition back to *image*'s, rows kept; the columns added back,
+    what to run once they are filled (PostgreSQL: their NOT NULL, keys on them) and once
+    every table's rows are back (PostgreSQL: validating foreign keys)."""
+    table = pre._q(name)
     renamed = pre.renamed_columns.get(name, {})
+    if pre.is_postgresql:
+        assert pre.fingerprint is not None
+        before = pre.fingerprint.objects[f"table:{name}"]
+        live = read_fingerprint(conn, exclude=pre.skip).objects[f"table:{name}"]
+        stages, added, after, last = _postgres.alter_back(table, before, live, renamed)
+        for stage in stages:
+            for statement in stage:
+                conn.exec_driver_sql(statement)
+        return added, after, last
     if not pre.is_sqlite:
-        before = _converge.parse_mysql(image.ddl)
-        if before is not None:
-            added = _converge.mysql_alter(
+        before_ddl = _converge.parse_mysql(image.ddl)
+        if before_ddl is not None:
+            got = _converge.mysql_alter(
                 table,
-                before,
+                before_ddl,
                 lambda: _converge.parse_mysql(_show_create(conn, table)),
                 lambda sql: _run(conn, sql),
                 renamed,
             )
-            if added is not None and _converge.same_definition(
-                _show_create(conn, table), image.ddl
-            ):
-                return added
-    now = pre.columns_now(conn, name)
+            if got is not None and _converge.same_definition(_show_create(conn, table), image.ddl):
+                return got, [], []
+    columns = pre.columns_now(conn, name)
     wanted = _ddl_columns(pre, name, image)
-    back = {now_name: renamed.get(now_name, now_name) for now_name in now}
+    back = {now_name: renamed.get(now_name, now_name) for now_name in columns}
     pairs = [(n, b) for n, b in back.items() if b in wanted]
     added = [c for c in wanted if c not in set(back.values())]
     _converge.rebuild(
@@ -237,7 +316,7 @@ def _converge_table(pre: PreImages, conn: sa.Connection, name: str, image: Table
         pairs,
         create=image.triggers if pre.is_sqlite else (),
     )
-    return added
+    return added, [], []
 
 
 def _ddl_columns(pre: PreImages, name: str, image: TableImage) -> list[str]:
@@ -257,23 +336,30 @@ def _fill(pre: PreImages, conn: sa.Connection, name: str, image: TableImage, col
         source = image.backup
     if source is None or not image.key:
         return 0
-    t = _q(name)
-    c = _q(column)
-    key = " AND ".join(f"s.{_q(k)} = {t}.{_q(k)}" for k in image.key)
+    t = pre._q(name)
+    c = pre._q(column)
+    key = " AND ".join(f"s.{pre._q(k)} = {t}.{pre._q(k)}" for k in image.key)
     if pre.is_sqlite or pre.is_postgresql:
         sql = (
             f"UPDATE {t} SET {c} = (SELECT s.{c} FROM {source} AS s WHERE {key})"
             f" WHERE EXISTS (SELECT 1 FROM {source} AS s WHERE {key})"
         )
     else:
-        join = " AND ".join(f"s.{_q(k)} = {t}.{_q(k)}" for k in image.key)
+        join = " AND ".join(f"s.{pre._q(k)} = {t}.{pre._q(k)}" for k in image.key)
         sql = f"UPDATE {t} JOIN {source} AS s ON {join} SET {t}.{c} = s.{c}"
     return max(int(conn.exec_driver_sql(sql).rowcount), 0)
 
 
-def _triggers_off(conn: sa.Connection, name: str, *, sqlite: bool) -> list[str]:
-    """Drop *name*'s triggers (rows put back must not fire them); their ``CREATE`` texts."""
-    if sqlite:
+def _triggers_off(conn: sa.Connection, name: str) -> list[str]:
+    """Turn table *name*'s triggers off (rows put back must not fire them); the statements
+    that turn them on again. MySQL and SQLite drop them (their ``CREATE`` texts are what comes
+    back); PostgreSQL disables them."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        table = _q(name, conn)
+        conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        return [f"ALTER TABLE {table} ENABLE TRIGGER USER"]
+    if dialect == "sqlite":
         found = [
             (str(n), str(sql))
             for n, sql in conn.exec_driver_sql(
@@ -292,7 +378,7 @@ def _triggers_off(conn: sa.Connection, name: str, *, sqlite: bool) -> list[str]:
             for n in list(names)
         ]
     for trigger, _ in found:
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_q(trigger)}")
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_q(trigger, conn)}")
     return [sql for _, sql in found]
 
 
@@ -305,13 +391,16 @@ def _recreate(conn: sa.Connection, statements: Collection[str]) -> None:
         conn.exec_driver_sql(statement)
 
 
-def _exists(conn: sa.Connection, name: str, *, sqlite: bool) -> bool:
-    if sqlite:
+def _exists(conn: sa.Connection, name: str) -> bool:
+    """Whether table *name* is in the core schema (the connection's default) now."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
         sql, params = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     else:
+        here = "current_schema()" if dialect == "postgresql" else "DATABASE()"
         sql = (
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE()"
-            " AND table_name = %s"
+            "SELECT 1 FROM information_schema.tables"
+            f" WHERE table_schema = {here} AND table_name = %s"
         )
         params = (name,)
     return conn.exec_driver_sql(sql, params).first() is not None
@@ -321,23 +410,60 @@ def _show_create(conn: sa.Connection, table: str) -> str:
     return str(conn.exec_driver_sql(f"SHOW CREATE TABLE {table}").one()[1])
 
 
-def _move_back(conn: sa.Connection, moved: str, name: str, *, sqlite: bool) -> None:
-    if sqlite:  # pragma: no cover - SQLite copies instead of moving (one file per schema)
+def _move_back(pre: PreImages, conn: sa.Connection, moved: str, name: str) -> None:
+    """Bring a soft-dropped table back from *moved* (qualified, quoted) as *name*."""
+    if pre.is_sqlite:  # pragma: no cover - SQLite copies instead of moving (one file per schema)
         raise StorageError(f"table {name} cannot be moved back from {moved} on SQLite")
-    conn.exec_driver_sql(f"RENAME TABLE {moved} TO {_q(name)}")
+    if pre.is_postgresql:
+        bare = moved.rpartition(".")[2]
+        here = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        conn.exec_driver_sql(f"ALTER TABLE {moved} SET SCHEMA {pre._q(str(here))}")
+        conn.exec_driver_sql(f"ALTER TABLE {bare} RENAME TO {pre._q(name)}")
+        return
+    conn.exec_driver_sql(f"RENAME TABLE {moved} TO {pre._q(name)}")
 
 
-def refill(conn: sa.Connection, name: str, image: TableImage | None) -> None:
-    """Recreate table *name*, which is gone, from its pre-image *image*, rows and triggers
-    included (never called for a table that is there: its rows are not ours to drop)."""
+def refill(
+    conn: sa.Connection, name: str, image: TableImage | None, entry: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Recreate table *name*, which is gone, from its pre-image *image* (PostgreSQL: from its
+    fingerprint *entry*), rows and triggers included (never called for a table that is
+    there: its rows are not ours to drop); returns what to run once every table's rows are
+    back (PostgreSQL: validating its foreign keys)."""
     if image is None:
         raise StorageError(f"no pre-image of table {name}: it cannot be restored")
-    conn.exec_driver_sql(image.ddl)
+    table = _q(name, conn)
+    pg = conn.dialect.name == "postgresql"
+    if pg and entry is not None:
+        statements = _postgres.create_statements(table, entry)
+        creating = [x for x in statements if x.startswith(("CREATE SEQUENCE", "CREATE TABLE"))]
+        keys = [x for x in statements if x not in creating]
+    else:
+        creating, keys = [image.ddl], []
+    for statement in creating:
+        conn.exec_driver_sql(statement)
     if image.backup is not None:
-        cols = ", ".join(_q(c) for c in image.columns)
-        conn.exec_driver_sql(f"INSERT INTO {_q(name)} ({cols}) SELECT {cols} FROM {image.backup}")
-    for trigger in image.triggers:
-        conn.exec_driver_sql(trigger)
+        cols = ", ".join(_q(c, conn) for c in image.columns)
+        over = " OVERRIDING SYSTEM VALUE" if pg else ""
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({cols}){over} SELECT {cols} FROM {image.backup}"
+        )
+    if pg and entry is not None:
+        for sequence in _postgres.sequences(entry):  # drawing on after the rows put back
+            column = next(
+                c["name"] for c in entry["columns"] if sequence in str(c.get("default") or "")
+            )
+            conn.exec_driver_sql(
+                f"SELECT setval('{sequence}', COALESCE((SELECT MAX({_q(column, conn)})"
+                f" FROM {table}), 0) + 1, false)"
+            )
+    last: list[str] = []
+    if pg and entry is not None:  # once every table is back (they may refer to one)
+        adding, validating = _postgres.foreign_keys(table, entry.get("foreign_keys", ()))
+        last = adding + validating
+    for statement in (*keys, *image.triggers):
+        conn.exec_driver_sql(statement)
+    return last
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -347,9 +473,27 @@ def _order(key: str) -> tuple[int, str]:
     return (rank.get(key.partition(":")[0], 4), key)
 
 
-def _drop(conn: sa.Connection, kind: str, name: str) -> None:
+def _drop(conn: sa.Connection, kind: str, name: str, *, live: Fingerprint | None = None) -> None:
+    """Drop an object the run created (never with CASCADE: what depends on it is not ours).
+    PostgreSQL needs a trigger's table and a routine's argument types: from *live*."""
+    pg = conn.dialect.name == "postgresql"
     if kind == "routine":
         rtype, _, rname = name.partition(":")
-        conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {_q(rname)}")
+        if pg:
+            bare, paren, arguments = rname.partition("(")
+            signature = f"{_q(bare, conn)}({arguments}" if paren else _q(bare, conn)
+            conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {signature}")
+        else:
+            conn.exec_driver_sql(f"DROP {rtype.upper()} IF EXISTS {_q(rname)}")
+    elif kind == "trigger" and pg:
+        entry = (live.objects if live is not None else {}).get(f"trigger:{name}")
+        if entry is not None:
+            conn.exec_driver_sql(
+                f"DROP TRIGGER IF EXISTS {_q(name, conn)} ON {_q(entry['table'], conn)}"
+            )
+    elif kind == "view" and pg:
+        entry = (live.objects if live is not None else {}).get(f"view:{name}")
+        materialized = "MATERIALIZED " if entry is not None and entry.get("materialized") else ""
+        conn.exec_driver_sql(f"DROP {materialized}VIEW IF EXISTS {_q(name, conn)}")
     elif kind in ("table", "view", "trigger", "event"):
-        conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {_q(name)}")
+        conn.exec_driver_sql(f"DROP {kind.upper()} IF EXISTS {_q(name, conn)}")

@@ -68,6 +68,11 @@ class RowSet:
     sealed: str | None = None
 
 
+def _overriding(conn: sa.Connection) -> str:
+    """PostgreSQL: rows put back keep their values in identity columns too."""
+    return " OVERRIDING SYSTEM VALUE" if conn.dialect.name == "postgresql" else ""
+
+
 def _eq(conn: sa.Connection) -> str:
     name = conn.dialect.name
     return "IS NOT DISTINCT FROM" if name == "postgresql" else "IS" if name == "sqlite" else "<=>"
@@ -87,7 +92,12 @@ def _same_values(
     eq = _eq(conn)
     if not pairs:
         return "1 = 1"
-    return " AND ".join(f"{left}.{_q(conn, a)} {eq} {right}.{_q(conn, b)}" for a, b in pairs)
+    # PostgreSQL compares no integer with a varchar (a run may have changed a column's
+    # type): values are compared as text there.
+    cast = "::text" if conn.dialect.name == "postgresql" else ""
+    return " AND ".join(
+        f"{left}.{_q(conn, a)}{cast} {eq} {right}.{_q(conn, b)}{cast}" for a, b in pairs
+    )
 
 
 def seal(conn: sa.Connection, rows: RowSet, sealed: str, now_columns: Sequence[str]) -> None:
@@ -193,8 +203,7 @@ def keep_conflicting(conn: sa.Connection, rows: RowSet, sealed_columns: Sequence
     op = _q(conn, OP)
     s = rows.sealed
     key = " AND ".join(f"{s}.{_q(conn, k)} = n.{_q(conn, k)}" for k in rows.key)
-    eq = _eq(conn)
-    same = " AND ".join(f"{s}.{_q(conn, c)} {eq} n.{_q(conn, c)}" for c in sealed_columns)
+    same = _same_values(conn, [(c, c) for c in sealed_columns], s, "n")
     return max(
         int(
             conn.exec_driver_sql(
@@ -224,7 +233,7 @@ def revert_sealed(conn: sa.Connection, rows: RowSet) -> None:
     now = ", ".join(_q(conn, b) for _, b in rows.columns)
     was = ", ".join(f"c.{_q(conn, a)}" for a, _ in rows.columns)
     conn.exec_driver_sql(
-        f"INSERT INTO {rows.table} ({now}) SELECT {was} FROM {rows.copy} AS c"
+        f"INSERT INTO {rows.table} ({now}){_overriding(conn)} SELECT {was} FROM {rows.copy} AS c"
         f" WHERE EXISTS (SELECT 1 FROM {rows.sealed} AS s WHERE {back} AND s.{op} IN ('u', 'd'))"
     )
 
@@ -245,7 +254,7 @@ def revert_frozen(conn: sa.Connection, rows: RowSet) -> int:
     now = ", ".join(_q(conn, b) for _, b in rows.columns)
     was = ", ".join(f"c.{_q(conn, a)}" for a, _ in rows.columns)
     added = conn.exec_driver_sql(
-        f"INSERT INTO {t} ({now}) SELECT {was} FROM {rows.copy} AS c"
+        f"INSERT INTO {t} ({now}){_overriding(conn)} SELECT {was} FROM {rows.copy} AS c"
         f" WHERE NOT EXISTS (SELECT 1 FROM {t} AS n WHERE {back})"
     ).rowcount
     return max(deleted, 0) + max(added, 0)
@@ -256,7 +265,7 @@ def _reload(conn: sa.Connection, rows: RowSet) -> int:
     was = ", ".join(_q(conn, a) for a, _ in rows.columns)
     deleted = conn.exec_driver_sql(f"DELETE FROM {rows.table}").rowcount
     added = conn.exec_driver_sql(
-        f"INSERT INTO {rows.table} ({now}) SELECT {was} FROM {rows.copy}"
+        f"INSERT INTO {rows.table} ({now}){_overriding(conn)} SELECT {was} FROM {rows.copy}"
     ).rowcount
     return max(deleted, 0) + max(added, 0)
 

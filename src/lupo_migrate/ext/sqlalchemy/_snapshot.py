@@ -39,6 +39,7 @@ __all__ = [
     "images_from_json",
     "images_to_json",
     "next_backup_number",
+    "routine_keys",
     "show_create",
     "table_image",
 ]
@@ -112,7 +113,13 @@ def table_image(
         for key, value in fingerprint.objects.items()
         if key.startswith("trigger:") and value.get("table") == name
     ]
-    if sqlite:
+    pg = conn.dialect.name == "postgresql"
+    if pg:  # no CREATE text: the fingerprint entry is the definition (see _postgres)
+        ddl = ""
+        triggers = tuple(
+            str(fingerprint.objects[f"trigger:{t}"]["definition"]) for t in sorted(mine)
+        )
+    elif sqlite:
         ddl = _master_sql(conn, "table", name)
         # Indexes are recreated with the triggers, after the rows are back.
         triggers = tuple(
@@ -132,8 +139,8 @@ def table_image(
     columns = tuple(
         c["name"] for c in entry["columns"] if not c.get("generated") and not c.get("hidden")
     )
-    key = row_key(entry, "sqlite" if sqlite else "mysql")
-    rows = count_upto(conn, _q(name), limit)
+    key = row_key(entry, conn.dialect.name)
+    rows = count_upto(conn, _q(name, conn), limit)
     data = table_data(conn, [name])[name] if rows <= limit else None
     backup = None
     if copy:  # an empty table too: the rows the run inserts are told from the copy
@@ -144,7 +151,7 @@ def table_image(
                 " (-- lupo:down), or raise the limit (--backup-limit)"
             )
         backup = backup_name()
-        copy_rows(conn, _q(name), backup, columns, key, sqlite=sqlite)
+        copy_rows(conn, _q(name, conn), backup, columns, key, sqlite=sqlite)
     return TableImage(
         ddl=ddl, triggers=triggers, data=data, backup=backup, columns=columns, key=key
     )
@@ -171,10 +178,16 @@ def copy_rows(
 ) -> None:
     """Copy *table*'s *columns* (quoted: the table) into a new table *backup*, keyed as the
     table is (the rollback joins the two by *key*)."""
-    cols = ", ".join(_q(c) for c in columns)
+    cols = ", ".join(_q(c, conn) for c in columns)
     if sqlite:  # the rows are what matters; the definition is in the image (SQLite makes
         # an automatic index for the rollback's joins by key)
         conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {table}")
+    elif conn.dialect.name == "postgresql":  # no defaults copied: none draws on a sequence
+        conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {table}")
+        if key:
+            conn.exec_driver_sql(
+                f"CREATE INDEX ON {backup} ({', '.join(_q(k, conn) for k in key)})"
+            )
     else:
         conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {table}")
         conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {table}")
@@ -191,7 +204,9 @@ def set_aside(
     """Keep *column*'s values of *table* (quoted) by *key* in a new table *aside* (under
     *name*, by default the column's), before a ``DROP COLUMN`` takes them (any number of
     rows: one narrow copy)."""
-    cols = ", ".join([_q(c) for c in key] + [f"{_q(column)} AS {_q(name or column)}"])
+    cols = ", ".join(
+        [_q(c, conn) for c in key] + [f"{_q(column, conn)} AS {_q(name or column, conn)}"]
+    )
     conn.exec_driver_sql(f"CREATE TABLE {aside} AS SELECT {cols} FROM {table}")
 
 
@@ -203,6 +218,9 @@ def show_create(
     in *fingerprint*); nothing for another kind. *sqlite*: read from ``sqlite_master``."""
     name = touch.name
     if touch.kind == "event" and sqlite:  # pragma: no cover - SQLite has no events
+        return
+    if conn.dialect.name == "postgresql":
+        yield from _pg_definitions(touch, fingerprint)
         return
     if touch.kind in _SHOW and sqlite:
         yield _key(touch), _master_sql(conn, touch.kind, name)
@@ -216,6 +234,35 @@ def show_create(
             if key in fingerprint.objects:
                 row = conn.exec_driver_sql(f"SHOW CREATE {kind.upper()} {_q(name)}").one()
                 yield key, str(row[2])
+
+
+def _pg_definitions(touch: Touch, fingerprint: Fingerprint) -> Iterator[tuple[str, str]]:
+    """PostgreSQL: the statements making again the view, trigger or routine *touch* names,
+    from the catalog's own texts in *fingerprint*."""
+    keys = (
+        routine_keys(touch.name, fingerprint.objects) if touch.kind == "routine" else [_key(touch)]
+    )
+    for key in keys:
+        entry = fingerprint.objects.get(key)
+        if entry is None:
+            continue
+        if touch.kind == "view":
+            kind = "MATERIALIZED VIEW" if entry.get("materialized") else "VIEW"
+            yield key, f"CREATE {kind} {_q(touch.name, 'postgresql')} AS {entry['definition']}"
+        else:  # pg_get_triggerdef / pg_get_functiondef: whole CREATE statements
+            yield key, str(entry["definition"])
+
+
+def routine_keys(name: str, keys: Iterable[str]) -> list[str]:
+    """The keys among *keys* of the procedures and functions named *name*: ``routine:
+    function:f`` on MySQL, ``routine:function:f(integer)`` (each overload) on PostgreSQL."""
+    out = []
+    for key in keys:
+        for kind in ("procedure", "function"):
+            head = f"routine:{kind}:{name}"
+            if key == head or key.startswith(head + "("):
+                out.append(key)
+    return sorted(out)
 
 
 def next_backup_number(names: Iterable[str], run_id: str) -> int:
@@ -384,7 +431,13 @@ def _master_sql(conn: sa.Connection, kind: str, name: str) -> str:
     return str(sql)
 
 
-def _q(name: str) -> str:
+def _q(name: str, dialect: Any = "mysql") -> str:
+    """*name* quoted for *dialect* (a name, or a connection or engine whose dialect it is):
+    double quotes on PostgreSQL, backquotes elsewhere (SQLite takes them too)."""
+    if not isinstance(dialect, str):
+        dialect = dialect.dialect.name
+    if dialect == "postgresql":
+        return '"' + name.replace('"', '""') + '"'
     return "`" + name.replace("`", "``") + "`"
 
 

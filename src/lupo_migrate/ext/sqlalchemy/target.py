@@ -253,11 +253,12 @@ class SqlAlchemyTarget(StepSessions):
     def soft_drops(self) -> bool:
         """Whether a run's ``DROP TABLE`` sets the table aside in the backup schema instead of
         copying its rows first (MySQL/MariaDB with a backup schema of its own)."""
-        return self.engine.dialect.name == "mysql" and self.backup_schema is not None
+        return (
+            self.engine.dialect.name in ("mysql", "postgresql") and self.backup_schema is not None
+        )
 
     def pre_images(self, run_id: str) -> PreImages | None:
-        """The pre-image keeper of run *run_id*: restores and compares on MySQL/MariaDB and
-        SQLite; on PostgreSQL it compares only (steps are undone by their downs)."""
+        """The pre-image keeper of run *run_id* (see ``_preimage``)."""
         own = frozenset() if self.orchestration_apart else ORCHESTRATION_TABLES
         return PreImages(
             self.engine,

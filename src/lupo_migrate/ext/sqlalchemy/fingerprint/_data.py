@@ -64,8 +64,24 @@ def _mysql_data(connection: sa.Connection, name: str, schema: str | None) -> str
 
 
 def _pg_data(connection: sa.Connection, name: str, schema: str | None) -> str:
+    # Columns by name, not by position: a column a rollback put back (PostgreSQL adds it
+    # last) leaves the rows' checksum as it was.
+    where = "table_schema = current_schema()" if schema is None else "table_schema = %(s)s"
+    columns = sorted(
+        _str(c)
+        for c in connection.exec_driver_sql(
+            f"SELECT column_name FROM information_schema.columns WHERE {where}"
+            " AND table_name = %(t)s",
+            {"t": name, "s": schema},
+        ).scalars()
+    )
+    row = (
+        f"ROW({', '.join('t.' + _quote(connection, c) for c in columns)})::text"
+        if columns
+        else "''"
+    )
     return (
-        "SELECT COUNT(*), COALESCE(SUM(('x' || LEFT(MD5(t::text), 15))::bit(60)::bigint), 0)"
+        f"SELECT COUNT(*), COALESCE(SUM(('x' || LEFT(MD5({row}), 15))::bit(60)::bigint), 0)"
         f" FROM {_qualified(connection, name, schema)} AS t"
     )
 

@@ -32,7 +32,9 @@ _PG_COLUMNS: Final = (
 
 
 _PG_INDEXES: Final = (
-    "SELECT t.relname, i.relname, pg_get_indexdef(i.oid), x.indisunique, x.indisprimary"
+    "SELECT t.relname, i.relname, pg_get_indexdef(i.oid), x.indisunique, x.indisprimary,"
+    " EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid"
+    " AND k.contype = 'u')"
     " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
     " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
     " WHERE n.nspname = %(s)s"
@@ -98,13 +100,14 @@ def _read_postgresql(connection: sa.Connection, schema: str | None) -> dict[str,
             )
         else:
             view_columns[name].append([column, ctype])
-    for name, index, definition, unique, primary in _rows(connection, _PG_INDEXES, p):
+    for name, index, definition, unique, primary, constraint in _rows(connection, _PG_INDEXES, p):
         if name in tables:
             tables[name]["indexes"].append(
                 {
                     "name": index,
                     "unique": bool(unique),
                     "primary": bool(primary),
+                    "constraint": bool(constraint),  # backs a UNIQUE constraint
                     "definition": definition,
                 }
             )
