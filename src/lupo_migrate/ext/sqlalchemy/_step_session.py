@@ -84,7 +84,7 @@ class StepSessions:
         if pipeline is not None:
             # Sent with the step's first statement, after what the previous step held back
             # (which a rollback to the savepoint leaves alone).
-            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")
+            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint", urgent=True)
         else:
             self._raw(connection, "SAVEPOINT lupo_step")
         try:
@@ -227,7 +227,7 @@ class StepSessions:
         """
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None:
-            pipeline.send(statement)  # with the writes held back before it, in one packet
+            pipeline.run(statement)  # with the writes that must run before it, in one packet
             return
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
