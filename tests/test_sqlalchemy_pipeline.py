@@ -47,6 +47,27 @@ def test_held_writes_run_before_the_statement_in_order(connection: sa.Connection
     assert pipeline.resolve(handle) == 1
 
 
+def test_a_step_statement_takes_only_the_writes_up_to_the_last_urgent_one(
+    connection: sa.Connection,
+) -> None:
+    """run(): what must precede the statement goes with it; the rest waits, so nothing of
+    lupo_migrate's comes between two statements and ROW_COUNT() is the statement's own."""
+    pipeline = _pipeline.pipeline_of(connection)
+    assert pipeline is not None
+    pipeline.defer("INSERT INTO log (what) VALUES ('earlier')")
+    pipeline.defer("INSERT INTO log (what) VALUES ('urgent')", urgent=True)
+    pipeline.defer("INSERT INTO log (what) VALUES ('lazy')")
+    pipeline.run("INSERT INTO log (what) VALUES ('one'), ('two')")
+    assert len(pipeline) == 1  # 'lazy' still held
+    pipeline.run("INSERT INTO log (what) VALUES (CONCAT('rows: ', ROW_COUNT()))")
+    # Nothing ran between the two: the second reads the first one's row count.
+    assert _log(connection) == ["earlier", "urgent", "one", "two", "rows: 2"]
+    pipeline.defer("INSERT INTO log (what) VALUES ('intent')", urgent=True)
+    pipeline.run("INSERT INTO log (what) VALUES ('ddl')")
+    assert len(pipeline) == 0
+    assert _log(connection)[-3:] == ["lazy", "intent", "ddl"]
+
+
 def test_a_failing_held_write_stops_the_packet_and_is_a_storage_error(
     connection: sa.Connection,
 ) -> None:

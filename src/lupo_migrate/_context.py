@@ -18,7 +18,13 @@ import attrs
 
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import UNDO_BASE, Step, StepId
-from lupo_migrate._runtime import _family, _in_transaction, _read_under, _reason
+from lupo_migrate._runtime import (
+    _commits_nothing,
+    _family,
+    _in_transaction,
+    _read_under,
+    _reason,
+)
 from lupo_migrate.errors import BlockedError, ConnectionLostError, StatementError, StorageError
 from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, Storage
@@ -176,11 +182,14 @@ class StepContext:
         self._await_holders(statement, index)
         started = to_stamp(self.clock.now())
         # A statement that commits with its journal row gets one row, written after it ran;
-        # one that may commit on its own (MySQL DDL) is announced first (write-ahead).
+        # one that may commit on its own (MySQL DDL) is announced first (write-ahead). On a
+        # shared connection the rows written after wait for the step's next write-ahead
+        # intent, or its end: nothing of lupo_migrate's runs between two of its statements
+        # that cannot commit, so neither sees what the other left in the session.
         sent = statement
         if self.before is not None:
             sent = self.before(statement, self.connection) or statement
-        after = self.shared and (self.target.transactional_ddl or _in_transaction(statement))
+        after = self.shared and (self.target.transactional_ddl or _commits_nothing(statement))
         entry = None
         if not after:
             entry = self.storage.journal_intent(

@@ -81,6 +81,23 @@ def _in_transaction(statement: str) -> bool:
     return _DML.match(statement) is not None
 
 
+# Statements that only read, or set a value of their session, and never commit on their own:
+# on MySQL, SET commits only when it turns autocommit on, or sets a password or a role (and
+# MariaDB's SET STATEMENT ... FOR runs another statement). Comments are skipped as in _DML.
+_QUIET = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*(?![!+])[\s\S]*?\*/)*"
+    r"(?i:select|do|show|explain|describe|desc"
+    r"|set(?![\s\S]*\b(?:autocommit|password|role|statement|global|persist|persist_only)\b))\b",
+    re.IGNORECASE,
+)
+
+
+def _commits_nothing(statement: str) -> bool:
+    """Whether *statement* cannot commit on its own: plain DML, or a statement that only
+    reads or sets a session value (``SELECT``, ``DO``, ``SHOW``, ``SET @x = ...``)."""
+    return _DML.match(statement) is not None or _QUIET.match(statement) is not None
+
+
 def _reason(exc: BaseException) -> str:
     """The database's own message, without SQLAlchemy's statement echo and links."""
     orig = getattr(exc, "orig", None)

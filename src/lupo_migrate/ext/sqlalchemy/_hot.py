@@ -75,10 +75,12 @@ class HotPath:
         )
 
     def journal_intent(self, connection: sa.Connection, row: Mapping[str, Any]) -> int:
-        """Insert a journal row; its new id."""
+        """Insert a journal row; its id (the one *row* names, else the new one)."""
         params = {f"v_{n}": v for n, v in row.items()}
         cursor = self._run(connection, self.intent_sql(list(row)), params)
         try:
+            if "id" in row:
+                return int(row["id"])
             return int(cursor.fetchone()[0] if self._returning else cursor.lastrowid)
         finally:
             cursor.close()

@@ -2,12 +2,21 @@
 
 On MySQL/MariaDB a step's journal marks, its ledger row and the savepoint that opens it are
 not sent one by one: they wait in the step connection's :class:`Pipeline` and go, in order,
-in the same packet as the next statement (PyMySQL with ``CLIENT.MULTI_STATEMENTS``). The
+in the same packet as a later statement (PyMySQL with ``CLIENT.MULTI_STATEMENTS``). The
 server runs a packet's statements in order and stops at the first error, so a write held back
 still happens before the statement it precedes, and the statement does not run if the write
 fails. A step then costs two round trips on MariaDB (its DDL, its DML; its journal row, ledger
-row and the run's next state travel with the next step's DDL), three on MySQL, instead of
-nine.
+row and the run's next state travel with the next step's first statement), three on MySQL,
+instead of nine.
+
+Which statement a write travels with: an *urgent* write (the savepoint and the session reset
+that open a step, the write-ahead intent of a statement that may commit on its own) goes with
+the next statement, and takes every write held before it along; the others (the rows of
+statements that ran, done marks, the ledger row, the run's state) wait for the next urgent
+write or for :meth:`Pipeline.send`. So between two statements of a step that cannot commit on
+their own nothing of lupo_migrate's runs, and what the session remembers of the first
+(``ROW_COUNT()``, the warnings) is what the second sees, as in the ``mysql`` client; the held
+writes commit with the DDL or the commit that follows, as before.
 
 What must be known before anything else runs is checked by the server before it runs: the
 run's state is written by a compare-and-set followed by :data:`CAS_GUARD` on MariaDB (an
@@ -112,7 +121,8 @@ class Pipeline:
         # One cursor for the pipeline's life: a step sends a few packets and renders several
         # writes, and a cursor per call was a measurable share of a long run's time.
         self._cursor = dbapi_connection.cursor()
-        self._held: list[tuple[str, int | None, str | None]] = []  # (sql, handle, tag)
+        # (sql, handle, tag, urgent)
+        self._held: list[tuple[str, int | None, str | None, bool]] = []
         self._ids: dict[int, int] = {}
         self._handles = 0
 
@@ -135,8 +145,10 @@ class Pipeline:
         *,
         want_id: bool = False,
         tag: str | None = None,
+        urgent: bool = False,
     ) -> int | None:
-        """Hold a write back until the next :meth:`send`.
+        """Hold a write back until the next :meth:`send`, or, if *urgent*, the next
+        :meth:`run` (which takes it, and every write held before it, along).
 
         Returns:
             With *want_id*, a handle (negative) that :meth:`resolve` turns into the row's
@@ -147,7 +159,7 @@ class Pipeline:
         if want_id:
             self._handles -= 1
             handle = self._handles
-        self._held.append((text, handle, tag))
+        self._held.append((text, handle, tag, urgent))
         return handle
 
     def discard(self, since: str | None = None) -> set[str]:
@@ -156,9 +168,9 @@ class Pipeline:
         step's writes, waiting to travel with this step's first statement)."""
         cut = 0
         if since is not None:
-            cut = next((i for i, (_, _, tag) in enumerate(self._held) if tag == since), 0)
+            cut = next((i for i, (_, _, tag, _) in enumerate(self._held) if tag == since), 0)
         held, self._held = self._held[cut:], self._held[:cut]
-        return {tag for _, _, tag in held if tag is not None}
+        return {tag for _, _, tag, _ in held if tag is not None}
 
     def resolve(self, handle: int) -> int:
         """The id of the row inserted by the write behind *handle* (sending it if held)."""
@@ -169,15 +181,32 @@ class Pipeline:
         except KeyError:
             raise StorageError(f"journal entry handle {handle} is unknown") from None
 
-    def send(self, statement: str | None = None) -> int:
-        """Send the held writes and then *statement* in one packet; the last one's row count.
+    def run(self, statement: str) -> int:
+        """Send a step's *statement*, with the held writes that must run before it: up to
+        the last urgent one (none: *statement* goes alone). The others stay held, to run
+        after it. Its row count.
 
         Raises:
             StorageError: a held write failed (nothing after it ran).
             Exception: the driver's error for *statement* itself.
         """
-        held, self._held = self._held, []
-        texts = [text for text, _, _ in held]
+        last = max((i for i, held in enumerate(self._held) if held[3]), default=-1)
+        return self._send(last + 1, statement)
+
+    def send(self, statement: str | None = None) -> int:
+        """Send all the held writes and then *statement* in one packet; the last one's row
+        count.
+
+        Raises:
+            StorageError: a held write failed (nothing after it ran).
+            Exception: the driver's error for *statement* itself.
+        """
+        return self._send(len(self._held), statement)
+
+    def _send(self, count: int, statement: str | None) -> int:
+        """Send the first *count* held writes and then *statement* in one packet."""
+        held, self._held = self._held[:count], self._held[count:]
+        texts = [text for text, _, _, _ in held]
         if statement is not None:
             texts.append(statement)
         if not texts:

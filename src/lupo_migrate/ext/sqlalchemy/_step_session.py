@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from lupo_migrate.errors import StillRunningError
 from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
+from lupo_migrate.handlers._sessionstate import changes_session
 
 __all__ = ["StepSessions", "session_id"]
 
@@ -41,6 +42,7 @@ class StepSessions:
     engine: Engine
     statement_lock: str | None
     _chain: tuple[Connection, Any] | None
+    _stale: bool
 
     if TYPE_CHECKING:
 
@@ -52,7 +54,8 @@ class StepSessions:
 
     @contextmanager
     def step_session(self) -> Iterator[Connection]:
-        """A connection in a transaction for one step (short lock wait set per connection).
+        """A connection in a transaction for one step (short lock wait set per connection),
+        whose session is as the engine's client would start a file's: see *Fresh sessions*.
 
         PostgreSQL and SQLite: a fresh transaction per step, committed when the block ends.
 
@@ -68,10 +71,35 @@ class StepSessions:
 
         With PyMySQL the savepoint, the journal marks and the ledger row are held back in the
         connection's pipeline and travel with the step's statements (see ``_pipeline``).
+
+        *Fresh sessions.* ``mariadb db < file.sql``, ``psql -f file.sql`` and
+        ``sqlite3 db < file.sql`` each start a file in a new session, and what a file
+        leaves there (a setting, a user variable, a temporary table...) never reaches the
+        next. So here:
+
+        - what a session remembers of every statement is reset at each step's start: MySQL's
+          ``LAST_INSERT_ID()`` and ``ROW_COUNT()`` (0, as in a new session) by the two
+          statements sent with the step's first one (see ``_STEP_START``); PostgreSQL's
+          ``lastval()`` and ``currval()`` by ``DISCARD SEQUENCES`` (undefined again);
+        - a step whose statements may change their session in any other way (see
+          ``handlers._sessionstate``) ends it: on MySQL the shared connection is committed
+          and closed after the step, on PostgreSQL the step's connection is closed instead
+          of going back to the pool; the next step opens a new one;
+        - SQLite gives every step a new connection (``last_insert_rowid()``, ``changes()``
+          and ``total_changes()`` cannot be reset otherwise), except an in-memory database,
+          which lives only as long as its one connection.
         """
         if self.transactional_ddl:
-            with self.engine.connect() as connection, connection.begin():
-                yield connection
+            with self.engine.connect() as connection:
+                try:
+                    with connection.begin():
+                        if self.engine.dialect.name == "postgresql":
+                            self._raw(connection, "DISCARD SEQUENCES")
+                        yield connection
+                finally:
+                    if self._stale or self._sqlite_file():
+                        connection.invalidate()  # its session is never handed out again
+                    self._stale = False
             return
         if self._chain is None:
             connection = self.engine.connect()
@@ -84,19 +112,30 @@ class StepSessions:
         if pipeline is not None:
             # Sent with the step's first statement, after what the previous step held back
             # (which a rollback to the savepoint leaves alone).
-            pipeline.defer("SAVEPOINT lupo_step", tag="savepoint")
+            for sql in _STEP_START:
+                pipeline.defer(sql, tag="savepoint", urgent=True)
         else:
-            self._raw(connection, "SAVEPOINT lupo_step")
+            for sql in _STEP_START:
+                self._raw(connection, sql)
         try:
             yield connection
         except BaseException:
             self._undo_step(connection)
             raise
+        if self._stale:
+            self.flush()  # its session ends with it: the next step starts a new one
+
+    def _sqlite_file(self) -> bool:
+        """Whether the target is a SQLite database in a file (a connection of its own per
+        step costs little there; an in-memory database would be lost with its connection)."""
+        database = self.engine.url.database
+        return self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
 
     def discard(self) -> None:
         """Forget the shared step connection after it dropped: nothing of it is committed
         (the server rolled back what was pending), and it is never used again."""
         chain, self._chain = self._chain, None
+        self._stale = False  # the session is gone with the connection
         if chain is not None:
             with contextlib.suppress(Exception):
                 _pipeline.detach(chain[0])
@@ -140,11 +179,15 @@ class StepSessions:
 
     def _close_chain(self) -> None:
         chain, self._chain = self._chain, None
+        stale, self._stale = self._stale, False
         if chain is not None:
             _pipeline.detach(chain[0])
             if self._statements_locked():
                 with contextlib.suppress(Exception):  # a broken session let go of it anyway
                     self._raw(chain[0], f"DO RELEASE_LOCK({_literal(self.statement_lock)})")
+            if stale:  # what a step left in its session goes with it
+                with contextlib.suppress(Exception):
+                    chain[0].invalidate()
             chain[0].close()
 
     def adopt_statement_lock(self, base: str) -> None:
@@ -225,9 +268,12 @@ class StepSessions:
         Through the driver's own cursor with no parameters: ``exec_driver_sql`` would still
         %-format the text on PyMySQL and psycopg2, breaking ``DATE_FORMAT(x, '%Y')``.
         """
+        family = _FAMILY.get(self.dialect)
+        if family is not None and not self._stale and changes_session(statement, family):
+            self._stale = True
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None:
-            pipeline.send(statement)  # with the writes held back before it, in one packet
+            pipeline.run(statement)  # with the writes that must run before it, in one packet
             return
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -248,6 +294,14 @@ class StepSessions:
         else:
             with self.engine.connect() as own:
                 yield own
+
+
+#: Sent before a MySQL step's first statement: ``LAST_INSERT_ID()`` back to the 0 of a new
+#: session, then the step's savepoint (after which ``ROW_COUNT()`` reads 0, as in a new
+#: session). ``FOUND_ROWS()`` has no value of its own in a new session (the server's
+#: reused thread keeps the last one it had), so it is left alone.
+_STEP_START: Final = ("DO LAST_INSERT_ID(0)", "SAVEPOINT lupo_step")
+_FAMILY: Final = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
 
 
 def _literal(text: str | None) -> str:

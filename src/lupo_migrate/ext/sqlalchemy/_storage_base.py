@@ -21,6 +21,7 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._model import RunId
 from lupo_migrate.errors import StorageError
 from lupo_migrate.ext.sqlalchemy._hot import HotPath
+from lupo_migrate.ext.sqlalchemy._ids import IdBlocks
 from lupo_migrate.ext.sqlalchemy._pipeline import pipeline_of
 from lupo_migrate.ext.sqlalchemy._tables import OrchestrationTables, describe, reason
 from lupo_migrate.typing import Clock
@@ -38,6 +39,9 @@ class StorageBase:
     # and the exception classes that become StorageError (SQLAlchemy's and the driver's).
     _local: threading.local
     _hot: HotPath
+    # The ids journal rows are written with (see ``_ids``: a generated key would change the
+    # step's LAST_INSERT_ID() or lastval()).
+    _journal_ids: IdBlocks
     _errors: tuple[type[Exception], ...]
 
     def _now(self) -> int:

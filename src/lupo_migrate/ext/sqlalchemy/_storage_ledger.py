@@ -150,21 +150,26 @@ class LedgerMixin(StorageBase):
             done_at=done_at,
         )
         row = codec.journal_to_row(entry)
-        with self._tx(f"journal_intent({run_id!r}, {step_id!r}, {index})", hot=True) as conn:
+        what = f"journal_intent({run_id!r}, {step_id!r}, {index})"
+        try:
+            named = self._journal_ids.take()  # see _ids: never a generated key
+        except StorageError as exc:
+            raise StorageError(f"{what}: {exc}") from exc
+        if named is not None:
+            row = {"id": named, **row}
+        with self._tx(what, hot=True) as conn:
             if self._fast(conn):
                 pipeline = pipeline_of(conn)
-                if pipeline is not None:
-                    # Held back: it travels with the statement it announces. The id is a
-                    # handle until then, which journal_done() accepts; a row written finished
-                    # is never marked done, so it gets no handle (id 0).
+                if pipeline is not None and named is not None:
+                    # Held back: an intent travels with the statement it announces (urgent),
+                    # a row written finished with the step's next intent or its end.
                     params = {f"v_{n}": v for n, v in row.items()}
-                    handle = pipeline.defer(
-                        self._hot.intent_sql(list(row)), params, want_id=done_at is None
-                    )
-                    return attrs.evolve(entry, id=int(handle or 0))
+                    pipeline.defer(self._hot.intent_sql(list(row)), params, urgent=done_at is None)
+                    return attrs.evolve(entry, id=named)
                 return attrs.evolve(entry, id=self._hot.journal_intent(conn, row))
             insert = self.tables.progress.insert().values(row)
-            return attrs.evolve(entry, id=codec.new_id(conn.execute(insert)))
+            result = conn.execute(insert)
+            return attrs.evolve(entry, id=named if named is not None else codec.new_id(result))
 
     def journal_done(self, entry_id: int, at: int) -> None:
         """Mark a journal entry finished; ``StorageError`` if there is no such entry."""
@@ -172,10 +177,10 @@ class LedgerMixin(StorageBase):
         with self._tx(f"journal_done({entry_id})", hot=True) as conn:
             pipeline = pipeline_of(conn) if self._fast(conn) else None
             if pipeline is not None:
-                if entry_id < 0:
-                    entry_id = pipeline.resolve(entry_id)
+                # Held back until the step's next intent or its end (an UPDATE changes
+                # ROW_COUNT()). The id came from journal_intent on this connection: it exists.
                 pipeline.defer(self._hot.done_sql(), {"entry_id": entry_id, "at": at})
-                return  # the id came from journal_intent on this connection: it exists
+                return
             if self._fast(conn):
                 matched = self._hot.journal_done(conn, entry_id, at)
             else:

@@ -37,6 +37,7 @@ from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, Sto
 from lupo_migrate.ext.sqlalchemy import _codec as codec
 from lupo_migrate.ext.sqlalchemy._creating import ensure_schema
 from lupo_migrate.ext.sqlalchemy._hot import HotPath
+from lupo_migrate.ext.sqlalchemy._ids import IdBlocks
 from lupo_migrate.ext.sqlalchemy._pipeline import CAS_GUARD, pipeline_of
 from lupo_migrate.ext.sqlalchemy._storage_base import StorageBase
 from lupo_migrate.ext.sqlalchemy._storage_ledger import LedgerMixin
@@ -85,6 +86,7 @@ class SqlAlchemyStorage(LedgerMixin, OrchestratorMixin, StorageBase):
         self._steps_seen: dict[RunId, tuple[StepId, ...]] = {}
         self.tables: OrchestrationTables = make_tables(metadata, schema=schema)
         self._hot = HotPath(engine, self.tables)
+        self._journal_ids = IdBlocks(engine, self.tables.progress)
         dbapi = getattr(engine.dialect, "loaded_dbapi", None)
         error = getattr(dbapi, "Error", None)
         self._errors: tuple[type[Exception], ...] = (sa.exc.DBAPIError,)

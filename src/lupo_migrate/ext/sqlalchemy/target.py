@@ -165,6 +165,9 @@ class SqlAlchemyTarget(StepSessions):
     statement_lock: str | None = None
     # MySQL: the connection and transaction consecutive steps share (see step_session).
     _chain: tuple[Connection, Any] | None = attrs.field(default=None, init=False, repr=False)
+    # Whether a statement of the current step may have changed its session (a setting, a
+    # user variable...): the session ends with the step (see step_session).
+    _stale: bool = attrs.field(default=False, init=False, repr=False)
     # Whether the server tells which session holds which table (see holders()).
     _exact: bool | None = attrs.field(default=None, init=False, repr=False)
 
