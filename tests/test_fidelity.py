@@ -440,12 +440,6 @@ PRE_IMAGE_CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite's pre-images are copied on the step's connection (before the first"
-    " statement that touches a table), which changes last_insert_rowid() and changes(); they"
-    " must be taken elsewhere for these to pass (drop this mark then)",
-)
 @pytest.mark.parametrize("name", sorted(PRE_IMAGE_CASES))
 def test_sqlite_session_functions_on_tables_that_existed_before_the_run(
     name: str, same_as_client: Check

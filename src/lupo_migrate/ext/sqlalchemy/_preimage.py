@@ -97,6 +97,8 @@ __all__ = [
     "drop_backups",
 ]
 
+#: The name target.attach_backups gives a SQLite target's backups file (kept in step).
+BACKUPS_ALIAS: Final = "lupo_backups"
 #: The material's format: 2 adds what existed, names, needs and sealed rows.
 _FORMAT: Final = 2
 #: A name the run dropped or renamed away (see PreImages.names).
@@ -160,6 +162,8 @@ class PreImages:
     _dirty: bool = False
     #: The last statement seen by before(), and the names as they were before it.
     _before_last: Any = None
+    #: SQLite: the engine of lupo_migrate's own connections (see _unpooled).
+    _private: sa.Engine | None = None
 
     # ------------------------------------------------------------------ the engine
 
@@ -189,8 +193,26 @@ class PreImages:
     def _connect(self) -> AbstractContextManager[sa.Connection]:
         """A connection of its own: autocommit on MySQL, reading without row locks and
         waiting at most ``lock_wait`` seconds for a lock; on SQLite (whose engine issues its
-        own BEGIN) a transaction committed when the block ends."""
+        own BEGIN) a transaction committed when the block ends, on a connection that never
+        goes back to the target's pool (a step given it would read our writes in
+        ``last_insert_rowid()``, ``changes()`` and ``total_changes()``)."""
+        ours = self.backup_schema in (None, BACKUPS_ALIAS)  # attached the usual way
+        if self.is_sqlite and ours and self.engine.url.database not in (None, "", ":memory:"):
+            return _own_connection(self._unpooled(), lock_wait=self.lock_wait)
         return _own_connection(self.engine, lock_wait=self.lock_wait)
+
+    def _unpooled(self) -> sa.Engine:
+        """SQLite: an engine on the target's file whose connections are closed after use,
+        the backups file attached to each."""
+        if self._private is None:
+            from sqlalchemy.pool import NullPool
+
+            from lupo_migrate.ext.sqlalchemy.target import attach_backups  # (a cycle)
+
+            self._private = sa.create_engine(self.engine.url, poolclass=NullPool)
+            if self.backup_schema is not None:
+                attach_backups(self._private)
+        return self._private
 
     @property
     def _family(self) -> str:
@@ -276,6 +298,12 @@ class PreImages:
         touch for the first time (so that nothing of ours runs between two of them)."""
         if self.fingerprint is None or not self.restores:
             return
+        if self.is_sqlite and self.engine.url.database not in (None, "", ":memory:"):
+            # On a connection of its own, before the step's transaction writes anything:
+            # a copy on the step's connection would change last_insert_rowid() and changes()
+            # for the file's first statement. (A step that fails leaves these copies behind:
+            # they are of tables it did not change, and compare as they are.)
+            connection = None
         took = False
         shadow = dict(self.names)
         for statement in statements:
