@@ -353,26 +353,47 @@ def test_bad_settings_are_refused_when_the_orchestrator_is_made(parts: dict[str,
         orchestrator(parts, forbid=["nope"])
 
 
-def test_a_step_without_a_guaranteed_rollback_is_reported_before_the_run(
+def test_a_drop_needs_no_down_where_pre_images_cover_it(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Where pre-images cover it (MariaDB, SQLite) a DROP needs no down; on PostgreSQL it does."""
+    """Pre-images cover a DROP TABLE on every engine (a soft drop or a copy): no down."""
     migrations = tmp_path / "m"
     migrations.mkdir()
     (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
     (migrations / "V2__drop.sql").write_text("DROP TABLE t;\n")
     code, _, err = _cli(capsys, "apply", str(migrations), "--db", database_url)
     assert code == 0, err
-    reported = [line for line in err.splitlines() if "rollback cannot be guaranteed" in line]
-    if database_url.startswith("postgresql"):
-        assert reported == [
-            "warning: V2__drop.sql: V2__drop: its rollback cannot be guaranteed (statement 1"
-            " (line 1): DROP changes existing objects or data; its inverse needs a pre-image or"
-            " a backup (kept on MySQL/MariaDB and SQLite only))"
-            " (give it a down section (-- lupo:down) or a .down.sql twin)"
-        ]
-    else:
-        assert reported == []
+    assert "rollback cannot be guaranteed" not in err
+
+
+def test_a_step_without_a_guaranteed_rollback_is_refused_unless_said_irreversible(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A statement whose effects cannot be told, with no down section: the run is refused
+    before anything runs; its header's ``irreversible: why`` or --allow-irreversible lets it
+    run, and a warning records it."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    (migrations / "V2__vacuum.sql").write_text("REINDEX t;\n")
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == 11, (out, err)
+    assert "V2__vacuum: its rollback cannot be guaranteed (statements whose effects" in err
+    assert "--allow-irreversible V2__vacuum" in err
+    assert "0 of 2 step(s) applied" in out
+    code, out, err = _cli(
+        capsys, "apply", str(migrations), "--db", url, "--allow-irreversible", "V2__vacuum"
+    )
+    assert code == 0, (out, err)
+    assert "V2__vacuum runs without a guaranteed way back" in err
+    assert "the operator allowed it (--allow-irreversible)" in err
+    (migrations / "V3__again.sql").write_text(
+        "-- irreversible: rebuilds an index, nothing to undo\nREINDEX t;\n"
+    )
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert "its header says irreversible (rebuilds an index, nothing to undo)" in err
 
 
 def test_a_step_that_leaves_a_foreign_key_broken_is_rolled_back(
@@ -471,8 +492,7 @@ def test_alerts_are_recorded_in_migration_alerts(
 def test_a_wrong_down_section_is_caught_by_the_comparison_on_every_database(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The down section undoes too much. MariaDB and SQLite put the rows back from the backup;
-    PostgreSQL, which compares only, names the table and blocks the target."""
+    """The down section undoes too much: every engine puts the rows back from the copy."""
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
@@ -488,14 +508,9 @@ def test_a_wrong_down_section_is_caught_by_the_comparison_on_every_database(
         rows = conn.exec_driver_sql("SELECT id, v FROM t ORDER BY id").all()
     engine.dispose()
     assert code == 11
-    if database_url.startswith("postgresql"):
-        assert "failed, 0 of 2" in out
-        assert "rollback did not restore the pre-image: table t: rows 2 -> 2" in err
-        assert [tuple(r) for r in rows] == [(1, 9), (2, 19)]
-    else:
-        assert "rolled_back, 0 of 2" in out
-        assert "restored 1, dropped 0" in err
-        assert [tuple(r) for r in rows] == [(1, 10), (2, 20)]
+    assert "rolled_back, 0 of 2" in out
+    assert "restored 1, dropped 0" in err
+    assert [tuple(r) for r in rows] == [(1, 10), (2, 20)]
 
 
 class TestColumnEffects:

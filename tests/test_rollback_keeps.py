@@ -361,3 +361,35 @@ def test_a_table_locked_by_the_application_fails_the_run_as_blocked_naming_it(
     assert "waited 5 s for a lock another session holds (session " in err
     assert "Traceback" not in err
     assert _sql(mariadb_url, "SHOW TABLES") == [("orders",)]
+
+
+ALL_ENGINES = [
+    *ENGINES,
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+]
+
+
+@pytest.mark.parametrize("kind", ALL_ENGINES)
+def test_an_embedded_targets_backups_never_land_among_the_applications_tables(
+    kind: str, tmp_path: Path
+) -> None:
+    """Case 10: ``SqlAlchemyTarget(engine)`` with no backup schema keeps its copies beside
+    the orchestration tables, not in the application's schema."""
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
+
+    with fresh_database(kind, tmp_path) as url:
+        _sql(url, *ORDERS)
+        engine = sa.create_engine(url)
+        target = SqlAlchemyTarget(engine)
+        assert target.backup_schema is not None
+        pre = target.pre_images("0123456789abcdef")
+        assert pre is not None
+        pre.start()
+        pre.plan_run(["UPDATE orders SET qty = 0"])
+        pre.before("UPDATE orders SET qty = 0")
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+        assert tables == ["orders"], tables
+        assert pre.tables["orders"].backup is not None
+        pre.drop_backups()
+        engine.dispose()

@@ -29,6 +29,7 @@ from lupo_migrate.cli import main
 from test_rollback_property import _reset, _state, runs, same_schema
 
 EXAMPLES = 100 if os.environ.get("CI") else 20
+REFUSED = 13
 Rows = dict[Any, dict[str, Any]]
 
 
@@ -167,6 +168,11 @@ def _check(url: str, statements: list[str], data: st.DataObject, tmp: Path, poli
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["rollback", run, str(migrations), "--db", url, "--conflicts", policy])
+        if code == REFUSED and "cannot be put back without changing them" in err.getvalue():
+            # rows written since would not fit a column's old definition (NULL where it was
+            # NOT NULL): refused, and nothing was touched
+            assert {t: _read(engine, t) for t in ("p", "q")} == now
+            return
         assert code == 0, (out.getvalue(), err.getvalue())
         assert same_schema(schema_before, _state(engine)[0], kind) == []
         for table in ("p", "q"):

@@ -86,7 +86,7 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
         if limit is not None and _undoing.restores(orch):
             validators.append(backup_limit(limit))
         validators += [
-            rollback_available(),
+            rollback_available(orch.allow_irreversible),
             schema_drift(fail=orch.drift == "error"),
             risky_statements(
                 forbid=orch.forbid, ignore=orch.lint_ignore, dialect=_family(orch.target)

@@ -119,6 +119,9 @@ class Orchestrator(QueueCommands):
             :class:`lupo_migrate.observe.Metrics`, say); one that raises is left out.
         alert_sinks: where alerts go besides ``migration_alerts`` (see
             :mod:`lupo_migrate.alerts`); escalation alerts a run slower than its history.
+        allow_irreversible: steps that may run without a guaranteed way back (the operator
+            says so; recorded as a warning). Otherwise such a step refuses the run, unless
+            its header says ``irreversible``.
     """
 
     storage: Storage
@@ -147,6 +150,7 @@ class Orchestrator(QueueCommands):
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()
     alert_sinks: Sequence[AlertSink] = ()
+    allow_irreversible: Sequence[StepId] = ()
     # The run being watched for observers and escalation (see _observing).
     _watch: Watch | None = attrs.field(default=None, init=False, repr=False)
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run

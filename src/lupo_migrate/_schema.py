@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 __all__ = ["KNOWN_KEYS", "Header", "error_finding", "header_schema", "validate_header"]
 
 #: Header keys lupo_migrate understands; every other key is kept in ``Step.meta`` as is.
-KNOWN_KEYS: Final = ("id", "type", "depends_on", "version", "module", "description", "down")
+KNOWN_KEYS: Final = (
+    "id",
+    "type",
+    "depends_on",
+    "version",
+    "module",
+    "description",
+    "down",
+    "irreversible",
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -88,6 +88,8 @@ class RollbackPreview:
         more: further conflicts not listed.
         lost: what the rollback would destroy that the run did not write, one line each.
         changed: definitions that changed since the run (the rollback is refused).
+        unfit: rows written since that a definition put back could not hold (NULL in a
+            column that was NOT NULL, a value of another type): the rollback is refused.
         verified: whether the pre-images are kept (False: undone by the steps' downs only).
     """
 
@@ -99,6 +101,7 @@ class RollbackPreview:
     more: int = 0
     lost: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    unfit: tuple[str, ...] = ()
     verified: bool = True
 
     @property
@@ -115,6 +118,12 @@ def refusal(preview: RollbackPreview, policy: str | None) -> str | None:
             f"run {preview.run_id}: what it changed was changed again since (so its undo"
             f" statements no longer apply): {'; '.join(preview.changed[:10])}. Undo those"
             " changes first, or write a new migration instead of rolling back"
+        )
+    if preview.unfit:
+        return (
+            f"run {preview.run_id} cannot be rolled back without changing what was written"
+            f" since: {'; '.join(preview.unfit[:10])}. Nothing was touched. Change those rows"
+            " (or write a new migration instead of rolling back)"
         )
     if policy is None and (preview.conflicts or preview.more or preview.lost):
         parts = []

@@ -283,34 +283,65 @@ def backup_limit(limit: int) -> Validator:
 
 @attrs.frozen(repr=False)
 class _RollbackAvailable:
+    allowed: frozenset[str] = frozenset()
+
     def __call__(self, context: ValidationContext) -> Iterable[Finding]:
         by_id = {s.id: s for s in context.plan.steps}
         for step, why in context.facts.get(NO_ROLLBACK) or ():
             own = by_id.get(step)
-            # A module without down(ctx) is refused (DESIGN: "down, else refused at plan
-            # time"); a doctrine step without one is reported and may run.
+            said = own.meta.get("irreversible") if own is not None else None
+            if isinstance(said, str) and said.strip().lower() in ("", "false", "no", "0"):
+                said = None
+            if said is True or said == "true":
+                said = True
+            if said or step in self.allowed:
+                who = (
+                    f"its header says irreversible ({said})"
+                    if isinstance(said, str)
+                    else "its header says irreversible"
+                    if said
+                    else "the operator allowed it (--allow-irreversible)"
+                )
+                yield Finding(
+                    severity=Severity.WARNING,
+                    message=f"{step} runs without a guaranteed way back ({why}): {who}",
+                    path=own.path if own is not None else None,
+                    code="irreversible",
+                    step_id=step,
+                )
+                continue
             module = own is not None and own.file_type == "module"
             yield Finding(
-                severity=Severity.ERROR if module else Severity.WARNING,
-                message=f"{step}: its rollback cannot be guaranteed ({why})",
+                severity=Severity.ERROR,
+                message=f"{step}: its rollback cannot be guaranteed ({why}); the run is"
+                " refused before anything runs",
                 path=own.path if own is not None else None,
-                hint="define down(ctx) in the module"
-                if module
-                else "give it a down section (-- lupo:down) or a .down.sql twin",
+                hint=(
+                    "define down(ctx) in the module"
+                    if module
+                    else "give it a down section (-- lupo:down) or a .down.sql twin"
+                )
+                + ", or say it is irreversible: `irreversible: <why>` in its header, or"
+                f" --allow-irreversible {step}",
                 code="no-rollback",
-                kind=FailureKind.CRITICAL_VALIDATION if module else None,
+                kind=FailureKind.CRITICAL_VALIDATION,
                 step_id=step,
             )
 
     def __repr__(self) -> str:
-        return "rollback_available()"
+        return (
+            f"rollback_available({sorted(self.allowed)!r})"
+            if self.allowed
+            else "rollback_available()"
+        )
 
 
-def rollback_available() -> Validator:
-    """PRE: every step whose rollback cannot be guaranteed (no down, no derivable inverse, and
-    no pre-images that cover it) is reported before the run starts, never found after; a
-    ``module`` step without ``down(ctx)`` refuses the run."""
-    return _RollbackAvailable()
+def rollback_available(allowed: Iterable[str] = ()) -> Validator:
+    """PRE: a step whose rollback cannot be guaranteed (no down, no derivable inverse, and no
+    pre-images that cover it) refuses the run before it starts, unless its header says it is
+    irreversible or its id is among *allowed* (the operator's ``--allow-irreversible``):
+    then it runs, and a warning records it."""
+    return _RollbackAvailable(frozenset(allowed))
 
 
 @attrs.frozen(repr=False)

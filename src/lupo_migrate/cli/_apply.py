@@ -55,6 +55,14 @@ from lupo_migrate.cli._common import (
     " it works (0: any free port, printed on stderr).",
 )
 @click.option(
+    "--allow-irreversible",
+    "irreversible",
+    multiple=True,
+    metavar="ID",
+    help="Let step ID run although its rollback cannot be guaranteed (no down section, and"
+    " statements whose effects cannot be told); recorded. Repeatable.",
+)
+@click.option(
     "--forbid",
     multiple=True,
     metavar="RULE",
@@ -69,6 +77,7 @@ def apply_command(
     backup_limit: int | None,
     allow_drift: bool,
     forbid: tuple[str, ...],
+    irreversible: tuple[str, ...],
     progress: str,
     metrics_port: int | None,
     **opts: Any,
@@ -112,6 +121,7 @@ def apply_command(
         contextlib.ExitStack() as stack,
     ):
         opened.orchestrator.observers = _observers(progress, metrics_port, stack)
+        opened.orchestrator.allow_irreversible = irreversible
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")

@@ -122,7 +122,9 @@ def _print_preview(preview: Any) -> None:
         click.echo(f"would lose: {line}")
     for line in preview.changed:
         click.echo(f"changed since the run (the rollback is refused): {line}")
-    if not (preview.conflicting or preview.lost or preview.changed):
+    for line in preview.unfit:
+        click.echo(f"would not fit (the rollback is refused): {line}")
+    if not (preview.conflicting or preview.lost or preview.changed or preview.unfit):
         click.echo("no conflicts: the rollback would lose nothing written since the run")
 
 

@@ -898,7 +898,7 @@ class PreImages:
         for name, was in self.names.items():
             if was == original:
                 return name
-        if self.names.get(original) == _GONE:
+        if original in self.names:  # the name means something else now (gone, the run's)
             return None
         return original
 
@@ -934,6 +934,7 @@ class PreImages:
                             f" ({rows} when the run completed): the rollback drops it, and"
                             " the rows written since with it"
                         )
+            unfit = self._unfit(conn, keys)
             whole = self.created.get("whole", {}) if self.created else {}
             for name, image in sorted(self.tables.items()):
                 if f"table:{name}" not in keys or image.sealed is None:
@@ -979,7 +980,104 @@ class PreImages:
             more=more,
             lost=tuple(lost),
             changed=tuple(changed),
+            unfit=tuple(unfit),
         )
+
+    def _unfit(self, conn: sa.Connection, keys: Collection[str]) -> list[str]:
+        """Rows that stay (not the run's) but would not fit a column's definition before the
+        run once it is put back: NULL where the column was NOT NULL, or a value of another
+        type that does not convert back; one line each (the rollback is then refused)."""
+        assert self.fingerprint is not None
+        lines: list[str] = []
+        for name, image in sorted(self.tables.items()):
+            before = self.fingerprint.objects.get(f"table:{name}")
+            current = self._current(name)
+            if f"table:{name}" not in keys or before is None or current is None:
+                continue
+            if not _exists_table(conn, current, self):
+                continue
+            renamed = self.renamed_columns.get(name, {})
+            now = {renamed.get(c, c): c for c in self.columns_now(conn, current)}
+            stays = self._staying(image, current)
+            for column in before.get("columns", ()):
+                was = column["name"]
+                if was not in now or column.get("generated"):
+                    continue
+                col = f"{self._q(current)}.{self._q(now[was])}"
+                if not column.get("nullable", True):
+                    found = conn.exec_driver_sql(
+                        f"SELECT COUNT(*) FROM {self._q(current)} WHERE {col} IS NULL{stays}"
+                    ).scalar_one()
+                    if found:
+                        lines.append(
+                            f"{found} row(s) of {name} written since the run hold NULL in"
+                            f" {was}, which was NOT NULL before it: the column's definition"
+                            " cannot be put back without changing them"
+                        )
+                bad = self._unconvertible(conn, current, now[was], column, stays)
+                if bad:
+                    lines.append(
+                        f"{bad} row(s) of {name} written since the run hold values in {was}"
+                        f" that do not convert back to {column['type']}: the column's"
+                        " definition cannot be put back without changing them"
+                    )
+        return lines
+
+    def _staying(self, image: TableImage, current: str) -> str:
+        """A condition (`` AND ...``) keeping the rows of table *current* a rollback leaves
+        as they are: all but the sealed rows the run changed (they go back to their
+        copies)."""
+        if image.sealed is None or not image.key:
+            return ""
+        op = self._q("lupo_op")
+        key = " AND ".join(f"s.{self._q(k)} = {self._q(current)}.{self._q(k)}" for k in image.key)
+        return f" AND NOT EXISTS (SELECT 1 FROM {image.sealed} AS s WHERE {key} AND s.{op} <> 'k')"
+
+    def _unconvertible(
+        self, conn: sa.Connection, table: str, column: str, before: Mapping[str, Any], stays: str
+    ) -> int:
+        """How many staying values of *column* would not convert back to the type *before*
+        gives it (MySQL in strict mode, PostgreSQL: the conversion fails; 0 when the type is
+        the same, or on SQLite, whose columns take any value)."""
+        if self.is_sqlite:
+            return 0
+        q = self._q
+        now_type = conn.exec_driver_sql(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema ="
+            f" {'current_schema()' if self.is_postgresql else 'DATABASE()'}"
+            " AND table_name = %s AND column_name = %s",
+            (table, column),
+        ).scalar()
+        kind = str(before.get("type") or "")
+        if now_type is None or kind.split("(")[0].lower().startswith(str(now_type).lower()):
+            return 0
+        probe = q("lupo_probe")
+        try:
+            with conn.begin_nested() if conn.in_transaction() else contextlib.nullcontext():
+                if self.is_postgresql:
+                    conn.exec_driver_sql(
+                        f"SELECT COUNT(({q(column)})::text::{kind}) FROM {q(table)}"
+                        f" WHERE {q(column)} IS NOT NULL{stays}"
+                    ).scalar()
+                else:  # a session table of its own, filled in strict mode
+                    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+                    conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+                    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {probe} (v {kind})")
+                    conn.exec_driver_sql("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
+                    try:
+                        conn.exec_driver_sql(
+                            f"INSERT INTO {probe} SELECT {q(table)}.{q(column)} FROM {q(table)}"
+                            f" WHERE {q(table)}.{q(column)} IS NOT NULL{stays}"
+                        )
+                    finally:
+                        conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+                        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+        except sa.exc.DBAPIError:
+            where = f"{q(table)}.{q(column)} IS NOT NULL{stays}"
+            return int(
+                conn.exec_driver_sql(f"SELECT COUNT(*) FROM {q(table)} WHERE {where}").scalar_one()
+            )
+        return 0
 
     def keep_conflicts(self, only: Collection[str] | None = None) -> int:
         """The application's version of every conflicting row stays as it is now: mark them
@@ -1269,6 +1367,19 @@ def _lock_wait(error: BaseException) -> bool:
     orig = getattr(error, "orig", None)
     code = (getattr(orig, "args", None) or [None])[0]
     return bool(code == 1205)
+
+
+def _exists_table(conn: sa.Connection, name: str, pre: PreImages) -> bool:
+    """Whether table *name* is in the core schema now."""
+    if pre.is_sqlite:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        here = "current_schema()" if pre.is_postgresql else "DATABASE()"
+        sql = (
+            "SELECT 1 FROM information_schema.tables"
+            f" WHERE table_schema = {here} AND table_name = %s"
+        )
+    return conn.exec_driver_sql(sql, (name,)).first() is not None
 
 
 def _merge(have: Need | None, need: Need) -> Need:

@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate._fingerprint import Fingerprint, TableData
+from lupo_migrate._placement import ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
 from lupo_migrate._quick import LOOPBACK, sibling_store
 from lupo_migrate.errors import ConfigurationError
 from lupo_migrate.ext.sqlalchemy import _blockers, _catalog, _pipeline
@@ -33,7 +34,13 @@ from lupo_migrate.ext.sqlalchemy._step_session import StepSessions, session_id
 from lupo_migrate.ext.sqlalchemy._tables import make_tables
 from lupo_migrate.ext.sqlalchemy.fingerprint import read_fingerprint, table_data
 
-__all__ = ["ORCHESTRATION_TABLES", "SqlAlchemyTarget", "connect_error", "make_engine"]
+__all__ = [
+    "ORCHESTRATION_TABLES",
+    "SqlAlchemyTarget",
+    "connect_error",
+    "default_backup_schema",
+    "make_engine",
+]
 
 #: Tables lupo_migrate keeps for itself; never counted against the core table budget.
 ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().all)
@@ -129,6 +136,24 @@ def attach_backups(engine: sa.Engine) -> str | None:
     return BACKUPS_ALIAS
 
 
+def default_backup_schema(engine: sa.Engine, names: Mapping[str, str]) -> str | None:
+    """Where a target's backup tables go when it is not told: the orchestration schema
+    (``names['orchestration']`` unless that is the core one, else the default name:
+    ``<db>_lupo_orchestration`` on MySQL/MariaDB, ``lupo_orchestration`` on PostgreSQL); on
+    SQLite the backups file :func:`attach_backups` attaches. Created on first use. None only
+    for an in-memory SQLite database (nothing outlives it anyway)."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return attach_backups(engine)
+    core = names.get("core") or (engine.url.database if dialect != "postgresql" else "public")
+    chosen = names.get("orchestration")
+    if chosen and chosen != core:
+        return chosen
+    if dialect == "postgresql":
+        return POSTGRESQL_ORCHESTRATION
+    return f"{engine.url.database}{ORCHESTRATION_SUFFIX}"
+
+
 @attrs.define
 class SqlAlchemyTarget(StepSessions):
     """Runs a run's statements on a SQLAlchemy engine (the ``Target`` of the orchestrator).
@@ -142,9 +167,9 @@ class SqlAlchemyTarget(StepSessions):
             the table budget; None for the connection's default.
         orchestration_apart: lupo_migrate's own tables live elsewhere, so every core table
             counts; otherwise its eight tables are left out of the count.
-        backup_schema: where backup tables go (None: the core schema): a MySQL/MariaDB
-            database, a PostgreSQL schema, the name of a database attached to SQLite's
-            connections.
+        backup_schema: where backup tables go: a MySQL/MariaDB database, a PostgreSQL schema,
+            the name of a database attached to SQLite's connections; None: beside the
+            orchestration tables (see :func:`default_backup_schema`), never the core schema.
         backup_limit: the most rows a table may hold to be backed up before a run changes it.
         statement_lock: MySQL/MariaDB: a named lock the step connection holds while it runs
             a run's statements. A statement goes on running on the server after its client
@@ -232,6 +257,10 @@ class SqlAlchemyTarget(StepSessions):
         return bool(self.engine.dialect.is_disconnect(error, None, None))
 
     def __attrs_post_init__(self) -> None:
+        if self.backup_schema is None:
+            # Backup tables never go among the application's tables, whatever the embedding
+            # code passes: beside the orchestration tables by default.
+            self.backup_schema = default_backup_schema(self.engine, self.names)
         # The short lock wait is set once per database connection, not once per step.
         name = self.engine.dialect.name
         if name == "mysql":
