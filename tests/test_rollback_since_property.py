@@ -194,7 +194,6 @@ SETTINGS = settings(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["keep", "undo"])
 @pytest.mark.parametrize(
     "kind",
     [
@@ -206,8 +205,9 @@ SETTINGS = settings(
 @SETTINGS
 @given(data=st.data())
 def test_a_completed_run_rolled_back_keeps_what_was_written_since(
-    kind: str, policy: str, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+    kind: str, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    policy = data.draw(st.sampled_from(["keep", "undo"]), label="policy")
     statements = data.draw(
         runs(sqlite=kind == "sqlite", postgresql=kind == "postgresql"), label="run"
     )

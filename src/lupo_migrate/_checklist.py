@@ -185,12 +185,27 @@ def checklist(facts: RunFacts) -> tuple[Item, ...]:
         DONE,
         "write-ahead journal; a failure rolls the run back (class A)",
     )
-    add(
-        "during",
-        "Rollback capability verified",
-        FAILED if no_rollback else (DONE if migrated or ended else PENDING),
-        "every applied step can be undone" if not no_rollback else "a step cannot be undone",
+    material = next(
+        (
+            f
+            for f in facts.findings
+            if f.code in ("rollback-capability", "rollback-material-missing")
+        ),
+        None,
     )
+    if no_rollback or (material is not None and material.code != "rollback-capability"):
+        state, evidence = (
+            FAILED,
+            material.message
+            if material is not None and not no_rollback
+            else "a step cannot be undone",
+        )
+    elif material is not None:
+        state, evidence = DONE, material.message
+    else:
+        state = DONE if migrated or ended else PENDING
+        evidence = "every applied step can be undone"
+    add("during", "Rollback capability verified", state, evidence)
 
     # Post
     add(

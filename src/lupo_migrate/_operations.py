@@ -432,6 +432,19 @@ def keep_rollback_material(orch: Orchestrator, run: Run) -> None:
     if pre is not None and hasattr(pre, "seal"):
         pre.seal()  # the rows the run changed, as it left them (writes are still frozen)
     kept = pre.save() if pre is not None else None
+    confirm = getattr(pre, "confirm", None)
+    if confirm is not None:  # the doctrine's "rollback capability confirmation", checked
+        whole, what = confirm()
+        orch.storage.record_findings(
+            run.id,
+            [
+                Finding(
+                    severity=Severity.INFO if whole else Severity.ERROR,
+                    message=what,
+                    code="rollback-capability" if whole else "rollback-material-missing",
+                )
+            ],
+        )
     now = orch.clock.now()
     deadline = max([to_stamp(now + orch.keep_rollback)] + [r.deadline or 0 for r in recorded])
     where = (

@@ -233,6 +233,12 @@ def _report_crash(orchestrator: Any) -> None:
             )
 
 
+#: Findings recorded for the record (``show RUN``, the checklist, the dashboard), not said
+#: after every run.
+_QUIET: Final = frozenset({"rollback-capability"})
+
+
 def _print_findings(findings: Sequence[Finding], *, err: bool) -> None:
     for finding in findings:
-        click.echo(f"{finding.severity.value}: {finding}", err=err)
+        if finding.code not in _QUIET:
+            click.echo(f"{finding.severity.value}: {finding}", err=err)

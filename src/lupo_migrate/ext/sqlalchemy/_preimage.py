@@ -893,6 +893,32 @@ class PreImages:
         self.sealed = True
         self.save()
 
+    def confirm(self) -> tuple[bool, str]:
+        """Whether everything a rollback of the completed run needs is there (its material,
+        and every copy, set-aside column, moved table and sealed row table it names), and
+        a line that says what."""
+        with self._connect() as conn:
+            there = set(backup_names(self.engine, conn, self.backup_schema))
+        wanted = {
+            "copies": [i.backup for i in self.tables.values() if i.backup],
+            "columns set aside": [t for i in self.tables.values() for t in i.aside.values()],
+            "tables set aside": [i.moved for i in self.tables.values() if i.moved],
+            "sealed row tables": [i.sealed for i in self.tables.values() if i.sealed],
+        }
+        missing = [
+            name
+            for names in wanted.values()
+            for name in names
+            if name.rpartition(".")[2].strip('`"') not in there
+        ]
+        kept = ", ".join(f"{len(v)} {k}" for k, v in wanted.items() if v) or "definitions only"
+        material = self._material_name().rpartition(".")[2].strip('`"')
+        if material not in there:
+            missing.append(material)
+        if missing:
+            return False, f"rollback material missing: {', '.join(missing)}"
+        return True, f"rollback material kept and checked: {kept}"
+
     def _current(self, original: str) -> str | None:
         """The name table *original* (its name before the run) has now, or None (gone)."""
         for name, was in self.names.items():
