@@ -8,6 +8,7 @@ before and after, on MariaDB and SQLite.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -50,9 +51,19 @@ def _sql(url: str, *statements: str) -> list[Any]:
 
 
 def _definition(url: str, table: str) -> str:
-    """The table's definition as the engine prints it (SHOW CREATE TABLE / sqlite_master)."""
+    """The table's definition as the engine prints it (SHOW CREATE TABLE / sqlite_master;
+    PostgreSQL, which prints none: its catalog entry, columns by name)."""
     if url.startswith("sqlite"):
         return str(_sql(url, f"SELECT sql FROM sqlite_master WHERE name = '{table}'")[0][0])
+    if url.startswith("postgresql"):
+        from lupo_migrate.ext.sqlalchemy import read_fingerprint
+
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            entry = dict(read_fingerprint(conn).objects[f"table:{table}"])
+        engine.dispose()
+        entry["columns"] = sorted(entry["columns"], key=lambda c: c["name"])
+        return json.dumps(entry, sort_keys=True)
     return re.sub(r" AUTO_INCREMENT=\d+", "", str(_sql(url, f"SHOW CREATE TABLE {table}")[0][1]))
 
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from lupo_migrate._fingerprint import Fingerprint, TableData
 from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy._rows import row_key
+from lupo_migrate.ext.sqlalchemy._rows import index_key, row_key
 from lupo_migrate.ext.sqlalchemy.fingerprint import table_data
 from lupo_migrate.handlers._touch import Touch
 
@@ -179,15 +179,10 @@ def copy_rows(
     """Copy *table*'s *columns* (quoted: the table) into a new table *backup*, keyed as the
     table is (the rollback joins the two by *key*)."""
     cols = ", ".join(_q(c, conn) for c in columns)
-    if sqlite:  # the rows are what matters; the definition is in the image (SQLite makes
-        # an automatic index for the rollback's joins by key)
+    if sqlite or conn.dialect.name == "postgresql":  # the rows are what matters; the
+        # definition is in the image (PostgreSQL: no default copied draws on a sequence)
         conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {table}")
-    elif conn.dialect.name == "postgresql":  # no defaults copied: none draws on a sequence
-        conn.exec_driver_sql(f"CREATE TABLE {backup} AS SELECT {cols} FROM {table}")
-        if key:
-            conn.exec_driver_sql(
-                f"CREATE INDEX ON {backup} ({', '.join(_q(k, conn) for k in key)})"
-            )
+        index_key(conn, backup, key)
     else:
         conn.exec_driver_sql(f"CREATE TABLE {backup} LIKE {table}")
         conn.exec_driver_sql(f"INSERT INTO {backup} ({cols}) SELECT {cols} FROM {table}")
@@ -208,6 +203,7 @@ def set_aside(
         [_q(c, conn) for c in key] + [f"{_q(column, conn)} AS {_q(name or column, conn)}"]
     )
     conn.exec_driver_sql(f"CREATE TABLE {aside} AS SELECT {cols} FROM {table}")
+    index_key(conn, aside, key)
 
 
 def show_create(
