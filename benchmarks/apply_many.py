@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/apply_many.py [--count N] [--url URL] [--client PATH] [--rounds K]
                                     [--repeat R] [--target RATIO] [--noop-target SECONDS]
+                                    [--baseline SRC]
 
 Generates N migration files (every fourth a ``CREATE TABLE``, the others an ``ADD COLUMN`` on
 the last table created, each followed by an ``INSERT``), then, in one run of this script,
@@ -18,6 +19,10 @@ K rounds (5) alternating (1) and (2), each on fresh databases:
 Before timing, lupo_migrate's own modules are compiled to bytecode, as ``pip install`` does for
 an installed package (an editable install under ``PYTHONDONTWRITEBYTECODE`` never gets it, and
 compiling ~80 modules at every start would be measured instead of the tool).
+
+With ``--baseline SRC`` (the ``src`` directory of another checkout, a worktree of an earlier
+commit say), each round also times that version's ``apply`` (its own database), so both
+versions' ratios come from one run, on the same disk and server state.
 
 Both databases are compared afterwards (same tables, columns and rows). Prints the best wall
 time of each, the ratio (2)/(1) as the median of the rounds' own ratios (a round's pair runs
@@ -46,6 +51,7 @@ import sqlalchemy as sa
 
 CLIENT_DB = "lupo_bench_client"
 LUPO_DB = "lupo_bench_lupo"
+BASE_DB = "lupo_bench_base"
 
 
 def migration(index: int) -> str:
@@ -68,7 +74,9 @@ def write_migrations(directory: Path, count: int) -> list[Path]:
     return paths
 
 
-def timed(argv: Sequence[str], *, stdin: Path | None = None) -> tuple[float, int, str, str]:
+def timed(
+    argv: Sequence[str], *, stdin: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[float, int, str, str]:
     """Run *argv*; (wall seconds, its own peak RSS in KiB, stdout, stderr). Exits on failure.
 
     The child is reaped with ``wait4``, which reports that process's own peak memory.
@@ -79,7 +87,7 @@ def timed(argv: Sequence[str], *, stdin: Path | None = None) -> tuple[float, int
         tempfile.TemporaryFile("w+") as err,
     ):
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=source, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(argv, stdin=source, stdout=out, stderr=err, text=True, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -139,11 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--target", type=float, default=1.5)
     parser.add_argument("--noop-target", type=float, default=0.2)
+    parser.add_argument("--baseline", type=Path, help="another checkout's src directory")
     args = parser.parse_args(argv)
 
     import lupo_migrate
 
     compileall.compile_dir(Path(lupo_migrate.__file__).parent, quiet=1)
+    base_env = None
+    if args.baseline is not None:
+        compileall.compile_dir(args.baseline / "lupo_migrate", quiet=1)
+        base_env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}
     server = sa.make_url(args.url)
     engine = sa.create_engine(server)
     lupo_url = server.set(database=LUPO_DB).render_as_string(hide_password=False)
@@ -160,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.insert(1, f"-p{server.password}")
         apply = [sys.executable, "-m", "lupo_migrate", "apply", str(directory)]
         apply += ["--db", lupo_url, "--table-budget", str(args.count)]
-        clients, lupos = [], []
+        base = [*apply[:-4], "--db", server.set(database=BASE_DB).render_as_string(False)]
+        base += apply[-2:]
+        clients, lupos, bases = [], [], []
         for _ in range(args.rounds):  # alternated, so both see the same disk and server state
             fresh(engine, CLIENT_DB)
             fresh(engine, LUPO_DB)
@@ -168,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             lupos.append(timed(apply))
             if f"completed, {args.count} of {args.count}" not in lupos[-1][2]:
                 raise SystemExit(f"lupo-migrate apply did not complete: {lupos[-1][2].strip()}")
+            if base_env is not None:
+                fresh(engine, BASE_DB)
+                bases.append(timed(base, env=base_env))
         client_s, client_kib, _, _ = min(clients)
         lupo_s, lupo_kib, _, _ = min(lupos)
         # Each round's own ratio: the disk's speed drifts from round to round on a shared
@@ -200,6 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  python -X importtime for the re-run: {total_us / 1000:.0f} ms of imports; heaviest:")
     for us, module in heaviest[:8]:
         print(f"    {us / 1000:7.1f} ms  {module}")
+    if bases:
+        base_ratios = sorted(b[0] / c[0] for c, b in zip(clients, bases, strict=True))
+        print(
+            f"  baseline {args.baseline}: best {min(bases)[0]:.2f} s; ratio"
+            f" {base_ratios[len(base_ratios) // 2]:.2f} (rounds:"
+            f" {', '.join(f'{r:.2f}' for r in base_ratios)}); this version: {ratio:.2f}"
+        )
     print(f"  databases identical: {'yes' if same else 'NO'}")
     ok = same and ratio <= args.target and noop_s <= args.noop_target
     return 0 if ok else 1

@@ -30,9 +30,13 @@ ENGINES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
 ]
+ALL_ENGINES = [
+    *ENGINES,
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+]
 
 
-@pytest.fixture(name="url", params=ENGINES)
+@pytest.fixture(name="url", params=ALL_ENGINES)
 def _url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     with fresh_database(request.param, tmp_path) as url:
         yield url
@@ -197,6 +201,8 @@ def test_data_written_into_a_table_the_run_created_stops_the_rollback(
 def _tables_query(url: str) -> tuple[str]:
     if url.startswith("sqlite"):
         return ("SELECT name FROM sqlite_master WHERE type = 'table'",)
+    if url.startswith("postgresql"):
+        return ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",)
     return ("SHOW TABLES",)
 
 
@@ -372,12 +378,6 @@ def test_a_table_locked_by_the_application_fails_the_run_as_blocked_naming_it(
     assert "waited 5 s for a lock another session holds (session " in err
     assert "Traceback" not in err
     assert _sql(mariadb_url, "SHOW TABLES") == [("orders",)]
-
-
-ALL_ENGINES = [
-    *ENGINES,
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
-]
 
 
 @pytest.mark.parametrize("kind", ALL_ENGINES)

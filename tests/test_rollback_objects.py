@@ -111,11 +111,21 @@ def test_a_schema_the_run_created_is_dropped_again(
     assert _sql(mariadb_url, f"SHOW DATABASES LIKE '{made}'") == []
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [*ENGINES, pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql)],
+)
 def test_create_if_not_exists_that_created_nothing_rolls_back(
-    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Case 8: ``CREATE TABLE IF NOT EXISTS`` of a table that was there created nothing: the
-    rollback of a failing run leaves that table (and its rows) alone, and does not block."""
+    rollback of a failing run leaves that table (and its rows) alone, and does not block
+    (PostgreSQL blocked: no derived inverse, no pre-images)."""
+    with fresh_database(kind, tmp_path) as url:
+        _if_not_exists(url, tmp_path, capsys)
+
+
+def _if_not_exists(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _sql(url, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
     before = _definition(url, "t")
     migrations = _files(
@@ -136,9 +146,9 @@ def test_create_if_not_exists_that_created_nothing_rolls_back(
 def test_a_typo_in_the_last_file_rolls_back_every_earlier_step(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Case 4: ``SELEC broken;`` after a good statement in file 10 of 10: the server refused
-    it, so it ran nothing; the nine files before are rolled back (none has a down section),
-    and the target is not blocked."""
+    """Case 4: ``SELEC broken;`` after a good statement in file 10 of 10: the run is refused
+    before anything runs, naming the file and the line; the target is not blocked (before,
+    nine steps applied and a blocked target)."""
     _sql(url, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)")
     before = (_definition(url, "t"), _sql(url, "SELECT * FROM t"))
     files = [
@@ -147,6 +157,31 @@ def test_a_typo_in_the_last_file_rolls_back_every_earlier_step(
     files.append("INSERT INTO t VALUES (2, 2);\nSELEC broken;\n")
     migrations = _files(tmp_path, *files)
     code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert "V10__s.sql:2" in err
+    assert "rolled_back, 0 of 10" in out
+    assert (_definition(url, "t"), _sql(url, "SELECT * FROM t")) == before
+    code, out, err = _cli(capsys, "status", str(migrations), "--db", url)
+    assert "BLOCKED" not in out
+
+
+def test_a_refused_statement_of_unknown_effect_ran_nothing(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 4, at run time: a statement whose effects cannot be told (let through with
+    --allow-irreversible) that the server refuses ran nothing: the nine steps before are
+    rolled back from their pre-images, and the target is not blocked."""
+    _sql(url, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)")
+    before = (_definition(url, "t"), _sql(url, "SELECT * FROM t"))
+    files = [
+        f"UPDATE t SET v = v + 1 WHERE id = 1;\nCREATE TABLE k{n} (id INT);\n" for n in range(9)
+    ]
+    unknown = "REINDEX no_such_index" if url.startswith("sqlite") else "CALL no_such_proc()"
+    files.append(f"INSERT INTO t VALUES (2, 2);\n{unknown};\n")
+    migrations = _files(tmp_path, *files)
+    code, out, err = _cli(
+        capsys, "apply", str(migrations), "--db", url, "--allow-irreversible", "V10__s"
+    )
     assert code == ROLLED_BACK_FAILED, (out, err)
     assert "V10__s.sql:2" in err
     assert "rolled_back, 0 of 10" in out

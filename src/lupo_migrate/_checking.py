@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from lupo_migrate import _observing, _stepping, _undoing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
@@ -118,7 +120,7 @@ def validate(orch: Orchestrator, run: Run, stage: Stage, plan: Plan) -> sm.Event
     )
     findings = tuple(all_of(*validators)(context))
     if stage is Stage.PRE:
-        findings += file_findings(orch, plan)
+        findings += file_findings(orch, plan) + not_sql(orch, plan)
     if stage is Stage.POST:
         findings += handler_findings(orch, run, plan)
     if findings:
@@ -144,6 +146,28 @@ def file_findings(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
             files_root=_files_root(orch.root, orch.files_root),
         )
     )
+
+
+def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
+    """PRE: statements of the plan's SQL files that do not start with a SQL statement word of
+    the target's dialect (``SELEC x``): the run is refused before anything runs, with the
+    file and line (``lupo-migrate check`` says the same)."""
+    from lupo_migrate.handlers._effects import check_sql
+
+    found: list[Finding] = []
+    for step in plan.steps:
+        if step.file_type != "doctrine":
+            continue
+        try:
+            text = _read_under(orch.root, step.path, step)
+        except (LupoMigrateError, OSError, UnicodeDecodeError):
+            continue  # the step itself will say why
+        found += [
+            attrs.evolve(f, kind=FailureKind.CRITICAL_VALIDATION, step_id=step.id)
+            for f in check_sql(text, path=step.path, dialect=orch.target.dialect)
+            if f.code == "sql.statement"
+        ]
+    return tuple(found)
 
 
 def handler_findings(orch: Orchestrator, run: Run, plan: Plan) -> tuple[Finding, ...]:

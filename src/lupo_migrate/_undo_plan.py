@@ -90,6 +90,8 @@ class RollbackPreview:
         changed: definitions that changed since the run (the rollback is refused).
         unfit: rows written since that a definition put back could not hold (NULL in a
             column that was NOT NULL, a value of another type): the rollback is refused.
+        set_aside: what the run's drops set aside and the rollback brings back (a table
+            moved into the backup schema, a column's values by key), one line each.
         verified: whether the pre-images are kept (False: undone by the steps' downs only).
     """
 
@@ -102,6 +104,7 @@ class RollbackPreview:
     lost: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     unfit: tuple[str, ...] = ()
+    set_aside: tuple[str, ...] = ()
     verified: bool = True
 
     @property

@@ -107,6 +107,8 @@ def _print_preview(preview: Any) -> None:
         for table, counts in sorted(preview.undo.items()):
             shown = ", ".join(f"{n} {what}" for what, n in counts.items()) or "none"
             click.echo(f"  {table}: {shown}")
+    for line in preview.set_aside:
+        click.echo(f"set aside by the run, brought back: {line}")
     if preview.kept:
         click.echo(
             "rows written since the run stay as they are in: " + ", ".join(sorted(preview.kept))

@@ -23,6 +23,7 @@ Pure: statement texts (and the live fingerprint, for the column types) in, findi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -201,6 +202,16 @@ def _alter_clause(
 def column_effects(sql: str, fam: str) -> list[tuple[str, str, str, str | None]]:
     """What an ``ALTER TABLE`` does to columns: (table, ``add``/``drop``/``rename``, column,
     new name), in clause order; nothing for other statements."""
+    return list(_column_effects(sql, fam))
+
+
+@functools.lru_cache(maxsize=4096)
+def _column_effects(sql: str, fam: str) -> tuple[tuple[str, str, str, str | None], ...]:
+    """:func:`column_effects`, remembered (a run asks about each statement several times)."""
+    return tuple(_read_column_effects(sql, fam))
+
+
+def _read_column_effects(sql: str, fam: str) -> list[tuple[str, str, str, str | None]]:
     toks = words(sql, fam)
     up = [t.upper() if k == "word" else "" for k, t in toks]
     if up[:2] != ["ALTER", "TABLE"]:

@@ -19,6 +19,7 @@ it *unknown*, and the run's checks say so before it runs.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import attrs
@@ -77,8 +78,11 @@ def strongest(whats: list[str]) -> str:
     return max(whats, key=_ORDER.__getitem__, default=SHAPE)
 
 
+@functools.lru_cache(maxsize=4096)
 def needs(sql: str, *, dialect: str) -> tuple[Need, ...]:
     """What a rollback must keep of each table *sql* (one statement) changes.
+
+    (Cached: a run asks about each statement more than once.)
 
     Args:
         sql: one statement, rendered as it will run.

@@ -17,7 +17,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, scan
+from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, HINT, QUOTED, scan
 
 __all__ = ["Touch", "clauses", "in_schema", "name_at", "touches", "words"]
 
@@ -99,11 +99,19 @@ def in_schema(found: tuple[Touch, ...], schema: str | None) -> list[Touch]:
     return out
 
 
+_EXECUTABLE = re.compile(r"/\*!\d*(?P<body>.*)\*/\Z", re.DOTALL)
+
+
 def words(sql: str, fam: str) -> list[tuple[str, str]]:
-    """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text)."""
+    """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text). A MySQL
+    executable comment (``/*!40101 SET ... */``, as mysqldump writes them) is read as the
+    code it holds: the server runs it."""
     out: list[tuple[str, str]] = []
     for token in scan(sql, dialect=fam):
-        if token.kind == CODE:
+        executable = _EXECUTABLE.match(token.text) if token.kind == HINT else None
+        if executable is not None:
+            out.extend(words(executable.group("body"), fam))
+        elif token.kind == CODE:
             out.extend(
                 ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
                 for w in _WORD.findall(token.text)

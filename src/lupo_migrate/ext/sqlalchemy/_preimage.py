@@ -147,6 +147,9 @@ class PreImages:
     names: dict[str, str | None] = attrs.field(factory=dict)
     #: Tables the run moved to another schema (name before the run -> ``schema.name``).
     moved_out: dict[str, str] = attrs.field(factory=dict)
+    #: What each step's statements (those announced) need kept, by table (its name before
+    #: the run): what undoing that step from the pre-images relies on.
+    step_needs: dict[str, dict[str, Need]] = attrs.field(factory=dict)
     #: Columns the run renamed, by table (its name before the run): name now -> name before.
     renamed_columns: dict[str, dict[str, str]] = attrs.field(factory=dict)
     #: What the run's statements need kept of each table (its name before the run).
@@ -340,6 +343,7 @@ class PreImages:
         if self.restores:
             changed |= self._escalate(statement, connection)
         instead = self._soft_drop(statement) if self.restores else None
+        self._record_needs(statement)
         # What the names meant before it: put back if the server refuses it (rejected()).
         self._before_last = (
             statement,
@@ -382,16 +386,30 @@ class PreImages:
                 mine.remove(name)
 
     def forget_names(self) -> None:
-        """Forget what the names mean, to follow them again from the statements that ran
-        (:meth:`note`): the saved material says what the statements announced would do, and
-        the last one may not have run."""
+        """Forget what the names mean (and what each step needed), to follow them again from
+        the statements that ran (:meth:`note`): the saved material says what the statements
+        announced would do, and the last one may not have run."""
         self.names, self.renamed_columns, self.moved_out = {}, {}, {}
+        self.step_needs = {}
+
+    def _record_needs(self, statement: str) -> None:
+        """Add what *statement* needs kept to its step's needs (see :attr:`step_needs`)."""
+        mine = self.step_needs.setdefault(self.step or "", {})
+        for need in needs(statement, dialect=self._family):
+            original = self._original(need.table, self.names)
+            if original and need.schema in (None, self._schema):
+                back = self.renamed_columns.get(original, {})
+                need = attrs.evolve(
+                    need, table=original, columns=tuple(back.get(c, c) for c in need.columns)
+                )
+                mine[original] = _merge(mine.get(original), need)
 
     def note(self, statement: str) -> None:
         """Count what *statement* touches, without snapshots: for a run that died, whose
         journal tells what ran (what existed before was snapshotted and saved then)."""
         if self.fingerprint is not None:
             self._touches(statement)
+            self._record_needs(statement)
             self._follow_names(statement, self.names)
             self._follow_columns(statement)
 
@@ -1007,7 +1025,20 @@ class PreImages:
             lost=tuple(lost),
             changed=tuple(changed),
             unfit=tuple(unfit),
+            set_aside=tuple(self._set_aside(keys)),
         )
+
+    def _set_aside(self, keys: Collection[str]) -> list[str]:
+        """What the run's drops set aside (see :attr:`RollbackPreview.set_aside`)."""
+        lines = []
+        for name, image in sorted(self.tables.items()):
+            if f"table:{name}" not in keys:
+                continue
+            if image.moved is not None:
+                lines.append(f"table {name}: set aside whole as {image.moved}, moved back")
+            for column, table in sorted(image.aside.items()):
+                lines.append(f"column {name}.{column}: its values set aside by key in {table}")
+        return lines
 
     def _unfit(self, conn: sa.Connection, keys: Collection[str]) -> list[str]:
         """Rows that stay (not the run's) but would not fit a column's definition before the
@@ -1129,13 +1160,11 @@ class PreImages:
         if unknown:
             return f"statements whose effects cannot be told ran: {', '.join(sorted(set(unknown)))}"
         missing = []
-        for key in sorted(self.by_step.get(step, ())):
-            if not key.startswith("table:") or key not in self.existed:
+        for name, need in sorted(self.step_needs.get(step, {}).items()):
+            if f"table:{name}" not in self.existed:
                 continue
-            name = key[6:]
             image = self.tables.get(name)
-            need = self.plan.get(name)
-            if image is None or need is None or need.what == SHAPE:
+            if image is None or need.what == SHAPE:
                 continue
             kept = image.backup is not None or image.moved is not None
             if need.what == COLUMNS:  # a column the run added and dropped needs nothing
@@ -1321,6 +1350,10 @@ class PreImages:
             "plan": {
                 name: [need.what, list(need.columns)] for name, need in sorted(self.plan.items())
             },
+            "step_needs": {
+                step: {n: [need.what, list(need.columns)] for n, need in sorted(found.items())}
+                for step, found in sorted(self.step_needs.items())
+            },
             "sealed": self.sealed,
             "created": self.created,
         }
@@ -1377,6 +1410,10 @@ class PreImages:
         self.plan = {
             name: Need(name, None, what, tuple(columns))
             for name, (what, columns) in data.get("plan", {}).items()
+        }
+        self.step_needs = {
+            step: {n: Need(n, None, what, tuple(cols)) for n, (what, cols) in found.items()}
+            for step, found in data.get("step_needs", {}).items()
         }
         self.sealed = bool(data.get("sealed", False))
         self.created = dict(data.get("created", {}))
