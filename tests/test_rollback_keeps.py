@@ -184,7 +184,7 @@ def test_data_written_into_a_table_the_run_created_stops_the_rollback(
     _sql(url, "INSERT INTO audit VALUES (1, 'app')")
     code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
     assert code == REFUSED
-    assert "table audit, created by the run, holds 1 row(s) now (0 when the run completed)" in err
+    assert "table audit, created by the run, holds 1 row(s) now and changed since" in err
     assert _sql(url, "SELECT * FROM audit") == [(1, "app")]
     code, out, err = _cli(
         capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "keep"

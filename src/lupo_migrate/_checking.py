@@ -152,20 +152,15 @@ def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
     """PRE: statements of the plan's SQL files that do not start with a SQL statement word of
     the target's dialect (``SELEC x``): the run is refused before anything runs, with the
     file and line (``lupo-migrate check`` says the same)."""
-    from lupo_migrate.handlers._effects import check_sql
+    from lupo_migrate.handlers._effects import check_statements
 
     found: list[Finding] = []
-    for step in plan.steps:
-        if step.file_type != "doctrine":
-            continue
-        try:
-            text = _read_under(orch.root, step.path, step)
-        except (LupoMigrateError, OSError, UnicodeDecodeError):
-            continue  # the step itself will say why
+    for step_id, rows in by_step(orch, STATEMENTS).items():
+        path = rows[0][1]
+        statements = [(line or 0, sql) for _sid, _path, line, sql in rows]
         found += [
-            attrs.evolve(f, kind=FailureKind.CRITICAL_VALIDATION, step_id=step.id)
-            for f in check_sql(text, path=step.path, dialect=orch.target.dialect)
-            if f.code == "sql.statement"
+            attrs.evolve(f, kind=FailureKind.CRITICAL_VALIDATION, step_id=step_id)
+            for f in check_statements(statements, path=path, dialect=orch.target.dialect)
         ]
     return tuple(found)
 

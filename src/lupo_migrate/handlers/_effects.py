@@ -71,7 +71,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from lupo_migrate._model import Finding, Severity
@@ -508,18 +508,38 @@ def _strangers(text: str, fam: str) -> list[tuple[int, str, str]] | SplitError:
         firsts = [(s, _first_token(s.text, fam)) for s in (*sections.up, *sections.down)]
     except SplitError as error:
         return error
+    return _not_statements(((s.line, s.text, first) for s, first in firsts), fam)
+
+
+def _not_statements(
+    items: Iterable[tuple[int, str, tuple[str, str] | None]], fam: str
+) -> list[tuple[int, str, str]]:
+    """(line, what it starts with, word) of each (line, text, first token) that does not
+    start with a statement word of *fam*."""
     found = []
-    for statement, first in firsts:
+    for line, text, first in items:
         if first is None:
             continue  # only an optimizer hint: nothing runs
         kind, word = first
         if kind == "word" and word.upper() in STATEMENT_WORDS[fam]:
             continue
         if kind == "word":
-            found.append((statement.line, word, word))
+            found.append((line, word, word))
         else:
-            found.append((statement.line, statement.text.split("\n", 1)[0].strip(), ""))
+            found.append((line, text.split("\n", 1)[0].strip(), ""))
     return found
+
+
+def check_statements(
+    statements: Iterable[tuple[int, str]], *, path: str, dialect: str
+) -> tuple[Finding, ...]:
+    """:func:`check_sql` for statements already cut out of a file: (line, text) each, for
+    the target's *dialect* (what a run checks before it starts)."""
+    fam = _family(dialect)
+    if fam == "other":
+        return ()
+    items = ((line, text, _first_token(text, fam)) for line, text in statements)
+    return _statement_findings(_not_statements(items, fam), fam, path, known_dialect=True)
 
 
 def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Finding, ...]:
@@ -566,11 +586,17 @@ def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Find
                 hint="close it: the file cannot be cut into statements",
             ),
         )
+    fam, found = best  # the first family that reads the file best
+    return _statement_findings(found, fam, path, known_dialect=dialect is not None)
+
+
+def _statement_findings(
+    found: list[tuple[int, str, str]], fam: str, path: str, *, known_dialect: bool
+) -> tuple[Finding, ...]:
     import difflib  # only check needs it (the guard imports this module in every host)
 
-    fam, found = best  # the first family that reads the file best
     known = sorted(STATEMENT_WORDS[fam])
-    what = f"a {_NAMES[fam]} statement" if dialect is not None else "a SQL statement"
+    what = f"a {_NAMES[fam]} statement" if known_dialect else "a SQL statement"
     findings = []
     for line, start, word in found:
         shown = start if len(start) <= 40 else start[:37] + "..."

@@ -93,8 +93,12 @@ def needs(sql: str, *, dialect: str) -> tuple[Need, ...]:
     tables = [t for t in found if t.kind == "table"]
     if not tables:
         return ()
-    toks = words(sql, fam)
-    up = [t.upper() if k == "word" else "" for k, t in toks]
+    if all(t.action in ("write", "drop", "rename") for t in tables):
+        toks: list[tuple[str, str]] = []  # the actions say all: no need to read the words
+        up: list[str] = [""]
+    else:
+        toks = words(sql, fam)
+        up = [t.upper() if k == "word" else "" for k, t in toks]
     head = up[0]
     out: list[Need] = []
     for touch in tables:
