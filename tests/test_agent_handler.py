@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from conftest import CORPUS, needs_corpus
 from test_apply import cli
+from trees import snapshot
 
 CREATE = """CREATE TABLE lupo_agents (
     agent_key VARCHAR(64) NOT NULL PRIMARY KEY,
@@ -186,20 +187,6 @@ FOLDERS = (
     '  - {id: "0006", code: WOLFIE}\n'
     'delete: [{id: "0005"}]\n'
 )
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    """Every entry under *directory*: a file's sha256, a link's target, or ``dir``."""
-    out = {}
-    for path in sorted(directory.rglob("*")):
-        rel = path.relative_to(directory).as_posix()
-        if path.is_symlink():
-            out[rel] = f"-> {path.readlink()}"
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "dir"
-    return out
 
 
 def agents_project(tmp_path: Path, spec: str = FOLDERS) -> tuple[Path, Path]:

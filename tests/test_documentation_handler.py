@@ -19,6 +19,7 @@ from lupo_migrate.handlers import documentation
 from test_apply import cli
 from test_frontmatter import VERSION, changed_lines
 from test_recover import _wait_gone
+from trees import snapshot
 
 pytestmark = needs_corpus
 
@@ -212,20 +213,6 @@ def test_a_bad_spec_is_refused_naming_the_file_and_nothing_changes(
 
 DOC = "---\nfile:\n  version: 1.0.0\n---\nBody.\n"
 SET_2 = '---\nid: docs_2\nfiles: ["docs/*.md", "docs/**/*.md"]\nset: {file.version: 2.0.0}\n---\n'
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    """Every entry under *directory*: a file's sha256, a link's target, or ``dir``."""
-    out = {}
-    for path in sorted(directory.rglob("*")):
-        rel = path.relative_to(directory).as_posix()
-        if path.is_symlink():
-            out[rel] = f"-> {path.readlink()}"
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            out[rel] = "dir"
-    return out
 
 
 def small_project(tmp_path: Path, spec: str = SET_2) -> tuple[Path, Path]:
