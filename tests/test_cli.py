@@ -330,3 +330,54 @@ class TestQuickEntry:
         assert capsys.readouterr().out.startswith("nothing to do")
         assert len(reads) == 2
         assert _quick._READ == []
+
+
+class TestDatabaseUrls:
+    """The URLs users type: without a driver they open with the one lupo_migrate installs;
+    a driver that is not installed, or no URL at all, is one line saying what works."""
+
+    @pytest.mark.parametrize(
+        ("typed", "opened"),
+        [
+            ("mysql://root@127.0.0.1/app", "mysql+pymysql"),
+            ("mariadb://root@127.0.0.1/app", "mysql+pymysql"),
+            ("MySQL://root@127.0.0.1/app", "mysql+pymysql"),
+            ("postgresql://postgres@127.0.0.1/app", "postgresql+psycopg2"),
+            ("postgres://postgres@127.0.0.1/app", "postgresql+psycopg2"),
+            ("mysql+mysqldb://root@127.0.0.1/app", "mysql+mysqldb"),  # as written
+            ("sqlite:///app.db", "sqlite"),
+        ],
+    )
+    def test_a_url_without_a_driver_gets_the_installed_one(self, typed: str, opened: str) -> None:
+        from lupo_migrate.ext.sqlalchemy.target import usable_url
+
+        assert usable_url(typed).drivername == opened
+
+    def test_the_urls_users_type_apply_on_every_engine(
+        self, database_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        typed = database_url.replace("+pymysql", "").replace("postgresql+psycopg2", "postgres")
+        code, out, err = run(capsys, "apply", str(QUICKSTART), "--db", typed)
+        assert code == 0, err
+        assert "completed, 4 of 4 step(s) applied" in out
+
+    @pytest.mark.parametrize(
+        ("url", "said"),
+        [
+            (
+                "mysql+mysqldb://root@127.0.0.1/app",
+                "names a driver that is not installed (MySQLdb)",
+            ),
+            ("postgresql+asyncpg://postgres@127.0.0.1/app", "not installed (asyncpg)"),
+            ("nosuchdb://x/y", "not a usable database URL"),
+            ("127.0.0.1/app", "not a usable database URL"),
+        ],
+    )
+    def test_a_url_that_cannot_be_opened_is_one_line(
+        self, url: str, said: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run(capsys, "apply", str(QUICKSTART), "--db", url)
+        assert code == errors.ConfigurationError.exit_code == 12
+        assert said in err
+        assert "mysql://user:password@127.0.0.1/db (PyMySQL)" in err
+        assert "Traceback" not in err

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 _OWN_STATE: Final = "migration_system_state"
 
 
+_EXAMPLES: Final = (
+    "expected e.g. sqlite:///app.db, mysql://user:password@127.0.0.1/db (PyMySQL),"
+    " postgresql://user@127.0.0.1/db (psycopg2)"
+)
+
+
 def _engine(url: str) -> sa.Engine:
     import sqlalchemy as sa
 
@@ -32,9 +38,11 @@ def _engine(url: str) -> sa.Engine:
     try:
         engine = make_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigurationError(f"not a usable database URL: {exc}; {_EXAMPLES}") from None
+    except ImportError as exc:  # a driver the URL names is not installed
         raise ConfigurationError(
-            f"not a usable database URL: {exc}; expected e.g. sqlite:///app.db,"
-            " mysql+pymysql://user:password@127.0.0.1/db, postgresql://user@127.0.0.1/db"
+            f"the database URL names a driver that is not installed ({exc.name or exc});"
+            f" install it, or use a driver lupo_migrate installs: {_EXAMPLES}"
         ) from None
     try:
         with engine.connect():

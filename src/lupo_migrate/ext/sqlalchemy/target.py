@@ -40,14 +40,37 @@ __all__ = [
     "connect_error",
     "default_backup_schema",
     "make_engine",
+    "usable_url",
 ]
 
 #: Tables lupo_migrate keeps for itself; never counted against the core table budget.
 ORCHESTRATION_TABLES: Final = frozenset(table.name for table in make_tables().all)
 
 
+#: URL schemes that name no driver (or a spelling SQLAlchemy refuses), opened with the drivers
+#: lupo_migrate installs: ``mysql://`` and ``mariadb://`` with PyMySQL, ``postgresql://`` and
+#: ``postgres://`` with psycopg2 (SQLAlchemy's defaults, mysqlclient and, from 2.1, psycopg 3,
+#: are not installed). A URL naming another driver (``mysql+mysqldb://``) is used as written.
+_SCHEMES: Final = {
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mariadb+pymysql": "mysql+pymysql",
+    "postgresql": "postgresql+psycopg2",
+    "postgres": "postgresql+psycopg2",
+}
+
+
+def usable_url(url: str | sa.URL) -> sa.URL:
+    """*url* parsed, with the driver lupo_migrate installs where it names none (see
+    ``_SCHEMES``); raises ``sqlalchemy.exc.ArgumentError`` when it is not a URL."""
+    parsed = sa.make_url(url)
+    scheme = _SCHEMES.get(parsed.drivername.lower())
+    return parsed if scheme is None else parsed.set(drivername=scheme)
+
+
 def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
-    """An engine for *url*; on SQLite, with transactional DDL (BEGIN issued by us).
+    """An engine for *url* (see :func:`usable_url`); on SQLite, with transactional DDL (BEGIN
+    issued by us).
 
     With PyMySQL, connections accept multi-statement packets (``CLIENT.MULTI_STATEMENTS``),
     which the step pipeline uses; lupo_migrate only ever sends its own writes, escaped by the
@@ -57,7 +80,7 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     its earlier statements behind; taking over BEGIN makes a step all-or-nothing, as on
     PostgreSQL.
     """
-    engine = sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(usable_url(url), **kwargs)
     if engine.dialect.driver == "pymysql":
 
         @event.listens_for(engine, "do_connect")
