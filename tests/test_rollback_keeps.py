@@ -115,6 +115,52 @@ def test_rolling_back_a_completed_run_keeps_what_the_application_wrote_since(
     assert _definition(url, "orders") == before
 
 
+def test_values_written_since_into_a_column_the_run_added_stop_the_rollback(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rollback drops the column the run added: values the application wrote into it
+    since would go with it. Rows inserted since with NULL or the column's default, and the
+    values the run itself wrote, lose nothing; a value written since stops the rollback
+    before it touches anything, and --conflicts undo drops the column anyway."""
+    _sql(url, *ORDERS)
+    before = _definition(url, "orders")
+    migrations = _files(
+        tmp_path,
+        "ALTER TABLE orders ADD COLUMN note VARCHAR(20);\n"
+        "ALTER TABLE orders ADD COLUMN state VARCHAR(10) NOT NULL DEFAULT 'new';\n"
+        "UPDATE orders SET note = 'run' WHERE id = 1;\n",
+    )
+    run = _apply(capsys, migrations, url)
+    _sql(url, "INSERT INTO orders (id, item, qty) VALUES (3, 'c', 3)")  # NULL, 'new'
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url, "--dry-run")
+    assert code == 0, (out, err)
+    assert "added by the run" not in out  # nothing of the application's in them yet
+
+    _sql(url, "UPDATE orders SET note = 'app' WHERE id = 3")
+    _sql(url, "UPDATE orders SET state = 'paid' WHERE id = 2")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url, "--dry-run")
+    assert code == 0, (out, err)
+    assert (
+        "column orders.note, added by the run, holds values written since the run in 1 row(s)"
+        " ([3] 'app'): the rollback drops the column, and them"
+    ) in out
+    assert "column orders.state, added by the run, holds values written since the run in 1" in out
+    assert "([2] 'paid')" in out
+    rows = _sql(url, "SELECT id, note, state FROM orders ORDER BY id")
+    for policy in ((), ("--conflicts", "keep")):
+        code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url, *policy)
+        assert code == REFUSED, (out, err)
+        assert "orders.note, added by the run" in err
+        assert "Nothing was touched" in err
+        assert _sql(url, "SELECT id, note, state FROM orders ORDER BY id") == rows
+    code, out, err = _cli(
+        capsys, "rollback", run, str(migrations), "--db", url, "--conflicts", "undo"
+    )
+    assert code == 0, (out, err)
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [(1, "a", 1), (2, "b", 2), (3, "c", 3)]
+    assert _definition(url, "orders") == before
+
+
 def test_rows_the_run_changed_go_back_and_the_applications_stay(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,6 +275,42 @@ def test_a_swapped_table_comes_back_whole(
     code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
     assert code == 0, (out, err)
     assert (_definition(url, "orders"), _sql(url, "SELECT * FROM orders ORDER BY id")) == before
+
+
+def test_a_file_that_writes_the_parent_and_drops_the_child_runs_and_rolls_back(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``INSERT INTO parent ...; DROP TABLE child;`` in one file, the child with a foreign key
+    to the parent (and, on MariaDB, a trigger): the drop is a soft drop, whose preparations
+    (the child's foreign keys and triggers go) must not wait for the locks the file's own
+    INSERT holds (it used to, then crashed with 1205 after the lock wait). The rollback
+    brings the child back whole."""
+    _sql(
+        url,
+        "CREATE TABLE p (id INT PRIMARY KEY)",
+        "CREATE TABLE q (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES p (id))",
+        "CREATE TABLE audit (id INT)",
+        "INSERT INTO p VALUES (1)",
+        "INSERT INTO q VALUES (1, 1)",
+    )
+    if url.startswith("mysql"):
+        _sql(
+            url,
+            "CREATE TRIGGER q_audit AFTER INSERT ON q FOR EACH ROW"
+            " INSERT INTO audit VALUES (NEW.id)",
+        )
+    before = {t: _definition(url, t) for t in ("p", "q")}
+    migrations = _files(tmp_path, "INSERT INTO p VALUES (100);\nDROP TABLE q;\n")
+    run = _apply(capsys, migrations, url)
+    assert _sql(url, "SELECT id FROM p ORDER BY id") == [(1,), (100,)]
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert {t: _definition(url, t) for t in ("p", "q")} == before
+    assert _sql(url, "SELECT * FROM q") == [(1, 1)]
+    assert _sql(url, "SELECT id FROM p ORDER BY id") == [(1,)]
+    if url.startswith("mysql"):
+        _sql(url, "INSERT INTO q VALUES (2, 1)")
+        assert _sql(url, "SELECT id FROM audit") == [(2,)]  # the trigger is back
 
 
 BIG = 200_000
@@ -404,3 +486,27 @@ def test_an_embedded_targets_backups_never_land_among_the_applications_tables(
         assert pre.tables["orders"].backup is not None
         pre.drop_backups()
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("default", "literal"),
+    [
+        (None, None),
+        ("NULL", None),  # MariaDB: no default
+        ("'new'", "new"),
+        ("'it''s'", "it's"),
+        ("'new'::character varying", "new"),
+        ("0", "0"),
+        ("(-1)", "-1"),
+        ("1.50", "1.50"),
+        ("false", "false"),
+        ("current_timestamp()", None),
+        ("nextval('t_id_seq'::regclass)", None),
+    ],
+)
+def test_a_columns_literal_default_is_told_from_an_expression(
+    default: str | None, literal: str | None
+) -> None:
+    from lupo_migrate.ext.sqlalchemy._added import literal_default
+
+    assert literal_default(default) == literal

@@ -58,7 +58,7 @@ from lupo_migrate._fingerprint import Fingerprint, TableData, diff, restrict
 from lupo_migrate._undo_plan import RollbackPreview, RowConflict
 from lupo_migrate._validation import referring
 from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy import _rows
+from lupo_migrate.ext.sqlalchemy import _added, _rows
 from lupo_migrate.ext.sqlalchemy._restore import (
     RestoreReport,
     checks_off,
@@ -756,6 +756,7 @@ class PreImages:
                 return None
             moves.append((touch.name, original))
         parts = []
+        first: list[str] = []  # MySQL: what goes before the RENAME, on the step's connection
         for name, original in moves:
             target = self._backup_name("sd")
             self.tables[original] = attrs.evolve(self.tables[original], moved=target)
@@ -771,15 +772,17 @@ class PreImages:
                     f" ALTER TABLE {bare} SET SCHEMA {self._q(str(self.backup_schema))}"
                 )
             else:
-                self._drop_triggers(name)
+                # On the step's own connection, in the statement's place: a connection of our
+                # own would wait for the table locks the step's open transaction holds (its
+                # earlier INSERT into the parent table), where the DROP would commit it.
+                first += self._drop_triggers(name)
                 if keys:
-                    with self._connect() as conn:
-                        dropping = ", ".join(f"DROP FOREIGN KEY {self._q(k)}" for k in keys)
-                        conn.exec_driver_sql(f"ALTER TABLE {self._q(name)} {dropping}")
+                    dropping = ", ".join(f"DROP FOREIGN KEY {self._q(k)}" for k in keys)
+                    first.append(f"ALTER TABLE {self._q(name)} {dropping}")
                 parts.append(f"{self._q(name)} TO {target}")
         if self.is_postgresql:
             return "; ".join(parts)
-        return "RENAME TABLE " + ", ".join(parts)
+        return ";\n".join([*first, "RENAME TABLE " + ", ".join(parts)])
 
     def _foreign_keys(self, name: str) -> list[str]:
         """The names of table *name*'s own foreign keys, now."""
@@ -798,18 +801,19 @@ class PreImages:
                 ).scalars()
             return sorted(str(k) for k in found)
 
-    def _drop_triggers(self, name: str) -> None:
-        """Drop table *name*'s triggers (MySQL moves no table with triggers to another
-        schema; ``DROP TABLE`` would drop them too): its pre-image keeps their texts."""
+    def _drop_triggers(self, name: str) -> list[str]:
+        """The statements dropping table *name*'s triggers (MySQL moves no table with
+        triggers to another schema; ``DROP TABLE`` would drop them too): its pre-image keeps
+        their texts."""
         with self._connect() as conn:
             triggers = conn.exec_driver_sql(
                 "SELECT trigger_name FROM information_schema.triggers"
                 " WHERE event_object_schema = DATABASE() AND event_object_table = %s",
                 (name,),
             ).scalars()
-            for trigger in list(triggers):
-                self.touched.add(f"trigger:{trigger}")
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {self._q(str(trigger))}")
+            found = [str(t) for t in triggers]
+        self.touched.update(f"trigger:{t}" for t in found)
+        return [f"DROP TRIGGER IF EXISTS {self._q(t)}" for t in found]
 
     def _backup_name(self, kind: str = "") -> str:
         suffix = f"_{kind}" if kind else ""
@@ -906,9 +910,63 @@ class PreImages:
                 ).to_json(),
                 "sums": _checksums(conn, sorted(made)),
                 "whole": whole,
+                "added": self._keep_added(conn, live),
             }
         self.sealed = True
         self.save()
+
+    def _keep_added(self, conn: sa.Connection, live: Fingerprint) -> dict[str, Any]:
+        """The values the run left in the columns it added to tables that were there before
+        it, kept (see ``_added``): ``{name before the run: {"table": name now, "key": [...],
+        "columns": {column: [literal default, backup table or None, values kept]}}}``."""
+        assert self.fingerprint is not None
+        out: dict[str, Any] = {}
+        for key in sorted(k for k in self.touched if k.startswith("table:")):
+            name = key[6:]
+            before = self.fingerprint.objects.get(key)
+            current = self._current(name)
+            entry = live.objects.get(f"table:{current}")
+            if before is None or current is None or entry is None:
+                continue
+            now = self.columns_now(conn, current)
+            added = _added.added_columns(before, now, self.renamed_columns.get(name, {}))
+            if not added:
+                continue
+            row_key = [k for k in _rows.row_key(entry, self._family) if k not in added]
+            defaults = {c["name"]: c.get("default") for c in entry.get("columns", ())}
+            columns = {}
+            for column in added:
+                default = _added.literal_default(defaults.get(column))
+                into = self._backup_name("v")
+                kept = _added.keep_values(conn, self._q(current), column, row_key, default, into)
+                columns[column] = [default, into if kept else None, kept]
+            out[name] = {"table": current, "key": row_key, "columns": columns}
+        return out
+
+    def _added_lost(self, conn: sa.Connection, keys: Collection[str]) -> list[str]:
+        """What the rollback would lose with the columns the run added: one line for each
+        that holds values written since the run (see :meth:`_keep_added`)."""
+        lines = []
+        added = self.created.get("added", {}) if self.created else {}
+        for name, info in sorted(added.items()):
+            table = str(info["table"])
+            if f"table:{name}" not in keys or not _exists_table(conn, table, self):
+                continue
+            present = set(self.columns_now(conn, table))
+            for column, (default, kept, _count) in sorted(info["columns"].items()):
+                if column not in present:
+                    continue
+                found, shown = _added.written_since(
+                    conn, self._q(table), column, info["key"], default, kept
+                )
+                if found:
+                    more = f" and {found - len(shown)} more" if found > len(shown) else ""
+                    lines.append(
+                        f"column {table}.{column}, added by the run, holds values written"
+                        f" since the run in {found} row(s) ({'; '.join(shown)}{more}): the"
+                        " rollback drops the column, and them"
+                    )
+        return lines
 
     def confirm(self) -> tuple[bool, str]:
         """Whether everything a rollback of the completed run needs is there (its material,
@@ -921,6 +979,12 @@ class PreImages:
             "columns set aside": [t for i in self.tables.values() for t in i.aside.values()],
             "tables set aside": [i.moved for i in self.tables.values() if i.moved],
             "sealed row tables": [i.sealed for i in self.tables.values() if i.sealed],
+            "added-column values": [
+                column[1]
+                for info in (self.created or {}).get("added", {}).values()
+                for column in info["columns"].values()
+                if column[1]
+            ],
         }
         missing = [
             name
@@ -981,6 +1045,7 @@ class PreImages:
                             " changed since the run completed: the rollback drops it, and the"
                             " rows written since with it"
                         )
+            lost += self._added_lost(conn, keys)
             unfit = self._unfit(conn, keys)
             whole = self.created.get("whole", {}) if self.created else {}
             for name, image in sorted(self.tables.items()):
