@@ -12,7 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from databases import fresh_database
-from test_rollback_keeps import KILLER, ROLLED_BACK_FAILED, _cli, _definition, _files, _sql
+from test_rollback_keeps import (
+    KILLER,
+    ROLLED_BACK_FAILED,
+    _cli,
+    _definition,
+    _files,
+    _sql,
+    _tables_query,
+)
 
 ENGINES = [
     pytest.param("sqlite", id="sqlite"),
@@ -163,6 +171,19 @@ def test_a_typo_in_the_last_file_rolls_back_every_earlier_step(
     assert (_definition(url, "t"), _sql(url, "SELECT * FROM t")) == before
     code, out, err = _cli(capsys, "status", str(migrations), "--db", url)
     assert "BLOCKED" not in out
+
+
+def test_a_typo_in_a_down_section_refuses_the_run_before_it_starts(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The down section is the step's way back: ``DRPO TABLE k;`` there would only fail when
+    the rollback needs it. The run is refused before anything runs, naming file and line."""
+    migrations = _files(tmp_path, "CREATE TABLE k (id INT);\n-- lupo:down\nDRPO TABLE k;\n")
+    code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
+    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert "V1__s.sql:3: statement starts with 'DRPO'" in err
+    assert "rolled_back, 0 of 1" in out
+    assert ("k",) not in _sql(url, *_tables_query(url))
 
 
 def test_a_refused_statement_of_unknown_effect_ran_nothing(

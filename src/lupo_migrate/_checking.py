@@ -39,6 +39,7 @@ from lupo_migrate._validation import (
     BEFORE,
     DATA_AFTER,
     DATA_BEFORE,
+    DOWN_STATEMENTS,
     EFFECTS,
     ESTIMATES,
     EXPLICIT_DOWN,
@@ -155,7 +156,9 @@ def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
     from lupo_migrate.handlers._effects import check_statements
 
     found: list[Finding] = []
-    for step_id, rows in by_step(orch, STATEMENTS).items():
+    ups, downs = by_step(orch, STATEMENTS), by_step(orch, DOWN_STATEMENTS)
+    for step_id in dict.fromkeys([*ups, *downs]):
+        rows = [*ups.get(step_id, ()), *downs.get(step_id, ())]
         path = rows[0][1]
         statements = [(line or 0, sql) for _sid, _path, line, sql in rows]
         found += [
@@ -236,6 +239,7 @@ def time_probes(orch: Orchestrator) -> dict[str, float | None]:
 def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     """The plan's statements (from handlers that can list them) and what they touch."""
     statements: list[tuple[str, str, int | None, str]] = []
+    downs: list[tuple[str, str, int | None, str]] = []
     explicit: set[str] = set()
     effects: list[tuple[str, str, str, str, str | None]] = []
     unknown: list[tuple[str, str]] = []
@@ -271,6 +275,8 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
                 )
                 if info.down_source in ("section", "twin"):
                     explicit.add(step.id)
+                if info.down_source == "section":
+                    downs += [(step.id, step.path, d.line, d.text) for d in info.down_statements]
         except (LupoMigrateError, OSError, UnicodeDecodeError):
             unknown.append((step.id, "unreadable"))  # the step itself will say why
             continue
@@ -302,6 +308,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     return {
         NO_ROLLBACK: tuple(no_rollback),
         STATEMENTS: tuple(statements),
+        DOWN_STATEMENTS: tuple(downs),
         EFFECTS: tuple(effects),
         NEEDS: tuple(kept),
         UNKNOWN: tuple(unknown),

@@ -15,6 +15,7 @@ __all__ = [
     "BEFORE",
     "DATA_AFTER",
     "DATA_BEFORE",
+    "DOWN_STATEMENTS",
     "EFFECTS",
     "ESTIMATES",
     "EXPLICIT_DOWN",
@@ -54,6 +55,8 @@ DATA_AFTER: Final = "data_after"
 ESTIMATES: Final = "row_estimates"
 #: Steps with a down section of their own (or a down twin): they need no backups.
 EXPLICIT_DOWN: Final = "explicit_down"
+#: The statements of the down sections files hold: (step id, path, line, text).
+DOWN_STATEMENTS: Final = "down_statements"
 #: Steps whose rollback cannot be guaranteed, with why: (step id, reason).
 NO_ROLLBACK: Final = "no_rollback"
 #: Seconds each declared performance probe took (None: it failed).
