@@ -12,8 +12,8 @@ effect boundary.
                                                  table created, not yet filled)
 
 ARGS are ``apply``'s (directory, --db, --orchestration-schema), and ``--rollback RUN`` to run
-an operator's rollback of RUN instead of apply. Exits 3 when the run ended before the
-boundary was reached (the caller asked for one past the end).
+an operator's rollback of RUN instead of apply (with ``--conflicts keep|undo``). Exits 3 when
+the run ended before the boundary was reached (the caller asked for one past the end).
 """
 
 from __future__ import annotations
@@ -102,7 +102,12 @@ def main(argv: list[str]) -> int:
         else:
             orchestrator.target = _Killing(orchestrator.target, mode, target)
         if "--rollback" in pairs:
-            orchestrator.rollback(pairs["--rollback"], opened.steps, operator="day shift")
+            orchestrator.rollback(
+                pairs["--rollback"],
+                opened.steps,
+                operator="day shift",
+                conflicts=pairs.get("--conflicts"),
+            )
         else:
             opened.apply()
     return 3

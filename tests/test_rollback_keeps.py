@@ -161,6 +161,27 @@ def test_values_written_since_into_a_column_the_run_added_stop_the_rollback(
     assert _definition(url, "orders") == before
 
 
+def test_a_change_of_case_is_a_change(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MySQL's collations take 'b' for 'B': the run's change of case goes back all the same,
+    and the application's change of case of a row the run changed is a conflict."""
+    _sql(url, *ORDERS)
+    migrations = _files(tmp_path, "UPDATE orders SET item = 'B', qty = 20 WHERE id = 2;\n")
+    run = _apply(capsys, migrations, url)
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url, "--dry-run")
+    assert "orders: 1 changed" in out, (out, err)
+    assert "no conflicts" in out
+    _sql(url, "UPDATE orders SET item = 'b' WHERE id = 2")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == REFUSED, (out, err)
+    assert "orders [2]" in err
+    _sql(url, "UPDATE orders SET item = 'B' WHERE id = 2")
+    code, out, err = _cli(capsys, "rollback", run, str(migrations), "--db", url)
+    assert code == 0, (out, err)
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [(1, "a", 1), (2, "b", 2)]
+
+
 def test_rows_the_run_changed_go_back_and_the_applications_stay(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,3 +531,43 @@ def test_a_columns_literal_default_is_told_from_an_expression(
     from lupo_migrate.ext.sqlalchemy._added import literal_default
 
     assert literal_default(default) == literal
+
+
+@pytest.mark.parametrize("policy", [None, "keep", "undo"])
+def test_a_rollback_killed_midway_is_finished_by_recover_and_keeps_the_applications_rows(
+    url: str, policy: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rollback RUN`` of a completed run dies (-9) after its first undo statement, with
+    rows the application wrote since (and, with ``--conflicts``, a row the run changed that
+    the application changed again): ``recover`` finishes the rollback by key, as the
+    rollback itself would have, with the side the operator chose winning the conflict."""
+    from test_recover_property import _recover
+
+    _sql(url, *ORDERS)
+    before = _definition(url, "orders")
+    migrations = _files(
+        tmp_path,
+        "ALTER TABLE orders ADD COLUMN note VARCHAR(20);\n",
+        "UPDATE orders SET qty = qty * 10 WHERE id = 1;\n",
+    )
+    run = _apply(capsys, migrations, url)
+    _sql(url, "INSERT INTO orders (id, item, qty) VALUES (3, 'c', 3)")
+    _sql(url, "UPDATE orders SET item = 'B' WHERE id = 2")
+    more = []
+    if policy is not None:
+        _sql(url, "UPDATE orders SET item = 'A' WHERE id = 1")  # the run changed row 1
+        more = ["--conflicts", policy]
+    killer = [sys.executable, str(KILLER), "after", "0", str(migrations), "--db", url]
+    killed = subprocess.run(
+        [*killer, "--rollback", run, *more],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    code, out, err = _recover(url, migrations)
+    assert code == 0, (out, err)
+    assert "recovered, rolled_back" in out, (out, err)
+    first = {None: (1, "a", 1), "keep": (1, "A", 10), "undo": (1, "a", 1)}[policy]
+    assert _sql(url, "SELECT * FROM orders ORDER BY id") == [first, (2, "B", 2), (3, "c", 3)]
+    assert _definition(url, "orders") == before

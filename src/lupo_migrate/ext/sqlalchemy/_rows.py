@@ -94,10 +94,15 @@ def _same_values(
     if not pairs:
         return "1 = 1"
     # PostgreSQL compares no integer with a varchar (a run may have changed a column's
-    # type): values are compared as text there.
-    cast = "::text" if conn.dialect.name == "postgresql" else ""
+    # type): values are compared as text there. MySQL compares strings by their collation,
+    # which takes 'a' for 'A' (and 'a ' for 'a'): a change of case is a change, so values
+    # are compared byte for byte.
+    before, after = {"postgresql": ("", "::text"), "mysql": ("BINARY ", "")}.get(
+        conn.dialect.name, ("", "")
+    )
     return " AND ".join(
-        f"{left}.{_q(conn, a)}{cast} {eq} {right}.{_q(conn, b)}{cast}" for a, b in pairs
+        f"{before}{left}.{_q(conn, a)}{after} {eq} {before}{right}.{_q(conn, b)}{after}"
+        for a, b in pairs
     )
 
 
