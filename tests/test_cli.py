@@ -381,3 +381,41 @@ class TestDatabaseUrls:
         assert said in err
         assert "mysql://user:password@127.0.0.1/db (PyMySQL)" in err
         assert "Traceback" not in err
+
+
+def test_ctrl_c_during_a_run_says_what_to_do_and_recover_rolls_it_back(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C in the middle of a run stops it where it is, as a crash would: one line says
+    so (writes stay frozen) and what to run; ``recover`` then rolls the run back."""
+    from lupo_migrate.ext.sqlalchemy import _step_session
+
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT);\n")
+    (migrations / "V2__b.sql").write_text("CREATE TABLE b (id INT);\nINSERT INTO b VALUES (1);\n")
+    execute = _step_session.StepSessions.execute
+    sent = []
+
+    def interrupted(self: Any, connection: Any, statement: str) -> None:
+        if len(sent) == 1:
+            raise KeyboardInterrupt
+        sent.append(statement)
+        execute(self, connection, statement)
+
+    monkeypatch.setattr(_step_session.StepSessions, "execute", interrupted)
+    code, _, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == 1
+    assert "aborted: a run under way stopped where it was" in err
+    assert "`lupo-migrate recover` rolls it back" in err
+    monkeypatch.setattr(_step_session.StepSessions, "execute", execute)
+    code, out, err = run(capsys, "status", str(migrations), "--db", database_url)
+    assert "died in migrating at step V2__b" in err, (out, err)
+    code, out, err = run(capsys, "recover", str(migrations), "--db", database_url)
+    assert code == 0, (out, err)
+    assert "recovered, rolled_back" in out
+    code, out, err = run(capsys, "status", str(migrations), "--db", database_url)
+    assert "0 applied, 2 pending" in out

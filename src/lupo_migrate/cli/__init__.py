@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import click
 
@@ -24,6 +25,15 @@ from lupo_migrate.cli._common import EXIT_CODES, cli
 from lupo_migrate.cli._common import _settings as _settings  # the tests' killer uses it
 
 __all__ = ["EXIT_CODES", "main"]
+
+
+#: Commands that drive a run, which Ctrl-C stops where it is (as a crash would).
+_RUNNING: Final = frozenset({"apply", "rollback", "recover", "queue", "baseline"})
+_STOPPED: Final = (
+    ": a run under way stopped where it was, and application writes stay frozen until it is"
+    " finished; `lupo-migrate status` shows it, `lupo-migrate recover` rolls it back"
+    " (`recover --resume` carries it on)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage.show()
         return usage.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        running = next((a for a in args if not a.startswith("-")), "") in _RUNNING
+        click.echo("aborted" + (_STOPPED if running else ""), err=True)
         return 1
     except SystemExit as exit_:  # sys.exit() inside a command
         return exit_.code if isinstance(exit_.code, int) else 1
