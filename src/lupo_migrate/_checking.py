@@ -275,8 +275,9 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
                 )
                 if info.down_source in ("section", "twin"):
                     explicit.add(step.id)
-                if info.down_source == "section":
-                    downs += [(step.id, step.path, d.line, d.text) for d in info.down_statements]
+                if info.down_source == "section":  # a plugin's info may list no statements
+                    listed_down = getattr(info, "down_statements", ())
+                    downs += [(step.id, step.path, d.line, d.text) for d in listed_down]
         except (LupoMigrateError, OSError, UnicodeDecodeError):
             unknown.append((step.id, "unreadable"))  # the step itself will say why
             continue
