@@ -366,6 +366,9 @@ def dashboard_process(migrations: Path, url: str) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=migrations.parent,
+        # A shell starts a background job with SIGINT ignored, and Python keeps an ignored
+        # SIGINT ignored: give the command the Ctrl-C a terminal would, however pytest runs.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     assert process.stderr is not None
