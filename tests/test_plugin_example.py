@@ -1,30 +1,30 @@
 """The plugin example (``examples/plugin``) installs with pip and its file type shows in ``plan``.
 
-Issue 6's acceptance, checked as a user would: a virtual environment that sees this one's
-packages (lupo_migrate, pytest, SQLAlchemy) gets the plugin from a copy of its directory with
-``pip install --no-build-isolation --no-deps --no-index`` (offline); its ``lupo-migrate``
-then plans the demo, applies and rolls it back on SQLite, MariaDB and PostgreSQL (the values'
-literals are the part that differs by server), and the plugin's own tests pass there. Nothing
-is installed in this environment, so no other test sees the ``seed`` file type, and nothing is
-built in the working tree.
+Issue 6's acceptance, checked as a user would: a new virtual environment that sees this
+interpreter's packages (lupo_migrate, pytest, SQLAlchemy; see ``venvs``: whether the suite runs
+in a venv or not) gets the plugin from a copy of its directory with ``pip install
+--no-build-isolation --no-deps --no-index`` (offline); its ``lupo-migrate`` then plans the
+demo, applies and rolls it back on SQLite, MariaDB and PostgreSQL (the values' literals are the
+part that differs by server), and the plugin's own tests pass there. Nothing is installed in
+this environment, so no other test sees the ``seed`` file type, and nothing is built in the
+working tree.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
-import os
 import re
 import shutil
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+
+from venvs import make_venv, site_dirs
+from venvs import run as _run
 
 pytestmark = pytest.mark.slow
 
@@ -38,45 +38,9 @@ def _entry_points() -> set[str]:
     return {f"{ep.name} = {ep.value}" for ep in metadata.entry_points(group=GROUP)}
 
 
-def _run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "LUPO_MIGRATE_NO_PLUGINS"}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def _make_venv(where: Path) -> Path:
-    """A virtual environment seeing this one's packages; returns its ``python``.
-
-    virtualenv (installed with tox, in the dev extra) seeds it offline with a setuptools recent
-    enough to build a wheel by itself. The standard library's venv brings no setuptools, so
-    the build would use this environment's, which before 70.1 also needs ``wheel``.
-    """
-    if importlib.util.find_spec("virtualenv") is not None:
-        tool = ["-m", "virtualenv", "--no-periodic-update", "-q"]
-    else:
-        tool = ["-m", "venv"]
-    done = _run(sys.executable, *tool, "--system-site-packages", where)
-    assert done.returncode == 0, done.stderr
-    return where / "bin" / "python"
-
-
 @pytest.fixture(scope="module", name="python")
 def _python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``python`` of a virtual environment with the plugin installed from a copy."""
-    if sys.prefix != sys.base_prefix:
-        pytest.skip(
-            "running in a virtual environment: one made with --system-site-packages would"
-            " not see its packages; run the suite with the interpreter lupo_migrate is"
-            " installed in"
-        )
     before = _entry_points()
     tmp = tmp_path_factory.mktemp("plugin")
     source = tmp / "plugin"
@@ -87,7 +51,7 @@ def _python(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "*.db"
         ),
     )
-    python = _make_venv(tmp / "venv")
+    python = make_venv(tmp / "venv", see=site_dirs())
     done = _run(
         python, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index", source
     )
