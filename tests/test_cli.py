@@ -371,6 +371,8 @@ class TestDatabaseUrls:
             ("postgresql+asyncpg://postgres@127.0.0.1/app", "not installed (asyncpg)"),
             ("nosuchdb://x/y", "not a usable database URL"),
             ("127.0.0.1/app", "not a usable database URL"),
+            ("mysql://root:secret@127.0.0.1:port/app", "root:***@127.0.0.1:port/app: invalid"),
+            ("mysql://root@[::1/app", "an IPv6 host is written [::1]"),
         ],
     )
     def test_a_url_that_cannot_be_opened_is_one_line(
@@ -381,6 +383,17 @@ class TestDatabaseUrls:
         assert said in err
         assert "mysql://user:password@127.0.0.1/db (PyMySQL)" in err
         assert "Traceback" not in err
+        assert "secret" not in err
+
+    @pytest.mark.mariadb
+    def test_a_query_option_the_driver_does_not_know_is_one_line(
+        self, mariadb_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url = mariadb_url + "?no_such_option=1"
+        code, _, err = run(capsys, "apply", str(QUICKSTART), "--db", url)
+        assert code == errors.ConfigurationError.exit_code
+        assert "the driver does not know an option of the URL's query" in err
+        assert "no_such_option" in err
 
 
 def test_ctrl_c_during_a_run_says_what_to_do_and_recover_rolls_it_back(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import string
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lupo_migrate._config import Settings
 from lupo_migrate._quick import DatabaseUrl, nothing_to_do, parse_url
@@ -16,6 +20,58 @@ from lupo_migrate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
+
+
+def _as_sqlalchemy_reads(url: str) -> DatabaseUrl:
+    """*url* as the full path reads it (``make_url``, the driver lupo_migrate installs)."""
+    from lupo_migrate.ext.sqlalchemy.target import usable_url
+
+    parsed = usable_url(url)
+    family = {"mysql": "mysql", "postgresql": "postgresql", "sqlite": "sqlite"}[
+        parsed.get_backend_name()
+    ]
+    query = dict(parsed.query)
+    socket = query.pop("unix_socket" if family == "mysql" else "host", None)
+    assert not query, query
+    return DatabaseUrl(
+        family,
+        user=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database or None,
+        socket=socket if isinstance(socket, str) else None,
+    )
+
+
+_SAFE = st.text(string.ascii_letters + string.digits + "_-.", min_size=1, max_size=8)
+_ANY = st.text(string.ascii_letters + string.digits + "@:/?#%&=+ _-.!", min_size=1, max_size=8)
+
+
+@st.composite
+def _urls(draw: st.DrawFn) -> str:
+    """URLs of the three families as users write them, some with odd characters quoted."""
+    scheme = draw(st.sampled_from(["mysql", "mysql+pymysql", "mariadb", "postgresql", "postgres"]))
+    user = draw(st.none() | _ANY)
+    password = draw(st.none() | _ANY) if user is not None else None
+    host = draw(st.sampled_from(["", "localhost", "127.0.0.1", "[::1]", "db.example"]))
+    port = draw(st.none() | st.integers(1, 65535))
+    database = draw(st.none() | _ANY)
+    option = draw(st.sampled_from(["", "unix_socket", "host", "charset"]))
+    text = f"{scheme}://"
+    if user is not None:
+        text += quote(user, safe="")
+        if password is not None:
+            text += ":" + quote(password, safe="")
+        text += "@"
+    text += host
+    if port is not None and host:
+        text += f":{port}"
+    if database is not None:
+        text += "/" + quote(database, safe="")
+    if option:
+        text += f"?{option}=" + quote("/run/" + draw(_SAFE), safe="/")
+    return text
 
 
 class TestParseUrl:
@@ -43,11 +99,42 @@ class TestParseUrl:
     def test_plain_urls_are_understood(self, url: str, expected: DatabaseUrl) -> None:
         """User, password (percent-decoded), host, IPv6 host, port and database."""
         assert parse_url(url) == expected
+        assert parse_url(url) == _as_sqlalchemy_reads(url)
+
+    @pytest.mark.parametrize(
+        ("url", "socket"),
+        [
+            (
+                "mysql+pymysql://root@localhost/test?unix_socket=/run/mysqld/mysqld.sock",
+                "/run/mysqld/mysqld.sock",
+            ),
+            ("mysql://root@/test?unix_socket=%2Ftmp%2Fm.sock", "/tmp/m.sock"),
+            ("postgresql://postgres@/test?host=/var/run/postgresql", "/var/run/postgresql"),
+        ],
+    )
+    def test_a_socket_is_understood(self, url: str, socket: str) -> None:
+        """The socket forms take the fast path too (issue 19: they fell through to the full
+        path, 0.39-0.65 s against 0.12-0.15 s over TCP)."""
+        parsed = parse_url(url)
+        assert parsed is not None
+        assert parsed.socket == socket
+        assert parsed == _as_sqlalchemy_reads(url)
+
+    @settings(max_examples=300, deadline=None)
+    @given(url=_urls())
+    def test_what_it_understands_it_reads_as_sqlalchemy_does(self, url: str) -> None:
+        """One reading of a URL: whatever the fast path accepts, SQLAlchemy reads the same."""
+        parsed = parse_url(url)
+        if parsed is not None:
+            assert parsed == _as_sqlalchemy_reads(url)
 
     @pytest.mark.parametrize(
         "url",
         [
-            "mysql+pymysql://root@localhost/test?unix_socket=/run/mysqld/mysqld.sock",
+            "mysql+pymysql://root@localhost/test?charset=latin1",
+            "mysql+pymysql://root@localhost/test?unix_socket=/a&unix_socket=/b",
+            "postgresql://postgres@127.0.0.1/test?sslmode=require",
+            "sqlite:///app.db?mode=ro",
             "mysql+mysqldb://root@127.0.0.1/test",
             "oracle://scott@127.0.0.1/orcl",
             "not a url",

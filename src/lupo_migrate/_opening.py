@@ -6,6 +6,8 @@ Used by :func:`lupo_migrate._session.open_session`.
 
 from __future__ import annotations
 
+import re
+
 from typing import TYPE_CHECKING, Final
 
 from lupo_migrate._config import Settings
@@ -39,6 +41,11 @@ def _engine(url: str) -> sa.Engine:
         engine = make_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise ConfigurationError(f"not a usable database URL: {exc}; {_EXAMPLES}") from None
+    except ValueError as exc:  # SQLAlchemy's parser: a port that is not a number, say
+        raise ConfigurationError(
+            f"not a usable database URL: {_hidden(url)}: {exc}"
+            f" (a port is a number, an IPv6 host is written [::1]); {_EXAMPLES}"
+        ) from None
     except ImportError as exc:  # a driver the URL names is not installed
         raise ConfigurationError(
             f"the database URL names a driver that is not installed ({exc.name or exc});"
@@ -50,7 +57,19 @@ def _engine(url: str) -> sa.Engine:
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise connect_error(engine.url, exc) from None
+    except TypeError as exc:  # PyMySQL: a query option it has no parameter for
+        engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(
+            f"cannot connect to {shown}: the driver does not know an option of the URL's"
+            f" query ({exc}); remove it, or see the driver's connection options"
+        ) from None
     return engine
+
+
+def _hidden(url: str) -> str:
+    """*url* with the password of its ``user:password@`` part (if any) shown as ``***``."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url, count=1)
 
 
 def _orchestration_url(settings: Settings, engine: sa.Engine) -> str | None:

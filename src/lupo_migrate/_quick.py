@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import attrs
 
@@ -70,15 +70,24 @@ class DatabaseUrl:
     host: str | None = None
     port: int | None = None
     database: str | None = None
+    socket: str | None = None  # MySQL: ?unix_socket=; PostgreSQL: ?host= (a socket folder)
+
+
+#: The query options the fast path understands, by family, and the DatabaseUrl field each
+#: fills; a URL with any other option is left to SQLAlchemy.
+_OPTIONS: Final = {"mysql": {"unix_socket": "socket"}, "postgresql": {"host": "socket"}}
 
 
 def parse_url(url: str) -> DatabaseUrl | None:
     """The parts of *url*, or None when it is not a plain URL of a known driver.
 
-    URLs with query options (``?unix_socket=...``, ``?charset=...``) are left to SQLAlchemy.
+    It reads a URL as SQLAlchemy's ``make_url`` does (``tests/test_quick.py`` holds them to
+    the same answers), without importing SQLAlchemy. Of the query options only a socket
+    (MySQL's ``?unix_socket=``, PostgreSQL's ``?host=``) is understood; any other option
+    (``?charset=...``, ``?sslmode=...``) leaves the URL to SQLAlchemy.
     """
     match = _URL.match(url)
-    if match is None or match["query"] is not None:
+    if match is None:
         return None
     family = _FAMILIES.get(match["scheme"].lower())
     if family is None:
@@ -87,14 +96,26 @@ def parse_url(url: str) -> DatabaseUrl | None:
     if family == "sqlite":
         if match["user"] is not None or match["host"] or match["ipv6"] or match["port"]:
             return None
+        if match["query"] is not None:
+            return None
         return DatabaseUrl(family, database=database or None)
+    options: dict[str, str] = {}
+    if match["query"] is not None:
+        pairs = parse_qsl(match["query"], keep_blank_values=True)
+        known = _OPTIONS.get(family, {})
+        if not pairs or any(k not in known or not v for k, v in pairs):
+            return None
+        if len({k for k, _ in pairs}) != len(pairs):
+            return None  # an option given twice: SQLAlchemy makes a list of it
+        options = {known[k]: v for k, v in pairs}
     return DatabaseUrl(
         family,
         user=unquote(match["user"]) if match["user"] is not None else None,
         password=unquote(match["password"]) if match["password"] is not None else None,
-        host=match["ipv6"] or match["host"],
+        host=unquote(match["ipv6"] or match["host"] or "") or None,
         port=int(match["port"]) if match["port"] else None,
         database=unquote(database) if database else None,
+        **options,
     )
 
 
@@ -107,25 +128,26 @@ LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 def _connect(url: DatabaseUrl) -> Any:
     """A DB-API connection, or None when this module would rather not decide."""
     if url.family == "mysql":
-        if not url.host:
+        if not url.host and not url.socket:
             return None
         import pymysql
 
         return pymysql.connect(
-            host=url.host,
+            host=url.host or "localhost",
             port=url.port or 3306,
+            unix_socket=url.socket,
             user=url.user or "",
             password=url.password or "",
             database=url.database,
             connect_timeout=5,
             charset="utf8mb4",
-            ssl_disabled=url.host in LOOPBACK,
+            ssl_disabled=url.socket is not None or url.host in LOOPBACK,
         )
     if url.family == "postgresql":
         import psycopg2
 
         return psycopg2.connect(
-            host=url.host,
+            host=url.socket or url.host,
             port=url.port,
             user=url.user,
             password=url.password,
