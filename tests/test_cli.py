@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import needs_corpus
 from lupo_migrate import errors
@@ -421,7 +423,7 @@ def test_ctrl_c_during_a_run_says_what_to_do_and_recover_rolls_it_back(
 
     monkeypatch.setattr(_step_session.StepSessions, "execute", interrupted)
     code, _, err = run(capsys, "apply", str(migrations), "--db", database_url)
-    assert code == 1
+    assert code == 130
     assert "aborted: a run under way stopped where it was" in err
     assert "`lupo-migrate recover` rolls it back" in err
     monkeypatch.setattr(_step_session.StepSessions, "execute", execute)
@@ -432,3 +434,92 @@ def test_ctrl_c_during_a_run_says_what_to_do_and_recover_rolls_it_back(
     assert "recovered, rolled_back" in out
     code, out, err = run(capsys, "status", str(migrations), "--db", database_url)
     assert "0 applied, 2 pending" in out
+
+
+@pytest.mark.parametrize(
+    ("sent", "name", "exit_code"),
+    [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)],
+)
+def test_ctrl_c_or_sigterm_stops_the_run_cleanly_and_rolls_it_back(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sent: signal.Signals,
+    name: str,
+    exit_code: int,
+) -> None:
+    """Issue 19, 3: the first Ctrl-C (or a deploy tool's SIGTERM) during step 1 lets its
+    statement finish, starts no further step and rolls the run back to where it began:
+    exit 130 / 143, nothing left behind, writes thawed, the next apply runs as usual."""
+    from lupo_migrate.ext.sqlalchemy import _step_session
+
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT);\nINSERT INTO a VALUES (1);\n")
+    (migrations / "V2__b.sql").write_text("CREATE TABLE b (id INT);\n")
+    execute = _step_session.StepSessions.execute
+    ran: list[str] = []
+
+    def signalled(self: Any, connection: Any, statement: str) -> None:
+        if not ran:
+            os.kill(os.getpid(), sent)  # as the terminal or the deploy tool would
+        ran.append(statement)
+        execute(self, connection, statement)
+
+    monkeypatch.setattr(_step_session.StepSessions, "execute", signalled)
+    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == exit_code, (out, err)
+    assert f"{name}: stopping. No further step starts" in err
+    assert f"stopped by {name}: the run rolled back to where it began" in err
+    assert ran[:2] == ["CREATE TABLE a (id INT)", "INSERT INTO a VALUES (1)"]
+    assert "CREATE TABLE b (id INT)" not in ran  # V2 never started (then V1 was undone)
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    engine = sa.create_engine(database_url)
+    try:
+        assert not {"a", "b"} & set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(_step_session.StepSessions, "execute", execute)
+    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == 0, (out, err)
+    assert "completed, 2 of 2 step(s) applied" in out
+
+
+def test_a_second_ctrl_c_stops_at_once_and_recover_rolls_the_run_back(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C twice: the run stops where it is (exit 130), and `recover` repairs it."""
+    from lupo_migrate.ext.sqlalchemy import _step_session
+
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT);\nINSERT INTO a VALUES (1);\n")
+    execute = _step_session.StepSessions.execute
+    ran: list[str] = []
+
+    def signalled_twice(self: Any, connection: Any, statement: str) -> None:
+        ran.append(statement)
+        if len(ran) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        execute(self, connection, statement)
+
+    monkeypatch.setattr(_step_session.StepSessions, "execute", signalled_twice)
+    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == 130, (out, err)
+    assert "aborted: a run under way stopped where it was" in err
+    monkeypatch.setattr(_step_session.StepSessions, "execute", execute)
+    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    assert code == errors.TargetBlockedError.exit_code
+    assert "no new run can start: run " in err
+    assert "died in migrating at step V1__a" in err
+    assert "`lupo-migrate recover` rolls it back to where it began" in err
+    assert "LockAcquired" not in err  # the state machine's words stay out of it
+    code, out, err = run(capsys, "recover", str(migrations), "--db", database_url)
+    assert code == 0, (out, err)
+    assert "recovered, rolled_back" in out

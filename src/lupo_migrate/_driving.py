@@ -21,7 +21,8 @@ from lupo_migrate import _checking, _observing, _operations, _recovery, _steppin
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._keepalive import KeepAlive
-from lupo_migrate._model import Plan, Run, Step, StepId
+from lupo_migrate._kinds import FailureKind
+from lupo_migrate._model import Failure, Plan, Run, Step, StepId
 from lupo_migrate.errors import InternalError
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ logger = logging.getLogger("lupo_migrate")
 
 def start(orch: Orchestrator, run: Run, plan: Plan, by_id: Mapping[StepId, Step]) -> Run:
     """Record a new run and drive it from its start, the run lock held."""
+    orch._stop = None  # a stop asked of an earlier run is not this one's
     orch.storage.create_run(run)
     _observing.started(orch, run, plan)
     run = _recovery.guarded(
@@ -161,6 +163,11 @@ def carry_out(
         case sm.Validate(stage=stage):
             return _checking.validate(orch, run, stage, plan)
         case sm.ApplyStep(step_id=step_id):
+            if orch._stop is not None:  # asked to stop: the step fails before it starts
+                orch._flush()  # what waited to travel with its first statement goes now
+                return sm.StepFailed(
+                    step_id, Failure(kind=FailureKind.OPERATOR_ABORT, message=orch._stop)
+                )
             return _stepping.apply_step(orch, run, by_id[step_id], now)
         case sm.UndoStep(step_id=step_id, partial=partial):
             return _undoing.undo_step(orch, run, by_id[step_id], partial=partial)

@@ -7,7 +7,6 @@ Used by :func:`lupo_migrate._session.open_session`.
 from __future__ import annotations
 
 import re
-
 from typing import TYPE_CHECKING, Final
 
 from lupo_migrate._config import Settings

@@ -177,6 +177,8 @@ class Orchestrator(QueueCommands):
     _recovering: Run | None = attrs.field(default=None, init=False, repr=False)
     # Records of pending decisions written by the run being driven.
     _recorded: list[DecisionRecord] = attrs.field(factory=list, init=False, repr=False)
+    # Why the run being driven should stop (see request_stop()); None: it goes on.
+    _stop: str | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.drift not in ("error", "warn", "off"):
@@ -188,6 +190,17 @@ class Orchestrator(QueueCommands):
             # Named after the run lock, so two targets never share one, and recover (which
             # waits for a dead run's statement still running) works for every embedding.
             adopt(str(getattr(self.lock, "server_name", None) or self.target_name))
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run being applied to stop cleanly: no further step starts, and the run
+        rolls back to where it began (class A, an operator's abort saying *reason*), as if
+        its next step had failed before its first statement. The statement running now
+        finishes first. Safe to call from a signal handler or another thread; a run applied
+        after this one starts afresh.
+
+        The command line calls it on the first Ctrl-C (SIGINT) or SIGTERM of ``apply``.
+        """
+        self._stop = reason
 
     # ------------------------------------------------------------------ queries
 
@@ -254,8 +267,9 @@ class Orchestrator(QueueCommands):
                 latest.phase.name,
                 "LockAcquired",
                 ["Resolved"],
-                reason="A rollback failed earlier and the target is blocked; fix it by hand,"
-                " then `lupo-migrate resolve`.",
+                reason=f"run {latest.id} failed and its rollback did not finish, so the"
+                " target is blocked; put the database right by hand (`lupo-migrate status`"
+                " and `show` tell what is left), then `lupo-migrate resolve`.",
             )
         dead = self.crashed() if latest is not None and not latest.ended else None
         if dead is not None:
@@ -266,7 +280,9 @@ class Orchestrator(QueueCommands):
                 ["RollbackRequested"],
                 reason=f"run {dead.id} died in {dead.phase.value}"
                 + (f" at step {dead.in_flight}" if dead.in_flight else "")
-                + "; `lupo-migrate recover` rolls it back to where it started.",
+                + " (its process stopped: killed, interrupted, or it lost its connection),"
+                " and application writes may still be frozen; `lupo-migrate recover` rolls"
+                " it back to where it began (`recover --resume` carries it on).",
             )
         plan = self.pending(steps, upto=upto)
         if not plan.steps:

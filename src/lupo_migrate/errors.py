@@ -138,9 +138,30 @@ class IllegalTransitionError(LupoMigrateError):
 
 
 class TargetBlockedError(IllegalTransitionError):
-    """A rollback failed earlier, so the target takes no new run until ``resolve``."""
+    """The target takes no new run: a rollback failed earlier (until ``resolve``), or a run
+    died and is not finished (until ``recover``).
+
+    Its message is in the operator's words (what happened, the command to run); the state
+    machine's (phase, event, allowed events) stay in the attributes.
+    """
 
     exit_code = 4
+
+    def __init__(
+        self,
+        run_id: str,
+        phase: str,
+        event: str,
+        allowed: Sequence[str],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(run_id, phase, event, allowed, reason=reason)
+        if reason:
+            self.args = (f"no new run can start: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class MigrationFileError(LupoMigrateError):

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         running = next((a for a in args if not a.startswith("-")), "") in _RUNNING
         click.echo("aborted" + (_STOPPED if running else ""), err=True)
-        return 1
+        return 130  # as a shell reports a process Ctrl-C ended
     except SystemExit as exit_:  # sys.exit() inside a command
         return exit_.code if isinstance(exit_.code, int) else 1
     return 0

@@ -4,8 +4,11 @@ files (or record that it is)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
-from typing import Any
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import click
@@ -19,6 +22,9 @@ from lupo_migrate.cli._common import (
     _settings,
     cli,
 )
+
+if TYPE_CHECKING:
+    from lupo_migrate._runner import Orchestrator
 
 
 @cli.command("apply", epilog=_EPILOG)
@@ -122,6 +128,7 @@ def apply_command(
     ):
         opened.orchestrator.observers = _observers(progress, metrics_port, stack)
         opened.orchestrator.allow_irreversible = irreversible
+        stopped = stack.enter_context(_stop_on_signals(opened.orchestrator))
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")
@@ -133,11 +140,59 @@ def apply_command(
             f" {len(run.applied)} of {len(result.plan)} step(s) applied"
         )
         _print_findings(result.findings, err=True)
+        if stopped and run.outcome is not None and run.outcome.value == "rolled_back":
+            name, code = _SIGNALS[signal.Signals(stopped[0])]
+            click.echo(f"stopped by {name}: the run rolled back to where it began", err=True)
+            sys.exit(code)
         if run.outcome is not None and run.outcome.value != "completed":
             if not any(f.severity.fails for f in result.findings):
                 reason = run.failure.message if run.failure else "see lupo-migrate status"
                 click.echo(f"error: {reason}", err=True)
             sys.exit(errors.StepError.exit_code)
+
+
+#: The signals that stop a run cleanly: their name for users and the exit code a shell gives
+#: a process they ended (128 + the signal's number).
+_SIGNALS: Final = {signal.SIGINT: ("Ctrl-C", 130), signal.SIGTERM: ("SIGTERM", 143)}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
+    """While the block runs, the first Ctrl-C (SIGINT) or SIGTERM asks the run to stop
+    cleanly (see ``Orchestrator.request_stop``): no further step starts, and the run rolls
+    back to where it began. A second one stops at once (``KeyboardInterrupt``: the run stays
+    where it was, and ``recover`` repairs it). Yields the signals received, in order.
+
+    Outside the main thread (an embedding host's worker) signals are left alone.
+    """
+    got: list[int] = []
+
+    def again(signum: int, _frame: object) -> None:
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    def first(signum: int, _frame: object) -> None:
+        got.append(signum)
+        name = _SIGNALS[signal.Signals(signum)][0]
+        orchestrator.request_stop(f"stopped by {name}; rolled back to where the run began")
+        for each in _SIGNALS:
+            signal.signal(each, again)
+        click.echo(
+            f"{name}: stopping. No further step starts; the statement running now finishes,"
+            f" then the run rolls back to where it began. {name} again stops at once"
+            " (`lupo-migrate recover` then rolls the run back).",
+            err=True,
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    previous = {each: signal.signal(each, first) for each in _SIGNALS}
+    try:
+        yield got
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
 
 @cli.command("verify", epilog=_EPILOG)
