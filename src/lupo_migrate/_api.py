@@ -111,8 +111,8 @@ def _sql_findings(root: Path, found: Discovery, dialect: str | None) -> list[Fin
     """What :func:`~lupo_migrate.handlers._effects.check_sql` finds in the SQL files."""
     from lupo_migrate.handlers._effects import check_sql
 
-    paths = [s.path for s in found.steps if s.file_type == "doctrine"]
-    paths.extend(found.down_files.values())
+    own = {s.path for s in found.steps if s.file_type == "doctrine"}
+    paths = [*own, *found.down_files.values()]
     findings: list[Finding] = []
     for path in sorted(paths):
         try:
@@ -122,7 +122,7 @@ def _sql_findings(root: Path, found: Discovery, dialect: str | None) -> list[Fin
         if text is None:  # a down twin (discovery decodes only the steps' own files)
             findings.extend([problem] if problem is not None else [])
             continue
-        findings.extend(check_sql(text, path=path, dialect=dialect))
+        findings.extend(check_sql(text, path=path, dialect=dialect, step=path in own))
     return findings
 
 
@@ -162,6 +162,17 @@ def check_directory(
 
     found = _read(root, manifest, registry)
     findings = list(found.findings)
+    if not found.steps and not any(f.severity.fails for f in findings):
+        findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                code="files.none",
+                path=str(root),
+                message="no migration files here: apply would do nothing",
+                hint="check the directory: SQL files, Python modules, agent .yaml/.json and"
+                " documentation .md files are read",
+            )
+        )
     if registry is None:
         from lupo_migrate._plugins import default_registry
 

@@ -153,10 +153,21 @@ def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
     """PRE: statements of the plan's SQL files that do not start with a SQL statement word of
     the target's dialect (``SELEC x``): the run is refused before anything runs, with the
     file and line (``lupo-migrate check`` says the same)."""
-    from lupo_migrate.handlers._effects import check_statements
+    from lupo_migrate.handlers._effects import check_sql, check_statements
 
     found: list[Finding] = []
     ups, downs = by_step(orch, STATEMENTS), by_step(orch, DOWN_STATEMENTS)
+    for step in plan.steps:  # SQL files with no statement listed: empty, or cannot be split
+        if step.file_type != "doctrine" or step.id in ups:
+            continue
+        try:
+            text = _read_under(orch.root, step.path, step)
+        except (LupoMigrateError, OSError, UnicodeDecodeError):
+            continue  # the step itself will say why
+        found += [
+            attrs.evolve(f, kind=FailureKind.CRITICAL_VALIDATION, step_id=step.id)
+            for f in check_sql(text, path=step.path, dialect=orch.target.dialect, step=True)
+        ]
     for step_id in dict.fromkeys([*ups, *downs]):
         rows = [*ups.get(step_id, ()), *downs.get(step_id, ())]
         path = rows[0][1]

@@ -288,6 +288,8 @@ def nothing_to_do(
     if read is None or not settings.db:
         return None
     registry, steps = read
+    if not steps:
+        return None  # no files at all: the full path warns, without opening the database
     target = parse_url(settings.db)
     store = _orchestration(settings, target) if target is not None else None
     if store is None or target is None:
@@ -316,4 +318,6 @@ def nothing_to_do(
             return None
     if any(ledger.get(step.id) != step.checksum for step in steps):
         return None
+    if len(ledger) != len(steps):
+        return None  # an applied file is gone: the full path says which
     return len(steps)

@@ -54,7 +54,11 @@ from lupo_migrate._queue_commands import QueueCommands
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate._runtime import RunResult, _Rollback
 from lupo_migrate._undo_plan import RollbackPreview
-from lupo_migrate._validation import checksums_unchanged, performance_probes
+from lupo_migrate._validation import (
+    applied_files_present,
+    checksums_unchanged,
+    performance_probes,
+)
 from lupo_migrate.errors import InvalidArgumentError, MigrationFileError, TargetBlockedError
 from lupo_migrate.handlers._lint import risky_statements
 from lupo_migrate.typing import Clock, DecisionLog, Freeze, Lock, Storage, Validator
@@ -242,6 +246,17 @@ class Orchestrator(QueueCommands):
             applied=self.storage.applied(self.target_name),
         )
         return tuple(checksums_unchanged()(context))
+
+    def missing_files(self, steps: Sequence[Step]) -> tuple[Finding, ...]:
+        """WARNING findings for applied steps whose file is not among *steps* (deleted or
+        moved since it was applied, or the wrong directory)."""
+        context = ValidationContext(
+            stage=Stage.PRE,
+            plan=Plan(steps=steps),
+            run=Run(id="verify", target=self.target_name),
+            applied=self.storage.applied(self.target_name),
+        )
+        return tuple(applied_files_present()(context))
 
     # ------------------------------------------------------------------ commands
 

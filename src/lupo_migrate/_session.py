@@ -111,6 +111,10 @@ class Session:
         """Findings for applied files edited since."""
         return self.orchestrator.verify(self.steps)
 
+    def missing_files(self) -> tuple[Finding, ...]:
+        """Warnings for applied steps whose file is gone from the migrations directory."""
+        return self.orchestrator.missing_files(self.steps)
+
     def accept(self, step_id: StepId, *, operator: str) -> AppliedStep:
         """Record the current checksum of an applied, edited file as accepted by *operator*."""
         ledger = self.orchestrator.storage.applied(self.target)

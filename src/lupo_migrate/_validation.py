@@ -19,6 +19,7 @@ from typing import Final
 
 import attrs
 
+from lupo_migrate._clock import from_stamp
 from lupo_migrate._fingerprint import Fingerprint, row_key
 from lupo_migrate._model import FailureKind, Finding, Severity, Stage, ValidationContext
 
@@ -70,6 +71,7 @@ __all__ = [
     "SOFT_DROP",
     "UNKNOWN",
     "all_of",
+    "applied_files_present",
     "backup_limit",
     "checksums_unchanged",
     "declared_effects",
@@ -141,6 +143,36 @@ class _ChecksumsUnchanged:
 def checksums_unchanged() -> Validator:
     """Already applied files must still have the checksum they were applied with."""
     return _ChecksumsUnchanged()
+
+
+@attrs.frozen(repr=False)
+class _AppliedFilesPresent:
+    def __call__(self, context: ValidationContext) -> Iterable[Finding]:
+        present = set(context.plan.ids)
+        for step_id, entry in sorted(context.applied.items()):
+            if step_id in present:
+                continue
+            where = f" ({entry.path})" if entry.path else ""
+            yield Finding(
+                severity=Severity.WARNING,
+                message=f"{step_id}{where} is applied (run {entry.run_id[:12]},"
+                f" {from_stamp(entry.applied_at):%Y-%m-%d %H:%M:%S} UTC) but its file is no"
+                " longer in the migrations directory",
+                path=entry.path or None,
+                hint="restore the file, or check that the directory is the right one: its"
+                " changes are in the database, and a step whose file is gone cannot be"
+                " verified nor rolled back",
+                code="applied-file-missing",
+                step_id=step_id,
+            )
+
+    def __repr__(self) -> str:
+        return "applied_files_present()"
+
+
+def applied_files_present() -> Validator:
+    """Every applied step still has its file (a WARNING names each one that is gone)."""
+    return _AppliedFilesPresent()
 
 
 @attrs.frozen(repr=False)

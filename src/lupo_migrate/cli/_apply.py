@@ -104,6 +104,13 @@ def apply_command(
     read = None
     if not dry_run:
         read = _quick.read_steps(settings)
+        if read is not None and not read[1]:  # nothing to apply: no database is touched
+            click.echo(
+                f"warning: no migration files in {settings.migrations}; nothing applied, and"
+                " the database was not opened (is the directory right?)",
+                err=True,
+            )
+            return
         # (not asked again when the entry point asked a moment ago and was told no)
         skip = _quick.declined() or upto is not None
         count = None if skip else _quick.nothing_to_do(settings, read)
@@ -129,6 +136,7 @@ def apply_command(
         opened.orchestrator.observers = _observers(progress, metrics_port, stack)
         opened.orchestrator.allow_irreversible = irreversible
         stopped = stack.enter_context(_stop_on_signals(opened.orchestrator))
+        _print_findings(opened.missing_files(), err=True)
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")

@@ -47,6 +47,8 @@ def status_command(**opts: Any) -> None:
             )
         for step in pending.steps:
             click.echo(f"pending  {step.id}  {step.path}")
+        for finding in opened.missing_files():
+            click.echo(f"missing  {finding.step_id}  {finding.message}")
 
 
 @cli.command("history", epilog=_EPILOG)

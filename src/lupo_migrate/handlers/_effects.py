@@ -542,7 +542,9 @@ def check_statements(
     return _statement_findings(_not_statements(items, fam), fam, path, known_dialect=True)
 
 
-def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Finding, ...]:
+def check_sql(
+    text: str, *, path: str, dialect: str | None = None, step: bool = False
+) -> tuple[Finding, ...]:
     """Flag each statement of a migration file whose first word is not a SQL statement.
 
     Such a statement (``SELEC x``, a client command such as ``\\i file`` or ``.tables``, a
@@ -554,6 +556,9 @@ def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Find
         dialect: the target's dialect, when known: its family's statements are the ones
             accepted. None: each family (MySQL, PostgreSQL, SQLite) is tried and the one that
             reads the file best is used, so a file passes when any family accepts all of it.
+        step: *text* is a step's own file (not a down twin), so it must hold a statement to
+            run: an empty or comment-only file (or up section) is an error (code
+            ``sql.empty``), not a step recorded as applied that did nothing.
 
     Returns:
         ERROR findings: one per statement that does not start with a statement word (code
@@ -563,6 +568,10 @@ def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Find
     families = ("mysql", "postgresql", "sqlite") if dialect is None else (_family(dialect),)
     if families == ("other",):
         return ()
+    if step:
+        empty = _nothing_to_run(text, families, path)
+        if empty is not None:
+            return (empty,)
     best: tuple[str, list[tuple[int, str, str]]] | None = None
     first_error: SplitError | None = None
     for fam in families:
@@ -588,6 +597,30 @@ def check_sql(text: str, *, path: str, dialect: str | None = None) -> tuple[Find
         )
     fam, found = best  # the first family that reads the file best
     return _statement_findings(found, fam, path, known_dialect=dialect is not None)
+
+
+def _nothing_to_run(text: str, families: Iterable[str], path: str) -> Finding | None:
+    """An ERROR when every family that can split *text* finds no up statement in it (None
+    when one finds some, or none can split it: that error is reported instead)."""
+    split = []
+    for fam in families:
+        try:
+            split.append(split_sections(text, dialect=fam))
+        except SplitError:
+            continue
+    if not split or any(sections.up for sections in split):
+        return None
+    has_down = any(sections.down for sections in split)
+    where = "its up section holds" if has_down else "the file is empty or holds"
+    return Finding(
+        severity=Severity.ERROR,
+        code="sql.empty",
+        path=path,
+        line=1,
+        message=f"no statement to run: {where} only comments and blank lines",
+        hint="add the migration's statements, or delete the file: a step that runs nothing"
+        " would still be recorded as applied",
+    )
 
 
 def _statement_findings(
