@@ -579,7 +579,7 @@ def test_run_values_are_frozen() -> None:
         run.phase = Phase.MIGRATING  # type: ignore[misc]
 
 
-def test_a_rollback_an_operator_asked_for_raises_a_warning_not_a_critical_alert() -> None:
+def test_a_rollback_an_operator_asked_for_raises_an_info_alert_not_a_warning() -> None:
     """rollback RUN of a completed run: class A (the whole run) or the decision's class."""
     for classification, expected in (
         (None, Classification.A),
@@ -591,5 +591,6 @@ def test_a_rollback_an_operator_asked_for_raises_a_warning_not_a_critical_alert(
         run, effects = transition(run, RollbackRequested(asked, classification=classification))
         assert run.classification is expected
         assert isinstance(effects[0], RaiseAlert)
-        assert effects[0].level is AlertLevel.WARNING
+        assert effects[0].level is AlertLevel.INFO  # news: nobody has anything to do
+        assert "rolling back on request: ops rolls back run x" in effects[0].message
         assert effects[-1] == UndoStep("a", partial=False)

@@ -51,6 +51,7 @@ from lupo_migrate._validation import (
     RECORDED,
     SOFT_DROP,
     UNKNOWN,
+    UNSPLIT,
     all_of,
     backup_limit,
     declared_effects,
@@ -157,8 +158,9 @@ def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
 
     found: list[Finding] = []
     ups, downs = by_step(orch, STATEMENTS), by_step(orch, DOWN_STATEMENTS)
+    unsplit = set(orch._facts.get(UNSPLIT, ()))
     for step in plan.steps:  # SQL files with no statement listed: empty, or cannot be split
-        if step.file_type != "doctrine" or step.id in ups:
+        if step.file_type != "doctrine" or step.id not in unsplit:
             continue
         try:
             text = _read_under(orch.root, step.path, step)
@@ -258,6 +260,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     core = orch.target.names.get("core")
     no_rollback: list[tuple[str, str]] = []
     kept: list[tuple[str, str, str, tuple[str, ...]]] = []
+    unsplit: list[str] = []
     restores = _undoing.restores(orch)  # pre-images put back what a step touched
     for step in plan.steps:
         handler = orch.registry.lookup(step.file_type)
@@ -291,7 +294,10 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
                     downs += [(step.id, step.path, d.line, d.text) for d in listed_down]
         except (LupoMigrateError, OSError, UnicodeDecodeError):
             unknown.append((step.id, "unreadable"))  # the step itself will say why
+            unsplit.append(step.id)
             continue
+        if not listed:
+            unsplit.append(step.id)
         mine: list[str] = []
         for stmt in listed:
             statements.append((step.id, step.path, stmt.line, stmt.text))
@@ -325,6 +331,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         NEEDS: tuple(kept),
         UNKNOWN: tuple(unknown),
         EXPLICIT_DOWN: frozenset(explicit),
+        UNSPLIT: tuple(unsplit),
     }
 
 

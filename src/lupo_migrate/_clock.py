@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from lupo_migrate.errors import InvalidArgumentError
 
-__all__ = ["from_stamp", "to_stamp"]
+__all__ = ["from_stamp", "shown", "to_stamp"]
 
 _MIN_STAMP = 10101000000  # 0001-01-01 00:00:00
 _MAX_STAMP = 99991231235959  # 9999-12-31 23:59:59
@@ -76,3 +76,12 @@ def from_stamp(stamp: int) -> datetime:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as exc:
         raise InvalidArgumentError(f"{stamp} is not a YYYYMMDDHHMMSS timestamp: {exc}.") from exc
+
+
+def shown(stamp: int) -> str:
+    """A stamp as users read it: ``20261206012654`` -> ``2026-12-06 01:26:54 UTC`` (the stamp
+    itself when it is not a valid one)."""
+    try:
+        return from_stamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (InvalidArgumentError, ValueError, TypeError):
+        return str(stamp)

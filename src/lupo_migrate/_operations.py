@@ -18,7 +18,7 @@ import attrs
 
 from lupo_migrate import _checking, _driving, _undoing
 from lupo_migrate import _state as sm
-from lupo_migrate._clock import to_stamp
+from lupo_migrate._clock import shown, to_stamp
 from lupo_migrate._decisions import (
     ACCEPTED,
     AVAILABLE,
@@ -368,14 +368,33 @@ def open_record(
         )
     record = rows[-1]
     if not is_open(record, now):
-        status = status_at(record, now)
-        when = f" at {record.deadline}" if status == FINAL else ""
-        by = f" by {record.decided_by}" if record.decided_by else ""
-        raise DecisionError(
-            f"run {of.id}: the {record.label} rollback is {status}{by}{when}; the run's"
-            " changes stay. Write a new migration to change them"
-        )
+        raise DecisionError(closed_record(of, record, now))
     return record
+
+
+def closed_record(of: Run, record: DecisionRecord, now: int) -> str:
+    """Why *record* (of run *of*) allows no rollback now, in the operator's words."""
+    status = status_at(record, now)
+    what = "the run" if record.classification is None else f"its class {record.label} scope"
+    by = f" by {record.decided_by}" if record.decided_by and record.decided_by != "window" else ""
+    on = f" on {shown(record.decided_at)}" if record.decided_at else ""
+    if status == ROLLED_BACK:
+        return f"run {of.id}: {what} was rolled back already{by}{on}; there is nothing left to undo"
+    if status == ACCEPTED:
+        return (
+            f"run {of.id}: {what} was kept{by}{on} (accepted), so it cannot be rolled back;"
+            " write a new migration to change what it did"
+        )
+    if status == PURGED:
+        return (
+            f"run {of.id}: its rollback material was purged{on}, so it cannot be rolled back;"
+            " write a new migration to change what it did"
+        )
+    deadline = f" on {shown(record.deadline)}" if record.deadline else ""
+    return (
+        f"run {of.id}: the window to roll back {what} closed{deadline}, so its changes stay;"
+        " write a new migration to change them"
+    )
 
 
 def record_decision(

@@ -434,13 +434,18 @@ def _enter_rollback(run: Run, failure: Failure, decision: RollbackDecision) -> R
         classification=decision.classification,
         failure=failure,
     )
-    # A rollback an operator asked for is news, not an emergency.
-    chosen = failure.kind is FailureKind.OPERATOR_ABORT
-    alert = RaiseAlert(
-        AlertLevel.WARNING if chosen else _ALERT_BY_CLASS[decision.classification],
-        f"run {run.id}: class {decision.classification.value} rollback from"
-        f" {run.phase.value}: {failure.message or failure.kind.value}",
-    )
+    # A rollback an operator asked for (or a stop) is news, not an emergency.
+    if failure.kind is FailureKind.OPERATOR_ABORT:
+        alert = RaiseAlert(
+            AlertLevel.INFO,
+            f"run {run.id}: rolling back on request: {failure.message or 'an operator asked'}",
+        )
+    else:
+        alert = RaiseAlert(
+            _ALERT_BY_CLASS[decision.classification],
+            f"run {run.id}: class {decision.classification.value} rollback from"
+            f" {run.phase.value}: {failure.message or failure.kind.value}",
+        )
     return new, (alert, _next_undo(new))
 
 

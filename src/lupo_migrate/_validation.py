@@ -49,6 +49,7 @@ from lupo_migrate._validation_facts import (
     RECORDED,
     SOFT_DROP,
     UNKNOWN,
+    UNSPLIT,
 )
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.typing import Validator
@@ -70,6 +71,7 @@ __all__ = [
     "RECORDED",
     "SOFT_DROP",
     "UNKNOWN",
+    "UNSPLIT",
     "all_of",
     "applied_files_present",
     "backup_limit",

@@ -27,6 +27,7 @@ __all__ = [
     "RECORDED",
     "SOFT_DROP",
     "UNKNOWN",
+    "UNSPLIT",
 ]
 
 # The shell measures; the validators compare. The facts they read:
@@ -57,6 +58,9 @@ ESTIMATES: Final = "row_estimates"
 EXPLICIT_DOWN: Final = "explicit_down"
 #: The statements of the down sections files hold: (step id, path, line, text).
 DOWN_STATEMENTS: Final = "down_statements"
+#: Steps whose handler lists statements but listed none, or could not split the file: their
+#: file is checked again (an empty file, an unterminated quote) before anything runs.
+UNSPLIT: Final = "unsplit"
 #: Steps whose rollback cannot be guaranteed, with why: (step id, reason).
 NO_ROLLBACK: Final = "no_rollback"
 #: Seconds each declared performance probe took (None: it failed).

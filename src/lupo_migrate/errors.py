@@ -302,6 +302,14 @@ class StepError(LupoMigrateError):
         super().__init__(f"{path}: step {step_id}: {message}")
 
 
+class RollbackIncompleteError(StepError):
+    """A run failed and its rollback could not finish: the target is blocked (exit 15, where
+    a run that failed and was rolled back cleanly exits 11). Put the database right by hand
+    (``status`` and ``show`` say what is left), then ``resolve``."""
+
+    exit_code = 15
+
+
 class StatementError(StepError):
     """The database refused one statement of a step.
 
@@ -489,7 +497,9 @@ class LockHeldError(LockError, TimeoutError):
         self.holder = holder
         self.since = since
         who = holder if holder is not None else "another process"
-        when = f" since {since}" if since is not None else ""
+        from lupo_migrate._clock import shown  # (it imports this module)
+
+        when = f" since {shown(since)}" if since is not None else ""
         if name == "write freeze":
             super().__init__(
                 f"writes are frozen by {who}{when}; the freeze ends by itself when its lease"
@@ -549,11 +559,13 @@ class WritesFrozenError(LupoMigrateError):
     exit_code = 14
 
     def __init__(self, owner: str, expires: int) -> None:
+        from lupo_migrate._clock import shown  # (it imports this module)
+
         self.owner = owner
         self.expires = expires
         super().__init__(
-            f"writes are frozen by {owner} (a migration is running) until {expires} UTC at the"
-            " latest; nothing was written. Retry after the thaw."
+            f"writes are frozen by {owner} (a migration is running) until {shown(expires)} at"
+            " the latest; nothing was written. Retry after the thaw."
         )
 
     def __reduce__(self) -> tuple[type[WritesFrozenError], tuple[str, int]]:

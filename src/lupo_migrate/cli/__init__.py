@@ -39,6 +39,9 @@ _STOPPED: Final = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    bare_queue = args[:1] == ["queue"] and (len(args) == 1 or args[1].startswith("-"))
+    if bare_queue and not {"-h", "--help"} & set(args):
+        args.insert(1, "list")  # `queue --db URL` lists the queue, as `status` would
     try:
         cli.main(args=args, prog_name="lupo-migrate", standalone_mode=False)
     except errors.LupoMigrateError as error:

@@ -156,6 +156,15 @@ def apply_command(
             if not any(f.severity.fails for f in result.findings):
                 reason = run.failure.message if run.failure else "see lupo-migrate status"
                 click.echo(f"error: {reason}", err=True)
+            if run.outcome.value == "failed":  # the rollback did not finish
+                click.echo(
+                    "error: the run's rollback did not finish, so the target is blocked:"
+                    f" `lupo-migrate show {run.id}` says what is left; put the database right"
+                    " by hand, then `lupo-migrate resolve`",
+                    err=True,
+                )
+                sys.exit(errors.RollbackIncompleteError.exit_code)
+            click.echo("the run was rolled back: the database is as it was before it", err=True)
             sys.exit(errors.StepError.exit_code)
 
 

@@ -30,17 +30,25 @@ EXIT_CODES: Final = {
     "lock": errors.LockError.exit_code,
     "lock held": errors.LockHeldError.exit_code,
     "run failed (rolled back)": errors.StepError.exit_code,
+    "run failed, rollback incomplete (target blocked)": errors.RollbackIncompleteError.exit_code,
     "configuration (URL, connection)": errors.ConfigurationError.exit_code,
     "decision not allowed (window closed, later run)": errors.DecisionError.exit_code,
     "writes frozen": errors.WritesFrozenError.exit_code,
     "internal (a bug)": errors.InternalError.exit_code,
+    "stopped by Ctrl-C": 130,
+    "stopped by SIGTERM": 143,
 }
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-_EPILOG = "Exit codes: " + ", ".join(f"{code} {what}" for what, code in EXIT_CODES.items()) + "."
+#: The group's epilog: every exit code, said once.
+_EXIT_CODES_HELP = (
+    "Exit codes: " + ", ".join(f"{code} {what}" for what, code in EXIT_CODES.items()) + "."
+)
+#: A command's epilog: where the exit codes are.
+_EPILOG = "Exit codes: 0 ok; `lupo-migrate --help` lists the others."
 
 
 def _dir_options(func: _F) -> _F:
@@ -54,7 +62,7 @@ def _dir_options(func: _F) -> _F:
     return func
 
 
-@click.group(epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(epilog=_EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--traceback", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(package_name="lupo-migrate")
 @click.pass_context
@@ -72,30 +80,44 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 
 def _db_options(func: _F) -> _F:
-    for option in reversed(
-        [
-            click.option(
-                "--db", metavar="URL", help="Database URL (else LUPO_MIGRATE_DB, lupo.toml)."
-            ),
-            click.option(
-                "--target", "target_name", metavar="NAME", help="Name runs are recorded under."
-            ),
+    """The options of a command that reads the migration files and the database."""
+    return _options(func, files=True)
+
+
+def _db_only_options(func: _F) -> _F:
+    """The options of a command that reads only the database (history, show, alerts,
+    decisions, dashboard, queue): no --manifest, --files nor --rename, which would do nothing
+    there. DIRECTORY is optional; it only says where lupo.toml is looked for."""
+    return _options(func, files=False)
+
+
+def _options(func: _F, *, files: bool) -> _F:
+    options = [
+        click.option("--db", metavar="URL", help="Database URL (else LUPO_MIGRATE_DB, lupo.toml)."),
+        click.option(
+            "--target", "target_name", metavar="NAME", help="Name runs are recorded under."
+        ),
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Settings file (TOML); lupo.toml and pyproject.toml are read anyway.",
+        ),
+        click.option(
+            "--orchestration-schema",
+            metavar="NAME",
+            help="Database (MySQL) or schema (PostgreSQL) for lupo_migrate's own tables;"
+            " created if missing.",
+        ),
+    ]
+    if files:
+        options[2:2] = [
             click.option(
                 "--manifest",
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Manifest giving order and dependencies of header-less files.",
-            ),
-            click.option(
-                "--config",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Settings file (TOML); lupo.toml and pyproject.toml are read anyway.",
-            ),
-            click.option(
-                "--orchestration-schema",
-                metavar="NAME",
-                help="Database (MySQL) or schema (PostgreSQL) for lupo_migrate's own tables;"
-                " created if missing.",
-            ),
+            )
+        ]
+        options += [
             click.option(
                 "--files",
                 type=click.Path(file_okay=False, path_type=Path),
@@ -110,7 +132,7 @@ def _db_options(func: _F) -> _F:
                 help="Rewrite a literal schema name in SQL (e.g. lupopedia=test); repeatable.",
             ),
         ]
-    ):
+    for option in reversed(options):
         func = option(func)
     return click.argument("directory", required=False, type=click.Path(path_type=Path))(func)
 
@@ -119,9 +141,9 @@ def _settings(
     directory: Path | None,
     db: str | None,
     target_name: str | None,
-    manifest: Path | None,
     config: Path | None,
-    renames: Sequence[str],
+    manifest: Path | None = None,
+    renames: Sequence[str] = (),
     orchestration_schema: str | None = None,
     **more: Any,
 ) -> Any:
@@ -192,9 +214,9 @@ _SCOPE = click.option(
 
 
 def _when(stamp: int) -> str:
-    from lupo_migrate._clock import from_stamp
+    from lupo_migrate._clock import shown
 
-    return from_stamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return shown(stamp)
 
 
 def _duration(delta: Any) -> str:

@@ -104,5 +104,7 @@ def check_command(directory: Path, manifest: Path | None, strict: bool, files: P
         f" {len(report.not_strict)} header(s) not strict YAML"
     )
     click.echo(summary, err=bool(failed))
+    if errors_found and all(f.code == "plan" for f in report.errors):
+        sys.exit(errors.PlanError.exit_code)  # as `plan` exits on a cycle
     if failed:
         sys.exit(errors.MigrationFileError.exit_code)

@@ -14,6 +14,7 @@ from lupo_migrate.cli._common import (
     _EPILOG,
     _OPERATOR,
     _SCOPE,
+    _db_only_options,
     _db_options,
     _observers,
     _operator,
@@ -45,12 +46,19 @@ from lupo_migrate.cli._common import (
     " application's version (keep) or undo the run's change anyway (undo). Without it,"
     " any such row stops the rollback before it touches anything.",
 )
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation (asked only when standard input is a terminal).",
+)
 def rollback_command(
     run_id: str,
     scope: str,
     operator: str | None,
     dry_run: bool,
     conflicts: str | None,
+    yes: bool,
     **opts: Any,
 ) -> None:
     """Roll back RUN (an id or its first characters), a completed run, while its window is
@@ -60,7 +68,8 @@ def rollback_command(
     inverses), then the rows it inserted, changed or deleted, put back by key from what was
     kept before the run. Rows the application wrote since stay. A row the run changed that
     the application changed again is a conflict: listed, and nothing is touched unless
-    --conflicts says which side wins. --dry-run shows the plan first.
+    --conflicts says which side wins. --dry-run shows the plan first. On a terminal the plan
+    is shown and confirmation asked (-y: not asked).
     """
     from lupo_migrate import _session
 
@@ -71,6 +80,14 @@ def rollback_command(
             )
             _print_preview(preview)
             return
+        if not yes and sys.stdin.isatty():
+            preview = opened.orchestrator.preview_rollback(
+                run_id, opened.steps, scope=_scope(scope)
+            )
+            _print_preview(preview)
+            if not click.confirm(f"Roll back run {preview.run_id} as shown above?"):
+                click.echo("nothing rolled back")
+                return
         opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         result = opened.orchestrator.rollback(
             run_id,
@@ -143,7 +160,11 @@ def accept_command(run_id: str, scope: str, operator: str | None, **opts: Any) -
         who = _operator(operator)
         chosen = opened.orchestrator.accept(run_id, scope=_scope(scope), operator=who)
         for r in chosen:
-            click.echo(f"accepted {r.run_id} {r.label} (by {who}); `lupo-migrate purge` frees")
+            what = "the run's changes" if r.classification is None else f"class {r.label} scope"
+            click.echo(
+                f"accepted: {what} of run {r.run_id} stay (by {who}), and can no longer be"
+                " rolled back; `lupo-migrate purge` frees the space its backups take"
+            )
 
 
 @cli.command("purge", epilog=_EPILOG)
@@ -262,7 +283,7 @@ def resolve_command(note: str, operator: str | None, **opts: Any) -> None:
 
 
 @cli.command("dashboard", epilog=_EPILOG)
-@_db_options
+@_db_only_options
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),

@@ -11,6 +11,7 @@ from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
     _OPERATOR,
+    _db_only_options,
     _db_options,
     _operator,
     _print_findings,
@@ -49,7 +50,7 @@ def _entry_line(entry: Any) -> str:
 
 
 @queue_group.command("list", epilog=_EPILOG)
-@_db_options
+@_db_only_options
 @click.option("--all", "show_all", is_flag=True, help="Also the done and cancelled entries.")
 def queue_list_command(show_all: bool = False, **opts: Any) -> None:
     """List the target's queue: the running entry, then the queued ones in the order they
@@ -86,7 +87,7 @@ def queue_add_command(priority: int, upto: str | None, operator: str | None, **o
 
 @queue_group.command("cancel", epilog=_EPILOG)
 @click.argument("entry_id", metavar="ID", type=int)
-@_db_options
+@_db_only_options
 @_OPERATOR
 def queue_cancel_command(entry_id: int, operator: str | None, **opts: Any) -> None:
     """Cancel queued entry ID (a running one cannot be: let it end, then roll it back)."""

@@ -10,6 +10,7 @@ import click
 from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
+    _db_only_options,
     _db_options,
     _duration,
     _report_crash,
@@ -52,7 +53,7 @@ def status_command(**opts: Any) -> None:
 
 
 @cli.command("history", epilog=_EPILOG)
-@_db_options
+@_db_only_options
 @click.option(
     "--stats",
     "stats",
@@ -72,10 +73,26 @@ def history_command(stats: bool, **opts: Any) -> None:
         runs = opened.history()
         if not runs:
             click.echo("no run yet")
+        undone = {
+            record.run_id: record
+            for record in opened.orchestrator.decisions()
+            if record.status == "rolled_back"
+        }
         for run in runs:
             outcome = run.outcome.value if run.outcome else run.phase.value
             cls = f" class {run.classification.value}" if run.classification else ""
-            click.echo(f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)")
+            line = f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)"
+            record = undone.get(run.id)
+            if record is not None:  # completed, then rolled back by an operator
+                what = (
+                    "rolled back"
+                    if record.classification is None
+                    else (f"class {record.label} scope rolled back")
+                )
+                by = f" by {record.decided_by}" if record.decided_by else ""
+                on = f" on {_when(record.decided_at)}" if record.decided_at else ""
+                line += f", then {what}{by}{on}"
+            click.echo(line)
             for finding in opened.orchestrator.storage.findings(run.id):
                 if finding.code == "recovered":  # it died, and how it was recovered
                     click.echo(f"    {finding.message}")
@@ -109,7 +126,7 @@ def _print_stats(stats: Any) -> None:
 
 @cli.command("show", epilog=_EPILOG)
 @click.argument("run_id", metavar="RUN")
-@_db_options
+@_db_only_options
 def show_command(run_id: str, **opts: Any) -> None:
     """Show one run: its outcome, steps, findings and the doctrine's execution checklist
     (pre, during, post), each item ticked from what was recorded."""
@@ -120,7 +137,9 @@ def show_command(run_id: str, **opts: Any) -> None:
         run = orchestrator.find_run(run_id)
         state = run.outcome.value if run.outcome else run.phase.value
         click.echo(f"run {run.id}: {state}, {len(run.applied)}/{len(run.steps)} step(s) applied")
-        if run.failure is not None:
+        if run.failure is not None and run.failure.kind.value == "operator_abort":
+            click.echo(f"rolled back on request: {run.failure.message}")
+        elif run.failure is not None:
             click.echo(f"failure ({run.failure.kind.value}): {run.failure.message}")
         stage = ""
         for item in orchestrator.checklist(run.id):
@@ -131,7 +150,7 @@ def show_command(run_id: str, **opts: Any) -> None:
 
 
 @cli.command("alerts", epilog=_EPILOG)
-@_db_options
+@_db_only_options
 @click.option("--all", "show_all", is_flag=True, help="Also the resolved ones.")
 @click.option("--ack", "ack_id", type=int, metavar="ID", help="Acknowledge alert ID.")
 @click.option("--resolve", "resolve_id", type=int, metavar="ID", help="Resolve alert ID.")
@@ -175,7 +194,7 @@ def alerts_command(show_all: bool, ack_id: int | None, resolve_id: int | None, *
 
 
 @cli.command("decisions", epilog=_EPILOG)
-@_db_options
+@_db_only_options
 @click.option("--all", "show_all", is_flag=True, help="Also the decided and final ones.")
 def decisions_command(show_all: bool, **opts: Any) -> None:
     """List the rollbacks still possible (completed runs, pending B/C/D decisions) and the
@@ -183,7 +202,7 @@ def decisions_command(show_all: bool, **opts: Any) -> None:
     from lupo_migrate import _session
     from lupo_migrate._decisions import OPEN, time_left
 
-    with _session.session(_settings(**opts)) as opened:
+    with _session.session(_settings(**opts), files=False) as opened:
         orchestrator = opened.orchestrator
         _report_crash(orchestrator)
         now = orchestrator.clock.now()

@@ -59,11 +59,29 @@ class OrchestratorMixin(StorageBase):
         return plan
 
     def record_alert(self, run_id: RunId | None, level: str, message: str, at: int) -> codec.Alert:
-        """Add an alert (``level``: info, warning, critical...); returns it with its id."""
-        values = {"run_id": run_id, "level": level, "message": message, "created_at": at}
+        """Add an alert (``level``: info, warning, critical...); returns it with its id.
+
+        An ``info`` alert is news, with nothing for anyone to do: it is recorded resolved, so
+        open alerts are only those that ask for attention.
+        """
+        resolved = at if level == "info" else None
+        values = {
+            "run_id": run_id,
+            "level": level,
+            "message": message,
+            "created_at": at,
+            "resolved_at": resolved,
+        }
         with self._tx("record_alert()") as conn:
             alert_id = codec.new_id(conn.execute(self.tables.alerts.insert().values(values)))
-        return codec.Alert(id=alert_id, run_id=run_id, level=level, message=message, created_at=at)
+        return codec.Alert(
+            id=alert_id,
+            run_id=run_id,
+            level=level,
+            message=message,
+            created_at=at,
+            resolved_at=resolved,
+        )
 
     def alerts(self, run_id: RunId | None = None, *, unresolved: bool = False) -> list[codec.Alert]:
         """Alerts (of *run_id*, or all; only unresolved ones if asked), oldest first."""

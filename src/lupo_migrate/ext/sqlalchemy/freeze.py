@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from lupo_migrate._clock import to_stamp
+from lupo_migrate._clock import shown, to_stamp
 from lupo_migrate._model import FreezeInfo
 from lupo_migrate.backends.memory import SystemClock
 from lupo_migrate.errors import InvalidArgumentError, LockHeldError, WritesFrozenError
@@ -183,7 +183,9 @@ class SqlAlchemyFreeze:
                 .values(freeze_owner=None, freeze_since=None, freeze_expires=None)
             )
             self._hold_lease(conn, None)
-            what = f"the freeze of {lifted.owner} since {lifted.since}" if lifted else "nothing"
+            what = (
+                f"the freeze of {lifted.owner} since {shown(lifted.since)}" if lifted else "nothing"
+            )
             conn.execute(
                 self.tables.alerts.insert().values(
                     run_id=None,
