@@ -28,10 +28,10 @@ class TestPrecedence:
         assert flagged.table_budget == 200
 
     def test_no_files_gives_the_defaults(self, tmp_path: Path) -> None:
-        """Budget 77, lock wait 5 s, target 'default'."""
+        """No table budget (off unless configured), lock wait 5 s, target 'default'."""
         settings = load_settings(cwd=tmp_path, environ={})
         assert (settings.table_budget, settings.lock_wait_timeout, settings.target) == (
-            77,
+            None,
             5,
             "default",
         )

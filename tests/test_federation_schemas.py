@@ -238,9 +238,14 @@ def test_the_table_budget_counts_core_tables_only(
     code = main(["apply", str(migrations), *db, "--upto", "V1__t1", "--table-budget", "1"])
     assert code == StepError.exit_code
     assert "the core schema has 2 tables, over the table budget of 1" in capsys.readouterr().err
-    assert main(["apply", str(migrations), *db, "--upto", "V1__t1", "--table-budget", "2"]) == 0
+    # Checked after the step too: t1 makes 3 (issue 19: it was checked before the run only).
+    code = main(["apply", str(migrations), *db, "--upto", "V1__t1", "--table-budget", "2"])
+    assert code == StepError.exit_code
+    said = "after V1__t1: the core schema has 3 tables, over the table budget of 2"
+    assert said in capsys.readouterr().err
+    assert main(["apply", str(migrations), *db, "--upto", "V1__t1", "--table-budget", "3"]) == 0
     assert main(["purge", "--ephemeral", *db]) == 0  # the ephemeral tables exist too now
-    assert main(["apply", str(migrations), *db, "--table-budget", "3"]) == 0  # a, m_a, t1
+    assert main(["apply", str(migrations), *db, "--table-budget", "4"]) == 0  # a, m_a, t1, t2
     assert "completed, 1 of 1" in capsys.readouterr().out
 
 

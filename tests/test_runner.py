@@ -209,7 +209,7 @@ class TestFailure:
     def test_over_the_table_budget_nothing_runs(self, parts: dict[str, Any]) -> None:
         """185 core tables against 77: rolled back before migrating, with the figures."""
         parts["target"].core_tables = 185
-        result = orchestrator(parts).apply(write(parts["root"], THREE))
+        result = orchestrator(parts, table_budget=77).apply(write(parts["root"], THREE))
         assert result.outcome is Outcome.ROLLED_BACK
         assert parts["target"].executed == []
         assert any("185 tables" in f.message for f in result.findings)

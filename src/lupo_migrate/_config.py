@@ -11,7 +11,7 @@ setting                     environment              meaning
                                                      steps change (default: the migrations
                                                      directory's parent)
 ``target``                  ``LUPO_MIGRATE_TARGET``  name runs are recorded under
-``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (77)
+``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (off unless set)
 ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
 ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
 ``long_transaction_wait``   ``LUPO_MIGRATE_LONG_TRANSACTION_WAIT`` seconds a DDL statement
@@ -111,7 +111,7 @@ class Settings:
     manifest: Path | None = None
     files: Path | None = None
     target: str = "default"
-    table_budget: int = 77
+    table_budget: int | None = None  # off unless configured (the doctrine's limit is 77)
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
     long_transaction_wait: float = 30.0

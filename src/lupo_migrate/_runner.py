@@ -96,7 +96,8 @@ class Orchestrator(QueueCommands):
         target: runs statements (see :class:`Target`).
         root: the migrations directory (handlers read files relative to it).
         target_name: the name runs and ledger rows are recorded under.
-        table_budget: the core table limit checked before a run (None: unchecked).
+        table_budget: the core table limit (None, the default: unchecked), checked before a
+            run and after each step that creates a table.
         validators: extra validators, run before and after (they see ``context.stage``).
         freeze_ttl: how long a freeze lasts if the orchestrator dies without thawing; a run
             extends it between steps once a third of it has gone.
@@ -136,7 +137,7 @@ class Orchestrator(QueueCommands):
     target: Target
     root: Path
     target_name: str = "default"
-    table_budget: int | None = 77
+    table_budget: int | None = None
     validators: Sequence[Validator] = ()
     freeze_ttl: timedelta = timedelta(hours=1)
     lock_timeout: float = 0.0

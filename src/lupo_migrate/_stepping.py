@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -254,6 +254,35 @@ def check_step(orch: Orchestrator, run: Run, step: Step, connection: Any) -> Non
                     step_id=step.id,
                 )
             )
+    findings += _over_budget(orch, step, mine, connection)
     if findings:
         orch.storage.record_findings(run.id, findings)
         raise _StepCheckFailed("; ".join(f.message for f in findings))
+
+
+def _over_budget(
+    orch: Orchestrator, step: Step, mine: Sequence[Any], connection: Any
+) -> list[Finding]:
+    """The table budget, checked after a step that creates a table (when one is set): the
+    step fails when the core schema now holds more tables than the budget."""
+    budget = orch.table_budget
+    count_tables = getattr(orch.target, "core_table_count", None)
+    creates = any(kind == "table" and action == "create" for _, kind, _, action, _ in mine)
+    if budget is None or count_tables is None or not creates:
+        return []
+    count = int(count_tables(connection))
+    if count <= budget:
+        return []
+    return [
+        Finding(
+            severity=Severity.ERROR,
+            message=f"after {step.id}: the core schema has {count} tables, over the table"
+            f" budget of {budget}",
+            path=step.path,
+            hint="drop or merge tables, or raise the budget: table_budget in lupo.toml or"
+            " [tool.lupo_migrate], or --table-budget N",
+            code="table-budget",
+            kind=FailureKind.CRITICAL_VALIDATION,
+            step_id=step.id,
+        )
+    ]

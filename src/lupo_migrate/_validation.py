@@ -213,11 +213,20 @@ class _TableBudget:
         if count is None:
             return
         if int(count) > self.budget:
+            # Over the budget already: refused only when the plan creates tables (a run that
+            # creates none cannot make it worse); each step that does is checked after it.
+            effects = context.facts.get(EFFECTS)
+            creates = (
+                effects is None
+                or bool(context.facts.get(UNKNOWN))  # statements of unknown effect may
+                or any(e[1] == "table" and e[3] == "create" for e in effects)
+            )
             yield Finding(
-                severity=Severity.ERROR,
+                severity=Severity.ERROR if creates else Severity.WARNING,
                 message=(
                     f"the core schema has {count} tables, over the table budget of"
                     f" {self.budget} by {int(count) - self.budget}"
+                    + ("" if creates else " (this run creates no table)")
                 ),
                 hint="drop or merge tables, or raise the budget: table_budget in lupo.toml"
                 " or [tool.lupo_migrate], or --table-budget N",

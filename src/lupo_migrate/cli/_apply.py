@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 @_db_options
 @click.option("--upto", metavar="ID", help="Apply only this step and the steps it needs.")
 @click.option("--dry-run", is_flag=True, help="Print the statements in order; touch nothing.")
-@click.option("--table-budget", type=int, help="Core table limit (default 77).")
+@click.option(
+    "--table-budget",
+    type=int,
+    help="Core table limit, checked before the run and after each step that creates a table"
+    " (default: off, or table_budget in lupo.toml).",
+)
 @click.option(
     "--backup-limit",
     type=click.IntRange(min=0),

@@ -14,6 +14,7 @@ functions in ``_catalog``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -412,9 +413,16 @@ class SqlAlchemyTarget(StepSessions):
 
     def facts(self) -> Mapping[str, Any]:
         """``core_tables``: tables in the core schema, lupo_migrate's own left out."""
-        with self.engine.connect() as connection:
+        return {"core_tables": self.core_table_count()}
+
+    def core_table_count(self, connection: Connection | None = None) -> int:
+        """How many tables the core schema holds, lupo_migrate's own left out: read on the
+        step's *connection* where its DDL is still in its transaction (PostgreSQL, SQLite),
+        else on a connection of its own (MySQL's DDL committed at once)."""
+        with contextlib.ExitStack() as stack:
+            if connection is None or not self.transactional_ddl:
+                connection = stack.enter_context(self.engine.connect())
             names = sa.inspect(connection).get_table_names(schema=self.core_schema)
         if not self.orchestration_apart:
             names = [n for n in names if n not in ORCHESTRATION_TABLES]
-        names = [n for n in names if not n.startswith(BACKUP_PREFIX)]
-        return {"core_tables": len(names)}
+        return len([n for n in names if not n.startswith(BACKUP_PREFIX)])
