@@ -172,6 +172,7 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         time.sleep(type(self).delay)
+        body["_authorization"] = self.headers.get("Authorization")
         type(self).received.append(body)
         self.send_response(204)
         self.end_headers()
@@ -489,3 +490,61 @@ assert run.outcome.value == "rolled_back"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
+
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "migrations"
+
+
+def test_a_webhook_set_in_lupo_toml_gets_the_command_lines_alerts(
+    tmp_path: Path, webhook: tuple[str, type[_Hook]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, 11: the webhook sink from lupo.toml (levels too), the Authorization header
+    from the environment, without any Python."""
+    from lupo_migrate.cli import main
+
+    url, hook = webhook
+    (tmp_path / "lupo.toml").write_text(f'webhook = "{url}"\nwebhook_levels = ["info"]\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LUPO_MIGRATE_WEBHOOK_AUTHORIZATION", "Bearer s3cret")
+    assert main(["apply", str(QUICKSTART), "--db", f"sqlite:///{tmp_path / 'a.db'}"]) == 0
+    (sent,) = hook.received
+    assert (sent["level"], sent["_authorization"]) == ("info", "Bearer s3cret")
+    assert sent["message"].endswith("4 step(s) applied")
+
+
+def test_a_webhook_from_the_environment_sends_only_the_levels_asked(
+    tmp_path: Path, webhook: tuple[str, type[_Hook]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lupo_migrate.cli import main
+
+    url, hook = webhook
+    monkeypatch.setenv("LUPO_MIGRATE_WEBHOOK", url)
+    monkeypatch.setenv("LUPO_MIGRATE_WEBHOOK_LEVELS", "critical,warning")
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__t.sql").write_text("CREATE TABLE t (id INTEGER);\n")
+    (migrations / "V2__bad.sql").write_text("SELECT no_such_function();\n")
+    assert main(["apply", str(migrations), "--db", f"sqlite:///{tmp_path / 'a.db'}"]) == 11
+    assert [a["level"] for a in hook.received] == ["critical"]  # the class A rollback
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ('webhook = "hooks.example/x"', "webhook must be an http:// or https:// URL"),
+        ('webhook_levels = ["loud"]', "webhook_levels must name some of critical, warning, info"),
+    ],
+)
+def test_a_bad_webhook_setting_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting: str,
+    said: str,
+) -> None:
+    from lupo_migrate.cli import main
+
+    (tmp_path / "lupo.toml").write_text(setting + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["apply", str(QUICKSTART), "--db", f"sqlite:///{tmp_path / 'a.db'}"]) == 12
+    assert said in capsys.readouterr().err

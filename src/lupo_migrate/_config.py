@@ -38,6 +38,14 @@ setting                     environment              meaning
                                                      and ``guard()`` enforces) or ``read_only``
                                                      (MySQL/MariaDB: the server's flag too,
                                                      thawed by a server event at expiry)
+``webhook``                 ``LUPO_MIGRATE_WEBHOOK`` URL alerts are POSTed to as JSON (a
+                                                     ``WebhookSink``; none by default)
+``webhook_levels``          ``LUPO_MIGRATE_WEBHOOK_LEVELS`` levels sent (all; the variable:
+                                                     ``critical,warning``)
+``webhook_timeout``         ``LUPO_MIGRATE_WEBHOOK_TIMEOUT`` the most a run waits for the
+                                                     webhook, in seconds (5)
+``webhook_authorization``   ``LUPO_MIGRATE_WEBHOOK_AUTHORIZATION`` ``Authorization`` header
+                                                     sent (keep it in the environment)
 ``forbid``                                           lint rules whose findings refuse the run
                                                      (``["foreign-key", "trigger"]``)
 ``lint_ignore``                                      lint rules not reported
@@ -85,6 +93,10 @@ ENVIRONMENT: Final = {
     "freeze": "LUPO_MIGRATE_FREEZE",
     "long_transaction_wait": "LUPO_MIGRATE_LONG_TRANSACTION_WAIT",
     "statement_wait": "LUPO_MIGRATE_STATEMENT_WAIT",
+    "webhook": "LUPO_MIGRATE_WEBHOOK",
+    "webhook_levels": "LUPO_MIGRATE_WEBHOOK_LEVELS",
+    "webhook_timeout": "LUPO_MIGRATE_WEBHOOK_TIMEOUT",
+    "webhook_authorization": "LUPO_MIGRATE_WEBHOOK_AUTHORIZATION",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
 _FLOATS: Final = (
@@ -94,6 +106,7 @@ _FLOATS: Final = (
     "freeze_ttl",
     "long_transaction_wait",
     "statement_wait",
+    "webhook_timeout",
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
@@ -124,6 +137,10 @@ class Settings:
     probe_threshold: float = 2.0
     freeze_ttl: float = 300.0
     freeze: str = "lease"
+    webhook: str | None = None
+    webhook_levels: tuple[str, ...] = ("critical", "warning", "info")
+    webhook_timeout: float = 5.0
+    webhook_authorization: str | None = None
     forbid: tuple[str, ...] = ()
     lint_ignore: tuple[str, ...] = ()
     probes: Mapping[str, str] = attrs.field(factory=dict)
@@ -166,6 +183,22 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         raise ConfigurationError(
             f"{where}: freeze must be one of {', '.join(_FREEZE)}, got {value!r}"
         )
+    if key == "webhook" and not (
+        isinstance(value, str) and value.startswith(("http://", "https://"))
+    ):
+        raise ConfigurationError(
+            f"{where}: webhook must be an http:// or https:// URL alerts are POSTed to,"
+            f" got {value!r}"
+        )
+    if key == "webhook_levels":
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        levels = ("critical", "warning", "info")
+        if not isinstance(items, list | tuple) or not set(items) <= set(levels) or not items:
+            raise ConfigurationError(
+                f"{where}: webhook_levels must name some of {', '.join(levels)},"
+                f' e.g. webhook_levels = ["critical", "warning"]; got {value!r}'
+            )
+        return tuple(items)
     if key in _LISTS:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):

@@ -300,6 +300,7 @@ def open_session(
         probes=settings.probes,
         probe_threshold=settings.probe_threshold,
         integrity_limit=settings.integrity_limit,
+        alert_sinks=_alert_sinks(settings),
     )
     return Session(
         settings=settings,
@@ -405,3 +406,22 @@ def dry_run(
         else:
             out.append((step, (f"-- ({step.file_type} step: applied by its handler)",)))
     return out
+
+
+def _alert_sinks(settings: Settings) -> tuple[Any, ...]:
+    """The alert sinks the settings ask for (``webhook``: a :class:`WebhookSink`)."""
+    if not settings.webhook:
+        return ()
+    from lupo_migrate.alerts import WebhookSink
+
+    headers = {}
+    if settings.webhook_authorization:
+        headers["Authorization"] = settings.webhook_authorization
+    return (
+        WebhookSink(
+            settings.webhook,
+            timeout=settings.webhook_timeout,
+            levels=settings.webhook_levels,
+            headers=headers,
+        ),
+    )
