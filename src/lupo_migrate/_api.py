@@ -5,7 +5,7 @@ Shell: reads migration directories through ``_files`` and hands values to the co
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -107,11 +107,22 @@ def plan_directory(
     )
 
 
-def _sql_findings(root: Path, found: Discovery, dialect: str | None) -> list[Finding]:
-    """What :func:`~lupo_migrate.handlers._effects.check_sql` finds in the SQL files."""
+def _sql_findings(
+    root: Path,
+    found: Discovery,
+    dialect: str | None,
+    lint: tuple[Iterable[str], Iterable[str]] = ((), ()),
+) -> list[Finding]:
+    """What :func:`~lupo_migrate.handlers._effects.check_sql` finds in the SQL files, and
+    the lint rules over the up statements of the steps' own files (*lint*: the rules
+    forbidden, the rules ignored)."""
     from lupo_migrate.handlers._effects import check_sql
+    from lupo_migrate.handlers._lint import lint_sql
+    from lupo_migrate.handlers._sqlsplit import SplitError, split_sections
 
-    own = {s.path for s in found.steps if s.file_type == "doctrine"}
+    fam = {"mariadb": "mysql", None: "mysql"}.get(dialect, dialect)
+    ids = {s.path: s.id for s in found.steps if s.file_type == "doctrine"}
+    own = set(ids)
     paths = [*own, *found.down_files.values()]
     findings: list[Finding] = []
     for path in sorted(paths):
@@ -123,6 +134,13 @@ def _sql_findings(root: Path, found: Discovery, dialect: str | None) -> list[Fin
             findings.extend([problem] if problem is not None else [])
             continue
         findings.extend(check_sql(text, path=path, dialect=dialect, step=path in own))
+        if path in own and fam in ("mysql", "postgresql", "sqlite"):
+            try:
+                up = split_sections(text, dialect=fam).up
+            except SplitError:
+                continue  # check_sql reported it
+            listed = [(ids[path], path, s.line, s.text) for s in up]
+            findings.extend(lint_sql(listed, forbid=lint[0], ignore=lint[1], dialect=fam))
     return findings
 
 
@@ -136,6 +154,8 @@ def check_directory(
     registry: HandlerRegistry | None = None,
     files_root: str | Path | None = None,
     dialect: str | None = None,
+    forbid: Iterable[str] = (),
+    lint_ignore: Iterable[str] = (),
 ) -> CheckReport:
     """Validate every migration file under *root*, and that the set can be planned.
 
@@ -153,6 +173,10 @@ def check_directory(
             (default: *root*'s parent, as for a run).
         dialect: the target's dialect, when known (its statements are the ones accepted);
             None: a SQL file passes when MySQL's, PostgreSQL's or SQLite's rules accept it.
+        forbid: lint rules whose findings are errors (``forbid`` in the settings); the
+            other rules' findings (``DROP TABLE``, ``UPDATE`` without ``WHERE``...) are
+            warnings, each with its rule id, as ``apply`` reports them.
+        lint_ignore: lint rules not reported.
 
     Raises:
         DiscoveryError: *root* cannot be read at all (missing, not a directory).
@@ -191,7 +215,7 @@ def check_directory(
             findings.append(
                 Finding(severity=Severity.ERROR, message=str(error), code="plan", path=str(root))
             )
-    findings.extend(_sql_findings(Path(root), found, dialect))
+    findings.extend(_sql_findings(Path(root), found, dialect, (forbid, lint_ignore)))
     findings.sort(key=lambda f: (_ORDER[f.severity], f.path or "", f.line or 0))
     return CheckReport(
         root=Path(root),

@@ -370,7 +370,16 @@ def dry_run(
     With a database URL whose orchestration tables exist, already applied steps are left out;
     otherwise every step is shown.
     """
+    return dry_run_report(settings, upto=upto, registry=registry)[0]
+
+
+def dry_run_report(
+    settings: Settings, *, upto: StepId | None = None, registry: HandlerRegistry | None = None
+) -> tuple[list[tuple[Step, tuple[str, ...]]], tuple[Finding, ...]]:
+    """:func:`dry_run`, and the lint findings of those statements (the rules ``apply``
+    checks before it starts, with the settings' ``forbid`` and ``lint_ignore``)."""
     from lupo_migrate._planner import plan as plan_steps
+    from lupo_migrate.handlers._lint import lint_sql
 
     if settings.migrations is None:
         raise ConfigurationError("no migrations directory: pass DIRECTORY or set migrations")
@@ -395,6 +404,7 @@ def dry_run(
         }
     names.update(settings.schemas)
     out: list[tuple[Step, tuple[str, ...]]] = []
+    listed: list[tuple[str, str, int | None, str]] = []
     for step in plan.steps:
         handler: Any = registry.lookup(step.file_type)
         text = (root / step.path).read_bytes().decode("utf-8")
@@ -403,9 +413,14 @@ def dry_run(
                 step, text, dialect=dialect, names=names, renames=settings.renames
             )
             out.append((step, tuple(s.text for s in shown)))
+            listed += [(step.id, step.path, getattr(s, "line", None), s.text) for s in shown]
         else:
             out.append((step, (f"-- ({step.file_type} step: applied by its handler)",)))
-    return out
+    family = {"mariadb": "mysql"}.get(dialect, dialect)
+    if family not in ("mysql", "postgresql", "sqlite"):
+        return out, ()
+    found = lint_sql(listed, forbid=settings.forbid, ignore=settings.lint_ignore, dialect=family)
+    return out, found
 
 
 def _alert_sinks(settings: Settings) -> tuple[Any, ...]:

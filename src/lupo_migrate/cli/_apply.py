@@ -125,13 +125,16 @@ def apply_command(
     from lupo_migrate import _session
 
     if dry_run:
-        shown = _session.dry_run(settings, upto=upto)
+        shown, linted = _session.dry_run_report(settings, upto=upto)
+        _print_findings(linted, err=True)  # what apply would warn of, or refuse
         if not shown:
             click.echo("-- nothing to do: every migration is applied already")
         for step, statements in shown:
             click.echo(f"-- {step.id} ({step.path})")
             for statement in statements:
                 click.echo(statement.rstrip() + ";")
+        if any(f.severity.fails for f in linted):  # apply would refuse the run
+            sys.exit(errors.MigrationFileError.exit_code)
         return
     registry, steps = read if read is not None else (None, None)
     with (

@@ -92,9 +92,14 @@ def check_command(directory: Path, manifest: Path | None, strict: bool, files: P
     from lupo_migrate._config import load_settings
     from lupo_migrate._plugins import default_registry
 
-    files = load_settings(files=files).files  # --files, else lupo.toml or the environment
+    settings = load_settings(files=files)  # --files, else lupo.toml or the environment
     report = _api.check_directory(
-        directory, manifest=manifest, registry=default_registry(), files_root=files
+        directory,
+        manifest=manifest,
+        registry=default_registry(),
+        files_root=settings.files,
+        forbid=settings.forbid,
+        lint_ignore=settings.lint_ignore,
     )
     _print_findings(report.findings, err=False)
     errors_found = len(report.errors)

@@ -35,7 +35,7 @@ from lupo_migrate._model import FailureKind, Finding, Severity, ValidationContex
 from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.handlers._touch import words
 
-__all__ = ["RULES", "STATEMENTS", "column_effects", "risky_statements"]
+__all__ = ["RULES", "STATEMENTS", "column_effects", "lint_sql", "risky_statements"]
 
 #: The plan's statements, as facts: (step id, path, line, rendered SQL), in plan order.
 STATEMENTS: Final = "statements"
@@ -269,7 +269,15 @@ class _RiskyStatements:
 
     def __call__(self, context: ValidationContext) -> Iterable[Finding]:
         statements: Any = context.facts.get(STATEMENTS) or ()
-        fingerprint = context.facts.get("fingerprint")
+        return self.lint(statements, context.facts.get("fingerprint"))
+
+    def lint(
+        self,
+        statements: Iterable[tuple[str, str, int | None, str]],
+        fingerprint: Fingerprint | None = None,
+    ) -> Iterable[Finding]:
+        """The findings of (step id, path, line, SQL) statements; column types are read
+        from *fingerprint* when given (``narrowing-modify``)."""
         for step_id, path, line, sql in statements:
             for rule, name, detail in _hits(sql, self.dialect, fingerprint):
                 if rule in self.ignore:
@@ -278,10 +286,10 @@ class _RiskyStatements:
                 forbidden = rule in self.forbid
                 yield Finding(
                     severity=Severity.ERROR if forbidden else severity,
-                    message=text.format(name=name, detail=detail),
+                    message=f"{text.format(name=name, detail=detail)} [{rule}]",
                     path=path,
                     line=line,
-                    hint=f"the project forbids {rule} (forbid in lupo.toml); rewrite the step"
+                    hint=f"the project forbids {rule} with forbid in its settings; rewrite the step"
                     if forbidden
                     else None,
                     code=rule,
@@ -313,3 +321,20 @@ def risky_statements(
             f"unknown lint rule(s) {', '.join(unknown)}; the rules are {', '.join(RULES)}"
         )
     return _RiskyStatements(forbid, ignore, dialect)
+
+
+def lint_sql(
+    statements: Iterable[tuple[str, str, int | None, str]],
+    *,
+    forbid: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    dialect: str = "mysql",
+) -> tuple[Finding, ...]:
+    """The rule set over (step id, path, line, SQL) statements, as ``check`` and
+    ``apply --dry-run`` show it before anything runs (the run itself checks the same rules
+    at PRE, with the live column types).
+
+    Raises:
+        InvalidArgumentError: an unknown rule code in *forbid* or *ignore*.
+    """
+    return tuple(risky_statements(forbid=forbid, ignore=ignore, dialect=dialect).lint(statements))
