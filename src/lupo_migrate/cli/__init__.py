@@ -7,8 +7,8 @@ instead. Anything else is a bug and propagates with its traceback.
 The commands live in the package's modules by what they do (``_files``: plan and check;
 ``_apply``: apply, verify, baseline; ``_reports``: status, history, show, alerts,
 decisions; ``_operate``: rollback, accept, purge, recover, thaw, resolve, dashboard;
-``_queue``); ``_common`` holds the click group and what they share. Importing this package
-registers them all.
+``_queue``; ``_scaffold``: init and new); ``_common`` holds the click group and what they
+share. Importing this package registers them all.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from typing import Final
 import click
 
 from lupo_migrate import errors
-from lupo_migrate.cli import _apply, _files, _operate, _queue, _reports  # noqa: F401 (commands)
+from lupo_migrate.cli import (  # noqa: F401 (commands)
+    _apply,
+    _files,
+    _operate,
+    _queue,
+    _reports,
+    _scaffold,
+)
 from lupo_migrate.cli._common import EXIT_CODES, cli
 from lupo_migrate.cli._common import _settings as _settings  # the tests' killer uses it
 

@@ -58,8 +58,23 @@ def _dir_options(func: _F) -> _F:
         help="Manifest (YAML/JSON) giving order and dependencies of header-less files;"
         " default: lupo-manifest.yaml or manifest.yaml in DIR if present.",
     )(func)
-    func = click.argument("directory", type=click.Path(path_type=Path))(func)
+    func = click.argument("directory", required=False, type=click.Path(path_type=Path))(func)
     return func
+
+
+def _directory(directory: Path | None) -> Path:
+    """DIRECTORY, else the settings' migrations directory (lupo.toml, LUPO_MIGRATE_DIR)."""
+    if directory is not None:
+        return directory
+    from lupo_migrate._config import load_settings
+
+    found = load_settings().migrations
+    if found is None:
+        raise errors.ConfigurationError(
+            "no migrations directory: pass DIRECTORY, or set migrations in lupo.toml or"
+            " LUPO_MIGRATE_DIR (`lupo-migrate init` writes one)"
+        )
+    return Path(found)
 
 
 @click.group(epilog=_EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})

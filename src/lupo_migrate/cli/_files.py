@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lupo_migrate import errors
-from lupo_migrate.cli._common import _EPILOG, _dir_options, _print_findings, cli
+from lupo_migrate.cli._common import _EPILOG, _dir_options, _directory, _print_findings, cli
 
 
 @cli.command("plan", epilog=_EPILOG)
@@ -18,7 +18,7 @@ from lupo_migrate.cli._common import _EPILOG, _dir_options, _print_findings, cli
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: str) -> None:
+def plan_command(directory: Path | None, manifest: Path | None, upto: str | None, fmt: str) -> None:
     """Print the plan for DIRECTORY: the order, the generations, types and checksums.
 
     Nothing is applied. The order is deterministic: dependencies first, then versions
@@ -28,6 +28,7 @@ def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: 
     from lupo_migrate import _api  # networkx: loaded only by the commands that plan
     from lupo_migrate._plugins import default_registry
 
+    directory = _directory(directory)
     report = _api.plan_directory(
         directory, manifest=manifest, upto=upto, registry=default_registry()
     )
@@ -76,7 +77,9 @@ def plan_command(directory: Path, manifest: Path | None, upto: str | None, fmt: 
     help="Directory documentation and agent-file steps change (default: the `files` setting,"
     " else the migrations directory's parent).",
 )
-def check_command(directory: Path, manifest: Path | None, strict: bool, files: Path | None) -> None:
+def check_command(
+    directory: Path | None, manifest: Path | None, strict: bool, files: Path | None
+) -> None:
     """Validate the migration files in DIRECTORY without touching any database.
 
     Reports every problem at once, each with its file, line and what to fix: unreadable or
@@ -92,6 +95,7 @@ def check_command(directory: Path, manifest: Path | None, strict: bool, files: P
     from lupo_migrate._config import load_settings
     from lupo_migrate._plugins import default_registry
 
+    directory = _directory(directory)
     settings = load_settings(files=files)  # --files, else lupo.toml or the environment
     report = _api.check_directory(
         directory,

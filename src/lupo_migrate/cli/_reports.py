@@ -46,10 +46,45 @@ def status_command(**opts: Any) -> None:
                 f"writes frozen by {frozen.owner} since {_when(frozen.since)},"
                 f" until {_when(frozen.expires)} at the latest"
             )
+        _print_applied(opened, applied)
         for step in pending.steps:
             click.echo(f"pending  {step.id}  {step.path}")
         for finding in opened.missing_files():
             click.echo(f"missing  {finding.step_id}  {finding.message}")
+
+
+def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
+    """One line per applied step, in the order they were applied (Flyway's ``info``): when,
+    how long its statements took, the run that applied it, its file; an accepted edit is
+    marked."""
+    from lupo_migrate._clock import from_stamp
+
+    storage = opened.orchestrator.storage
+    spans: dict[tuple[str, str], tuple[int, int]] = {}
+    for run_id in {entry.run_id for entry in applied.values()}:
+        for row in storage.journal(run_id):
+            first, last = spans.get((run_id, row.step_id), (row.started_at, row.started_at))
+            end = row.done_at if row.done_at is not None else row.started_at
+            spans[(run_id, row.step_id)] = (min(first, row.started_at), max(last, end))
+    from lupo_migrate._planner import plan
+
+    try:
+        order = {step.id: n for n, step in enumerate(plan(opened.steps).steps)}
+    except errors.LupoMigrateError:  # the files cannot be planned: the ledger's order of time only
+        order = {}
+    width = max((len(step_id) for step_id in applied), default=0)
+    ranked = sorted(applied.values(), key=lambda e: (e.applied_at, order.get(e.step_id, 1 << 30)))
+    for entry in ranked:
+        span = spans.get((entry.run_id, entry.step_id))
+        took = "-"
+        if span is not None:
+            seconds = (from_stamp(span[1]) - from_stamp(span[0])).total_seconds()
+            took = "<1 s" if seconds < 1 else f"{seconds:.0f} s"
+        accepted = "  (edit accepted)" if getattr(entry, "accepted_by", None) else ""
+        click.echo(
+            f"applied  {entry.step_id:<{width}}  {_when(entry.applied_at)}  {took:>6}"
+            f"  run {entry.run_id[:12]}  {entry.path}{accepted}"
+        )
 
 
 @cli.command("history", epilog=_EPILOG)
