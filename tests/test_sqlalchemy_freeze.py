@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from lupo_migrate._clock import shown
 from lupo_migrate._model import FreezeInfo
 from lupo_migrate._quick import sibling_store
 from lupo_migrate.backends.memory import ManualClock
@@ -49,7 +50,7 @@ def test_another_owner_is_refused_by_name_and_an_emergency_thaw_is_recorded(
     assert level == "override"
     assert message == (
         f"emergency thaw of target app by ops: host-a is gone (lifted the freeze of host-a:1"
-        f" since {info.since})"
+        f" since {shown(info.since)})"
     )
 
 

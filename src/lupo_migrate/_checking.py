@@ -36,6 +36,7 @@ from lupo_migrate._runtime import (
     _read_under,
 )
 from lupo_migrate._validation import (
+    APART,
     BEFORE,
     DATA_AFTER,
     DATA_BEFORE,
@@ -66,6 +67,7 @@ from lupo_migrate._validation import (
 from lupo_migrate.errors import (
     LupoMigrateError,
 )
+from lupo_migrate.handlers._apart import runs_apart
 from lupo_migrate.handlers._contain import check_steps
 from lupo_migrate.handlers._lint import STATEMENTS, column_effects, risky_statements
 from lupo_migrate.handlers._needs import needs
@@ -261,6 +263,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     no_rollback: list[tuple[str, str]] = []
     kept: list[tuple[str, str, str, tuple[str, ...]]] = []
     unsplit: list[str] = []
+    apart: list[str] = []
     restores = _undoing.restores(orch)  # pre-images put back what a step touched
     for step in plan.steps:
         handler = orch.registry.lookup(step.file_type)
@@ -298,6 +301,10 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
             continue
         if not listed:
             unsplit.append(step.id)
+        if hasattr(orch.target, "apart_session") and runs_apart(
+            text, [stmt.text for stmt in listed], family
+        ):
+            apart.append(step.id)
         mine: list[str] = []
         for stmt in listed:
             statements.append((step.id, step.path, stmt.line, stmt.text))
@@ -332,6 +339,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         UNKNOWN: tuple(unknown),
         EXPLICIT_DOWN: frozenset(explicit),
         UNSPLIT: tuple(unsplit),
+        APART: tuple(apart),
     }
 
 
@@ -414,3 +422,9 @@ def record_schema(orch: Orchestrator, run: Run, *, when: Outcome | None) -> None
     if after is None:
         after = read()
     keep(orch.target_name, after.to_json(), to_stamp(orch.clock.now()))
+
+
+def apart(orch: Orchestrator, step_id: str) -> bool:
+    """Whether *step_id* runs apart: its statements commit one by one (see
+    ``handlers._apart``), so a failure or a crash leaves what ran before it, as on MySQL."""
+    return step_id in orch._facts.get(APART, ())

@@ -104,6 +104,8 @@ class StepContext:
     executed: int = 0
     #: Whether the storage writes through the step's own connection (same transaction).
     shared: bool = False
+    #: The step runs apart: each statement commits on its own (see ``handlers._apart``).
+    apart: bool = False
     #: Called with each statement (and the step's connection) before it runs: pre-images of
     #: what it touches. It may return the statement to send instead (a soft drop, which
     #: moves a table aside rather than dropping it); the journal keeps the statement as
@@ -189,7 +191,8 @@ class StepContext:
         sent = statement
         if self.before is not None:
             sent = self.before(statement, self.connection) or statement
-        after = self.shared and (self.target.transactional_ddl or _commits_nothing(statement))
+        transactional = self.target.transactional_ddl and not self.apart
+        after = self.shared and (transactional or _commits_nothing(statement))
         entry = None
         if not after:
             entry = self.storage.journal_intent(

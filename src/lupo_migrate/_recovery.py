@@ -51,6 +51,7 @@ from lupo_migrate.errors import (
     InternalError,
     MigrationFileError,
 )
+from lupo_migrate.handlers._apart import outside_transaction
 from lupo_migrate.handlers._lint import column_effects
 from lupo_migrate.handlers._touch import in_schema, touches
 
@@ -307,9 +308,11 @@ def took_effect(orch: Orchestrator, statement: str) -> bool:
     """Whether a statement announced but not marked finished left its mark: what it
     creates, drops or renames is as it says. DML never does (it rolled back with its
     journal row); a statement whose effects cannot be told counts as run."""
-    if _in_transaction(statement) or orch.target.transactional_ddl:
-        return False
     family = _family(orch.target)
+    if _in_transaction(statement):
+        return False
+    if orch.target.transactional_ddl and not outside_transaction(statement, family):
+        return False  # it rolled back with its step's transaction
     core = orch.target.names.get("core")
     effects = [
         ("?", t.kind, t.name, t.action, t.new_name)

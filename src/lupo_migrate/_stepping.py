@@ -66,6 +66,7 @@ def context(
         files_root=orch.files_root if orch.files_root is not None else orch.root.parent,
         observe=None if not orch.observers else functools.partial(statement_ran, orch, run),
         connection=connection,
+        apart=_checking.apart(orch, step.id),
         dialect=orch.target.dialect,
         names=orch.target.names,
         renames=orch.target.renames,
@@ -105,7 +106,7 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
         orch._flush()
     scope = ExitStack()
     try:
-        connection = scope.enter_context(orch.target.step_session())
+        connection = scope.enter_context(session_for(orch, step))
         shared = scope.enter_context(bound(orch, connection, handler))
         if pre is not None and hasattr(pre, "before_step"):
             # Pre-images before the step's first statement: nothing of ours runs between two
@@ -167,6 +168,15 @@ def bound(orch: Orchestrator, connection: Any, handler: Any) -> Iterator[bool]:
             yield bool(shared)
 
 
+def session_for(orch: Orchestrator, step: Step) -> Any:
+    """The step's session: the target's one transaction, or, for a step that runs apart
+    (PostgreSQL statements that cannot run in a transaction), a session where each
+    statement commits on its own."""
+    if _checking.apart(orch, step.id):
+        return orch.target.apart_session()  # type: ignore[attr-defined]
+    return orch.target.step_session()
+
+
 def settle(orch: Orchestrator, run: Run, step: Step, handler: Any) -> None:
     """After a failed step was rolled back: keep as done only what the database kept.
 
@@ -179,7 +189,7 @@ def settle(orch: Orchestrator, run: Run, step: Step, handler: Any) -> None:
     done = orch._done.setdefault((run.id, step.id), set())
     if not _transactional(handler):
         return  # its work (files) stays: its undo records say what to put back
-    if orch.target.transactional_ddl:
+    if orch.target.transactional_ddl and not _checking.apart(orch, step.id):
         done.clear()
         return
     kept = {

@@ -18,6 +18,7 @@ from lupo_migrate import _state as sm
 from lupo_migrate import _stepping
 from lupo_migrate._model import Failure, FailureKind, Finding, Run, Severity, Step
 from lupo_migrate._runtime import _Rollback, _rollback_failure, _transactional
+from lupo_migrate._validation_facts import APART
 from lupo_migrate.errors import ConnectionLostError, LupoMigrateError
 
 if TYPE_CHECKING:
@@ -213,12 +214,13 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
     handler = orch.registry.lookup(step.file_type)
     if partial:
         ran = orch._done.get((run.id, step.id))
-        if (orch.target.transactional_ddl and _transactional(handler)) or not ran:
+        in_one = orch.target.transactional_ddl and step.id not in orch._facts.get(APART, ())
+        if (in_one and _transactional(handler)) or not ran:
             # Rolled back with its transaction, or nothing of it ran: nothing to undo.
             return sm.StepRolledBack(step.id)
     try:
         with (
-            orch.target.step_session() as connection,
+            _stepping.session_for(orch, step) as connection,
             _stepping.bound(orch, connection, handler) as shared,
         ):
             handler.rollback(

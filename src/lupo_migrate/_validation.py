@@ -34,6 +34,7 @@ from lupo_migrate._schema_checks import (
     untouched_unchanged,
 )
 from lupo_migrate._validation_facts import (
+    APART,
     BEFORE,
     DATA_AFTER,
     DATA_BEFORE,
@@ -55,6 +56,7 @@ from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.typing import Validator
 
 __all__ = [
+    "APART",
     "BEFORE",
     "DATA_AFTER",
     "DATA_BEFORE",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "APART",
     "BEFORE",
     "DATA_AFTER",
     "DATA_BEFORE",
@@ -58,6 +59,9 @@ ESTIMATES: Final = "row_estimates"
 EXPLICIT_DOWN: Final = "explicit_down"
 #: The statements of the down sections files hold: (step id, path, line, text).
 DOWN_STATEMENTS: Final = "down_statements"
+#: Steps whose statements run apart, each committing on its own (PostgreSQL statements that
+#: cannot run in a transaction, see ``handlers._apart``): step ids.
+APART: Final = "apart"
 #: Steps whose handler lists statements but listed none, or could not split the file: their
 #: file is checked again (an empty file, an unterminated quote) before anything runs.
 UNSPLIT: Final = "unsplit"

@@ -28,6 +28,7 @@ _NEUTRAL: Final = frozenset(
         "SELECT", "SHOW", "START", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE",
         "EXPLAIN", "DESCRIBE", "DESC", "USE", "DO", "SET", "ANALYZE", "OPTIMIZE", "CHECK",
         "LOCK", "UNLOCK", "FLUSH", "VALUES", "WITH", "COMMENT", "GRANT", "REVOKE",
+        "VACUUM", "CHECKPOINT", "REINDEX", "CLUSTER",  # upkeep: no row nor object changes
     }
 )  # fmt: skip
 #: SQLite pragmas that only read, or set the connection's own behaviour.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from lupo_migrate.errors import StillRunningError
+from lupo_migrate.errors import StillRunningError, StorageError
 from lupo_migrate.ext.sqlalchemy import _pipeline
 from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
 from lupo_migrate.handlers._sessionstate import changes_session
@@ -124,6 +124,29 @@ class StepSessions:
             raise
         if self._stale:
             self.flush()  # its session ends with it: the next step starts a new one
+
+    @contextmanager
+    def apart_session(self) -> Iterator[Connection]:
+        """A connection for a step that runs apart (PostgreSQL statements that cannot run
+        in a transaction block, see ``handlers._apart``): in autocommit, so each statement,
+        and each journal row written through it, commits on its own, as MySQL's DDL does.
+        Its session starts as a step's (``DISCARD SEQUENCES``) and is never handed out again.
+
+        Raises:
+            StorageError: the target is not PostgreSQL (no other database needs it).
+        """
+        if self.engine.dialect.name != "postgresql":
+            raise StorageError(
+                f"a step that runs apart needs PostgreSQL, not {self.engine.dialect.name}"
+            )
+        with self.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                self._raw(connection, "DISCARD SEQUENCES")
+                yield connection
+            finally:
+                connection.invalidate()  # a file's SET stays in it: never handed out again
+                self._stale = False
 
     def _sqlite_file(self) -> bool:
         """Whether the target is a SQLite database in a file (a connection of its own per
