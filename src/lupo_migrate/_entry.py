@@ -6,7 +6,7 @@ there is (every deploy runs it). When the arguments are only those the quick pat
 (the directory, ``--db``, ``--target``, ``--config``, ``--manifest``, ``--files``,
 ``--orchestration-schema``, ``--progress``; and those that cannot change whether anything
 is pending: ``--table-budget``, ``--backup-limit``, ``--allow-drift``, ``--forbid``,
-``--rename``, ``--metrics-port``), the settings are read and
+``--rename``, ``--metrics-port``, ``--out-of-order``), the settings are read and
 :func:`lupo_migrate._quick.nothing_to_do` asked; if it is sure nothing is pending, its answer
 is printed and that is all. Anything else, any doubt, any error: the full command line runs,
 and says what the full command says.
@@ -43,7 +43,7 @@ _IGNORED: Final[dict[str, Callable[[str], bool]]] = {
     "--forbid": bool,
     "--rename": lambda v: all(v.partition("=")),
 }
-_FLAGS: Final = frozenset({"--allow-drift"})
+_FLAGS: Final = frozenset({"--allow-drift", "--out-of-order"})
 
 
 def _options(args: Sequence[str]) -> dict[str, str] | None:
