@@ -3,7 +3,7 @@
 ``V1``, ``V2``, ``V3`` without headers depend each on the one before; ``--upto`` and
 ``baseline --upto`` take everything before; a file older than the highest applied version is
 refused unless ``--out-of-order``; two ``V30__`` files are refused; ``R__`` files run last and
-again when edited.
+again when edited; ``--target 5`` is refused with a hint to ``--upto``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import descendants, errors
+from lupo_migrate import _entry, descendants, errors
 from lupo_migrate._files import load_steps
 from lupo_migrate.cli import main
 
@@ -298,3 +298,43 @@ class TestRepeatables:
         with engine.connect() as conn:
             assert list(conn.execute(sa.text("SELECT * FROM v")).keys()) == ["id", "twice"]
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- --target
+
+
+class TestTargetLooksLikeAVersion:
+    @pytest.mark.parametrize("value", ["5", "V5", "v4.1.2"])
+    def test_a_version_for_target_is_refused_with_a_hint_to_upto(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str
+    ) -> None:
+        """--target names a ledger, not a version: refused before the database is opened."""
+        root = write(tmp_path / "m", THREE)
+        url = f"sqlite:///{tmp_path}/x.db"
+        code, _, err = run(capsys, "apply", str(root), "--db", url, "--target", value)
+        assert code == errors.InvalidArgumentError.exit_code
+        assert f"--target {value} looks like a version" in err
+        assert "ledger" in err
+        assert "--upto" in err
+        assert len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x.db").exists()
+
+    def test_a_ledger_named_so_is_set_in_the_environment(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The way round for a ledger really named 5; an ordinary name is never refused."""
+        root = write(tmp_path / "m", THREE)
+        url = f"sqlite:///{tmp_path}/x.db"
+        monkeypatch.setenv("LUPO_MIGRATE_TARGET", "5")
+        code, out, err = run(capsys, "apply", str(root), "--db", url)
+        assert code == 0, err
+        code, out, err = run(capsys, "status", str(root), "--db", url)
+        assert "target 5: 3 applied" in out
+        monkeypatch.delenv("LUPO_MIGRATE_TARGET")
+        # on the command line it is refused, even where the quick path could answer
+        assert _entry.main(["apply", str(root), "--db", url, "--target", "5"]) == 2
+        assert "looks like a version" in capsys.readouterr().err
+        other = f"sqlite:///{tmp_path}/y.db"
+        code, out, err = run(capsys, "apply", str(root), "--db", other, "--target", "staging")
+        assert code == 0, err
+        assert "3 of 3 step(s) applied" in out
