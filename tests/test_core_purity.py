@@ -17,6 +17,7 @@ CORE = (
     "_kinds",
     "_state",
     "_planner",
+    "_chain",
     "_rollback",
     "_registry",
     "_validation",

@@ -160,7 +160,7 @@ class TestDecisionWindows:
         decision, material = orch.decisions(run.id)
         assert (material.classification, material.status) == (None, AVAILABLE)
         assert (decision.classification, decision.status) == (B, PENDING)
-        assert decision.scope == (steps[1].id,)
+        assert decision.scope == (steps[1].id, steps[2].id)  # V3 follows V2: a dependant
         assert decision.deadline == to_stamp(now + timedelta(hours=24))
         assert material.deadline == decision.deadline
         assert "3.1x slower" in (decision.detail or "")
@@ -175,7 +175,7 @@ class TestDecisionWindows:
         assert result.run.classification is B
         assert parts["target"].executed[-1] == f"UNDO {steps[1].id}"
         ledger = parts["storage"].applied("default")
-        assert list(ledger) == [steps[0].id, steps[2].id]
+        assert list(ledger) == [steps[0].id]  # V3 depends on V2: undone with it
         statuses = {r.label: (r.status, r.decided_by) for r in orch.decisions(run.id)}
         assert statuses == {"run": (AVAILABLE, None), "B": (ROLLED_BACK, "ops")}
         with pytest.raises(
@@ -231,7 +231,7 @@ class TestDecisionWindows:
         scope: Classification | None,
     ) -> None:
         """An operator's rollback dies before an undo statement (the whole run's second, the
-        B scope's only one): ``recover`` finishes it, and the decisions it answered read
+        B scope's first): ``recover`` finishes it, and the decisions it answered read
         rolled back, naming both runs; the run cannot be accepted or rolled back again."""
         orch, steps, run = decided
         survives = 0 if scope is B else 1  # undo statements that run before the death
@@ -254,7 +254,7 @@ class TestDecisionWindows:
         result = orch.recover(steps, operator="night shift")
         assert result.outcome is Outcome.ROLLED_BACK
         undone = [s for s in parts["target"].executed if s.startswith("UNDO")]
-        wanted = [steps[1]] if scope is B else list(reversed(steps))
+        wanted = [steps[2], steps[1]] if scope is B else list(reversed(steps))
         assert undone == [f"UNDO {s.id}" for s in wanted]
         records = {r.label: r for r in orch.decisions(run.id)}
         answered = ["B"] if scope is B else ["run", "B"]

@@ -231,7 +231,8 @@ def _world(tmp_path: Path) -> World:
     root = tmp_path / "m"
     root.mkdir()
     for n in range(1, 6):
-        (root / f"V{n}__s{n}.sql").write_text(f"CREATE s{n}\n")
+        # independent on purpose (not a chain), so entries may apply them in any order
+        (root / f"V{n}__s{n}.sql").write_text(f"-- depends_on: []\nCREATE s{n}\n")
     clock = ManualClock()
     registry = HandlerRegistry()
     registry.register(LineHandler())
@@ -246,6 +247,7 @@ def _world(tmp_path: Path) -> World:
         root=root,
         target_name="t",
         owner="me",
+        out_of_order=True,
     )
     return World(orchestrator, InMemoryEphemeral(clock), clock, target, root)
 
@@ -421,8 +423,11 @@ def _enqueue_and_drain(url: str, tmp_path: Path) -> None:
     migrations = tmp_path / "m"
     migrations.mkdir()
     for n in range(1, 21):
-        (migrations / f"V{n:02d}__t.sql").write_text(f"CREATE TABLE t{n:02d} (id INTEGER);\n")
-    settings = Settings(db=url, migrations=migrations, lock_timeout=30)
+        # independent on purpose (not a chain): entries apply them in any order
+        (migrations / f"V{n:02d}__t.sql").write_text(
+            f"-- depends_on: []\nCREATE TABLE t{n:02d} (id INTEGER);\n"
+        )
+    settings = Settings(db=url, migrations=migrations, lock_timeout=30, out_of_order=True)
     with session(settings) as opened:  # creates the tables once, before the threads race
         assert opened.queue() == []
     rng = random.Random(6)

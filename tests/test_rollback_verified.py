@@ -252,11 +252,11 @@ def test_the_13_clean_migrations_then_rollback_run_give_the_baseline_back(
     assert "table:livehelp_sessions" not in applied[0].objects
     assert sum(d.rows for d in applied[1].values()) > sum(d.rows for d in before[1].values())
     run_id = out.split()[1].rstrip(":")
-    orch = ["--db", mariadb_url, "--orchestration-schema", f"{database}_orch", *more]
-    assert main(["decisions", str(migrations), *orch]) == 0
+    orch = ["--db", mariadb_url, "--orchestration-schema", f"{database}_orch"]
+    assert main(["decisions", *orch]) == 0  # the database only: no directory, no manifest
     listed = capsys.readouterr().out
     assert f"{run_id}  run  available    13 step(s), 23h59m left" in listed
-    assert main(["rollback", run_id[:10], str(migrations), *orch, "--operator", "ops"]) == 0
+    assert main(["rollback", run_id[:10], str(migrations), *orch, *more, "--operator", "ops"]) == 0
     out, err = capsys.readouterr()
     assert "rolled_back, 13 step(s) of the run undone" in out, err
     after = _state(mariadb_url)
@@ -265,10 +265,10 @@ def test_the_13_clean_migrations_then_rollback_run_give_the_baseline_back(
     assert after[1]["livehelp_sessions"].rows == 3
     log = _log(mariadb_url)  # and no backup table is left
     assert log[-1][1] == "rollback-verified"
-    assert main(["status", str(migrations), *orch]) == 0
+    assert main(["status", str(migrations), *orch, *more]) == 0
     assert "0 applied, 13 pending" in capsys.readouterr().out
-    assert main(["rollback", run_id, str(migrations), *orch]) == 13
-    assert "rollback is rolled_back by ops" in capsys.readouterr().err
+    assert main(["rollback", run_id, str(migrations), *orch, *more]) == 13
+    assert "the run was rolled back already by ops" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("orch_cleanup")

@@ -46,6 +46,9 @@ setting                     environment              meaning
                                                      webhook, in seconds (5)
 ``webhook_authorization``   ``LUPO_MIGRATE_WEBHOOK_AUTHORIZATION`` ``Authorization`` header
                                                      sent (keep it in the environment)
+``out_of_order``            ``LUPO_MIGRATE_OUT_OF_ORDER`` ``true``: apply a pending versioned
+                                                     file older than the highest applied one
+                                                     (default ``false``: refused)
 ``forbid``                                           lint rules whose findings refuse the run
                                                      (``["foreign-key", "trigger"]``)
 ``lint_ignore``                                      lint rules not reported
@@ -97,6 +100,7 @@ ENVIRONMENT: Final = {
     "webhook_levels": "LUPO_MIGRATE_WEBHOOK_LEVELS",
     "webhook_timeout": "LUPO_MIGRATE_WEBHOOK_TIMEOUT",
     "webhook_authorization": "LUPO_MIGRATE_WEBHOOK_AUTHORIZATION",
+    "out_of_order": "LUPO_MIGRATE_OUT_OF_ORDER",
 }
 _INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
 _FLOATS: Final = (
@@ -110,6 +114,9 @@ _FLOATS: Final = (
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
+_BOOLS: Final = ("out_of_order",)
+_TRUE: Final = ("true", "yes", "on", "1")
+_FALSE: Final = ("false", "no", "off", "0")
 _DRIFT: Final = ("error", "warn", "off")
 _FREEZE: Final = ("lease", "read_only")
 _KNOWN: Final = frozenset(ENVIRONMENT) | {"schemas", "renames", "probes", *_LISTS}
@@ -141,6 +148,7 @@ class Settings:
     webhook_levels: tuple[str, ...] = ("critical", "warning", "info")
     webhook_timeout: float = 5.0
     webhook_authorization: str | None = None
+    out_of_order: bool = False
     forbid: tuple[str, ...] = ()
     lint_ignore: tuple[str, ...] = ()
     probes: Mapping[str, str] = attrs.field(factory=dict)
@@ -175,6 +183,12 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         what = "a number of seconds, 0 or more" if key == "statement_wait" else "a number"
         raise ConfigurationError(f"{where}: {key} must be {what}, got {value!r}") from None
+    if key in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+            return value.strip().lower() in _TRUE
+        raise ConfigurationError(f"{where}: {key} must be true or false, got {value!r}")
     if key == "drift" and value not in _DRIFT:
         raise ConfigurationError(
             f"{where}: drift must be one of {', '.join(_DRIFT)}, got {value!r}"

@@ -6,7 +6,7 @@ there is (every deploy runs it). When the arguments are only those the quick pat
 (the directory, ``--db``, ``--target``, ``--config``, ``--manifest``, ``--files``,
 ``--orchestration-schema``, ``--progress``; and those that cannot change whether anything
 is pending: ``--table-budget``, ``--backup-limit``, ``--allow-drift``, ``--forbid``,
-``--rename``, ``--metrics-port``), the settings are read and
+``--rename``, ``--metrics-port``, ``--out-of-order``), the settings are read and
 :func:`lupo_migrate._quick.nothing_to_do` asked; if it is sure nothing is pending, its answer
 is printed and that is all. Anything else, any doubt, any error: the full command line runs,
 and says what the full command says.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -43,7 +44,10 @@ _IGNORED: Final[dict[str, Callable[[str], bool]]] = {
     "--forbid": bool,
     "--rename": lambda v: all(v.partition("=")),
 }
-_FLAGS: Final = frozenset({"--allow-drift"})
+_FLAGS: Final = frozenset({"--allow-drift", "--out-of-order"})
+#: A ``--target`` that looks like a version: the command line refuses it (see
+#: ``cli._common._refuse_version_target``), so the quick path does not answer for it.
+_VERSION_LIKE: Final = re.compile(r"[vV]?\d+(?:[._]\d+)*")
 
 
 def _options(args: Sequence[str]) -> dict[str, str] | None:
@@ -78,6 +82,8 @@ def _options(args: Sequence[str]) -> dict[str, str] | None:
         else:
             positional.append(arg)
     if found.get("progress", "auto") not in ("auto", "live", "plain", "off"):
+        return None
+    if _VERSION_LIKE.fullmatch(found.get("target_name", "").strip()):
         return None
     if positional:
         found["directory"] = positional[0]

@@ -11,6 +11,10 @@ Then:
 
 * ``x.down.sql`` (or Flyway ``U1__x.sql``) is not a step: it attaches to its up twin as
   ``step.meta['down_path']``;
+* a file whose name carries a version (``V2__x.sql``, ``2_x.up.sql``, ``4.1.2_x.sql``) and
+  whose header and manifest entry say nothing of its dependencies depends on the file before
+  it in version order; ``R__x.sql`` (repeatable) comes after them all; two ``V`` names with one
+  version are refused (see :mod:`lupo_migrate._chain`);
 * a manifest (``lupo-manifest.yaml``/``.yml``/``.json`` or ``manifest.yaml``/``.yml``/``.json``
   at the root, or the ``manifest=`` argument, which may live anywhere) gives order and
   dependencies; its file paths are relative to the root (format: :func:`~lupo_migrate._manifest.
@@ -26,7 +30,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate import _headers, _manifest, _names, _walking
+from lupo_migrate import _chain, _headers, _manifest, _names, _walking
 from lupo_migrate._model import Finding, Severity, Step, StepId
 from lupo_migrate._orchestration import PATH_LENGTH, STEP_ID_LENGTH
 from lupo_migrate.errors import (
@@ -198,6 +202,11 @@ def discover(
 
     if manifest_path is not None:
         findings.extend(_apply_manifest(manifest_obj, steps, manifest_name))
+    # Versioned files without a word on their dependencies follow the one before them.
+    fixed = {rel for rel, s in steps.items() if "depends_on" in s.meta or rel in entries}
+    linked, chained = _chain.link(list(steps.values()), fixed)
+    steps = {s.path: s for s in linked}
+    findings.extend(chained)
     findings.extend(_duplicate_ids(steps.values()))
     findings.extend(_long_names(steps.values()))
     by_id = {s.id: s for s in steps.values()}

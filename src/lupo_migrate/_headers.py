@@ -300,5 +300,6 @@ def build_step(
         depends_on=tuple(str(d) for d in depends) if isinstance(depends, (list, tuple)) else (),
         version=str(version) if version is not None and version != "" else name.version,
         module=str(module) if module is not None else None,
+        repeatable=name.repeatable,
         meta=fields,
     )

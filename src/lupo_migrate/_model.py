@@ -103,6 +103,8 @@ class Step:
         depends_on: ids this step needs applied first.
         version: sortable version text used to order independent steps (may be empty).
         module: the module a ``module`` step belongs to, if any.
+        repeatable: a Flyway repeatable file (``R__name.sql``): planned after the other
+            steps, and pending again whenever its checksum differs from the applied one.
         meta: the rest of the header, as read.
     """
 
@@ -113,6 +115,7 @@ class Step:
     depends_on: tuple[StepId, ...] = attrs.field(default=(), converter=_tuple_of_str)
     version: str = ""
     module: str | None = None
+    repeatable: bool = False
     meta: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_mapping_copy, eq=False, hash=False, repr=False
     )

@@ -78,14 +78,21 @@ class NameInfo:
             ``.down``; a Flyway undo ``U1__x`` names its ``V1__x``).
         version: the version the name starts with, dots for separators (``4_1_1_x`` -> 4.1.1).
         kind: ``up``, or ``down`` for ``x.down.sql`` and Flyway ``U1__x.sql``.
+        flyway: the name is a Flyway versioned name, ``V<version>__<description>`` (two such
+            files may not share a version).
+        repeatable: the name is a Flyway repeatable one, ``R__<description>``: no version;
+            it runs after the versioned files, and again whenever its content changes.
     """
 
     id: str
     version: str = ""
     kind: str = "up"
+    flyway: bool = False
+    repeatable: bool = False
 
 
 _FLYWAY: Final = re.compile(r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<rest>.+)$")
+_REPEATABLE: Final = re.compile(r"^R__(?P<rest>.+)$")
 _LEADING_VERSION: Final = re.compile(r"^(?P<version>\d+(?:[._]\d+)*)(?:[_\-.]|$)", re.ASCII)
 
 
@@ -98,7 +105,8 @@ def parse_name(relpath: str, suffix: str | None = None) -> NameInfo:
 
     Returns:
         The :class:`NameInfo`, e.g. ``V1__add_users.sql`` -> id ``V1__add_users``, version
-        ``1``; ``1_x.down.sql`` -> id ``1_x``, version ``1``, kind ``down``.
+        ``1``; ``1_x.down.sql`` -> id ``1_x``, version ``1``, kind ``down``; ``R__views.sql``
+        -> id ``R__views``, no version, repeatable.
     """
     directory, _, name = relpath.rpartition("/")
     if suffix and name.lower().endswith(suffix.lower()) and len(name) > len(suffix):
@@ -116,12 +124,15 @@ def parse_name(relpath: str, suffix: str | None = None) -> NameInfo:
         version = flyway["version"].replace("_", ".")
         if flyway["prefix"] == "U":
             stem, kind = "V" + stem[1:], "down"
+    elif _REPEATABLE.match(stem):
+        step_id = f"{directory}/{stem}" if directory else stem
+        return NameInfo(id=step_id, kind=kind, repeatable=True)
     else:
         leading = _LEADING_VERSION.match(stem)
         if leading:
             version = leading["version"].replace("_", ".")
     step_id = f"{directory}/{stem}" if directory else stem
-    return NameInfo(id=step_id, version=version, kind=kind)
+    return NameInfo(id=step_id, version=version, kind=kind, flyway=flyway is not None)
 
 
 _VERSION_PART: Final = re.compile(r"\d+|[^\W\d_]+", re.ASCII)

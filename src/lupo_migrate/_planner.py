@@ -2,7 +2,8 @@
 
 Theory of operation: steps form a directed graph with an edge *dependency -> dependant*. A plan
 is the unique lexicographical topological order of that graph, ties broken by a natural sort key
-(``Step.version`` read with its numbers as numbers, then ``Step.id``), so equal inputs give equal
+(repeatable steps last, then ``Step.version`` read with its numbers as numbers, then
+``Step.id``), so equal inputs give equal
 plans whatever order the steps arrive in. ``Plan.generations`` groups the same steps into layers
 that depend only on earlier layers.
 
@@ -32,8 +33,8 @@ from lupo_migrate.errors import (
 
 __all__ = ["build_graph", "descendants", "plan", "rollback_plan"]
 
-#: A step's sort key: its natural version key, then its id.
-_SortKey: TypeAlias = tuple[tuple[str | int, ...], StepId]
+#: A step's sort key: repeatable or not, its natural version key, then its id.
+_SortKey: TypeAlias = tuple[bool, tuple[str | int, ...], StepId]
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -54,7 +55,8 @@ def _natural_key(text: str) -> tuple[str | int, ...]:
 
 
 def _ranks(steps: Iterable[Step]) -> dict[StepId, int]:
-    """Each step's rank in the order of its sort key (natural version key, then id).
+    """Each step's rank in the order of its sort key (repeatable steps last, then natural
+    version key, then id).
 
     Keys are computed once (once per distinct version) and sorted once; ordering then
     compares small ints instead of nested tuples, which makes the heap of the topological
@@ -66,7 +68,7 @@ def _ranks(steps: Iterable[Step]) -> dict[StepId, int]:
         version_key = by_version.get(step.version)
         if version_key is None:
             version_key = by_version[step.version] = _natural_key(step.version)
-        keys[step.id] = (version_key, step.id)
+        keys[step.id] = (step.repeatable, version_key, step.id)
     return {sid: rank for rank, sid in enumerate(sorted(keys, key=keys.__getitem__))}
 
 
@@ -193,8 +195,9 @@ def plan(
     """Put *steps* in the order to apply them.
 
     The order is the lexicographical topological order of the dependency graph, ties broken by
-    the natural order of ``Step.version`` (``"V2" < "V10"``, ``"4.1.2" < "4.1.10"``) and then by
-    ``Step.id``: the same steps give the same plan whatever order they come in.
+    repeatable steps last (``R__x.sql``), then by the natural order of ``Step.version``
+    (``"V2" < "V10"``, ``"4.1.2" < "4.1.10"``) and then by ``Step.id``: the same steps give
+    the same plan whatever order they come in.
 
     Args:
         steps: every known step, in any order.

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _driving, _observing, _operations, _recovery, _undoing
+from lupo_migrate import _chain, _driving, _observing, _operations, _recovery, _undoing
 from lupo_migrate._clock import from_stamp
 from lupo_migrate._context import Target
 from lupo_migrate._decisions import DecisionRecord
@@ -127,6 +127,9 @@ class Orchestrator(QueueCommands):
         allow_irreversible: steps that may run without a guaranteed way back (the operator
             says so; recorded as a warning). Otherwise such a step refuses the run, unless
             its header says ``irreversible``.
+        out_of_order: apply pending versioned files whose version is lower than the highest
+            applied one (Flyway's ``outOfOrder``); otherwise ``apply`` refuses them
+            (``OutOfOrderError``) before anything runs.
     """
 
     storage: Storage
@@ -156,6 +159,7 @@ class Orchestrator(QueueCommands):
     observers: Sequence[Callable[[Event], None]] = ()
     alert_sinks: Sequence[AlertSink] = ()
     allow_irreversible: Sequence[StepId] = ()
+    out_of_order: bool = False
     # The run being watched for observers and escalation (see _observing).
     _watch: Watch | None = attrs.field(default=None, init=False, repr=False)
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
@@ -210,8 +214,10 @@ class Orchestrator(QueueCommands):
     # ------------------------------------------------------------------ queries
 
     def pending(self, steps: Sequence[Step], *, upto: StepId | None = None) -> Plan:
-        """The plan of the steps not applied yet (the ledger decides)."""
-        return plan_steps(steps, upto=upto, applied=tuple(self.storage.applied(self.target_name)))
+        """The plan of the steps not applied yet (the ledger decides; a repeatable file
+        changed since it was applied is pending again)."""
+        ledger = self.storage.applied(self.target_name)
+        return plan_steps(steps, upto=upto, applied=_chain.settled(steps, ledger))
 
     def status(self) -> Run | None:
         """The target's latest run, or None."""
@@ -272,6 +278,8 @@ class Orchestrator(QueueCommands):
             TargetBlockedError: a failed rollback blocks the target until ``resolve``.
             LockHeldError: another run holds the target.
             PlanError: the steps cannot be ordered.
+            OutOfOrderError: a pending versioned file is older than one applied, and
+                ``out_of_order`` is off.
         """
         edited = self.verify(steps)
         if edited:
@@ -301,6 +309,8 @@ class Orchestrator(QueueCommands):
                 " it back to where it began (`recover --resume` carries it on).",
             )
         plan = self.pending(steps, upto=upto)
+        if not self.out_of_order:
+            _chain.check_order(plan.steps, steps, self.storage.applied(self.target_name))
         if not plan.steps:
             return RunResult(run=None, plan=plan)
         by_id = {s.id: s for s in plan.steps}

@@ -9,7 +9,7 @@ engines, the placement of lupo_migrate's own tables and the freeze are set up by
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lupo_migrate import _chain
 from lupo_migrate._clock import to_stamp
 from lupo_migrate._config import Settings
 from lupo_migrate._files import load_steps
@@ -301,6 +302,7 @@ def open_session(
         probe_threshold=settings.probe_threshold,
         integrity_limit=settings.integrity_limit,
         alert_sinks=_alert_sinks(settings),
+        out_of_order=settings.out_of_order,
     )
     return Session(
         settings=settings,
@@ -333,16 +335,16 @@ def _missing_sqlite_file(url: str) -> bool:
     )
 
 
-def _ledger_read_only(settings: Settings) -> set[StepId]:
-    """Applied step ids if the orchestration tables exist; nothing is created or written."""
+def _ledger_read_only(settings: Settings) -> Mapping[StepId, AppliedStep]:
+    """The ledger if the orchestration tables exist; nothing is created or written."""
     if not settings.db:
-        return set()
+        return {}
     import sqlalchemy as sa
 
     from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
 
     if _missing_sqlite_file(settings.db):
-        return set()  # connecting would create the file
+        return {}  # connecting would create the file
     engine = _engine(settings.db)
     engines = [engine]
     try:
@@ -350,13 +352,13 @@ def _ledger_read_only(settings: Settings) -> set[StepId]:
         store = engine
         if url is not None:
             if _missing_sqlite_file(url):
-                return set()
+                return {}
             store = _engine(url)
             engines.append(store)
         schema = _placement(settings, engine, separate=store is not engine).orchestration
         if not sa.inspect(store).has_table("migration_files", schema=schema):
-            return set()
-        return set(SqlAlchemyStorage(store, schema=schema).applied(settings.target))
+            return {}
+        return SqlAlchemyStorage(store, schema=schema).applied(settings.target)
     finally:
         for each in engines:
             each.dispose()
@@ -368,7 +370,7 @@ def dry_run(
     """The statements ``apply`` would run, in order, rendered; the database is not changed.
 
     With a database URL whose orchestration tables exist, already applied steps are left out;
-    otherwise every step is shown.
+    otherwise every step is shown. A file apply would refuse as out of order is refused here.
     """
     return dry_run_report(settings, upto=upto, registry=registry)[0]
 
@@ -386,7 +388,10 @@ def dry_run_report(
     registry = registry or default_registry()
     root = Path(settings.migrations)
     steps = load_steps(root, suffixes=registry.suffix_map() or None, manifest=settings.manifest)
-    plan = plan_steps(steps, upto=upto, applied=_ledger_read_only(settings))
+    ledger = _ledger_read_only(settings)
+    plan = plan_steps(steps, upto=upto, applied=_chain.settled(steps, ledger))
+    if not settings.out_of_order:
+        _chain.check_order(plan.steps, steps, ledger)  # apply would refuse: say so now
     dialect = "mysql"
     names: dict[str, str] = {"core": "", "orchestration": "", "ephemeral": ""}
     if settings.db:

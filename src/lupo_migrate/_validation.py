@@ -125,6 +125,8 @@ class _ChecksumsUnchanged:
     def __call__(self, context: ValidationContext) -> Iterable[Finding]:
         for step in context.plan.steps:
             entry = context.applied.get(step.id)
+            if step.repeatable:
+                continue  # a repeatable file is meant to change: it runs again then
             if entry is not None and step.checksum and entry.checksum != step.checksum:
                 yield Finding(
                     severity=Severity.CRITICAL,
@@ -145,7 +147,8 @@ class _ChecksumsUnchanged:
 
 
 def checksums_unchanged() -> Validator:
-    """Already applied files must still have the checksum they were applied with."""
+    """Already applied files must still have the checksum they were applied with
+    (repeatable files, ``R__x.sql``, excepted: a change makes them pending again)."""
     return _ChecksumsUnchanged()
 
 

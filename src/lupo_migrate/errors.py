@@ -62,6 +62,7 @@ __all__ = [
     "LupoMigrateError",
     "MigrationFileError",
     "NoHandlerError",
+    "OutOfOrderError",
     "PlanError",
     "RegistryError",
     "RollbackConflictError",
@@ -239,6 +240,31 @@ class UnknownTargetError(PlanError):
         super().__init__(
             f"no step {target!r} to plan up to; known steps: {sample}{more}."
             " Use an id that `lupo-migrate plan` lists."
+        )
+
+
+class OutOfOrderError(PlanError):
+    """A pending versioned file has a lower version than one applied already.
+
+    Attributes:
+        late: ``(path, version)`` of each such pending file, in plan order.
+        highest: ``(path, version)`` of the highest version applied.
+    """
+
+    def __init__(self, late: Sequence[tuple[str, str]], highest: tuple[str, str]) -> None:
+        self.late = tuple(late)
+        self.highest = highest
+        (path, version), others = self.late[0], self.late[1:]
+        more = (
+            f" (so {'is' if len(others) == 1 else 'are'} {', '.join(p for p, _ in others)})"
+            if others
+            else ""
+        )
+        super().__init__(
+            f"{path} (version {version}) is pending but version {highest[1]} ({highest[0]}) is"
+            f" applied already: it would run out of order{more}. Pass --out-of-order (or set"
+            " out_of_order = true in lupo.toml) to apply it anyway, or renumber it above"
+            f" {highest[1]}."
         )
 
 

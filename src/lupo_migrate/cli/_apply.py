@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 @click.option("--upto", metavar="ID", help="Apply only this step and the steps it needs.")
 @click.option("--dry-run", is_flag=True, help="Print the statements in order; touch nothing.")
 @click.option(
+    "--out-of-order",
+    is_flag=True,
+    help="Apply pending versioned files whose version is lower than the highest applied one"
+    " (refused otherwise; out_of_order = true in lupo.toml says the same).",
+)
+@click.option(
     "--table-budget",
     type=int,
     help="Core table limit, checked before the run and after each step that creates a table"
@@ -84,6 +90,7 @@ if TYPE_CHECKING:
 def apply_command(
     upto: str | None,
     dry_run: bool,
+    out_of_order: bool,
     table_budget: int | None,
     backup_limit: int | None,
     allow_drift: bool,
@@ -101,7 +108,12 @@ def apply_command(
     """
     from lupo_migrate import _quick
 
-    settings = _settings(table_budget=table_budget, backup_limit=backup_limit, **opts)
+    settings = _settings(
+        table_budget=table_budget,
+        backup_limit=backup_limit,
+        out_of_order=True if out_of_order else None,
+        **opts,
+    )
     if forbid:
         settings = attrs.evolve(settings, forbid=(*settings.forbid, *forbid))
     if allow_drift and settings.drift == "error":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -110,7 +111,11 @@ def _options(func: _F, *, files: bool) -> _F:
     options = [
         click.option("--db", metavar="URL", help="Database URL (else LUPO_MIGRATE_DB, lupo.toml)."),
         click.option(
-            "--target", "target_name", metavar="NAME", help="Name runs are recorded under."
+            "--target",
+            "target_name",
+            metavar="NAME",
+            help="Name of the ledger runs are recorded under (default: default); not a"
+            " version: `apply --upto ID` stops at a step.",
         ),
         click.option(
             "--config",
@@ -164,6 +169,8 @@ def _settings(
 ) -> Any:
     from lupo_migrate._config import from_options
 
+    if target_name is not None:
+        _refuse_version_target(target_name)
     return from_options(
         directory=directory,
         db=db,
@@ -174,6 +181,26 @@ def _settings(
         orchestration_schema=orchestration_schema,
         **more,
     )
+
+
+#: What a version looks like on the command line: ``5``, ``V5``, ``4.1.2``, ``v4_1``.
+_VERSION_LIKE: Final = re.compile(r"[vV]?\d+(?:[._]\d+)*")
+
+
+def _refuse_version_target(name: str) -> None:
+    """``--target 5`` is what a Flyway user types to migrate up to version 5; here it names
+    the ledger a run is recorded under, so a new name would apply every file again. Refused
+    on the command line; a namespace really named so is set in lupo.toml or the
+    environment, where no Flyway habit puts it."""
+    if _VERSION_LIKE.fullmatch(name.strip()):
+        raise errors.InvalidArgumentError(
+            f"--target {name} looks like a version, but --target names the ledger that runs"
+            " are recorded under (default: default), not a version to migrate to: a new name"
+            " starts an empty ledger and apply would run every file again. To apply up to a"
+            " version, use --upto with its step id (e.g. --upto V5__add_x; `lupo-migrate plan`"
+            " lists them); to use a ledger really named so, set target in lupo.toml or"
+            " LUPO_MIGRATE_TARGET"
+        )
 
 
 def _progress_setting() -> str:
