@@ -106,6 +106,10 @@ class StepContext:
     shared: bool = False
     #: The step runs apart: each statement commits on its own (see ``handlers._apart``).
     apart: bool = False
+    #: Journal rows of finished statements, kept to be written at the step's end, in one
+    #: transaction (None: each is written as it goes). For a step in one transaction of the
+    #: target while the storage is elsewhere (SQLite): that transaction is the record.
+    buffer: list[tuple[int, str, int, int]] | None = None
     #: Called with each statement (and the step's connection) before it runs: pre-images of
     #: what it touches. It may return the statement to send instead (a soft drop, which
     #: moves a table aside rather than dropping it); the journal keeps the statement as
@@ -194,7 +198,7 @@ class StepContext:
         transactional = self.target.transactional_ddl and not self.apart
         after = self.shared and (transactional or _commits_nothing(statement))
         entry = None
-        if not after:
+        if not after and self.buffer is None:
             entry = self.storage.journal_intent(
                 self.run_id, self.step.id, index, statement, started
             )
@@ -235,7 +239,9 @@ class StepContext:
         if self.observe is not None:
             self.observe(self.step.id, index, time.perf_counter() - began)
         done = to_stamp(self.clock.now())
-        if entry is None:
+        if self.buffer is not None:
+            self.buffer.append((index, statement, started, done))
+        elif entry is None:
             self.storage.journal_intent(
                 self.run_id, self.step.id, index, statement, started, done_at=done
             )

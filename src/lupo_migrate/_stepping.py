@@ -113,7 +113,15 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
             # of its statements (those a handler does not list are taken as they come).
             listed = _checking.by_step(orch, STATEMENTS).get(step.id, [])
             pre.before_step([sql for _sid, _path, _line, sql in listed], connection)
-        handler.apply(step, context(orch, run, step, connection, shared=shared))
+        ctx = context(orch, run, step, connection, shared=shared)
+        batch = getattr(orch.storage, "journal_finished", None)
+        in_one = orch.target.transactional_ddl and not _checking.apart(orch, step.id)
+        if not shared and in_one and batch is not None and _transactional(handler):
+            ctx.buffer = []  # the step's transaction is its record: one write at its end
+        handler.apply(step, ctx)
+        if ctx.buffer:
+            assert batch is not None
+            batch(run.id, step.id, ctx.buffer)
         if pre is not None and hasattr(pre, "after_step"):
             pre.after_step(connection)
         check_step(orch, run, step, connection)
