@@ -470,14 +470,20 @@ def test_ctrl_c_or_sigterm_stops_the_run_cleanly_and_rolls_it_back(
         execute(self, connection, statement)
 
     monkeypatch.setattr(_step_session.StepSessions, "execute", signalled)
-    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    # As from a terminal, whatever pytest was started with (a background job ignores SIGINT).
+    before = signal.signal(sent, signal.default_int_handler if name == "Ctrl-C" else signal.SIG_DFL)
+    try:
+        code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+        restored = signal.getsignal(sent)
+    finally:
+        signal.signal(sent, before)
     assert code == exit_code, (out, err)
     assert f"{name}: stopping. No further step starts" in err
     assert f"stopped by {name}: the run rolled back to where it began" in err
     assert ran[:2] == ["CREATE TABLE a (id INT)", "INSERT INTO a VALUES (1)"]
     assert "CREATE TABLE b (id INT)" not in ran  # V2 never started (then V1 was undone)
     assert "Traceback" not in err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    assert restored in (signal.default_int_handler, signal.SIG_DFL)  # given back
     engine = sa.create_engine(database_url)
     try:
         assert not {"a", "b"} & set(sa.inspect(engine).get_table_names())
@@ -512,7 +518,11 @@ def test_a_second_ctrl_c_stops_at_once_and_recover_rolls_the_run_back(
         execute(self, connection, statement)
 
     monkeypatch.setattr(_step_session.StepSessions, "execute", signalled_twice)
-    code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    try:
+        code, out, err = run(capsys, "apply", str(migrations), "--db", database_url)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert code == 130, (out, err)
     assert "aborted: a run under way stopped where it was" in err
     monkeypatch.setattr(_step_session.StepSessions, "execute", execute)
@@ -525,3 +535,31 @@ def test_a_second_ctrl_c_stops_at_once_and_recover_rolls_the_run_back(
     code, out, err = run(capsys, "recover", str(migrations), "--db", database_url)
     assert code == 0, (out, err)
     assert "recovered, rolled_back" in out
+
+
+def test_a_signal_the_process_ignores_stays_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Started with SIGINT ignored (a background job): apply leaves it so, as Python does."""
+    from lupo_migrate.ext.sqlalchemy import _step_session
+
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT);\n")
+    execute = _step_session.StepSessions.execute
+    seen: list[object] = []
+
+    def watching(self: Any, connection: Any, statement: str) -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        execute(self, connection, statement)
+
+    monkeypatch.setattr(_step_session.StepSessions, "execute", watching)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code, out, err = run(
+            capsys, "apply", str(migrations), "--db", f"sqlite:///{tmp_path / 'a.db'}"
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == 0, (out, err)
+    assert seen == [signal.SIG_IGN]

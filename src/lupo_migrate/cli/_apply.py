@@ -200,7 +200,8 @@ def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
     back to where it began. A second one stops at once (``KeyboardInterrupt``: the run stays
     where it was, and ``recover`` repairs it). Yields the signals received, in order.
 
-    Outside the main thread (an embedding host's worker) signals are left alone.
+    Outside the main thread (an embedding host's worker) signals are left alone, and so is a
+    signal the process was started with ignored.
     """
     got: list[int] = []
 
@@ -212,7 +213,7 @@ def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
         got.append(signum)
         name = _SIGNALS[signal.Signals(signum)][0]
         orchestrator.request_stop(f"stopped by {name}; rolled back to where the run began")
-        for each in _SIGNALS:
+        for each in watched:
             signal.signal(each, again)
         click.echo(
             f"{name}: stopping. No further step starts; the statement running now finishes,"
@@ -224,7 +225,10 @@ def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield got
         return
-    previous = {each: signal.signal(each, first) for each in _SIGNALS}
+    # A signal the process was started with ignored (a shell's background job, nohup-like
+    # wrappers) stays ignored, as Python itself leaves it.
+    watched = [each for each in _SIGNALS if signal.getsignal(each) is not signal.SIG_IGN]
+    previous = {each: signal.signal(each, first) for each in watched}
     try:
         yield got
     finally:
