@@ -49,3 +49,28 @@ def test_a_big_sqlite_step_journals_every_statement_in_one_write(
     assert done == (2001, 2001, 0, 2000)
     with sqlite3.connect(tmp_path / "app.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM big").fetchone() == (2000,)
+
+
+@pytest.mark.mariadb
+def test_a_long_mariadb_step_sends_its_journal_as_it_goes_and_keeps_row_count(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,000 INSERTs in one step: the journal rows go with later statements in batches (the
+    n-th statement no longer scans every held row, n² in all), yet a statement that reads
+    ROW_COUNT() still sees its predecessor's, as with the ``mariadb`` client."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    inserts = "\n".join(f"INSERT INTO big (id) VALUES ({i});" for i in range(1000))
+    (migrations / "V1__big.sql").write_text(
+        "CREATE TABLE big (id INT PRIMARY KEY);\nCREATE TABLE seen (n INT);\n"
+        + inserts
+        + "\nUPDATE big SET id = id + 10000 WHERE id < 3;\nINSERT INTO seen VALUES (ROW_COUNT());\n"
+    )
+    assert main(["apply", str(migrations), "--db", mariadb_url]) == 0, capsys.readouterr()
+    engine = sa.create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM seen").all() == [(3,)]
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM big").scalar() == 1000
+    finally:
+        engine.dispose()

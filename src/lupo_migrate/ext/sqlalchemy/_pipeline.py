@@ -16,7 +16,10 @@ statements that ran, done marks, the ledger row, the run's state) wait for the n
 write or for :meth:`Pipeline.send`. So between two statements of a step that cannot commit on
 their own nothing of lupo_migrate's runs, and what the session remembers of the first
 (``ROW_COUNT()``, the warnings) is what the second sees, as in the ``mysql`` client; the held
-writes commit with the DDL or the commit that follows, as before.
+writes commit with the DDL or the commit that follows, as before. In a long step (a seed of
+100,000 INSERTs) the held rows go with the next statement once 200 are waiting, unless that
+statement reads what its predecessor left in the session (``ROW_COUNT()``, ``FOUND_ROWS()``,
+warnings, ``LAST_INSERT_ID()``, ``@@`` variables).
 
 What must be known before anything else runs is checked by the server before it runs: the
 run's state is written by a compare-and-set followed by :data:`CAS_GUARD` on MariaDB (an
@@ -32,6 +35,7 @@ when the connection is released; the storage, bound to the same connection, find
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -113,6 +117,12 @@ def detach(connection: sa.Connection) -> None:
     connection.info.pop(KEY, None)
 
 
+#: Held rows (of statements that ran) beyond which they go with the next statement.
+_MOST_HELD: Final = 200
+#: What a statement reads of the one before it in its session: it gets nothing of ours first.
+_READS_SESSION: Final = re.compile(r"row_count|found_rows|warning|last_insert_id|@@", re.I)
+
+
 class Pipeline:
     """The writes held back on one MySQL connection, sent with its next statement."""
 
@@ -123,6 +133,9 @@ class Pipeline:
         self._cursor = dbapi_connection.cursor()
         # (sql, handle, tag, urgent)
         self._held: list[tuple[str, int | None, str | None, bool]] = []
+        # How many of the held writes must go with the next statement: up to the last urgent
+        # one (kept as writes come and go: scanning for it made a step of n statements n²).
+        self._urgent = 0
         self._ids: dict[int, int] = {}
         self._handles = 0
 
@@ -160,6 +173,8 @@ class Pipeline:
             self._handles -= 1
             handle = self._handles
         self._held.append((text, handle, tag, urgent))
+        if urgent:
+            self._urgent = len(self._held)
         return handle
 
     def discard(self, since: str | None = None) -> set[str]:
@@ -170,6 +185,7 @@ class Pipeline:
         if since is not None:
             cut = next((i for i, (_, _, tag, _) in enumerate(self._held) if tag == since), 0)
         held, self._held = self._held[cut:], self._held[:cut]
+        self._urgent = min(self._urgent, cut)
         return {tag for _, _, tag, _ in held if tag is not None}
 
     def resolve(self, handle: int) -> int:
@@ -190,8 +206,12 @@ class Pipeline:
             StorageError: a held write failed (nothing after it ran).
             Exception: the driver's error for *statement* itself.
         """
-        last = max((i for i, held in enumerate(self._held) if held[3]), default=-1)
-        return self._send(last + 1, statement)
+        count = self._urgent
+        if len(self._held) - count >= _MOST_HELD and not _READS_SESSION.search(statement):
+            # A long step's rows would pile up (memory, one huge packet at its end): they go
+            # now, unless the statement reads what the one before it left in the session.
+            count = len(self._held)
+        return self._send(count, statement)
 
     def send(self, statement: str | None = None) -> int:
         """Send all the held writes and then *statement* in one packet; the last one's row
@@ -206,6 +226,7 @@ class Pipeline:
     def _send(self, count: int, statement: str | None) -> int:
         """Send the first *count* held writes and then *statement* in one packet."""
         held, self._held = self._held[:count], self._held[count:]
+        self._urgent = max(0, self._urgent - count)
         texts = [text for text, _, _, _ in held]
         if statement is not None:
             texts.append(statement)
