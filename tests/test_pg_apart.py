@@ -191,3 +191,28 @@ def test_a_kill_during_the_concurrent_index_is_recovered(
     assert code == 0, (out, err)
     assert "recovered, rolled_back" in out
     assert (_tables(pg), _indexes(pg)) == ([], [])
+
+
+@pytest.mark.postgresql
+def test_a_header_can_ask_to_run_apart(
+    pg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-- transaction: false`` in the header: the step's statements commit one by one (a
+    failure after the first leaves its change committed, and the rollback undoes it)."""
+    migrations = _files(
+        tmp_path,
+        {
+            **BASE,
+            "V2__two.sql": "-- transaction: false\nCREATE INDEX t_v ON t (v);\n"
+            "CREATE INDEX nope ON no_such_table (v);\n",
+        },
+    )
+    code = main(["apply", str(migrations), "--db", pg])
+    assert code == errors.StepError.exit_code, capsys.readouterr()
+    rows = _one(
+        pg,
+        "SELECT stmt_index, done_at IS NOT NULL FROM lupo_orchestration.migration_progress"
+        " WHERE step_id = 'V2__two' ORDER BY stmt_index",
+    )
+    assert rows[0] == (0, True)  # journalled and committed on its own, before the failure
+    assert (_tables(pg), _indexes(pg)) == ([], [])

@@ -301,8 +301,11 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
             continue
         if not listed:
             unsplit.append(step.id)
-        if hasattr(orch.target, "apart_session") and runs_apart(
-            text, [stmt.text for stmt in listed], family
+        # `-- transaction: false` in its header (text in a comment header, a bool in YAML)
+        said = str(step.meta.get("transaction")).lower() in ("false", "no", "off")
+        if hasattr(orch.target, "apart_session") and (
+            runs_apart(text, [stmt.text for stmt in listed], family)
+            or (said and family == "postgresql")
         ):
             apart.append(step.id)
         mine: list[str] = []

@@ -90,7 +90,7 @@ __all__ = [
 
 _SQL_FENCE: Final = re.compile(r"^--[ \t]*---[ \t]*$")
 _SQL_KEY: Final = re.compile(
-    r"^--[ \t]*(?P<key>id|type|depends_on|version|module|description|down|irreversible)"
+    r"^--[ \t]*(?P<key>id|type|depends_on|version|module|description|down|irreversible|transaction)"
     r"[ \t]*:[ \t]*"
     r"(?P<value>.*?)[ \t]*$"
 )

@@ -31,6 +31,7 @@ KNOWN_KEYS: Final = (
     "description",
     "down",
     "irreversible",
+    "transaction",
 )
 
 
