@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from lupo_migrate._clock import shown
 from lupo_migrate.backends.memory import ManualClock
 from lupo_migrate.errors import ConfigurationError, InvalidArgumentError, LockHeldError
 from lupo_migrate.ext.sqlalchemy import SqlAlchemyStorage
@@ -211,7 +212,7 @@ class TestReadOnlyFreeze:
         assert level == "override"
         assert message == (
             "emergency thaw of target app by ops: host-a is gone (lifted the freeze of"
-            f" host-a:1 since {info.since})"
+            f" host-a:1 since {shown(info.since)})"
         )
 
     def test_re_freezing_moves_the_thaw_event_and_another_owner_moves_nothing(
