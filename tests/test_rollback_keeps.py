@@ -23,6 +23,7 @@ from databases import fresh_database
 from lupo_migrate.cli import main
 
 ROLLED_BACK_FAILED = 11
+ROLLBACK_INCOMPLETE = 15  # failed, and its rollback could not finish: the target is blocked
 REFUSED = 13
 KILLER = Path(__file__).with_name("_killer.py")
 
@@ -362,7 +363,7 @@ def test_a_table_over_the_backup_limit_is_never_emptied(
         "SELECT no_such_function();\n",
     )
     code, out, err = _cli(capsys, "apply", str(migrations), "--db", url)
-    assert code == ROLLED_BACK_FAILED, (out, err)
+    assert code == ROLLBACK_INCOMPLETE, (out, err)
     assert "no copy was kept of the rows it changed in big" in err
     assert _sql(url, "SELECT COUNT(*) FROM big") == [(BIG,)]
     assert _sql(url, "SELECT SUM(v) FROM big") == [(total + 10,)]  # left as it is
