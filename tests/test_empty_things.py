@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from clirun import run
 from lupo_migrate import errors
 from lupo_migrate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _tables(url: str) -> set[str]:

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from clirun import run
 from lupo_migrate import errors
-from lupo_migrate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(name="applied")

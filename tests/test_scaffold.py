@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from clirun import run
 from lupo_migrate import errors
-from lupo_migrate.cli import main
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "migrations"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_init_writes_a_config_and_a_folder_and_overwrites_nothing(

@@ -148,18 +148,10 @@ class TargetBlockedError(IllegalTransitionError):
 
     exit_code = 4
 
-    def __init__(
-        self,
-        run_id: str,
-        phase: str,
-        event: str,
-        allowed: Sequence[str],
-        *,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(run_id, phase, event, allowed, reason=reason)
-        if reason:
-            self.args = (f"no new run can start: {reason}",)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.reason:
+            self.args = (f"no new run can start: {self.reason}",)
 
     def __str__(self) -> str:
         return str(self.args[0])

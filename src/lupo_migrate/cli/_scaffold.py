@@ -88,13 +88,14 @@ def new_command(name: str, directory: Path | None, config: Path | None) -> None:
     versions = [int(m[1]) for p in root.iterdir() if (m := re.match(r"V(\d+)__", p.name))]
     if versions:
         file_name = f"V{max(versions) + 1}__{slug}.sql"
-    else:
-        file_name = f"{datetime.now(UTC):%Y%m%d%H%M%S}_{slug}.sql"
+    else:  # the time, after every file named by a time already (two in one second)
+        stamps = [int(m[1]) for p in root.iterdir() if (m := re.match(r"(\d{14})_", p.name))]
+        stamp = max([int(f"{datetime.now(UTC):%Y%m%d%H%M%S}"), *(n + 1 for n in stamps)])
+        file_name = f"{stamp}_{slug}.sql"
     path = root / file_name
     shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
-    header = [f"-- id: {slug}"]
-    if heads:
-        header.append(f"-- depends_on: [{', '.join(heads)}]")
+    # Always said, even empty: a versioned name would otherwise chain it to the file before.
+    header = [f"-- id: {slug}", f"-- depends_on: [{', '.join(heads)}]"]
     header.append(f"-- description: {name}")
     body = [
         "",

@@ -140,15 +140,7 @@ class LedgerMixin(StorageBase):
         done_at: int | None = None,
     ) -> JournalEntry:
         """Write the intent to run a statement (finished at *done_at*, if given)."""
-        entry = JournalEntry(
-            id=0,
-            run_id=run_id,
-            step_id=step_id,
-            index=index,
-            statement=statement,
-            started_at=at,
-            done_at=done_at,
-        )
+        entry = _entry(run_id, step_id, index, statement, at, done_at)
         row = codec.journal_to_row(entry)
         what = f"journal_intent({run_id!r}, {step_id!r}, {index})"
         try:
@@ -185,16 +177,7 @@ class LedgerMixin(StorageBase):
         values = []
         try:
             for index, statement, started, done in rows:
-                entry = JournalEntry(
-                    id=0,
-                    run_id=run_id,
-                    step_id=step_id,
-                    index=index,
-                    statement=statement,
-                    started_at=started,
-                    done_at=done,
-                )
-                row = codec.journal_to_row(entry)
+                row = codec.journal_to_row(_entry(run_id, step_id, index, statement, started, done))
                 named = self._journal_ids.take()
                 values.append(row if named is None else {"id": named, **row})
         except StorageError as exc:
@@ -248,3 +231,18 @@ def _upsert(
 
     lite_insert = sa_sqlite.insert(table).values(dict(row))
     return lite_insert.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+def _entry(
+    run_id: RunId, step_id: StepId, index: int, statement: str, at: int, done_at: int | None
+) -> JournalEntry:
+    """A journal entry not written yet (id 0)."""
+    return JournalEntry(
+        id=0,
+        run_id=run_id,
+        step_id=step_id,
+        index=index,
+        statement=statement,
+        started_at=at,
+        done_at=done_at,
+    )
