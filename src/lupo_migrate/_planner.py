@@ -31,7 +31,7 @@ from lupo_migrate.errors import (
     UnknownTargetError,
 )
 
-__all__ = ["build_graph", "descendants", "plan", "rollback_plan"]
+__all__ = ["build_graph", "descendants", "downgrade_plan", "plan", "rollback_plan"]
 
 #: A step's sort key: repeatable or not, its natural version key, then its id.
 _SortKey: TypeAlias = tuple[bool, tuple[str | int, ...], StepId]
@@ -318,3 +318,22 @@ def rollback_plan(
         graph = _graph(plan.steps, in_plan)
         undo &= descendants(graph, scope)
     return tuple(sorted(undo, key=position.__getitem__, reverse=True))
+
+
+def downgrade_plan(
+    steps: Sequence[Step], applied: Collection[StepId], to: StepId
+) -> tuple[StepId, ...]:
+    """The applied steps a downgrade to *to* undoes, in the order they were applied (plan
+    order): every applied step but *to* and what it needs, directly or not. The database is
+    then as after *to*, as Alembic's ``downgrade ID`` and Sqitch's ``revert --to`` leave it.
+
+    Raises:
+        InvalidArgumentError: *to* is not among *steps*.
+        UnknownDependencyError: the steps name dependencies that are not steps.
+    """
+    by_id = _index(steps)
+    if to not in by_id:
+        raise InvalidArgumentError(f"no migration {to!r} among the files")
+    keep = _ancestors(by_id, to) | {to}
+    order = plan(steps).ids
+    return tuple(sid for sid in order if sid in applied and sid not in keep)

@@ -393,6 +393,33 @@ class Orchestrator(QueueCommands):
             self, run_id, steps, scope=scope, operator=operator, conflicts=conflicts
         )
 
+    def downgrade(
+        self,
+        to: StepId,
+        steps: Sequence[Step],
+        *,
+        operator: str = "operator",
+        lose_data: bool = False,
+    ) -> RunResult:
+        """Go back to *to* at any time (Alembic's ``downgrade ID``, Sqitch's ``revert
+        --to``): every applied step that *to* does not need is undone, newest first, by its
+        down section, ``.down.sql`` twin or derived inverse, as a run of its own.
+
+        Before anything runs, with writes frozen, what the downs would lose is counted (rows
+        of tables they drop or empty, values of columns they drop): any of it refuses the
+        downgrade unless *lose_data*. No window applies and nothing kept is needed; the
+        completed runs whose steps it undoes can no longer be rolled back by their records.
+
+        Raises:
+            DecisionError: *to* is not applied; a step to undo has no file or no way back;
+                something would be lost (named, with how many rows) and *lose_data* is not
+                set. Nothing was touched.
+            LockHeldError: another run holds the target.
+        """
+        from lupo_migrate import _downgrade
+
+        return _downgrade.downgrade(self, to, steps, operator=operator, lose_data=lose_data)
+
     def preview_rollback(
         self, run_id: str, steps: Sequence[Step], *, scope: Classification | None = None
     ) -> RollbackPreview:

@@ -138,6 +138,8 @@ class _Rollback:
     #: reading them found to say.
     pre: Any = None
     findings: list[Finding] = attrs.field(factory=list)
+    #: A downgrade to this step (see ``_downgrade``): no kept pre-images; the downs alone.
+    downgrade: StepId | None = None
 
 
 def _family(target: Target) -> str:

@@ -61,7 +61,16 @@ def start_pre_images(orch: Orchestrator, run: Run) -> sm.Event:
 
 def load_pre_images(orch: Orchestrator, run: Run, rolling: _Rollback) -> sm.Event:
     """An operator's rollback: the completed run's kept pre-images, restricted to what
-    only the steps in scope touched (read once, before the rollback started)."""
+    only the steps in scope touched (read once, before the rollback started). A downgrade
+    has none: its steps' downs undo them."""
+    if rolling.downgrade is not None:
+        orch._pre = None
+        failure = Failure(
+            kind=FailureKind.OPERATOR_ABORT,
+            message=f"{rolling.operator} downgrades to {rolling.downgrade}, undoing"
+            f" {', '.join(reversed(run.applied))}",
+        )
+        return sm.RollbackRequested(failure)
     if rolling.pre is not None or rolling.findings:
         orch._pre, findings = rolling.pre, rolling.findings
     else:

@@ -313,3 +313,63 @@ def dashboard_command(port: int, **opts: Any) -> None:
         click.echo(f"dashboard: {url} (Ctrl-C stops it)")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+
+
+@cli.command("downgrade", epilog=_EPILOG)
+@_db_options
+@click.option("--to", "to", metavar="ID", required=True, help="The step to go back to.")
+@click.option(
+    "--lose-data",
+    is_flag=True,
+    help="Go on although the downs drop or empty tables or columns that hold rows (they are"
+    " named and counted first).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be undone and lost; touch nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@_OPERATOR
+def downgrade_command(
+    to: str, lose_data: bool, dry_run: bool, yes: bool, operator: str | None, **opts: Any
+) -> None:
+    """Go back to step ID at any time: every applied step that ID does not need is undone,
+    newest first, by its down section, .down.sql twin or derived inverse, as a run of its
+    own (Alembic's `downgrade ID`, Sqitch's `revert --to`). What the downs would lose (rows
+    of tables they drop or empty, values of columns they drop) is counted first and refuses
+    the downgrade unless --lose-data. `rollback RUN` instead undoes one run's own changes
+    and keeps what was written since."""
+    from lupo_migrate import _downgrade, _session
+
+    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+        orchestrator = opened.orchestrator
+        if dry_run or (not yes and sys.stdin.isatty()):
+            chosen = _downgrade.plan_downgrade(orchestrator, to, opened.steps)
+            click.echo(f"downgrade to {to}: {len(chosen.undo)} step(s) undone, newest first")
+            for step in chosen.undo:
+                click.echo(f"  {step.id} ({step.path})")
+                for statement in chosen.statements[step.id]:
+                    click.echo(f"      {' '.join(statement.split())[:100]}")
+            if chosen.losses:
+                click.echo(f"would lose: {chosen.loss_text()}")
+            if dry_run:
+                return
+            if not chosen.undo or not click.confirm(f"Downgrade to {to}?"):
+                click.echo("nothing undone")
+                return
+        orchestrator.observers = _observers(_progress_setting(), None, stack)
+        result = orchestrator.downgrade(
+            to, opened.steps, operator=_operator(operator), lose_data=lose_data
+        )
+        if result.run is None:
+            click.echo(f"nothing to undo: no applied step comes after {to}")
+            return
+        run = result.run
+        outcome = run.outcome.value if run.outcome else "?"
+        click.echo(
+            f"run {run.id}: downgraded to {to}, {len(run.steps)} step(s) undone"
+            if outcome == "rolled_back"
+            else f"run {run.id}: {outcome}"
+        )
+        _print_findings(result.findings, err=True)
+        if outcome != "rolled_back":
+            reason = run.failure.message if run.failure else "see lupo-migrate status"
+            click.echo(f"error: {reason}", err=True)
+            sys.exit(errors.RollbackIncompleteError.exit_code)
