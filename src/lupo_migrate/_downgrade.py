@@ -25,7 +25,7 @@ from lupo_migrate._clock import to_stamp
 from lupo_migrate._decisions import ROLLED_BACK, is_open
 from lupo_migrate._model import Outcome, Plan, Run, Step, StepId
 from lupo_migrate._planner import downgrade_plan
-from lupo_migrate._runtime import RunResult, _family, _read_under, _Rollback
+from lupo_migrate._runtime import RunResult, _family, _Rollback, inspect_step
 from lupo_migrate.errors import DecisionError, LupoMigrateError
 from lupo_migrate.handlers._lint import column_effects
 from lupo_migrate.handlers._touch import touches
@@ -63,24 +63,16 @@ def _downs(orch: Orchestrator, step: Step) -> tuple[str, ...]:
     Raises:
         DecisionError: the step has none (or is not a SQL step).
     """
-    handler = orch.registry.lookup(step.file_type)
-    inspect = getattr(handler, "inspect", None)
-    if inspect is None:
+    try:
+        info = inspect_step(orch, step)
+    except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
+        raise DecisionError(f"{step.path}: cannot read how to undo {step.id}: {error}") from None
+    if info is None:
         raise DecisionError(
             f"{step.path}: {step.id} is a {step.file_type} step, whose undo records belong to"
             " the run that applied it: undo it with `lupo-migrate rollback RUN` within its"
             " window; a downgrade undoes SQL steps only"
         )
-    try:
-        text = _read_under(orch.root, step.path, step)
-        info = inspect(
-            step,
-            text,
-            dialect=orch.target.dialect,
-            read_text=lambda rel: _read_under(orch.root, rel, step),
-        )
-    except (LupoMigrateError, OSError, UnicodeDecodeError) as error:
-        raise DecisionError(f"{step.path}: cannot read how to undo {step.id}: {error}") from None
     if not info.invertible or info.down_source not in ("section", "twin", "derived"):
         why = "; ".join(getattr(info, "reasons", ())) or "no down section"
         raise DecisionError(

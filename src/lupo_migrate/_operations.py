@@ -42,8 +42,8 @@ from lupo_migrate._model import (
 )
 from lupo_migrate._runtime import (
     RunResult,
-    _read_under,
     _Rollback,
+    inspect_step,
 )
 from lupo_migrate._undo_plan import CONFLICT_POLICIES, RollbackPreview, StepUndo, refusal
 from lupo_migrate.errors import (
@@ -192,19 +192,11 @@ def _preview(
 
 def _step_undo(orch: Orchestrator, step: Step) -> StepUndo:
     """How *step* is undone: its handler's inspection where it has one (doctrine)."""
-    handler = orch.registry.lookup(step.file_type)
-    inspect = getattr(handler, "inspect", None)
-    if inspect is None:
-        return StepUndo(step.id, "handler")
     try:
-        text = _read_under(orch.root, step.path, step)
-        info = inspect(
-            step,
-            text,
-            dialect=orch.target.dialect,
-            read_text=lambda rel: _read_under(orch.root, rel, step),
-        )
+        info = inspect_step(orch, step)
     except (LupoMigrateError, OSError, UnicodeDecodeError):
+        return StepUndo(step.id, "handler")
+    if info is None:
         return StepUndo(step.id, "handler")
     source = {
         "section": "down section",

@@ -32,6 +32,7 @@ from lupo_migrate.errors import (
 
 if TYPE_CHECKING:
     from lupo_migrate._context import Target
+    from lupo_migrate._runner import Orchestrator
 
 
 @attrs.frozen(kw_only=True)
@@ -204,3 +205,22 @@ def _transactional(handler: Any) -> bool:
     """Whether a handler's work is in the step's database transaction (the default); one
     that changes files says ``transactional = False``."""
     return bool(getattr(handler, "transactional", True))
+
+
+def inspect_step(orch: Orchestrator, step: Step) -> Any:
+    """The handler's inspection of *step* (its up and down statements, how it is undone), or
+    None when its handler has no ``inspect`` (only SQL steps are inspected).
+
+    Raises:
+        LupoMigrateError, OSError, UnicodeDecodeError: the file (or its twin) cannot be read
+            or split.
+    """
+    inspect = getattr(orch.registry.lookup(step.file_type), "inspect", None)
+    if inspect is None:
+        return None
+    return inspect(
+        step,
+        _read_under(orch.root, step.path, step),
+        dialect=orch.target.dialect,
+        read_text=lambda rel: _read_under(orch.root, rel, step),
+    )
