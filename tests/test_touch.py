@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lupo_migrate.handlers._touch import Touch, touches
+from lupo_migrate.handlers import _effects, _touch
+from lupo_migrate.handlers._effects import _first_token as effect_first
+from lupo_migrate.handlers._sqlsplit import SplitError
+from lupo_migrate.handlers._touch import Touch, leading_word, touches, words
 
 
 def t(
@@ -64,3 +69,48 @@ def test_touches(sql: str, expected: list[Touch]) -> None:
 def test_names_in_strings_and_comments_are_not_objects() -> None:
     found = touches("INSERT INTO log (msg) VALUES ('DROP TABLE x') -- UPDATE y", dialect="mysql")
     assert found == (t("table", "log", "write"),)
+
+
+_PIECES = st.sampled_from(
+    [
+        "INSERT", "insert", "REPLACE", "LOW_PRIORITY", "IGNORE", "DELAYED", "OR", "INTO",
+        "into", "t", "big", "s", ".", "`q`", '"q"', "[q]", "(", ")", "/*c*/", "/*!c*/",
+        "# c\n", "-- c\n", "--c", ";", ":", "'v'", "$$", "é", "a$b", "1", "VALUES", "l:",
+    ]
+)  # fmt: skip
+_NAMES = st.sampled_from(["t", "s", ".", "`q`", '"q"', "[q]", "a$b", "é", "/*c*/", "(", ";"])
+_HEADS = st.one_of(
+    st.lists(_PIECES, min_size=1, max_size=8),
+    st.tuples(
+        st.sampled_from(["INSERT", "REPLACE", "insert"]),
+        st.lists(st.sampled_from(["IGNORE", "OR", "t", "INTO", "LOW_PRIORITY"]), max_size=3),
+        st.lists(_NAMES, min_size=1, max_size=5),
+    ).map(lambda parts: [parts[0], *parts[1], *parts[2]]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    head=_HEADS,
+    seps=st.lists(st.sampled_from([" ", "", "\n", "\t", "  "]), min_size=8, max_size=8),
+    fam=st.sampled_from(["mysql", "postgresql", "sqlite"]),
+)
+def test_the_quick_reading_of_an_insert_head_agrees_with_its_tokens(
+    head: list[str], seps: list[str], fam: str
+) -> None:
+    """A big file's INSERTs are read by one match (_PLAIN_INSERT) and their first word by
+    another (leading_word): both say what the tokens say, for any head."""
+    sql = "".join(sep + part for sep, part in zip(seps, head, strict=False)) + " VALUES (1)"
+    try:
+        toks = words(sql, fam)
+    except SplitError:
+        return
+    up = [w.upper() if k == "word" else "" for k, w in toks]
+    if up[:1] in (["INSERT"], ["REPLACE"]):
+        assert touches(sql, dialect=fam) == _touch._insert(toks, up)
+    plain = leading_word(sql)
+    if plain is not None:
+        assert toks[0] == ("word", plain)
+    executed = words(_effects._executed(sql, fam), fam)
+    at = _effects._start(executed)
+    assert effect_first(sql, fam) == (executed[at] if at < len(executed) else None)

@@ -8,6 +8,7 @@ other sessions hold its tables, and turned into the run's errors when the databa
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -35,6 +36,12 @@ __all__ = ["StepContext", "Target"]
 #: StepContext._await_holders); MySQL's INNODB_TRX is refreshed only when last read over
 #: 0.1 s ago.
 _LOOK: Final = 0.2
+#: Journal rows kept (see StepContext.buffer) beyond which they are written, in the step's
+#: transaction, before its next statement: a file of 100,000 statements holds no more.
+_CHUNK: Final = 5000
+#: What a statement reads of the statement before it in its session (MySQL): no journal
+#: write goes between them.
+_READS_SESSION: Final = re.compile(r"row_count|found_rows|warning|last_insert_id|@@", re.I)
 
 
 class Target(Protocol):
@@ -106,9 +113,12 @@ class StepContext:
     shared: bool = False
     #: The step runs apart: each statement commits on its own (see ``handlers._apart``).
     apart: bool = False
-    #: Journal rows of finished statements, kept to be written at the step's end, in one
-    #: transaction (None: each is written as it goes). For a step in one transaction of the
-    #: target while the storage is elsewhere (SQLite): that transaction is the record.
+    #: Journal rows of finished statements, kept to be written together (None: each is
+    #: written as it goes): the rows of statements that commit nothing by themselves, whose
+    #: transaction is their record. Written at the step's end, before a statement that is
+    #: announced first (MySQL DDL), and, where the storage shares the step's transaction,
+    #: every :data:`_CHUNK` rows. Where the storage is elsewhere (SQLite's ``app.lupo.db``)
+    #: every statement of a step in one transaction is kept, and written at its end.
     buffer: list[tuple[int, str, int, int]] | None = None
     #: Called with each statement (and the step's connection) before it runs: pre-images of
     #: what it touches. It may return the statement to send instead (a soft drop, which
@@ -197,11 +207,20 @@ class StepContext:
             sent = self.before(statement, self.connection) or statement
         transactional = self.target.transactional_ddl and not self.apart
         after = self.shared and (transactional or _commits_nothing(statement))
+        kept = self.buffer is not None and (after or not self.shared)
         entry = None
-        if not after and self.buffer is None:
-            entry = self.storage.journal_intent(
-                self.run_id, self.step.id, index, statement, started
-            )
+        if not kept:
+            self.write_kept()  # before anything announced: the rows keep their order
+            if not after:
+                entry = self.storage.journal_intent(
+                    self.run_id, self.step.id, index, statement, started
+                )
+        elif (
+            self.shared
+            and len(self.buffer or ()) >= _CHUNK
+            and not _READS_SESSION.search(statement)
+        ):
+            self.write_kept()  # in the step's transaction: a long step's rows, not all held
         began = time.perf_counter()
         try:
             self.target.execute(self.connection, sent)
@@ -239,7 +258,8 @@ class StepContext:
         if self.observe is not None:
             self.observe(self.step.id, index, time.perf_counter() - began)
         done = to_stamp(self.clock.now())
-        if self.buffer is not None:
+        if kept:
+            assert self.buffer is not None
             self.buffer.append((index, statement, started, done))
         elif entry is None:
             self.storage.journal_intent(
@@ -248,6 +268,14 @@ class StepContext:
         else:
             self.storage.journal_done(entry.id, done)
         self.finished.add(index)
+
+    def write_kept(self) -> None:
+        """Write the journal rows kept in :attr:`buffer` (one write), and forget them."""
+        if self.buffer:
+            self.storage.journal_finished(  # type: ignore[attr-defined]
+                self.run_id, self.step.id, self.buffer
+            )
+            self.buffer = []
 
     def done(self) -> frozenset[int]:
         return frozenset(self.finished)

@@ -115,13 +115,19 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
             pre.before_step([sql for _sid, _path, _line, sql in listed], connection)
         ctx = context(orch, run, step, connection, shared=shared)
         batch = getattr(orch.storage, "journal_finished", None)
-        in_one = orch.target.transactional_ddl and not _checking.apart(orch, step.id)
-        if not shared and in_one and batch is not None and _transactional(handler):
-            ctx.buffer = []  # the step's transaction is its record: one write at its end
+        apart_step = _checking.apart(orch, step.id)
+        in_one = orch.target.transactional_ddl and not apart_step
+        if (
+            batch is not None
+            and _transactional(handler)
+            and (in_one or (shared and not apart_step))
+        ):
+            # The step's transaction is the record of its statements that commit nothing by
+            # themselves: their journal rows are written together, in it where the storage
+            # shares the step's connection (if the process dies, neither stays).
+            ctx.buffer = []
         handler.apply(step, ctx)
-        if ctx.buffer:
-            assert batch is not None
-            batch(run.id, step.id, ctx.buffer)
+        ctx.write_kept()
         if pre is not None and hasattr(pre, "after_step"):
             pre.after_step(connection)
         check_step(orch, run, step, connection)

@@ -76,7 +76,7 @@ from typing import Final
 
 from lupo_migrate._model import Finding, Severity
 from lupo_migrate.handlers._sqlsplit import COMMENT, HINT, SplitError, scan, split_sections
-from lupo_migrate.handlers._touch import words
+from lupo_migrate.handlers._touch import head_words, leading_word, words
 
 __all__ = ["STATEMENT_WORDS", "Effect", "check_sql", "effect"]
 
@@ -491,9 +491,21 @@ _RULES: Final[Mapping[str, _Rule]] = {
 # ----------------------------------------------------------------------------- check
 
 
+#: How many tokens :func:`_first_token` reads before it reads the whole statement.
+_FIRST: Final = 8
+#: A label before a statement (``l: BEGIN``): its first token is the word after it.
+_LABEL: Final = re.compile(r"[\w$]+\s*:")
+
+
 def _first_token(sql: str, fam: str) -> tuple[str, str] | None:
     """The first significant token of a statement, executable comments opened."""
-    toks = words(_executed(sql, fam), fam)
+    executed = _executed(sql, fam)
+    plain = leading_word(executed)
+    if plain is not None and not _LABEL.match(executed, len(executed) - len(executed.lstrip())):
+        return ("word", plain)
+    toks = head_words(executed, fam, _FIRST)
+    if len(toks) == _FIRST:  # as many opening parentheses: read it all
+        toks = words(executed, fam)
     i = _start(toks)
     return toks[i] if i < len(toks) else None
 

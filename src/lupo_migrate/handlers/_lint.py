@@ -33,7 +33,7 @@ import attrs
 from lupo_migrate._fingerprint import Fingerprint
 from lupo_migrate._model import FailureKind, Finding, Severity, ValidationContext
 from lupo_migrate.errors import InvalidArgumentError
-from lupo_migrate.handlers._touch import words
+from lupo_migrate.handlers._touch import head_words, leading_word, words
 
 __all__ = ["RULES", "STATEMENTS", "column_effects", "lint_sql", "risky_statements"]
 
@@ -134,8 +134,16 @@ def _clauses(toks: list[tuple[str, str]], start: int) -> list[list[tuple[str, st
     return [c for c in out if c]
 
 
+#: The statements :func:`_hits` has rules for (by their first word).
+_LINTED: Final = frozenset({"DROP", "ALTER", "CREATE", "UPDATE", "DELETE", "TRUNCATE"})
+
+
 def _hits(sql: str, fam: str, fingerprint: Fingerprint | None) -> Iterable[tuple[str, str, str]]:
     """(rule, object name, detail) for each rule *sql* triggers."""
+    plain = leading_word(sql)
+    first = [("word", plain)] if plain is not None else head_words(sql, fam, 1)
+    if not first or first[0][1].upper() not in _LINTED:
+        return  # read no further (a big INSERT)
     toks = words(sql, fam)
     up = [t.upper() if k == "word" else "" for k, t in toks]
     if not up:
@@ -212,6 +220,11 @@ def _column_effects(sql: str, fam: str) -> tuple[tuple[str, str, str, str | None
 
 
 def _read_column_effects(sql: str, fam: str) -> list[tuple[str, str, str, str | None]]:
+    first = leading_word(sql)
+    if first is not None and first.upper() != "ALTER":
+        return []  # read no further (a big INSERT)
+    if [w.upper() for _k, w in head_words(sql, fam, 2)] != ["ALTER", "TABLE"]:
+        return []
     toks = words(sql, fam)
     up = [t.upper() if k == "word" else "" for k, t in toks]
     if up[:2] != ["ALTER", "TABLE"]:

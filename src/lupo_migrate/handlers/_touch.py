@@ -12,14 +12,26 @@ Names are returned unquoted, with their schema when the statement names one.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
 
 from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, HINT, QUOTED, scan
 
-__all__ = ["Touch", "clauses", "in_schema", "name_at", "touches", "words"]
+__all__ = [
+    "Touch",
+    "clauses",
+    "head_words",
+    "in_schema",
+    "iter_words",
+    "leading_word",
+    "name_at",
+    "touches",
+    "words",
+]
 
 _WORD = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\d[\w.]*|\S")
 #: Statements that change nothing lasting (session state, reads, transaction control).
@@ -40,6 +52,8 @@ _SESSION_PRAGMAS: Final = frozenset(
         "INDEX_INFO", "FOREIGN_KEY_LIST",
     }
 )  # fmt: skip
+#: How many tokens are read first: enough for an ``INSERT``'s head (see :func:`_insert`).
+_HEAD: Final = 12
 _KINDS: Final = {
     "TABLE": "table",
     "VIEW": "view",
@@ -100,6 +114,27 @@ def in_schema(found: tuple[Touch, ...], schema: str | None) -> list[Touch]:
     return out
 
 
+#: A word as _WORD reads one, without ``$`` (PostgreSQL's dollar quotes: left to the tokens).
+_NAME = r"[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*"
+#: An ``INSERT``/``REPLACE`` whose head (up to its table) holds no comment, quote or bracket:
+#: what :func:`_insert` reads from its tokens, read by one match. Anything else: the tokens.
+_HEAD_WORDS = r"(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)"
+_PLAIN_INSERT = re.compile(
+    rf"\s*(?:INSERT|REPLACE)(?:\s+{_HEAD_WORDS})*+(?:\s+OR\s+{_NAME})?+(?:\s+INTO)?+\s+"
+    rf"(?!(?:{_HEAD_WORDS}|OR|INTO)\b)"  # no keyword taken for a name: the tokens say
+    rf"(?:(?P<schema>{_NAME})\s*\.\s*)?(?P<name>{_NAME})(?=[\s(]|\Z)(?=\s*(?:\(|{_NAME}|\Z))",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(rf"\s*({_NAME})(?=[\s(;]|\Z)")
+
+
+def leading_word(sql: str) -> str | None:
+    """The statement's first word, when it is a plain word followed by a space, ``(`` or
+    ``;`` (no comment, quote or label in the way); else None (read its tokens)."""
+    found = _LEADING.match(sql)
+    return found.group(1) if found is not None else None
+
+
 _EXECUTABLE = re.compile(r"/\*!\d*(?P<body>.*)\*/\Z", re.DOTALL)
 
 
@@ -107,19 +142,26 @@ def words(sql: str, fam: str) -> list[tuple[str, str]]:
     """Significant tokens: (``word``|``ident``|``string``|``punct``|``hint``, text). A MySQL
     executable comment (``/*!40101 SET ... */``, as mysqldump writes them) is read as the
     code it holds: the server runs it."""
-    out: list[tuple[str, str]] = []
+    return list(iter_words(sql, fam))
+
+
+def head_words(sql: str, fam: str, count: int) -> list[tuple[str, str]]:
+    """The first *count* tokens of :func:`words`, reading no further into *sql* than they
+    need (a statement of 100,000 rows is not read to learn that it starts ``INSERT INTO t``)."""
+    return list(itertools.islice(iter_words(sql, fam), count))
+
+
+def iter_words(sql: str, fam: str) -> Iterator[tuple[str, str]]:
+    """:func:`words`, one at a time, as the statement is read."""
     for token in scan(sql, dialect=fam):
         executable = _EXECUTABLE.match(token.text) if token.kind == HINT else None
         if executable is not None:
-            out.extend(words(executable.group("body"), fam))
+            yield from iter_words(executable.group("body"), fam)
         elif token.kind == CODE:
-            out.extend(
-                ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
-                for w in _WORD.findall(token.text)
-            )
+            for w in _WORD.findall(token.text):
+                yield ("word" if w[0].isalpha() or w[0] == "_" else "punct", w)
         elif token.kind != COMMENT:
-            out.append(("ident" if token.kind == QUOTED else token.kind, token.text))
-    return out
+            yield ("ident" if token.kind == QUOTED else token.kind, token.text)
 
 
 def name_at(toks: list[tuple[str, str]], i: int) -> tuple[str, int]:
@@ -182,7 +224,14 @@ def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
         sql: one statement, rendered as it will run.
         dialect: ``mysql``, ``postgresql`` or ``sqlite`` (a dialect family).
     """
-    toks = words(sql, dialect)
+    plain = _PLAIN_INSERT.match(sql)
+    if plain is not None:  # the commonest statement of a big file, read without the scanner
+        return (Touch("table", plain.group("name"), "write", plain.group("schema")),)
+    toks = head_words(sql, dialect, _HEAD)
+    if toks and toks[0][1].upper() in ("INSERT", "REPLACE"):
+        return _insert(toks, [t.upper() if k == "word" else "" for k, t in toks])
+    if len(toks) == _HEAD:
+        toks = words(sql, dialect)
     up = [t.upper() if k == "word" else "" for k, t in toks]
     if not up:
         return ()
@@ -202,16 +251,6 @@ def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
     if head == "TRUNCATE":
         schema, name, _ = _parts(toks, 2 if up[1:2] == ["TABLE"] else 1)
         return (Touch("table", name, "write", schema),)
-    if head in ("INSERT", "REPLACE"):
-        i = 1
-        while i < len(up) and up[i] in ("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"):
-            i += 1
-        if up[i : i + 1] == ["OR"]:  # SQLite: INSERT OR REPLACE / OR IGNORE
-            i += 2
-        if up[i : i + 1] == ["INTO"]:
-            i += 1
-        schema, name, _ = _parts(toks, i)
-        return (Touch("table", name, "write", schema),)
     if head == "UPDATE":
         return _tables_until(toks, up, 1, {"SET"}, "write")
     if head == "DELETE":
@@ -223,6 +262,20 @@ def touches(sql: str, *, dialect: str) -> tuple[Touch, ...]:
             return _tables_until(toks, up, at + 1, {"WHERE", "USING", "ORDER", "LIMIT"}, "write")
         return _tables_until(toks, up, 1, {"WHERE"}, "write")
     return (Touch("unknown", toks[0][1], "alter"),)
+
+
+def _insert(toks: list[tuple[str, str]], up: list[str]) -> tuple[Touch, ...]:
+    """``INSERT``/``REPLACE``: rows written to the table it names (read from its first
+    :data:`_HEAD` tokens: the longest head, ``INSERT LOW_PRIORITY IGNORE INTO s . t``, has 7)."""
+    i = 1
+    while i < len(up) and up[i] in ("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"):
+        i += 1
+    if up[i : i + 1] == ["OR"]:  # SQLite: INSERT OR REPLACE / OR IGNORE
+        i += 2
+    if up[i : i + 1] == ["INTO"]:
+        i += 1
+    schema, name, _ = _parts(toks, i)
+    return (Touch("table", name, "write", schema),)
 
 
 def _skip(up: list[str], i: int, *options: str) -> int:

@@ -167,21 +167,22 @@ class LedgerMixin(StorageBase):
         self, run_id: RunId, step_id: StepId, rows: Sequence[tuple[int, str, int, int]]
     ) -> None:
         """Write the journal rows of statements that finished, (index, statement, started
-        at, done at) each, in one transaction: what a step that runs in one transaction of
-        the target, apart from this storage (SQLite's ``app.lupo.db``), ran. Its transaction
-        is its record: if the process dies, none of it stays, so nothing is announced
-        first, and a file of 100,000 statements costs one commit here, not 200,000."""
+        at, done at) each, in one write: statements that commit nothing by themselves, run in
+        a transaction of the target that is their record (if the process dies, none of them
+        stays, so nothing is announced first). Bound to the step's connection, the rows join
+        that transaction; apart from it (SQLite's ``app.lupo.db``) they are written in one
+        of their own. A file of 100,000 statements costs a few writes here, not 100,000."""
         if not rows:
             return
         what = f"journal_finished({run_id!r}, {step_id!r}, {len(rows)} statement(s))"
-        values = []
         try:
-            for index, statement, started, done in rows:
-                row = codec.journal_to_row(_entry(run_id, step_id, index, statement, started, done))
-                named = self._journal_ids.take()
-                values.append(row if named is None else {"id": named, **row})
+            ids = self._journal_ids.take_many(len(rows))  # one block: see _ids
         except StorageError as exc:
             raise StorageError(f"{what}: {exc}") from exc
+        values = []
+        for at, (index, statement, started, done) in enumerate(rows):
+            row = codec.journal_to_row(_entry(run_id, step_id, index, statement, started, done))
+            values.append(row if ids is None else {"id": ids[at], **row})
         with self._tx(what) as conn:
             conn.execute(self.tables.progress.insert(), values)
 
