@@ -572,3 +572,39 @@ def test_a_rollback_killed_midway_is_finished_by_recover_and_keeps_the_applicati
     first = {None: (1, "a", 1), "keep": (1, "A", 10), "undo": (1, "a", 1)}[policy]
     assert _sql(url, "SELECT * FROM orders ORDER BY id") == [first, (2, "B", 2), (3, "c", 3)]
     assert _definition(url, "orders") == before
+
+
+@pytest.mark.mariadb
+def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving_it(
+    mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL: the material is replaced (DELETE, INSERT) on a connection that autocommits;
+    a process killed between the two left the table empty, and ``recover`` then found no
+    pre-images and refused to undo a DROP (seen with kill -9 in the random-kill test). The
+    two now commit together: dying in between keeps the material saved before."""
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
+    from lupo_migrate.ext.sqlalchemy import _preimage
+
+    _sql(mariadb_url, *ORDERS)
+    engine = sa.create_engine(mariadb_url)
+    try:
+        pre = SqlAlchemyTarget(engine).pre_images("0123456789abcdef")
+        assert pre is not None
+        pre.start()
+        pre.plan_run(["UPDATE orders SET qty = 0"])
+        pre.before("UPDATE orders SET qty = 0")
+        assert pre.save() is not None
+
+        def dies(_self: object) -> str:
+            raise KeyboardInterrupt  # the process stops after the DELETE was sent
+
+        monkeypatch.setattr(_preimage.PreImages, "to_json", dies)
+        with pytest.raises(KeyboardInterrupt):
+            pre.save()
+        monkeypatch.undo()
+        again = SqlAlchemyTarget(engine).pre_images("0123456789abcdef")
+        assert again is not None and again.load()
+        assert again.tables["orders"].backup == pre.tables["orders"].backup
+        pre.drop_backups()
+    finally:
+        engine.dispose()

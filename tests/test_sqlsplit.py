@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from lupo_migrate.handlers import _sqlsplit
 from lupo_migrate.handlers._sqlsplit import (
     CODE,
     COMMENT,
@@ -378,3 +379,36 @@ def test_scan_is_lossless(text: str) -> None:
             continue
         assert "".join(t.text for t in tokens) == text
         assert all(t.line == text.count("\n", 0, t.start) + 1 for t in tokens)
+
+
+_SCRIPT_PIECES = st.sampled_from(
+    [
+        "SELECT 1;", "INSERT INTO t VALUES ('a;b');", "\n", " ", "-- c\n", "/* x; */",
+        "-- lupo:down\n", "CREATE TABLE t (id INT);", "DROP TABLE t;", "'", "x", ";",
+    ]
+)  # fmt: skip
+
+
+@given(pieces=st.lists(_SCRIPT_PIECES, max_size=30), fam=st.sampled_from(["mysql", "sqlite"]))
+def test_a_big_script_kept_as_offsets_reads_as_the_same_statements(
+    pieces: list[str], fam: str
+) -> None:
+    """Sections of over 2,000 statements are kept as offsets into the text (Spans): read,
+    indexed, sliced and compared, they are the statements the tuple holds."""
+    text = "".join(pieces)
+    try:
+        expected = _sqlsplit.split_sections(text, dialect=fam)
+    except SplitError:
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_sqlsplit, "_SPANS_AT", 0)
+        got = _sqlsplit.split_sections(text, dialect=fam)
+    assert got.has_down == expected.has_down
+    for spans, kept in ((got.up, expected.up), (got.down, expected.down)):
+        assert isinstance(kept, tuple)
+        assert isinstance(spans, _sqlsplit.Spans) or not kept
+        assert tuple(spans) == kept and spans == kept and len(spans) == len(kept)
+        assert [spans[i] for i in range(-len(kept), len(kept))] == [*kept, *kept]
+        assert spans[1:3] == kept[1:3] and spans[::-1] == kept[::-1]
+        with pytest.raises(IndexError):
+            spans[len(kept)]

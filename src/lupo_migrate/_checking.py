@@ -8,9 +8,10 @@ Functions of the orchestrator's own state: each takes it as ``orch``.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
@@ -173,9 +174,9 @@ def not_sql(orch: Orchestrator, plan: Plan) -> tuple[Finding, ...]:
             for f in check_sql(text, path=step.path, dialect=orch.target.dialect, step=True)
         ]
     for step_id in dict.fromkeys([*ups, *downs]):
-        rows = [*ups.get(step_id, ()), *downs.get(step_id, ())]
-        path = rows[0][1]
-        statements = [(line or 0, sql) for _sid, _path, line, sql in rows]
+        path = next(iter(ups.get(step_id) or downs[step_id]))[1]
+        rows = itertools.chain(ups.get(step_id, ()), downs.get(step_id, ()))
+        statements = ((line or 0, sql) for _sid, _path, line, sql in rows)
         found += [
             attrs.evolve(f, kind=FailureKind.CRITICAL_VALIDATION, step_id=step_id)
             for f in check_statements(statements, path=path, dialect=orch.target.dialect)
@@ -251,9 +252,55 @@ def time_probes(orch: Orchestrator) -> dict[str, float | None]:
     return {name: timer(sql) for name, sql in orch.probes.items()}
 
 
+class StatementRows(Sequence[tuple[StepId, str, "int | None", str]]):
+    """The plan's statements as the STATEMENTS fact lists them, (step id, path, line, SQL)
+    each, kept as each step's statements as its handler listed them: the rows are made as
+    they are read (a file of 100,000 statements is not held a second time as rows)."""
+
+    def __init__(self, parts: Sequence[tuple[StepId, str, Sequence[Any]]]) -> None:
+        self._parts = tuple(parts)  # (step id, path, statements with .line and .text)
+
+    def __len__(self) -> int:
+        return sum(len(listed) for _sid, _path, listed in self._parts)
+
+    def __iter__(self) -> Iterator[tuple[StepId, str, int | None, str]]:
+        for step_id, path, listed in self._parts:
+            for stmt in listed:
+                yield step_id, path, stmt.line, stmt.text
+
+    @overload
+    def __getitem__(self, at: int) -> tuple[StepId, str, int | None, str]: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[tuple[StepId, str, int | None, str]]: ...
+
+    def __getitem__(
+        self, at: int | slice
+    ) -> tuple[StepId, str, int | None, str] | list[tuple[StepId, str, int | None, str]]:
+        if isinstance(at, slice):
+            return list(itertools.islice(self, *at.indices(len(self))))
+        count = len(self)
+        if not -count <= at < count:
+            raise IndexError("statement index out of range")
+        at %= count
+        for step_id, path, listed in self._parts:
+            if at < len(listed):
+                stmt = listed[at]
+                return step_id, path, stmt.line, stmt.text
+            at -= len(listed)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def by_step(self) -> dict[StepId, Sequence[tuple[StepId, str, int | None, str]]]:
+        """The rows of each step (each a view of this one)."""
+        return {
+            step_id: StatementRows([(step_id, path, listed)])
+            for step_id, path, listed in self._parts
+        }
+
+
 def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     """The plan's statements (from handlers that can list them) and what they touch."""
-    statements: list[tuple[str, str, int | None, str]] = []
+    statements: list[tuple[StepId, str, Sequence[Any]]] = []  # each step's, as listed
     downs: list[tuple[str, str, int | None, str]] = []
     explicit: set[str] = set()
     effects: list[tuple[str, str, str, str, str | None]] = []
@@ -261,7 +308,8 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
     family = _family(orch.target)
     core = orch.target.names.get("core")
     no_rollback: list[tuple[str, str]] = []
-    kept: list[tuple[str, str, str, tuple[str, ...]]] = []
+    kept: dict[tuple[str, str, str, tuple[str, ...]], None] = {}  # in order, each once
+    writes: set[tuple[str, str, str, str, str | None]] = set()
     unsplit: list[str] = []
     apart: list[str] = []
     restores = _undoing.restores(orch)  # pre-images put back what a step touched
@@ -309,19 +357,25 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
         ):
             apart.append(step.id)
         mine: list[str] = []
+        statements.append((step.id, step.path, listed))
         for stmt in listed:
-            statements.append((step.id, step.path, stmt.line, stmt.text))
             for need in needs(stmt.text, dialect=family):
                 if need.schema in (None, core):
-                    kept.append((step.id, need.table, need.what, need.columns))
+                    kept[(step.id, need.table, need.what, need.columns)] = None
             found = touches(stmt.text, dialect=family)
             for touch in found:
                 if touch.kind == "unknown":
                     unknown.append((step.id, touch.name))
                     mine.append(touch.name)
             for touch in in_schema(found, core):  # a table moved out of core is gone from it
-                if touch.kind != "unknown":
-                    effects.append((step.id, touch.kind, touch.name, touch.action, touch.new_name))
+                if touch.kind == "unknown":
+                    continue
+                effect = (step.id, touch.kind, touch.name, touch.action, touch.new_name)
+                if touch.action == "write":  # rows written: once a step says all (a seed's
+                    if effect in writes:  # 100,000 INSERTs are one effect, not 100,000)
+                        continue
+                    writes.add(effect)
+                effects.append(effect)
             for table, action, column, new in column_effects(stmt.text, family):
                 renamed = None if new is None else f"{table}.{new}"
                 effects.append((step.id, "column", f"{table}.{column}", action, renamed))
@@ -335,7 +389,7 @@ def plan_effects(orch: Orchestrator, plan: Plan) -> dict[str, Any]:
             no_rollback.append((step.id, why))
     return {
         NO_ROLLBACK: tuple(no_rollback),
-        STATEMENTS: tuple(statements),
+        STATEMENTS: StatementRows(statements),
         DOWN_STATEMENTS: tuple(downs),
         EFFECTS: tuple(effects),
         NEEDS: tuple(kept),
@@ -396,16 +450,21 @@ def statements_of(orch: Orchestrator, listing: Callable[..., Any], step: Step, t
     )
 
 
-def by_step(orch: Orchestrator, fact: str) -> dict[StepId, list[Any]]:
+def by_step(orch: Orchestrator, fact: str) -> dict[StepId, Sequence[Any]]:
     """A per-step fact of the plan (rows whose first field is the step), by step: built
     once per run, not scanned once per step."""
     rows = orch._facts.get(fact, ())
     cached = orch._indexes.get(fact)
     if cached is not None and cached[0] is rows:
         return cached[1]
-    index: dict[StepId, list[Any]] = {}
-    for row in rows:
-        index.setdefault(row[0], []).append(row)
+    index: dict[StepId, Sequence[Any]]
+    if isinstance(rows, StatementRows):
+        index = dict(rows.by_step())
+    else:
+        lists: dict[StepId, list[Any]] = {}
+        for row in rows:
+            lists.setdefault(row[0], []).append(row)
+        index = dict(lists)
     orch._indexes[fact] = (rows, index)
     return index
 

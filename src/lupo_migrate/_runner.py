@@ -179,7 +179,7 @@ class Orchestrator(QueueCommands):
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
     # Per-step indexes of the facts (see _by_step), with the rows they were built from.
-    _indexes: dict[str, tuple[Any, dict[StepId, list[Any]]]] = attrs.field(
+    _indexes: dict[str, tuple[Any, dict[StepId, Sequence[Any]]]] = attrs.field(
         factory=dict, init=False, repr=False
     )
     # The dead run being recovered (see recover()).

@@ -24,7 +24,7 @@ import attrs
 from lupo_migrate import _checking, _observing
 from lupo_migrate import _state as sm
 from lupo_migrate._clock import to_stamp
-from lupo_migrate._context import StepContext
+from lupo_migrate._context import KeptRows, StepContext
 from lupo_migrate._model import AppliedStep, FailureKind, Finding, Run, Severity, Step, StepId
 from lupo_migrate._runtime import _CHECKS_OFF, _failure, _StepCheckFailed, _transactional
 from lupo_migrate._validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
@@ -111,8 +111,8 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
         if pre is not None and hasattr(pre, "before_step"):
             # Pre-images before the step's first statement: nothing of ours runs between two
             # of its statements (those a handler does not list are taken as they come).
-            listed = _checking.by_step(orch, STATEMENTS).get(step.id, [])
-            pre.before_step([sql for _sid, _path, _line, sql in listed], connection)
+            listed = _checking.by_step(orch, STATEMENTS).get(step.id, ())
+            pre.before_step((sql for _sid, _path, _line, sql in listed), connection)
         ctx = context(orch, run, step, connection, shared=shared)
         batch = getattr(orch.storage, "journal_finished", None)
         apart_step = _checking.apart(orch, step.id)
@@ -125,7 +125,7 @@ def apply_step(orch: Orchestrator, run: Run, step: Step, now: int) -> sm.Event:
             # The step's transaction is the record of its statements that commit nothing by
             # themselves: their journal rows are written together, in it where the storage
             # shares the step's connection (if the process dies, neither stays).
-            ctx.buffer = []
+            ctx.buffer = KeptRows()
         handler.apply(step, ctx)
         ctx.write_kept()
         if pre is not None and hasattr(pre, "after_step"):
@@ -260,8 +260,8 @@ def check_step(orch: Orchestrator, run: Run, step: Step, connection: Any) -> Non
                     )
                 )
     orphans = getattr(orch.target, "orphans", None)
-    texts = [sql for _sid, _p, _l, sql in _checking.by_step(orch, STATEMENTS).get(step.id, [])]
-    if orphans is not None and any(_CHECKS_OFF.search(sql) for sql in texts):
+    rows = _checking.by_step(orch, STATEMENTS).get(step.id, ())
+    if orphans is not None and any(_CHECKS_OFF.search(sql) for _sid, _p, _l, sql in rows):
         tables = sorted(
             {e[2] for e in mine if e[1] == "table"}
             | {e[4] for e in mine if e[1] == "table" and e[4]}

@@ -19,10 +19,11 @@ delimiter is kept. The scan is linear: plain text is skipped in runs by one regu
 
 from __future__ import annotations
 
+import array
 import functools
 import re
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Iterator, Sequence
+from typing import Final, overload
 
 import attrs
 
@@ -33,6 +34,7 @@ __all__ = [
     "QUOTED",
     "STRING",
     "Sections",
+    "Spans",
     "SplitError",
     "Statement",
     "Token",
@@ -126,8 +128,8 @@ class Sections:
         has_down: whether a down marker was present.
     """
 
-    up: tuple[Statement, ...]
-    down: tuple[Statement, ...]
+    up: Sequence[Statement]
+    down: Sequence[Statement]
     has_down: bool
 
 
@@ -299,34 +301,101 @@ def split_sections(text: str, *, dialect: str = "mysql") -> Sections:
         SplitError: a string, comment or dollar quote is not terminated.
         ValueError: the dialect is unknown.
     """
-    up: list[Statement] = []
-    down: list[Statement] = []
+    up, down = array.array("q"), array.array("q")
     has_down = False
-    for section, statement in _split(text, family(dialect), markers=True):
+    for section, first, last, line in _spans(text, family(dialect), markers=True):
         if section == "down!":
             has_down = True
-        elif section == "down":
-            down.append(statement)
         else:
-            up.append(statement)
-    return Sections(tuple(up), tuple(down), has_down or bool(down))
+            (down if section == "down" else up).extend((first, last, line))
+    return Sections(_statements(text, up), _statements(text, down), has_down or bool(down))
+
+
+def _statements(text: str, spans: array.array[int]) -> Sequence[Statement]:
+    """The statements of *text* at *spans* (first, last, line each): a tuple, or for a big
+    script (over :data:`_SPANS_AT` statements) a :class:`Spans` view."""
+    if len(spans) > 3 * _SPANS_AT:
+        return Spans(text, spans)
+    return tuple(
+        Statement(text[spans[i] : spans[i + 1]], spans[i + 2], i // 3)
+        for i in range(0, len(spans), 3)
+    )
+
+
+#: Statements beyond which a section is kept as offsets into its script (:class:`Spans`).
+_SPANS_AT: Final = 2000
+
+
+class Spans(Sequence[Statement]):
+    """The statements of one section of a big script, kept as offsets into its text: each
+    :class:`Statement` is made when it is read. A file of 100,000 INSERTs is its text and
+    2.4 MB of offsets here, instead of 100,000 strings and objects (about 23 MB)."""
+
+    __slots__ = ("_spans", "_text")
+
+    def __init__(self, text: str, spans: array.array[int]) -> None:
+        self._text = text
+        self._spans = spans  # first, last, line of each statement
+
+    def __len__(self) -> int:
+        return len(self._spans) // 3
+
+    @overload
+    def __getitem__(self, at: int) -> Statement: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> tuple[Statement, ...]: ...
+
+    def __getitem__(self, at: int | slice) -> Statement | tuple[Statement, ...]:
+        if isinstance(at, slice):
+            return tuple(self[i] for i in range(*at.indices(len(self))))
+        count = len(self)
+        if not -count <= at < count:
+            raise IndexError("statement index out of range")
+        at %= count
+        first, last, line = self._spans[3 * at : 3 * at + 3]
+        return Statement(self._text[first:last], line, at)
+
+    def __iter__(self) -> Iterator[Statement]:
+        spans, text = self._spans, self._text
+        for at in range(len(spans) // 3):
+            first, last, line = spans[3 * at], spans[3 * at + 1], spans[3 * at + 2]
+            yield Statement(text[first:last], line, at)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Spans):
+            return self._spans == other._spans and self._text == other._text
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Spans({len(self)} statements)"
 
 
 def _split(text: str, fam: str, *, markers: bool) -> Iterator[tuple[str, Statement]]:
     """The splitting loop; yields (section, statement); ``("down!", ...)`` flags a marker."""
+    counters = {"up": 0, "down": 0}
+    for section, first, last, line in _spans(text, fam, markers=markers):
+        if section == "down!":
+            yield section, Statement("", line, -1)
+            continue
+        index = counters[section]
+        counters[section] = index + 1
+        yield section, Statement(text[first:last], line, index)
+
+
+def _spans(text: str, fam: str, *, markers: bool) -> Iterator[tuple[str, int, int, int]]:
+    """The splitting loop; yields (section, first, last, line) of each statement, its text
+    ``text[first:last]``; ``("down!", -1, -1, line)`` flags a down marker."""
     delimiter = ";"
     pos, line, n = 0, 1, len(text)
     section = "up"
-    counters = {"up": 0, "down": 0}
     first = last = -1  # offsets of the current statement's first and last code characters
     first_line = 0
     block: re.Pattern[str] | None = None
     depth = parens = 0
-
-    def emit() -> Statement:
-        index = counters[section]
-        counters[section] = index + 1
-        return Statement(text[first:last], first_line, index)
 
     while pos < n:
         if first < 0 and fam == "mysql":
@@ -339,7 +408,7 @@ def _split(text: str, fam: str, *, markers: bool) -> Iterator[tuple[str, Stateme
         if kind == _DELIM:
             in_block = block is not None and depth > 0
             if first >= 0 and not in_block and parens <= 0:
-                yield section, emit()
+                yield section, first, last, first_line
                 first = last = -1
                 block, depth, parens = None, 0, 0
             elif first >= 0:
@@ -348,12 +417,12 @@ def _split(text: str, fam: str, *, markers: bool) -> Iterator[tuple[str, Stateme
             marker = _MARKER.match(text, pos, end) if markers else None
             if marker and text[text.rfind("\n", 0, pos) + 1 : pos].strip() == "":
                 if first >= 0:
-                    yield section, emit()
+                    yield section, first, last, first_line
                     first = last = -1
                     block, depth, parens = None, 0, 0
                 section = "down" if (marker.group(2) or marker.group(3)).lower() == "down" else "up"
                 if section == "down":
-                    yield "down!", Statement("", line, -1)
+                    yield "down!", -1, -1, line
         else:
             start = pos
             if kind == CODE:
@@ -373,4 +442,4 @@ def _split(text: str, fam: str, *, markers: bool) -> Iterator[tuple[str, Stateme
         line += text.count("\n", pos, end)
         pos = end
     if first >= 0:
-        yield section, emit()
+        yield section, first, last, first_line

@@ -27,8 +27,8 @@ the derived inverse of exactly the statements that ran when there is one, else b
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -65,8 +65,8 @@ class StepInfo:
         reasons: why not, one line per refused statement (empty when invertible).
     """
 
-    statements: tuple[Statement, ...]
-    down_statements: tuple[Statement, ...]
+    statements: Sequence[Statement]
+    down_statements: Sequence[Statement]
     down_source: str
     invertible: bool
     reasons: tuple[str, ...] = ()
@@ -132,18 +132,20 @@ class DoctrineHandler:
         dialect: str,
         names: Mapping[str, str],
         renames: Mapping[str, str],
-    ) -> tuple[Statement, ...]:
+    ) -> Sequence[Statement]:
         """The up statements of *step*, rendered as they would be executed (``--dry-run``)."""
         fam = family(dialect)
         up = _sections(step, step.path, text, fam).up
-        return tuple(attrs.evolve(s, text=self._render(step, s, names, renames, fam)) for s in up)
+        if "${" not in text and not any(old in text for old in renames):
+            return up  # nothing to render (a big file's statements stay offsets: _sqlsplit.Spans)
+        return tuple(_rendered(s, self._render(step, s, names, renames, fam)) for s in up)
 
     def apply(self, step: Step, context: Any) -> None:
         """Run the step's up statements not yet done, in order, through the context."""
         fam = family(context.dialect)
-        text = context.read_text(step.path)
+        up = _sections(step, step.path, context.read_text(step.path), fam).up
         done = context.done()
-        for stmt in _sections(step, step.path, text, fam).up:
+        for stmt in up:  # one at a time (a big file's are made as they are read)
             if stmt.index not in done:
                 sql = self._render(step, stmt, context.names, context.renames, fam)
                 context.execute(sql, index=stmt.index, line=stmt.line)
@@ -194,7 +196,7 @@ class DoctrineHandler:
         assert self._root is not None
         return (self._root / relpath).read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
 
-    def _derived(self, statements: tuple[Statement, ...], fam: str) -> StepInfo:
+    def _derived(self, statements: Sequence[Statement], fam: str) -> StepInfo:
         down: list[Statement] = []
         reasons: list[str] = []
         gone_with = _inside_new_tables(statements, fam)
@@ -225,7 +227,7 @@ class DoctrineHandler:
             raise StepError(step.id, step.path, f"line {stmt.line}: {error.message}") from error
 
 
-def _inside_new_tables(statements: tuple[Statement, ...], fam: str) -> set[int]:
+def _inside_new_tables(statements: Sequence[Statement], fam: str) -> set[int]:
     """The indexes of the statements that only write rows to, or alter, tables created by
     earlier statements of the same step (and dropped again by their inverse): they need no
     inverse of their own. ``CREATE TABLE t ...; INSERT INTO t ...`` is undone by dropping t.
@@ -280,11 +282,29 @@ def _inside_new_tables(statements: tuple[Statement, ...], fam: str) -> set[int]:
     return inside
 
 
-@functools.lru_cache(maxsize=4096)
+def _rendered(stmt: Statement, text: str) -> Statement:
+    """*stmt* with its text rendered as *text* (itself when rendering changed nothing)."""
+    return stmt if text is stmt.text else attrs.evolve(stmt, text=text)
+
+
 def _split(text: str, fam: str) -> Sections:
     """:func:`split_sections`, remembered: a run splits each file before it (the pre-run
-    checks read the plan's statements) and again to apply it."""
-    return split_sections(text, dialect=fam)
+    checks read the plan's statements) and again to apply it. Remembered by the text's
+    digest, not the text (a big file is not kept twice); the last 4,096 files."""
+    key = (hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest(), fam)
+    found = _SPLITS.pop(key, None)
+    if found is None:
+        found = split_sections(text, dialect=fam)
+    _SPLITS[key] = found  # the last used last
+    if len(_SPLITS) > _SPLITS_KEPT:
+        del _SPLITS[next(iter(_SPLITS))]
+    return found
+
+
+#: Files split by :func:`_split`, by (digest of the text, dialect family), least recently
+#: used first.
+_SPLITS: dict[tuple[bytes, str], Sections] = {}
+_SPLITS_KEPT: Final = 4096
 
 
 def _sections(step: Step, path: str, text: str, fam: str) -> Sections:

@@ -298,7 +298,7 @@ class PreImages(Sealing):
 
     # ------------------------------------------------------------------ while the run works
 
-    def before_step(self, statements: Sequence[str], connection: sa.Connection | None) -> None:
+    def before_step(self, statements: Iterable[str], connection: sa.Connection | None) -> None:
         """Take, before a step's first statement, the pre-images of what its *statements*
         touch for the first time (so that nothing of ours runs between two of them)."""
         if self.fingerprint is None or not self.restores:
@@ -1107,8 +1107,17 @@ class PreImages(Sealing):
         with contextlib.ExitStack() as stack:
             conn = connection if connection is not None else stack.enter_context(self._connect())
             conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {table} (material {kind} NOT NULL)")
+            # The old material is replaced in one transaction: a process killed between the
+            # DELETE and the INSERT must not leave the table empty (recover would find no
+            # material, and refuse to undo what only pre-images can). On MySQL our own
+            # connection autocommits each statement: it opens the transaction itself.
+            apart = connection is None and self._family == "mysql"
+            if apart:
+                conn.exec_driver_sql("START TRANSACTION")
             conn.exec_driver_sql(f"DELETE FROM {table}")
             conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (self.to_json(),))
+            if apart:
+                conn.exec_driver_sql("COMMIT")
         return table
 
     def _material_name(self) -> str:

@@ -11,7 +11,7 @@ connection); the run's own compare-and-set, ``save_run``, stays with the run row
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import sqlalchemy as sa
@@ -19,10 +19,17 @@ import sqlalchemy as sa
 from lupo_migrate._model import AppliedStep, Finding, JournalEntry, RunId, StepId
 from lupo_migrate.errors import InvalidArgumentError, StorageError
 from lupo_migrate.ext.sqlalchemy import _codec as codec
-from lupo_migrate.ext.sqlalchemy._pipeline import pipeline_of
+from lupo_migrate.ext.sqlalchemy._pipeline import Pipeline, pipeline_of
 from lupo_migrate.ext.sqlalchemy._storage_base import StorageBase
 
 __all__ = ["LedgerMixin"]
+
+#: Journal rows sent in one INSERT by ``journal_finished`` (its memory, not its commits).
+_ROWS_AT_ONCE: Final = 2000
+#: Rows from which ``journal_finished`` sends what it held at once on MySQL (fewer travel
+#: with the step's next statement), and the size of one held multi-row INSERT.
+_HELD_ROWS: Final = 200
+_PACKET: Final = 1 << 20
 
 
 class LedgerMixin(StorageBase):
@@ -179,12 +186,41 @@ class LedgerMixin(StorageBase):
             ids = self._journal_ids.take_many(len(rows))  # one block: see _ids
         except StorageError as exc:
             raise StorageError(f"{what}: {exc}") from exc
-        values = []
-        for at, (index, statement, started, done) in enumerate(rows):
-            row = codec.journal_to_row(_entry(run_id, step_id, index, statement, started, done))
-            values.append(row if ids is None else {"id": ids[at], **row})
-        with self._tx(what) as conn:
-            conn.execute(self.tables.progress.insert(), values)
+        with self._tx(what, hot=True) as conn:
+            pipeline = pipeline_of(conn) if self._fast(conn) else None
+            for start in range(0, len(rows), _ROWS_AT_ONCE):  # a long step's: not all at once
+                values = []
+                for at in range(start, min(start + _ROWS_AT_ONCE, len(rows))):
+                    index, statement, started, done = rows[at]
+                    entry = _entry(run_id, step_id, index, statement, started, done)
+                    row = codec.journal_to_row(entry)
+                    values.append(row if ids is None else {"id": ids[at], **row})
+                if pipeline is not None and ids is not None:
+                    self._hold_rows(pipeline, values)
+                else:
+                    if pipeline is not None:
+                        pipeline.send()  # what is held goes first: the rows keep their order
+                    conn.execute(self.tables.progress.insert(), values)
+            if pipeline is not None and len(rows) >= _HELD_ROWS:
+                pipeline.send()  # a long step's rows do not wait in memory for its end
+
+    def _hold_rows(self, pipeline: Pipeline, values: Sequence[Mapping[str, Any]]) -> None:
+        """Hold journal rows back in the step connection's pipeline (see ``_pipeline``), as
+        multi-row INSERTs of at most about 1 MB: a few rows travel with the next statement
+        (no round trip of their own), as the rows written one by one did."""
+        sql = self._hot.intent_sql(list(values[0]))
+        head, _, template = sql.partition(" VALUES ")
+        parts: list[str] = []
+        size = 0
+        for row in values:
+            part = pipeline.render(template, {f"v_{n}": v for n, v in row.items()})
+            parts.append(part)
+            size += len(part)
+            if size >= _PACKET:
+                pipeline.defer(f"{head} VALUES {', '.join(parts)}")
+                parts, size = [], 0
+        if parts:
+            pipeline.defer(f"{head} VALUES {', '.join(parts)}")
 
     def journal_done(self, entry_id: int, at: int) -> None:
         """Mark a journal entry finished; ``StorageError`` if there is no such entry."""
