@@ -76,9 +76,12 @@ _PIECES = st.sampled_from(
         "INSERT", "insert", "REPLACE", "LOW_PRIORITY", "IGNORE", "DELAYED", "OR", "INTO",
         "into", "t", "big", "s", ".", "`q`", '"q"', "[q]", "(", ")", "/*c*/", "/*!c*/",
         "# c\n", "-- c\n", "--c", ";", ":", "'v'", "$$", "é", "a$b", "1", "VALUES", "l:",
+        "\xa0", "t\xa0", "valuesé",
     ]
 )  # fmt: skip
-_NAMES = st.sampled_from(["t", "s", ".", "`q`", '"q"', "[q]", "a$b", "é", "/*c*/", "(", ";"])
+_NAMES = st.sampled_from(
+    ["t", "s", ".", "`q`", '"q"', "[q]", "a$b", "é", "/*c*/", "(", ";", "\xa0", "tŝ", "\x0b"]
+)
 _HEADS = st.one_of(
     st.lists(_PIECES, min_size=1, max_size=8),
     st.tuples(
