@@ -122,9 +122,9 @@ def test_a_long_step_journals_its_statements_together_in_order(
 
     def count(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
         upper = statement.upper()
-        if "INSERT INTO" in upper and "MIGRATION_PROGRESS" in upper:
-            if "lupo:ids:" not in str(params)[:200]:  # ids reserved ahead (see _ids)
-                writes.append(len(params) if isinstance(params, list) else 1)
+        ours = "INSERT INTO" in upper and "MIGRATION_PROGRESS" in upper
+        if ours and "lupo:ids:" not in str(params)[:200]:  # not ids reserved ahead (_ids)
+            writes.append(len(params) if isinstance(params, list) else 1)
 
     held = _pipeline.Pipeline.defer
 

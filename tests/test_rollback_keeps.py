@@ -582,8 +582,7 @@ def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving
     a process killed between the two left the table empty, and ``recover`` then found no
     pre-images and refused to undo a DROP (seen with kill -9 in the random-kill test). The
     two now commit together: dying in between keeps the material saved before."""
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
-    from lupo_migrate.ext.sqlalchemy import _preimage
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget, _preimage
 
     _sql(mariadb_url, *ORDERS)
     engine = sa.create_engine(mariadb_url)
@@ -603,7 +602,8 @@ def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving
             pre.save()
         monkeypatch.undo()
         again = SqlAlchemyTarget(engine).pre_images("0123456789abcdef")
-        assert again is not None and again.load()
+        assert again is not None
+        assert again.load()
         assert again.tables["orders"].backup == pre.tables["orders"].backup
         pre.drop_backups()
     finally:

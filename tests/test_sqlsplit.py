@@ -407,8 +407,11 @@ def test_a_big_script_kept_as_offsets_reads_as_the_same_statements(
     for spans, kept in ((got.up, expected.up), (got.down, expected.down)):
         assert isinstance(kept, tuple)
         assert isinstance(spans, _sqlsplit.Spans) or not kept
-        assert tuple(spans) == kept and spans == kept and len(spans) == len(kept)
+        assert tuple(spans) == kept
+        assert spans == kept
+        assert len(spans) == len(kept)
         assert [spans[i] for i in range(-len(kept), len(kept))] == [*kept, *kept]
-        assert spans[1:3] == kept[1:3] and spans[::-1] == kept[::-1]
+        assert spans[1:3] == kept[1:3]
+        assert spans[::-1] == kept[::-1]
         with pytest.raises(IndexError):
             spans[len(kept)]
