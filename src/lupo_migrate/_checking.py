@@ -291,10 +291,12 @@ class StatementRows(Sequence[tuple[StepId, str, "int | None", str]]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def by_step(self) -> dict[StepId, Sequence[tuple[StepId, str, int | None, str]]]:
-        """The rows of each step (each a view of this one)."""
+        """The rows of each step that has any (each a view of this one), as rows grouped by
+        their first field would be: a step that lists no statement is not there."""
         return {
             step_id: StatementRows([(step_id, path, listed)])
             for step_id, path, listed in self._parts
+            if len(listed)
         }
 
 
