@@ -53,6 +53,18 @@ def test_a_big_sqlite_step_journals_every_statement_in_one_write(
         assert conn.execute("SELECT COUNT(*) FROM big").fetchone() == (2000,)
 
 
+def _big_file(tmp_path: Path, rows: int, *, before: str = "", after: str = "") -> Path:
+    """A migrations folder of one file: ``CREATE TABLE big``, *before*, *rows* INSERTs into
+    it, *after*."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    inserts = "".join(f"INSERT INTO big (id) VALUES ({i});\n" for i in range(rows))
+    (migrations / "V1__big.sql").write_text(
+        "CREATE TABLE big (id INT PRIMARY KEY);\n" + before + inserts + after
+    )
+    return migrations
+
+
 @pytest.mark.mariadb
 def test_a_long_mariadb_step_sends_its_journal_as_it_goes_and_keeps_row_count(
     mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -60,13 +72,12 @@ def test_a_long_mariadb_step_sends_its_journal_as_it_goes_and_keeps_row_count(
     """1,000 INSERTs in one step: the journal rows go with later statements in batches (the
     n-th statement no longer scans every held row, n² in all), yet a statement that reads
     ROW_COUNT() still sees its predecessor's, as with the ``mariadb`` client."""
-    migrations = tmp_path / "m"
-    migrations.mkdir()
-    inserts = "\n".join(f"INSERT INTO big (id) VALUES ({i});" for i in range(1000))
-    (migrations / "V1__big.sql").write_text(
-        "CREATE TABLE big (id INT PRIMARY KEY);\nCREATE TABLE seen (n INT);\n"
-        + inserts
-        + "\nUPDATE big SET id = id + 10000 WHERE id < 3;\nINSERT INTO seen VALUES (ROW_COUNT());\n"
+    migrations = _big_file(
+        tmp_path,
+        1000,
+        before="CREATE TABLE seen (n INT);\n",
+        after="UPDATE big SET id = id + 10000 WHERE id < 3;\n"
+        "INSERT INTO seen VALUES (ROW_COUNT());\n",
     )
     assert main(["apply", str(migrations), "--db", mariadb_url]) == 0, capsys.readouterr()
     engine = sa.create_engine(mariadb_url)
@@ -110,13 +121,10 @@ def test_a_long_step_journals_its_statements_together_in_order(
     (in the step's transaction where the journal shares the step's connection: every 5,000
     rows and before the next DDL, which MySQL announces first), not one write per statement
     as on 1e1146b; every row is there, done, in statement order."""
-    migrations = tmp_path / "m"
-    migrations.mkdir()
-    inserts = "\n".join(f"INSERT INTO big (id) VALUES ({i});" for i in range(6000))
-    (migrations / "V1__big.sql").write_text(
-        "CREATE TABLE big (id INT PRIMARY KEY);\n"
-        + inserts
-        + "\nCREATE TABLE after_them (id INT);\nINSERT INTO after_them VALUES (1);\n"
+    migrations = _big_file(
+        tmp_path,
+        6000,
+        after="CREATE TABLE after_them (id INT);\nINSERT INTO after_them VALUES (1);\n",
     )
     writes: list[int] = []
 

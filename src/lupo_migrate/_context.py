@@ -9,7 +9,6 @@ other sessions hold its tables, and turned into the run's errors when the databa
 from __future__ import annotations
 
 import array
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +27,7 @@ from lupo_migrate._runtime import (
     _reason,
 )
 from lupo_migrate.errors import BlockedError, ConnectionLostError, StatementError, StorageError
+from lupo_migrate.handlers._sessionstate import reads_last_statement
 from lupo_migrate.handlers._touch import touches
 from lupo_migrate.typing import Clock, Storage
 
@@ -40,9 +40,6 @@ _LOOK: Final = 0.2
 #: Journal rows kept (see StepContext.buffer) beyond which they are written, in the step's
 #: transaction, before its next statement: a file of 100,000 statements holds no more.
 _CHUNK: Final = 5000
-#: What a statement reads of the statement before it in its session (MySQL): no journal
-#: write goes between them.
-_READS_SESSION: Final = re.compile(r"row_count|found_rows|warning|last_insert_id|@@", re.I)
 
 
 class Target(Protocol):
@@ -250,9 +247,7 @@ class StepContext:
                     self.run_id, self.step.id, index, statement, started
                 )
         elif (
-            self.shared
-            and len(self.buffer or ()) >= _CHUNK
-            and not _READS_SESSION.search(statement)
+            self.shared and len(self.buffer or ()) >= _CHUNK and not reads_last_statement(statement)
         ):
             self.write_kept()  # in the step's transaction: a long step's rows, not all held
         began = time.perf_counter()

@@ -27,7 +27,7 @@ from typing import Final
 
 from lupo_migrate.handlers._touch import words
 
-__all__ = ["changes_session"]
+__all__ = ["changes_session", "reads_last_statement"]
 
 #: A statement without any of these words cannot change its session (the quick answer).
 _MAYBE: Final = {
@@ -87,6 +87,17 @@ def _tokens(sql: str, fam: str) -> list[tuple[str, str]]:
         else:
             out.append((kind, text))
     return out
+
+
+#: What a statement reads of the statement before it in its session (MySQL/MariaDB).
+_READS_LAST: Final = re.compile(r"row_count|found_rows|warning|last_insert_id|@@", re.I)
+
+
+def reads_last_statement(statement: str) -> bool:
+    """Whether *statement* may read what the one before it left in the session
+    (``ROW_COUNT()``, ``FOUND_ROWS()``, warnings, ``LAST_INSERT_ID()``, ``@@`` variables):
+    none of lupo_migrate's own writes may go between them. Errs towards yes (plain text)."""
+    return _READS_LAST.search(statement) is not None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -35,13 +35,13 @@ when the connection is released; the storage, bound to the same connection, find
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from lupo_migrate.errors import StorageError
+from lupo_migrate.handlers._sessionstate import reads_last_statement
 
 __all__ = [
     "CAS_GUARD",
@@ -119,8 +119,6 @@ def detach(connection: sa.Connection) -> None:
 
 #: Held rows (of statements that ran) beyond which they go with the next statement.
 _MOST_HELD: Final = 200
-#: What a statement reads of the one before it in its session: it gets nothing of ours first.
-_READS_SESSION: Final = re.compile(r"row_count|found_rows|warning|last_insert_id|@@", re.I)
 
 
 class Pipeline:
@@ -207,7 +205,7 @@ class Pipeline:
             Exception: the driver's error for *statement* itself.
         """
         count = self._urgent
-        if len(self._held) - count >= _MOST_HELD and not _READS_SESSION.search(statement):
+        if len(self._held) - count >= _MOST_HELD and not reads_last_statement(statement):
             # A long step's rows would pile up (memory, one huge packet at its end): they go
             # now, unless the statement reads what the one before it left in the session.
             count = len(self._held)
