@@ -3,6 +3,7 @@ Sqitch reaches for on day one (issue 19, point 7). None of them existed on 1e114
 
 from __future__ import annotations
 
+import getpass
 import re
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from clirun import run
 from lupo_migrate import errors
+from lupo_migrate._runner import default_operator
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "migrations"
 
@@ -84,11 +86,12 @@ def test_new_continues_the_versions_of_versioned_files(
     )
 
 
-def test_status_lists_the_applied_migrations_with_date_duration_and_run(
+def test_status_lists_the_applied_migrations_with_date_duration_user_and_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'app.db'}"
-    assert run(capsys, "apply", QUICKSTART, "--db", url)[0] == 0
+    assert run(capsys, "apply", QUICKSTART, "--db", url, "--upto", "create_posts")[0] == 0
+    assert run(capsys, "apply", QUICKSTART, "--db", url, "--operator", "alice")[0] == 0
     code, out, _ = run(capsys, "status", QUICKSTART, "--db", url)
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("applied  ")]
@@ -98,9 +101,23 @@ def test_status_lists_the_applied_migrations_with_date_duration_and_run(
         "seed_authors",
         "add_post_status",
     ]
+    me = getpass.getuser()
     for line in lines:
         assert re.fullmatch(
             r"applied  \S+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC +(<1|\d+) s"
-            r"  run [0-9a-f]{12}  V\d__\S+\.sql",
+            r"  by \S+ *  run [0-9a-f]{12}  V\d__\S+\.sql",
             line,
         ), line
+    assert [line.split("  by ")[1].split()[0] for line in lines] == [me, me, "alice", "alice"]
+    code, out, _ = run(capsys, "history", "--db", url)
+    assert [line.rsplit(" by ", 1)[1] for line in out.splitlines()] == [me, "alice"]
+
+
+def test_a_run_started_where_the_os_has_no_user_name_is_by_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def nobody() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", nobody)
+    assert default_operator() == "unknown"

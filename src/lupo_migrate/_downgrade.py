@@ -171,7 +171,8 @@ def downgrade(
         # A run of its own whose "applied" steps are the ones to undo: the rollback
         # machinery then undoes them, newest first, by their downs.
         run = attrs.evolve(
-            Run.new(uuid.uuid4().hex, plan, target=orch.target_name), applied=applied_order
+            Run.new(uuid.uuid4().hex, plan, target=orch.target_name, started_by=operator),
+            applied=applied_order,
         )
         orch._rolling = _Rollback(of=run, scope=None, operator=operator, downgrade=to)
         run = _driving.start(orch, run, plan, {step.id: step for step in chosen.undo})

@@ -43,6 +43,7 @@ _IGNORED: Final[dict[str, Callable[[str], bool]]] = {
     "--metrics-port": lambda v: v.isdigit() and int(v) <= 65535,
     "--forbid": bool,
     "--rename": lambda v: all(v.partition("=")),
+    "--operator": bool,
 }
 _FLAGS: Final = frozenset({"--allow-drift", "--out-of-order"})
 #: A ``--target`` that looks like a version: the command line refuses it (see

@@ -217,6 +217,8 @@ class Run:
         rolls_back: for an operator's rollback, the completed run it rolls back (``recover``
             finishing a rollback whose process died answers that run's decisions).
         rolls_back_scope: and the class whose scope it rolls back (None: the whole run).
+        started_by: who started it (the operator's name; the OS user by default), shown by
+            ``status`` and ``history``; None for runs recorded before it was kept.
     """
 
     id: RunId
@@ -236,11 +238,14 @@ class Run:
     version: int = 0
     rolls_back: RunId | None = None
     rolls_back_scope: Classification | None = None
+    started_by: str | None = None
 
     @classmethod
-    def new(cls, run_id: RunId, plan: Plan, *, target: str = "default") -> Run:
+    def new(
+        cls, run_id: RunId, plan: Plan, *, target: str = "default", started_by: str | None = None
+    ) -> Run:
         """A run of *plan* on *target*, not started yet (``IDLE``, no outcome)."""
-        return cls(id=run_id, target=target, steps=plan.ids)
+        return cls(id=run_id, target=target, steps=plan.ids, started_by=started_by)
 
     @property
     def ended(self) -> bool:

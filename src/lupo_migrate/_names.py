@@ -6,6 +6,7 @@ Every function takes text or bytes and returns values; problems are
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Final
@@ -96,6 +97,7 @@ _REPEATABLE: Final = re.compile(r"^R__(?P<rest>.+)$")
 _LEADING_VERSION: Final = re.compile(r"^(?P<version>\d+(?:[._]\d+)*)(?:[_\-.]|$)", re.ASCII)
 
 
+@functools.lru_cache(maxsize=16384)  # each file's name is read by discovery, chain and ledger
 def parse_name(relpath: str, suffix: str | None = None) -> NameInfo:
     """Derive id, version and kind from a file's path relative to the migrations root.
 

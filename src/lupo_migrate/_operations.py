@@ -103,7 +103,7 @@ def rollback(
     of, plan, by_id, undo, others = _rollback_plan(orch, run_id, steps, scope)
     log = require_log(orch)
     run = attrs.evolve(
-        Run.new(uuid.uuid4().hex, plan, target=orch.target_name),
+        Run.new(uuid.uuid4().hex, plan, target=orch.target_name, started_by=operator),
         applied=undo,
         rolls_back=of.id,
         rolls_back_scope=scope,

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from lupo_migrate.alerts import AlertSink
     from lupo_migrate.observe import Event
 
-__all__ = ["Orchestrator", "RunResult", "Target", "default_owner"]
+__all__ = ["Orchestrator", "RunResult", "Target", "default_operator", "default_owner"]
 
 logger = logging.getLogger("lupo_migrate")
 logger.addHandler(logging.NullHandler())
@@ -78,6 +78,17 @@ logger.addHandler(logging.NullHandler())
 def default_owner() -> str:
     """A lock owner naming this process: ``host:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def default_operator() -> str:
+    """Who starts runs when nobody says: the OS user (``getpass.getuser``), or ``unknown``
+    where the process has none (a container's numeric uid with no passwd entry)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "unknown"
 
 
 @attrs.define
@@ -103,6 +114,8 @@ class Orchestrator(QueueCommands):
             extends it between steps once a third of it has gone.
         lock_timeout: seconds to wait for the run lock before ``LockHeldError``.
         owner: the lock owner (default: host, pid and a random part).
+        operator: who starts this orchestrator's runs, recorded with each run (``status``
+            and ``history`` show it); default: the OS user.
         keep_rollback: how long a completed run can be rolled back as a whole (``rollback``)
             when no pending decision keeps it longer; its backups are kept as long.
         drift: ``error`` (a schema changed since the last run refuses the run), ``warn`` or
@@ -145,6 +158,7 @@ class Orchestrator(QueueCommands):
     freeze_ttl: timedelta = timedelta(hours=1)
     lock_timeout: float = 0.0
     owner: str = attrs.field(factory=default_owner)
+    operator: str = attrs.field(factory=default_operator)
     on_event: Callable[[Run, object], None] | None = None
     keep_rollback: timedelta = timedelta(hours=24)
     drift: str = "error"
@@ -314,7 +328,7 @@ class Orchestrator(QueueCommands):
         if not plan.steps:
             return RunResult(run=None, plan=plan)
         by_id = {s.id: s for s in plan.steps}
-        run = Run.new(uuid.uuid4().hex, plan, target=self.target_name)
+        run = Run.new(uuid.uuid4().hex, plan, target=self.target_name, started_by=self.operator)
         with ExitStack() as stack:
             _driving.hold(self, stack)
             stack.callback(self._flush)

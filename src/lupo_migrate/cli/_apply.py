@@ -87,6 +87,11 @@ if TYPE_CHECKING:
     " drop-table, drop-column, narrowing-modify, update-without-where, delete-without-where);"
     " repeatable, added to forbid in lupo.toml.",
 )
+@click.option(
+    "--operator",
+    default=None,
+    help="Who runs it, recorded with the run (status and history show it); default: $USER.",
+)
 def apply_command(
     upto: str | None,
     dry_run: bool,
@@ -96,6 +101,7 @@ def apply_command(
     allow_drift: bool,
     forbid: tuple[str, ...],
     irreversible: tuple[str, ...],
+    operator: str | None,
     progress: str,
     metrics_port: int | None,
     **opts: Any,
@@ -155,6 +161,8 @@ def apply_command(
     ):
         opened.orchestrator.observers = _observers(progress, metrics_port, stack)
         opened.orchestrator.allow_irreversible = irreversible
+        if operator:
+            opened.orchestrator.operator = operator
         stopped = stack.enter_context(_stop_on_signals(opened.orchestrator))
         _print_findings(opened.missing_files(), err=True)
         result = opened.apply(upto=upto)

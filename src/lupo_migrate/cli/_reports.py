@@ -55,13 +55,17 @@ def status_command(**opts: Any) -> None:
 
 def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
     """One line per applied step, in the order they were applied (Flyway's ``info``): when,
-    how long its statements took, the run that applied it, its file; an accepted edit is
-    marked."""
+    how long its statements took, who ran it, the run that applied it, its file; an accepted
+    edit is marked."""
     from lupo_migrate._clock import from_stamp
 
     storage = opened.orchestrator.storage
     spans: dict[tuple[str, str], tuple[int, int]] = {}
+    users: dict[str, str] = {}
     for run_id in {entry.run_id for entry in applied.values()}:
+        run = storage.get_run(run_id)
+        # "-": a run recorded before its user was kept (or a baseline's ledger rows)
+        users[run_id] = (run.started_by if run is not None else None) or "-"
         for row in storage.journal(run_id):
             first, last = spans.get((run_id, row.step_id), (row.started_at, row.started_at))
             end = row.done_at if row.done_at is not None else row.started_at
@@ -73,6 +77,7 @@ def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
     except errors.LupoMigrateError:  # the files cannot be planned: the ledger's order of time only
         order = {}
     width = max((len(step_id) for step_id in applied), default=0)
+    who = max((len(user) for user in users.values()), default=0)
     ranked = sorted(applied.values(), key=lambda e: (e.applied_at, order.get(e.step_id, 1 << 30)))
     for entry in ranked:
         span = spans.get((entry.run_id, entry.step_id))
@@ -83,7 +88,7 @@ def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
         accepted = "  (edit accepted)" if getattr(entry, "accepted_by", None) else ""
         click.echo(
             f"applied  {entry.step_id:<{width}}  {_when(entry.applied_at)}  {took:>6}"
-            f"  run {entry.run_id[:12]}  {entry.path}{accepted}"
+            f"  by {users[entry.run_id]:<{who}}  run {entry.run_id[:12]}  {entry.path}{accepted}"
         )
 
 
@@ -117,6 +122,8 @@ def history_command(stats: bool, **opts: Any) -> None:
             outcome = run.outcome.value if run.outcome else run.phase.value
             cls = f" class {run.classification.value}" if run.classification else ""
             line = f"{run.id}  {outcome:<12}{cls}  {len(run.applied)}/{len(run.steps)} step(s)"
+            if run.started_by:
+                line += f" by {run.started_by}"
             record = undone.get(run.id)
             if record is not None:  # completed, then rolled back by an operator
                 what = (

@@ -102,6 +102,7 @@ def st_runs() -> SearchStrategy[Run]:
             rolls_back_scope=None
             if rolls_back is None
             else draw(st.none() | st.sampled_from(Classification)),
+            started_by=draw(st.none() | _names()),
         )
 
     strategy: SearchStrategy[Run] = runs()

@@ -103,6 +103,8 @@ def run_to_json(run: Run) -> str:
     if run.rolls_back is not None:  # an operator's rollback only: other runs omit the keys
         data["rolls_back"] = run.rolls_back
         data["rolls_back_scope"] = enum_value(run.rolls_back_scope)
+    if run.started_by is not None:  # runs recorded before it was kept have no key
+        data["started_by"] = run.started_by
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -156,6 +158,7 @@ def run_from_json(text: str, steps_text: str) -> Run:
             holder=data["holder"],
             version=int(data["version"]),
             rolls_back=data.get("rolls_back"),
+            started_by=data.get("started_by"),
             rolls_back_scope=None
             if data.get("rolls_back_scope") is None
             else Classification(data["rolls_back_scope"]),
