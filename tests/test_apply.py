@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from conftest import needs_corpus
 from lupo_migrate import errors
+from lupo_migrate._model import DOWN_OFFSET
 from lupo_migrate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,5 +397,5 @@ class TestFailedRuns:
                 " ORDER BY stmt_index"
             ).all()
         engine.dispose()
-        # 0: the CREATE, kept and marked done again after the rollback; 10000: its DROP.
-        assert [tuple(r) for r in rows] == [(0, 1), (10000, 1)]
+        # 0: the CREATE, kept and marked done again after the rollback; DOWN_OFFSET: its DROP.
+        assert [tuple(r) for r in rows] == [(0, 1), (DOWN_OFFSET, 1)]

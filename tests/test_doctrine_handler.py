@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from databases import fresh_database
-from lupo_migrate._model import Step
+from lupo_migrate._model import UNDO_BASE, Step
 from lupo_migrate._registry import HandlerRegistry
 from lupo_migrate.errors import StatementError, StepError
 from lupo_migrate.handlers import DoctrineHandler
@@ -73,7 +73,7 @@ class FakeContext:
         return frozenset(self.finished)
 
     def record(self, text: str) -> int:
-        index = 20_000 + len(self.kept)
+        index = UNDO_BASE + len(self.kept)
         self.kept.append((index, text))
         return index
 
@@ -227,6 +227,21 @@ class TestRollback:
             (DOWN_OFFSET, 4, "DROP TABLE app.u"),
             (DOWN_OFFSET + 1, 5, "DROP TABLE t"),
         ]
+
+    def test_the_down_of_a_step_of_over_ten_thousand_statements_runs_whole(
+        self, handler: DoctrineHandler, tmp_path: Path
+    ) -> None:
+        """A data step of 10,002 INSERTs, all applied, is undone by its whole down: its up
+        statements' indexes (0 to 10,001) are not mistaken for down statements done (with
+        the down offset at 10,000, the DELETE was skipped)."""
+        text = "".join(f"INSERT INTO t VALUES ({n});\n" for n in range(10_002))
+        step = write(tmp_path, "big.sql", text + "-- lupo:down\nDELETE FROM t;\n")
+        context = FakeContext(tmp_path, step)
+        handler.apply(step, context)
+        assert len(context.finished) == 10_002
+        context.executed.clear()
+        handler.rollback(step, context)
+        assert context.executed == [(DOWN_OFFSET, 10_004, "DELETE FROM t")]
 
     def test_rollback_resumes_after_done_down_statements(
         self, handler: DoctrineHandler, tmp_path: Path

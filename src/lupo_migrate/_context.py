@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol, overload
 import attrs
 
 from lupo_migrate._clock import to_stamp
-from lupo_migrate._model import UNDO_BASE, Step, StepId
+from lupo_migrate._model import DOWN_OFFSET, UNDO_BASE, Step, StepId
 from lupo_migrate._runtime import (
     _commits_nothing,
     _family,
@@ -282,6 +282,9 @@ class StepContext:
                 line=line,
                 statement=statement,
                 reason=_reason(exc),
+                what=f"down statement {index - DOWN_OFFSET + 1}"
+                if DOWN_OFFSET <= index < UNDO_BASE
+                else None,
             ) from exc
         self.executed += 1
         if self.observe is not None:

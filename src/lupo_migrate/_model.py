@@ -26,6 +26,7 @@ from lupo_migrate._kinds import (
 )
 
 __all__ = [
+    "DOWN_OFFSET",
     "UNDO_BASE",
     "WORKING_PHASES",
     "AppliedStep",
@@ -53,10 +54,14 @@ RunId = str
 #: A step's identifier: the migration file's id (header ``id``, else derived from its name).
 StepId = str
 
+#: Journal indexes from here on are a step's down statements (``DOWN_OFFSET + i`` for the
+#: i-th), below it its up statements: far above any file's statement count (a file of
+#: 100,000 statements is applied in one step), within a 32-bit column.
+DOWN_OFFSET: Final = 1_000_000_000
 #: Journal indexes from here on are undo records a handler keeps (``StepContext.record``),
 #: not statements: what to put back when the step is undone (files' original bytes, the
 #: previous configuration records).
-UNDO_BASE: Final = 20_000
+UNDO_BASE: Final = 2_000_000_000
 
 
 def _tuple_of_str(value: Iterable[Any]) -> tuple[str, ...]:

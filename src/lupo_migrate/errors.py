@@ -336,6 +336,7 @@ class StatementError(StepError):
         line: its first line in the file (None if unknown).
         statement: the statement text (first 200 characters in the message).
         reason: the database's own message.
+        what: how the message names the statement (default ``statement N``, N from 1).
     """
 
     def __init__(
@@ -347,6 +348,7 @@ class StatementError(StepError):
         line: int | None,
         statement: str,
         reason: str,
+        what: str | None = None,
     ) -> None:
         self.index = index
         self.line = line
@@ -357,7 +359,9 @@ class StatementError(StepError):
         short = short if len(short) <= 200 else short[:197] + "..."
         StepError.__init__(self, step_id, path, "")
         Exception.__init__(
-            self, f"{where}: step {step_id}, statement {index + 1} failed: {reason}\n  {short}"
+            self,
+            f"{where}: step {step_id}, {what or f'statement {index + 1}'} failed: {reason}"
+            f"\n  {short}",
         )
 
 

@@ -34,7 +34,7 @@ from typing import Any, Final, final
 
 import attrs
 
-from lupo_migrate._model import Step
+from lupo_migrate._model import DOWN_OFFSET, Step
 from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._federation import render
 from lupo_migrate.handlers._inverse import derive_inverse as derive_inverse
@@ -50,7 +50,6 @@ from lupo_migrate.handlers._touch import touches
 __all__ = ["DOWN_OFFSET", "DoctrineHandler", "StepInfo", "derive_inverse"]
 
 #: Journal indexes of undo statements start here (up statements use 0, 1, 2...).
-DOWN_OFFSET: Final = 10_000
 
 
 @attrs.frozen(kw_only=True)

@@ -38,18 +38,17 @@ from __future__ import annotations
 import ast
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final, final
+from typing import Any, final
 
 import attrs
 
-from lupo_migrate._model import Step
+from lupo_migrate._model import DOWN_OFFSET, Step
 from lupo_migrate.errors import StepError
 from lupo_migrate.handlers._federation import render
 
 __all__ = ["DOWN_OFFSET", "ModuleContext", "ModuleHandler", "ModuleInfo"]
 
 #: Journal indexes of ``down``'s statements start here (``up``'s use 0, 1, 2...).
-DOWN_OFFSET: Final = 10_000
 
 
 @attrs.frozen(kw_only=True)
