@@ -115,3 +115,69 @@ def test_a_run_whose_steps_were_downgraded_cannot_be_rolled_back_by_its_record(
     code, _, err = run(capsys, "rollback", first, migrations, "--db", url, "-y")
     assert code == errors.DecisionError.exit_code
     assert "was rolled back already" in err
+
+
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        return sorted(t for t in sa.inspect(engine).get_table_names() if t in ("a", "b", "c"))
+    finally:
+        engine.dispose()
+
+
+def _three(tmp_path: Path, down_of_b: str) -> Path:
+    migrations = tmp_path / "m3"
+    migrations.mkdir()
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT);\n-- lupo:down\nDROP TABLE a;\n")
+    (migrations / "V2__b.sql").write_text(f"CREATE TABLE b (id INT);\n-- lupo:down\n{down_of_b}")
+    (migrations / "V3__c.sql").write_text("CREATE TABLE c (id INT);\n-- lupo:down\nDROP TABLE c;\n")
+    return migrations
+
+
+def test_a_downgrade_whose_down_fails_applies_again_what_it_undid(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The down of V2 fails and leaves nothing (on PostgreSQL and SQLite its first statement
+    ran and went with the transaction; on MySQL, whose DDL commits, the failing statement is
+    the first): the downgrade stops, V3, which it had undone, is applied again by a run of
+    its own, and the target is where the downgrade began, not blocked (exit 11, as a run
+    that failed and was rolled back). On 1e1146b it ended blocked (exit 15) with V3 gone."""
+    url = database_url
+    mysql = url.startswith("mysql")
+    down = "DROP TABLE nope_x;\nDROP TABLE b;\n" if mysql else "DROP TABLE b;\nDROP TABLE nope_x;\n"
+    migrations = _three(tmp_path, down)
+    assert run(capsys, "apply", migrations, "--db", url)[0] == 0
+    code, out, err = run(
+        capsys, "downgrade", migrations, "--db", url, "--to", "V1__a", "-y", "--operator", "eve"
+    )
+    assert code == errors.StepError.exit_code, (out, err)
+    assert f"undoing V2__b failed: V2__b.sql:{3 if mysql else 4}: step V2__b, down statement" in err
+    assert "nothing of its down stayed" in err
+    assert "applied again what the downgrade had undone (V3__c): the target is where the" in err
+    assert _tables(url) == ["a", "b", "c"]
+    code, out, _ = run(capsys, "status", migrations, "--db", url)
+    assert "3 applied, 0 pending" in out
+    assert "BLOCKED" not in out
+    assert re.search(r"applied  V3__c .* by eve ", out), out
+    code, out, _ = run(capsys, "apply", migrations, "--db", url)
+    assert (code, out) == (0, "nothing to do: all 3 migration(s) already applied\n")
+    code, out, err = run(capsys, "downgrade", migrations, "--db", url, "--to", "V2__b", "-y")
+    assert code == 0, (out, err)  # a down that works still works after
+    assert _tables(url) == ["a", "b"]
+
+
+def test_a_down_that_fails_after_its_ddl_committed_blocks_the_target(
+    mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MySQL: the down's DROP TABLE committed before its second statement failed, so V2 is
+    half undone: that is not put right by guessing; the target is blocked (exit 15) and V3
+    stays undone, as the message says."""
+    migrations = _three(tmp_path, "DROP TABLE b;\nDROP TABLE nope_x;\n")
+    assert run(capsys, "apply", migrations, "--db", mariadb_url)[0] == 0
+    code, out, err = run(
+        capsys, "downgrade", migrations, "--db", mariadb_url, "--to", "V1__a", "-y"
+    )
+    assert code == errors.RollbackIncompleteError.exit_code, (out, err)
+    assert "undoing V2__b failed" in err
+    assert "resolve" in err
+    assert _tables(mariadb_url) == ["a"]

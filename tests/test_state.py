@@ -101,7 +101,7 @@ st_events: st.SearchStrategy[Event] = st.one_of(
     st.builds(RollbackRequested, failure=st_failures),
     st.builds(StepRolledBack, step_id=st_step_ids),
     st.builds(RollbackVerified),
-    st.builds(RollbackFailed, failure=st_failures),
+    st.builds(RollbackFailed, failure=st_failures, intact=st.booleans()),
     st.builds(Resolved, operator=st.just("op"), note=st.text(max_size=3)),
     st.builds(Resumed, holder=st.sampled_from(["h1", "h2"])),
 )
@@ -357,6 +357,22 @@ class TestRollback:
         with pytest.raises(IllegalTransitionError):
             transition(run, Resolved("alice"))
 
+    def test_an_undo_that_failed_leaving_nothing_half_done_does_not_block(self) -> None:
+        """Failed, but not blocked (a warning, not a critical alert): what is still applied
+        stands as it was, so the next run may start without ``resolve``."""
+        run, _ = migrated(Run.new("r1", plan_of("a", "b")))
+        run, _ = transition(run, RollbackRequested(Failure(kind=FailureKind.CRASH)))
+        run, _ = transition(run, StepRolledBack("b"))
+        failure = Failure(kind=FailureKind.STEP_FAILED_PARTWAY, message="down of a failed")
+        run, effects = transition(run, RollbackFailed(failure, intact=True))
+        assert (run.phase, run.outcome, run.blocked) == (Phase.IDLE, Outcome.FAILED, False)
+        assert run.applied == ("a",)
+        levels = [e.level for e in effects if isinstance(e, RaiseAlert)]
+        assert levels == [AlertLevel.WARNING]
+        assert effects[-2:] == (ThawWrites(), ReleaseLock())
+        with pytest.raises(IllegalTransitionError):
+            transition(run, Resolved("alice"))  # nothing to resolve
+
 
 class TestIllegalTransitionError:
     def test_error_names_phase_event_and_what_the_phase_accepts(self) -> None:
@@ -532,14 +548,14 @@ class RunMachine(RuleBasedStateMachine):
             self._absorb(StepFailed(step, Failure(kind=FailureKind.STEP_FAILED_PARTWAY)))
 
     @precondition(lambda self: self.run.phase is Phase.ROLLING_BACK)
-    @rule(verified=st.booleans())
-    def undo_next(self, verified: bool) -> None:
+    @rule(verified=st.booleans(), intact=st.booleans())
+    def undo_next(self, verified: bool, intact: bool) -> None:
         if self.run.undo:
             self._absorb(StepRolledBack(self.run.undo[0]))
         elif verified:
             self._absorb(RollbackVerified())
         else:
-            self._absorb(RollbackFailed(Failure(kind=FailureKind.DATA_INTEGRITY)))
+            self._absorb(RollbackFailed(Failure(kind=FailureKind.DATA_INTEGRITY), intact=intact))
 
     @precondition(lambda self: self.run.phase is Phase.COMPLETING)
     @rule()

@@ -33,7 +33,7 @@ from lupo_migrate.handlers._touch import touches
 if TYPE_CHECKING:
     from lupo_migrate._runner import Orchestrator
 
-__all__ = ["DowngradePlan", "downgrade", "plan_downgrade"]
+__all__ = ["DowngradePlan", "DowngradeResult", "downgrade", "plan_downgrade"]
 
 
 class DowngradePlan:
@@ -176,10 +176,46 @@ def downgrade(
         )
         orch._rolling = _Rollback(of=run, scope=None, operator=operator, downgrade=to)
         run = _driving.start(orch, run, plan, {step.id: step for step in chosen.undo})
-        _checking.record_schema(orch, run, when=Outcome.ROLLED_BACK)
-        if run.outcome is Outcome.ROLLED_BACK:
-            _close_records(orch, applied_order, operator, run.id)
-    return RunResult(run=run, plan=plan, findings=tuple(orch.storage.findings(run.id)))
+        stopped = run.outcome is Outcome.FAILED and not run.blocked  # nothing half-done
+        # The schema as it ended is the next run's drift reference: all undone, or undone
+        # as far as the down that failed.
+        _checking.record_schema(orch, run, when=run.outcome if stopped else Outcome.ROLLED_BACK)
+        if run.outcome is Outcome.ROLLED_BACK or stopped:
+            undone = [step_id for step_id in applied_order if step_id not in run.applied]
+            _close_records(orch, undone, operator, run.id)
+    findings = tuple(orch.storage.findings(run.id))
+    if stopped:
+        return DowngradeResult(
+            run=run, plan=plan, findings=findings, again=_apply_again(orch, run, steps, operator)
+        )
+    return RunResult(run=run, plan=plan, findings=findings)
+
+
+@attrs.frozen
+class DowngradeResult(RunResult):
+    """A downgrade that stopped at a down that failed, leaving nothing of it: *run* (failed,
+    not blocked) and *again*, the ordinary run that applied once more the steps it had
+    undone (None when it had undone none), so that the target is where the downgrade began
+    unless *again* failed too (then it rolled back, and the target is where *run* stopped)."""
+
+    again: RunResult | None = None
+
+
+def _apply_again(
+    orch: Orchestrator, run: Run, steps: Sequence[Step], operator: str
+) -> RunResult | None:
+    """Apply again, as a run of their own, the steps *run* undid before it stopped."""
+    undone = set(run.steps) - set(run.applied)
+    if not undone:
+        return None
+    wanted = undone | set(orch.storage.applied(orch.target_name))
+    keep = orch.operator
+    orch.operator = operator
+    try:
+        # Only the files applied before the downgrade: a file pending then stays pending.
+        return orch.apply([step for step in steps if step.id in wanted])
+    finally:
+        orch.operator = keep
 
 
 def _close_records(orch: Orchestrator, undone: Sequence[StepId], operator: str, by: str) -> None:

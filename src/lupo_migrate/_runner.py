@@ -424,6 +424,13 @@ class Orchestrator(QueueCommands):
         downgrade unless *lose_data*. No window applies and nothing kept is needed; the
         completed runs whose steps it undoes can no longer be rolled back by their records.
 
+        A down that fails stops the downgrade. When nothing of it stayed (its transaction
+        rolled back, or none of its statements ran), the steps already undone are applied
+        again by an ordinary run, and the result is a ``DowngradeResult`` whose ``again`` is
+        that run: the target is where the downgrade began. Otherwise (MySQL DDL of the down
+        committed before a later statement failed) the target is blocked, as a rollback that
+        could not finish.
+
         Raises:
             DecisionError: *to* is not applied; a step to undo has no file or no way back;
                 something would be lost (named, with how many rows) and *lose_data* is not

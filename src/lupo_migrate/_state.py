@@ -190,9 +190,17 @@ class RollbackVerified:
 
 @attrs.frozen
 class RollbackFailed:
-    """A rollback could not finish, or did not restore the pre-image."""
+    """A rollback could not finish, or did not restore the pre-image.
+
+    Attributes:
+        failure: what failed.
+        intact: nothing of the failed undo stayed (its transaction rolled back, or none of its
+            statements ran): the database is as the steps still applied leave it, so the
+            target is not blocked (a downgrade then applies again what it undid).
+    """
 
     failure: Failure
+    intact: bool = False
 
 
 @attrs.frozen
@@ -566,14 +574,14 @@ def _completed(run: Run, event: Completed) -> Result:
     return _end(run, Outcome.COMPLETED)
 
 
-def _end(run: Run, outcome: Outcome, *extra: Effect) -> Result:
+def _end(run: Run, outcome: Outcome, *extra: Effect, blocked: bool | None = None) -> Result:
     new = attrs.evolve(
         run,
         phase=Phase.IDLE,
         outcome=outcome,
         in_flight=None,
         undo=(),
-        blocked=outcome is Outcome.FAILED,
+        blocked=outcome is Outcome.FAILED if blocked is None else blocked,
         holder=None,
     )
     return new, (RecordOutcome(outcome), *extra, ThawWrites(), ReleaseLock())
@@ -601,6 +609,13 @@ def _rollback_verified(run: Run, event: RollbackVerified) -> Result:
 
 def _rollback_failed(run: Run, event: RollbackFailed) -> Result:
     run = attrs.evolve(run, failure=event.failure)
+    if event.intact:  # nothing half-done: what is still applied stands as it was
+        alert = RaiseAlert(
+            AlertLevel.WARNING,
+            f"run {run.id}: undoing stopped, nothing half-done, target {run.target} not"
+            f" blocked: {event.failure.message or event.failure.kind.value}",
+        )
+        return _end(run, Outcome.FAILED, alert, blocked=False)
     alert = RaiseAlert(
         AlertLevel.CRITICAL,
         f"run {run.id}: rollback failed, target {run.target} blocked until resolved:"

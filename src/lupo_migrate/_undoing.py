@@ -227,6 +227,7 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
         if (in_one and _transactional(handler)) or not ran:
             # Rolled back with its transaction, or nothing of it ran: nothing to undo.
             return sm.StepRolledBack(step.id)
+    ran_before = set(orch._done.get((run.id, step.id), ()))
     try:
         with (
             _stepping.session_for(orch, step) as connection,
@@ -247,6 +248,26 @@ def undo_step(orch: Orchestrator, run: Run, step: Step, *, partial: bool) -> sm.
             logger.info("run %s: %s is undone from pre-images (%s)", run.id, step.id, error)
             orch.storage.remove_applied(orch.target_name, step.id)
             return sm.StepRolledBack(step.id)
+        if orch._rolling is not None and orch._rolling.downgrade is not None:
+            # A downgrade stops at the first down that fails. When nothing of that down
+            # stayed (its transaction rolled back, or not one of its statements ran), the
+            # step stands as it was applied: the downgrade applies again what it undid (see
+            # _downgrade.downgrade) rather than blocking the target.
+            in_one = (
+                orch.target.transactional_ddl
+                and _transactional(handler)
+                and step.id not in orch._facts.get(APART, ())
+            )
+            ran = set(orch._done.get((run.id, step.id), ())) - ran_before
+            if in_one or not ran:
+                return sm.RollbackFailed(
+                    Failure(
+                        kind=FailureKind.STEP_FAILED_PARTWAY,
+                        message=f"undoing {step.id} failed: {error}; nothing of its down stayed",
+                        step_id=step.id,
+                    ),
+                    intact=True,
+                )
         return sm.RollbackFailed(
             Failure(
                 kind=FailureKind.DATA_INTEGRITY,

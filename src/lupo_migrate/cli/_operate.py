@@ -372,4 +372,36 @@ def downgrade_command(
         if outcome != "rolled_back":
             reason = run.failure.message if run.failure else "see lupo-migrate status"
             click.echo(f"error: {reason}", err=True)
+            if not run.blocked:
+                sys.exit(_downgrade_stopped(run, getattr(result, "again", None)))
             sys.exit(errors.RollbackIncompleteError.exit_code)
+
+
+def _downgrade_stopped(run: Any, again: Any) -> int:
+    """Say where a downgrade that stopped at a failed down left the target (nothing of that
+    down stayed); the exit code."""
+    stopped_at = run.failure.step_id if run.failure else "?"
+    if again is None or again.run is None:
+        click.echo(
+            f"the downgrade stopped at {stopped_at} before undoing anything: the target"
+            " is as it was",
+            err=True,
+        )
+        return errors.StepError.exit_code
+    redone = ", ".join(again.run.steps)
+    if again.outcome is not None and again.outcome.value == "completed":
+        click.echo(
+            f"run {again.run.id}: applied again what the downgrade had undone ({redone}):"
+            " the target is where the downgrade began",
+            err=True,
+        )
+        return errors.StepError.exit_code
+    click.echo(
+        f"run {again.run.id}: applying again what the downgrade had undone ({redone}) failed"
+        f" too ({again.outcome.value if again.outcome else '?'}): the target stands where the"
+        f" downgrade stopped, at {stopped_at}; `lupo-migrate status` lists what is applied",
+        err=True,
+    )
+    if again.run.blocked:
+        return errors.RollbackIncompleteError.exit_code
+    return errors.StepError.exit_code
