@@ -29,7 +29,7 @@ Both databases are compared afterwards (same tables, columns and rows). Prints t
 time of each, the ratio (2)/(1) as the median of the rounds' own ratios (a round's pair runs
 back to back, so the disk's drift on a shared machine cancels out), and the peak resident
 memory of each process; exits 1 when the ratio is
-above ``--target`` (1.5) or the re-run above ``--noop-target`` (0.2 s).
+above ``--target`` (1.5) or the re-run above ``--noop-target`` (0.15 s).
 
 The databases ``lupo_bench_client`` and ``lupo_bench_lupo`` are dropped and created again.
 """
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--target", type=float, default=1.5)
-    parser.add_argument("--noop-target", type=float, default=0.2)
+    parser.add_argument("--noop-target", type=float, default=0.15)
     parser.add_argument("--baseline", type=Path, help="another checkout's src directory")
     args = parser.parse_args(argv)
 

@@ -85,3 +85,36 @@ def test_the_lupopedia_example_sets_its_budget() -> None:
     settings = load_settings(config=example, environ={})
     assert settings.table_budget == 77
     assert settings.forbid == ("foreign-key", "trigger")
+
+
+def test_the_catalog_is_counted_once_while_the_tables_stay_within_the_budget(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twelve steps each creating a table, budget 13 with one table there: counted once (at
+    the first step that creates one), then bounded by what the steps create; a step whose
+    table would go over is counted again, and stopped on the real count."""
+    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
+
+    counted: list[int] = []
+    real = SqlAlchemyTarget.core_table_count
+
+    def spy(self: SqlAlchemyTarget, connection: object = None) -> int:
+        counted.append(real(self, connection))
+        return counted[-1]
+
+    monkeypatch.setattr(SqlAlchemyTarget, "core_table_count", spy)
+    _existing(database_url, 1)
+    migrations = _files(tmp_path, 12)
+    code = main(["apply", str(migrations), "--db", database_url, "--table-budget", "13"])
+    assert code == 0, capsys.readouterr()
+    assert counted == [1, 2]  # before the run; after V1 (app_0 and t1); not asked again
+    _files(tmp_path, 2, first=13)
+    counted.clear()
+    code = main(["apply", str(migrations), "--db", database_url, "--table-budget", "14"])
+    out, err = capsys.readouterr()
+    assert code == errors.StepError.exit_code, (out, err)
+    assert "after V14__t14: the core schema has 15 tables, over the table budget of 14" in err
+    assert counted[-2:] == [14, 15]  # after V13 (a new run: asked), after V14 (bound 15)

@@ -185,6 +185,8 @@ class Orchestrator(QueueCommands):
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Whether the run's pre-images know what its statements need kept (see apply_step).
     _planned: bool = attrs.field(default=False, init=False, repr=False)
+    # (run id, a bound on the core schema's tables) for the table budget (see _stepping).
+    _table_bound: tuple[str, int] | None = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
     # The heartbeat and freeze renewals of the run being driven (see _hold()).
