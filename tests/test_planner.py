@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lupo_migrate._model import Plan, Step, StepId
-from lupo_migrate._planner import build_graph, descendants, plan, rollback_plan
+from lupo_migrate._planner import _ranks, build_graph, descendants, plan, rollback_plan
 from lupo_migrate.errors import (
     DependencyCycleError,
     InvalidArgumentError,
@@ -332,6 +332,25 @@ class TestProperties:
     @given(st_dags())
     def test_order_is_the_smallest_by_version_then_id(self, dag: Dag) -> None:
         assert ids(plan(dag.steps)) == smallest_order(dag)
+
+    @given(st_dags(), st.data())
+    def test_order_and_generations_are_networkx_s(self, dag: Dag, data: st.DataObject) -> None:
+        """The planner sorts without networkx (a heap, as networkx does): the same order
+        and generations as networkx's lexicographical topological sort, for any DAG and any
+        applied subset."""
+        import networkx as nx
+
+        applied = set(data.draw(st.sets(st.sampled_from(dag.ids))) if dag.ids else set())
+        pending = [s for s in dag.steps if s.id not in applied]
+        ranks = _ranks(pending)
+        graph = build_graph(dag.steps).subgraph([s.id for s in pending])
+        order = list(nx.lexicographical_topological_sort(graph, key=ranks.__getitem__))
+        generations = [
+            tuple(sorted(g, key=ranks.__getitem__)) for g in nx.topological_generations(graph)
+        ]
+        got = plan(data.draw(st.permutations(dag.steps)), applied=applied)
+        assert list(got.ids) == order
+        assert [tuple(g) for g in got.generations] == generations
 
     @given(st_dags(), st.data())
     def test_same_plan_for_any_input_order(self, dag: Dag, data: st.DataObject) -> None:

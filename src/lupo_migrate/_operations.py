@@ -441,7 +441,12 @@ def keep_rollback_material(orch: Orchestrator, run: Run) -> None:
         if any(r.classification is None for r in recorded):
             return  # it died after keeping the material, before it completed
     if pre is not None and hasattr(pre, "seal"):
-        pre.seal()  # the rows the run changed, as it left them (writes are still frozen)
+        # The rows the run changed, as it left them (writes are still frozen). The schema
+        # the validation after the run read is the one the seal needs: nothing ran since
+        # (and the pre-images read the connection's default schema, as the target does
+        # when no core schema is named).
+        same = getattr(orch.target, "core_schema", None) is None
+        pre.seal(orch._after if same else None)
     kept = pre.save() if pre is not None else None
     confirm = getattr(pre, "confirm", None)
     if confirm is not None:  # the doctrine's "rollback capability confirmation", checked

@@ -97,13 +97,19 @@ class Sealing:
 
     # ------------------------------------------------------------------ when the run completes
 
-    def seal(self) -> None:
+    def seal(self, live: Fingerprint | None = None) -> None:
         """The run completed (writes still frozen): seal the rows it changed, record what it
-        created as it left it, and keep the material (see the module docstring)."""
+        created as it left it, and keep the material (see the module docstring).
+
+        *live*: the schema as the run left it, when the caller read it since the last
+        statement ran (the validation after the run does, of the same schema, with the same
+        tables left out); read here otherwise.
+        """
         if self.fingerprint is None or not self.restores:
             return
         with self._connect() as conn:
-            live = read_fingerprint(conn, exclude=self.skip)
+            if live is None:
+                live = read_fingerprint(conn, exclude=self.skip)
             whole: dict[str, list[Any]] = {}
             for name, image in list(self.tables.items()):
                 current = self._current(name)
