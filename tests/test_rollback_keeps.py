@@ -574,18 +574,41 @@ def test_a_rollback_killed_midway_is_finished_by_recover_and_keeps_the_applicati
     assert _definition(url, "orders") == before
 
 
-@pytest.mark.mariadb
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+    ],
+)  # (SQLite saves in a transaction: its connection of its own is engine.begin())
 def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving_it(
-    mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Path
 ) -> None:
-    """MySQL: the material is replaced (DELETE, INSERT) on a connection that autocommits;
-    a process killed between the two left the table empty, and ``recover`` then found no
-    pre-images and refused to undo a DROP (seen with kill -9 in the random-kill test). The
-    two now commit together: dying in between keeps the material saved before."""
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget, _preimage
+    """The material is replaced (DELETE, INSERT) on a connection of its own, which
+    autocommits on MySQL and PostgreSQL: a process killed between the two left the table
+    empty, and ``recover`` then found no pre-images and refused to undo a DROP (seen with
+    kill -9 in the random-kill test on MariaDB; PostgreSQL had the same window). The two
+    now commit together: dying in between keeps the material saved before. Saving what is
+    saved already writes nothing."""
+    with fresh_database(kind, tmp_path) as url:
+        _save_dying(url)
 
-    _sql(mariadb_url, *ORDERS)
-    engine = sa.create_engine(mariadb_url)
+
+def _save_dying(database_url: str) -> None:
+    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
+
+    _sql(database_url, *ORDERS)
+    engine = sa.create_engine(database_url)
+    sent: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _watch(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "lupo_bk_0123456789ab_0" in statement:
+            sent.append(statement.split()[0])
+            if statement.startswith("INSERT") and dying:
+                raise KeyboardInterrupt  # the process stops after the DELETE was sent
+
+    dying = False
     try:
         pre = SqlAlchemyTarget(engine).pre_images("0123456789abcdef")
         assert pre is not None
@@ -593,18 +616,20 @@ def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving
         pre.plan_run(["UPDATE orders SET qty = 0"])
         pre.before("UPDATE orders SET qty = 0")
         assert pre.save() is not None
-
-        def dies(_self: object) -> str:
-            raise KeyboardInterrupt  # the process stops after the DELETE was sent
-
-        monkeypatch.setattr(_preimage.PreImages, "to_json", dies)
+        sent.clear()
+        assert pre.save() is not None
+        assert sent == []  # the same material again: nothing sent
+        pre.unknown.append("changed")  # something new to save
+        dying = True
         with pytest.raises(KeyboardInterrupt):
             pre.save()
-        monkeypatch.undo()
+        assert sent[-2:] == ["DELETE", "INSERT"]
+        dying = False
         again = SqlAlchemyTarget(engine).pre_images("0123456789abcdef")
         assert again is not None
         assert again.load()
         assert again.tables["orders"].backup == pre.tables["orders"].backup
+        assert again.unknown == []  # the material saved before, whole
         pre.drop_backups()
     finally:
         engine.dispose()

@@ -154,6 +154,9 @@ class PreImages(Sealing):
     step_needs: dict[str, dict[str, Need]] = attrs.field(factory=dict)
     #: Columns the run renamed, by table (its name before the run): name now -> name before.
     renamed_columns: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    #: The material as :meth:`save` last committed it on a connection of its own (None:
+    #: unknown), so that saving the same again writes nothing.
+    _committed: str | None = attrs.field(default=None, init=False, repr=False)
     #: What the run's statements need kept of each table (its name before the run).
     plan: dict[str, Need] = attrs.field(factory=dict)
     #: Sealed: the run completed and its rows were sealed (a later rollback keeps the rows
@@ -1056,6 +1059,7 @@ class PreImages(Sealing):
 
     def drop_backups(self) -> None:
         """Drop this run's backup tables and saved material (no longer needed)."""
+        self._committed = None
         drop_backups(self.engine, self.run_id, self.backup_schema)
 
     # ------------------------------------------------------------------ kept after a run
@@ -1101,6 +1105,11 @@ class PreImages(Sealing):
         if self.fingerprint is None:
             return None
         table = self._material_name()
+        text = self.to_json()
+        if connection is None and text == self._committed:
+            return table  # committed as it is already (the seal saves, then the run's end)
+        # A write on a step's connection may go with the step's rollback: unknown after.
+        self._committed = None
         kind, mark = {"sqlite": ("TEXT", "?"), "postgresql": ("TEXT", "%s")}.get(
             self.engine.dialect.name, ("LONGTEXT", "%s")
         )
@@ -1109,15 +1118,17 @@ class PreImages(Sealing):
             conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {table} (material {kind} NOT NULL)")
             # The old material is replaced in one transaction: a process killed between the
             # DELETE and the INSERT must not leave the table empty (recover would find no
-            # material, and refuse to undo what only pre-images can). On MySQL our own
-            # connection autocommits each statement: it opens the transaction itself.
-            apart = connection is None and self._family == "mysql"
+            # material, and refuse to undo what only pre-images can). On MySQL and PostgreSQL
+            # our own connection autocommits each statement: it opens the transaction itself.
+            apart = connection is None and self._family in ("mysql", "postgresql")
             if apart:
                 conn.exec_driver_sql("START TRANSACTION")
             conn.exec_driver_sql(f"DELETE FROM {table}")
-            conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (self.to_json(),))
+            conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({mark})", (text,))
             if apart:
                 conn.exec_driver_sql("COMMIT")
+        if connection is None:
+            self._committed = text
         return table
 
     def _material_name(self) -> str:
