@@ -246,3 +246,56 @@ def test_the_re_run_does_not_load_sqlalchemy_networkx_or_yaml(tmp_path: Path) ->
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout
     assert out.splitlines() == ["nothing to do: all 4 migration(s) already applied", "0 []"]
+
+
+def _drop(url: str, table: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+    finally:
+        engine.dispose()
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_nothing_pending_but_tables_the_last_run_left_gone_is_not_nothing_to_do(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database recreated (or a table dropped by hand) while lupo_migrate's record of it
+    stayed read "nothing to do" on 1e1146b, through the fast path and the full one alike.
+    Now the fast path declines and the full path names what is gone: exit 16, nothing
+    applied; --allow-drift reports it and goes on; drift = off says nothing to do."""
+    migrations = _copy_quickstart(tmp_path)
+    url = database_url
+    assert main(["apply", str(migrations), "--db", url]) == 0
+    settings = _settings(url, migrations)
+    assert nothing_to_do(settings) == 4
+    capsys.readouterr()
+    _drop(url, "posts")
+    before = _tables(url)
+    assert nothing_to_do(settings) is None
+    code = main(["apply", str(migrations), "--db", url])
+    out, err = capsys.readouterr()
+    assert code == 16, (out, err)
+    assert "1 of the 2 table(s) the last run left are gone: posts." in err
+    assert "still lists every migration as applied" in err
+    assert "nothing to do" not in out
+    assert _tables(url) == before  # nothing applied, nothing created
+    assert main(["apply", str(migrations), "--db", url, "--allow-drift"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "nothing to do: all 4 migration(s) already applied\n"
+    assert "warning: nothing is pending, but 1 of the 2 table(s)" in err
+    monkeypatch.setenv("LUPO_MIGRATE_DRIFT", "off")
+    assert nothing_to_do(attrs.evolve(settings, drift="off")) == 4
+    assert main(["apply", str(migrations), "--db", url]) == 0
+    assert capsys.readouterr().out == "nothing to do: all 4 migration(s) already applied\n"

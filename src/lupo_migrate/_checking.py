@@ -67,6 +67,7 @@ from lupo_migrate._validation import (
 )
 from lupo_migrate.errors import (
     LupoMigrateError,
+    SchemaDriftError,
 )
 from lupo_migrate.handlers._apart import runs_apart
 from lupo_migrate.handlers._contain import check_steps
@@ -492,3 +493,55 @@ def apart(orch: Orchestrator, step_id: str) -> bool:
     """Whether *step_id* runs apart: its statements commit one by one (see
     ``handlers._apart``), so a failure or a crash leaves what ran before it, as on MySQL."""
     return step_id in orch._facts.get(APART, ())
+
+
+def check_left(orch: Orchestrator) -> tuple[Finding, ...]:
+    """With nothing pending: the tables the last run left must still be there.
+
+    A database recreated, emptied or restored from an older backup while lupo_migrate's
+    record of it stayed would otherwise read "nothing to do". One catalog query (the
+    target's ``existing``) over the tables of the fingerprint the last run recorded.
+
+    Returns:
+        A warning when some are gone and drift is only reported (``warn``); else nothing.
+
+    Raises:
+        SchemaDriftError: some are gone (drift ``error``, the default); nothing was applied.
+    """
+    kept = getattr(orch.storage, "fingerprint", None)
+    exists = getattr(orch.target, "existing", None)
+    if orch.drift == "off" or kept is None or exists is None:
+        return ()
+    text = kept(orch.target_name)
+    if text is None:
+        return ()
+    tables = sorted(k for k in Fingerprint.from_json(text).objects if k.startswith("table:"))
+    if not tables:
+        return ()
+    there = exists(tables)
+    missing = [key[6:] for key in tables if key not in there]
+    if not missing:
+        return ()
+    shown = ", ".join(missing[:10]) + (
+        f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    )
+    engine = getattr(orch.storage, "engine", None)
+    where = "" if engine is None else f" (the migration_* tables in {_described(orch.storage)})"
+    message = (
+        f"nothing is pending, but {len(missing)} of the {len(tables)} table(s) the last run"
+        f" left are gone: {shown}. lupo_migrate's record of target {orch.target_name}{where}"
+        " still lists every migration as applied. If the database was recreated on purpose,"
+        " remove that record and apply again; if the tables went by mistake, restore them."
+        " Nothing was applied"
+    )
+    if orch.drift == "error":
+        raise SchemaDriftError(message, missing)
+    return (Finding(severity=Severity.WARNING, message=message, code="schema-drift"),)
+
+
+def _described(storage: Any) -> str:
+    """Where *storage* keeps its tables: its URL (password hidden) and schema, if any."""
+    url = storage.engine.url.render_as_string(hide_password=True)
+    tables = getattr(storage, "tables", None)
+    schema = getattr(getattr(tables, "system_state", None), "schema", None)
+    return f"{url}, schema {schema}" if schema else url

@@ -179,8 +179,9 @@ def _orchestration(settings: Settings, target: DatabaseUrl) -> DatabaseUrl | Non
 
 def _read(
     connection: Any, family: str, schema: str | None, target: str
-) -> tuple[Any, Any, dict[str, str]]:
-    """(schema version, latest run's (phase, outcome, blocked) or None, ledger)."""
+) -> tuple[Any, Any, dict[str, str], str | None]:
+    """(schema version, latest run's (phase, outcome, blocked) or None, ledger, the
+    fingerprint the last run recorded or None)."""
     mark = "?" if family == "sqlite" else "%s"
     quote_char = "`" if family == "mysql" else '"'
 
@@ -191,10 +192,13 @@ def _read(
 
     with closing(connection.cursor()) as cursor:
         cursor.execute(
-            f"SELECT schema_version FROM {table(SYSTEM_STATE)} WHERE target = {mark}",
-            (SCHEMA_ROW,),
+            f"SELECT target, schema_version, fingerprint FROM {table(SYSTEM_STATE)}"
+            f" WHERE target IN ({mark}, {mark})",
+            (SCHEMA_ROW, target),
         )
-        version = cursor.fetchone()
+        rows = {str(name): (version, text) for name, version, text in cursor.fetchall()}
+        version = rows[SCHEMA_ROW][:1] if SCHEMA_ROW in rows else None
+        recorded = rows.get(target, (None, None))[1]
         cursor.execute(
             f"SELECT phase, outcome, blocked FROM {table(BATCHES)} WHERE target = {mark}"
             " AND phase <> 'queue' ORDER BY id DESC LIMIT 1",
@@ -205,7 +209,42 @@ def _read(
             f"SELECT step_id, checksum FROM {table(FILES)} WHERE target = {mark}", (target,)
         )
         ledger = {str(step): str(checksum) for step, checksum in cursor.fetchall()}
-    return (version[0] if version else None), latest, ledger
+    return (version[0] if version else None), latest, ledger, recorded
+
+
+def _tables_left(
+    connection: Any, settings: Settings, target: DatabaseUrl, store: DatabaseUrl, text: Any
+) -> bool:
+    """Whether every table in the fingerprint the last run recorded (*text*) is still in
+    the target, by one catalog query (see ``_checking.check_left``, the full path's
+    exact check); False on any doubt."""
+    import json
+
+    objects = json.loads(str(text)).get("objects", {})
+    recorded = {key[6:] for key in objects if key.startswith("table:")}
+    if not recorded:
+        return True
+    if settings.schemas:
+        return False  # a core schema of its own: the full path knows where to look
+    if target.family == "sqlite":
+        if not target.database or not Path(target.database).is_file():
+            return False  # the database file is gone
+        with closing(_connect(target)) as own, closing(own.cursor()) as cursor:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return recorded <= {str(name) for (name,) in cursor.fetchall()}
+    if attrs.evolve(store, database=None) != attrs.evolve(target, database=None):
+        return False  # the orchestration tables are on another server
+    query = "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+    args: tuple[str | None, ...] = ()
+    if target.family == "mysql":
+        query, args = query + "%s", (target.database,)
+    elif store.database == target.database:
+        query += "current_schema()"
+    else:
+        return False
+    with closing(connection.cursor()) as cursor:
+        cursor.execute(query, args)
+        return recorded <= {str(name) for (name,) in cursor.fetchall()}
 
 
 def read_steps(
@@ -307,17 +346,28 @@ def nothing_to_do(
                 schemas=settings.schemas,
                 separate=store is not target,
             )
-            version, latest, ledger = _read(connection, store.family, schema, settings.target)
+            version, latest, ledger, recorded = _read(
+                connection, store.family, schema, settings.target
+            )
+            if not _settled(version, latest, ledger, steps):
+                return None
+            checked = recorded is None or settings.drift == "off"
+            if not checked and not _tables_left(connection, settings, target, store, recorded):
+                return None  # the full path names the tables that are gone
     except Exception:  # any doubt: the full path connects again and explains
         return None
+    return len(steps)
+
+
+def _settled(version: Any, latest: Any, ledger: dict[str, str], steps: Sequence[Step]) -> bool:
+    """Whether the orchestration tables say every file is applied, unchanged, by runs that
+    ended well."""
     if version != SCHEMA_VERSION:
-        return None
+        return False
     if latest is not None:
         phase, outcome, blocked = latest
         if phase != "idle" or outcome is None or blocked:
-            return None
+            return False
     if any(ledger.get(step.id) != step.checksum for step in steps):
-        return None
-    if len(ledger) != len(steps):
-        return None  # an applied file is gone: the full path says which
-    return len(steps)
+        return False
+    return len(ledger) == len(steps)  # else an applied file is gone: the full path says which

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lupo_migrate import _chain, _driving, _observing, _operations, _recovery, _undoing
+from lupo_migrate import _chain, _checking, _driving, _observing, _operations, _recovery, _undoing
 from lupo_migrate._clock import from_stamp
 from lupo_migrate._context import Target
 from lupo_migrate._decisions import DecisionRecord
@@ -287,9 +287,13 @@ class Orchestrator(QueueCommands):
         """Apply every pending step (up to *upto*) as one run.
 
         Returns:
-            The result; ``nothing_to_do`` when every step is applied already.
+            The result; ``nothing_to_do`` when every step is applied already (then with a
+            warning among its findings when tables the last run left are gone and ``drift``
+            is ``warn``).
 
         Raises:
+            SchemaDriftError: nothing is pending, but tables the last run left are gone
+                (``drift`` ``error``); nothing was applied.
             MigrationFileError: an applied file was edited (accept it or restore it first).
             TargetBlockedError: a failed rollback blocks the target until ``resolve``.
             LockHeldError: another run holds the target.
@@ -328,7 +332,8 @@ class Orchestrator(QueueCommands):
         if not self.out_of_order:
             _chain.check_order(plan.steps, steps, self.storage.applied(self.target_name))
         if not plan.steps:
-            return RunResult(run=None, plan=plan)
+            # Nothing pending: still, the tables the last run left must be there.
+            return RunResult(run=None, plan=plan, findings=_checking.check_left(self))
         by_id = {s.id: s for s in plan.steps}
         run = Run.new(uuid.uuid4().hex, plan, target=self.target_name, started_by=self.operator)
         with ExitStack() as stack:

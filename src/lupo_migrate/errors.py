@@ -66,6 +66,7 @@ __all__ = [
     "PlanError",
     "RegistryError",
     "RollbackConflictError",
+    "SchemaDriftError",
     "StatementError",
     "StepError",
     "StillRunningError",
@@ -443,6 +444,26 @@ def _rebuild_blocked(
     step_id: str, path: str, sessions: Sequence[str], waited: float, index: int | None
 ) -> BlockedError:
     return BlockedError(step_id, path, sessions=sessions, waited=waited, index=index)
+
+
+class SchemaDriftError(LupoMigrateError):
+    """Nothing is pending, but the database no longer holds tables the applied migrations
+    left (it was recreated, emptied or restored from an older backup while lupo_migrate's
+    record of it stayed): nothing was applied (exit 16). The message names the tables and
+    where that record is.
+
+    Attributes:
+        missing: the tables the last run left that are gone.
+    """
+
+    exit_code = 16
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.missing))
 
 
 class ConfigurationError(LupoMigrateError):

@@ -167,6 +167,7 @@ def apply_command(
         _print_findings(opened.missing_files(), err=True)
         result = opened.apply(upto=upto)
         if result.nothing_to_do:
+            _print_findings(result.findings, err=True)
             click.echo(f"nothing to do: all {len(opened.steps)} migration(s) already applied")
             return
         run = result.run

@@ -33,6 +33,9 @@ EXIT_CODES: Final = {
     "run failed (rolled back)": errors.StepError.exit_code,
     "run failed, rollback incomplete (target blocked)": errors.RollbackIncompleteError.exit_code,
     "configuration (URL, connection)": errors.ConfigurationError.exit_code,
+    "nothing pending, but tables the applied migrations left are gone": (
+        errors.SchemaDriftError.exit_code
+    ),
     "decision not allowed (window closed, later run)": errors.DecisionError.exit_code,
     "writes frozen": errors.WritesFrozenError.exit_code,
     "internal (a bug)": errors.InternalError.exit_code,
