@@ -181,3 +181,24 @@ def test_a_down_that_fails_after_its_ddl_committed_blocks_the_target(
     assert "undoing V2__b failed" in err
     assert "resolve" in err
     assert _tables(mariadb_url) == ["a"]
+
+
+def test_a_stopped_downgrade_that_cannot_apply_again_says_where_the_target_stands(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The down of V2 fails and V3 is to be applied again, but V1 (applied) was edited: the
+    run that would apply V3 again is refused before it starts; the message says why and
+    that the target stands where the downgrade stopped (V3 pending, not blocked)."""
+    url = database_url
+    migrations = _three(tmp_path, "DROP TABLE nope_x;\nDROP TABLE b;\n")
+    assert run(capsys, "apply", migrations, "--db", url)[0] == 0
+    (migrations / "V1__a.sql").write_text("CREATE TABLE a (id INT, x INT);\n")
+    code, out, err = run(capsys, "downgrade", migrations, "--db", url, "--to", "V1__a", "-y")
+    assert code == errors.StepError.exit_code, (out, err)
+    assert "applying again what the downgrade had undone could not start" in err
+    assert "V1__a was applied with checksum" in err
+    assert "the target stands where the downgrade stopped, at V2__b" in err
+    code, out, _ = run(capsys, "status", migrations, "--db", url)
+    assert "pending  V3__c  V3__c.sql" in out
+    assert "BLOCKED" not in out
+    assert _tables(url) == ["a", "b"]

@@ -185,9 +185,11 @@ def downgrade(
             _close_records(orch, undone, operator, run.id)
     findings = tuple(orch.storage.findings(run.id))
     if stopped:
-        return DowngradeResult(
-            run=run, plan=plan, findings=findings, again=_apply_again(orch, run, steps, operator)
-        )
+        try:
+            again = _apply_again(orch, run, steps, operator)
+        except LupoMigrateError as error:  # an edited file, a lock taken meanwhile...
+            return DowngradeResult(run=run, plan=plan, findings=findings, refused=str(error))
+        return DowngradeResult(run=run, plan=plan, findings=findings, again=again)
     return RunResult(run=run, plan=plan, findings=findings)
 
 
@@ -196,9 +198,11 @@ class DowngradeResult(RunResult):
     """A downgrade that stopped at a down that failed, leaving nothing of it: *run* (failed,
     not blocked) and *again*, the ordinary run that applied once more the steps it had
     undone (None when it had undone none), so that the target is where the downgrade began
-    unless *again* failed too (then it rolled back, and the target is where *run* stopped)."""
+    unless *again* failed too (then it rolled back, and the target is where *run* stopped),
+    or could not start (*refused* says why; the target is where *run* stopped)."""
 
     again: RunResult | None = None
+    refused: str | None = None
 
 
 def _apply_again(

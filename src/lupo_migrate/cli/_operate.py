@@ -373,14 +373,23 @@ def downgrade_command(
             reason = run.failure.message if run.failure else "see lupo-migrate status"
             click.echo(f"error: {reason}", err=True)
             if not run.blocked:
-                sys.exit(_downgrade_stopped(run, getattr(result, "again", None)))
+                sys.exit(_downgrade_stopped(run, result))
             sys.exit(errors.RollbackIncompleteError.exit_code)
 
 
-def _downgrade_stopped(run: Any, again: Any) -> int:
+def _downgrade_stopped(run: Any, result: Any) -> int:
     """Say where a downgrade that stopped at a failed down left the target (nothing of that
     down stayed); the exit code."""
     stopped_at = run.failure.step_id if run.failure else "?"
+    refused = getattr(result, "refused", None)
+    again = getattr(result, "again", None)
+    if refused:
+        click.echo(
+            f"applying again what the downgrade had undone could not start: {refused}; the"
+            f" target stands where the downgrade stopped, at {stopped_at}",
+            err=True,
+        )
+        return errors.StepError.exit_code
     if again is None or again.run is None:
         click.echo(
             f"the downgrade stopped at {stopped_at} before undoing anything: the target"
