@@ -86,3 +86,14 @@ def database_params() -> list[object]:
         pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
     ]
+
+
+def table_names(url: str) -> set[str]:
+    """The names of the tables in the database at *url* (its default schema)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import needs_corpus
+from databases import table_names
 from lupo_migrate import errors
 from lupo_migrate._model import DOWN_OFFSET
 from lupo_migrate.cli import main
@@ -49,14 +50,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 class TestQuickstart:
@@ -147,7 +140,7 @@ class TestQuickstart:
         assert out.index("CREATE TABLE authors") < out.index("CREATE TABLE posts")
         assert "'Ada; the second'" in out
         if not database_url.startswith("sqlite"):
-            assert tables(database_url) == set()
+            assert table_names(database_url) == set()
         else:
             assert not Path(sa.make_url(database_url).database or "").exists()
 
@@ -350,7 +343,7 @@ class TestFailedRuns:
         assert code == errors.StepError.exit_code
         assert "rolled_back, 0 of 3 step(s) applied" in out
         assert "V3__c.sql:2" in err
-        assert "a" not in tables(database_url)
+        assert "a" not in table_names(database_url)
         code, out, _ = cli(capsys, "status", str(migrations), "--db", database_url)
         assert "0 applied, 3 pending" in out
         assert "rolled_back" in out
@@ -369,7 +362,7 @@ class TestFailedRuns:
         code, out, _ = cli(capsys, "apply", str(migrations), "--db", database_url)
         assert code == errors.StepError.exit_code
         assert "rolled_back" in out
-        assert not {"ok1", "half"} & tables(database_url)
+        assert not {"ok1", "half"} & table_names(database_url)
 
     def test_mysql_journal_keeps_the_ddl_that_stayed_and_drops_the_dml_rolled_back(
         self, mariadb_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -388,7 +381,7 @@ class TestFailedRuns:
         code, out, err = cli(capsys, "apply", str(migrations), "--db", mariadb_url)
         assert code == errors.StepError.exit_code, err
         assert "rolled_back" in out
-        assert "mixed" not in tables(mariadb_url)
+        assert "mixed" not in table_names(mariadb_url)
         engine = sa.create_engine(mariadb_url)
         with engine.connect() as conn:
             rows = conn.exec_driver_sql(

@@ -11,22 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from clirun import run
+from databases import table_names
 from lupo_migrate import errors
 from lupo_migrate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
-
-
-def _tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 NOTHING = {
@@ -60,7 +52,7 @@ def test_a_file_with_nothing_to_run_refuses_the_run_before_it_starts(
     assert code == errors.StepError.exit_code, (out, err)
     assert "0 of 2 step(s) applied" in out
     assert "V2__nothing.sql:1: no statement to run" in err
-    assert "a" not in _tables(database_url)  # V1 never ran
+    assert "a" not in table_names(database_url)  # V1 never ran
     code, out, err = run(capsys, "status", migrations, "--db", database_url)
     assert "0 applied, 2 pending" in out
 
@@ -79,7 +71,7 @@ def test_an_unterminated_quote_in_the_last_file_refuses_the_run_before_the_first
     code, out, err = run(capsys, "apply", migrations, "--db", database_url)
     assert code == errors.StepError.exit_code, (out, err)
     assert "0 of 30 step(s) applied" in out
-    assert not {f"t{n}" for n in range(1, 30)} & _tables(database_url)
+    assert not {f"t{n}" for n in range(1, 30)} & table_names(database_url)
 
 
 def test_an_applied_file_that_is_gone_is_reported_by_apply_and_status(

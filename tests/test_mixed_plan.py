@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import CORPUS, needs_corpus
-from databases import fresh_database
+from databases import fresh_database, table_names
 from lupo_migrate import plan_directory
 from test_agent_handler import UPSERT, prepare, rows
 from test_apply import cli
@@ -59,14 +59,6 @@ def docs(root: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "docs").iterdir()}
 
 
-def tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
 def test_doctrine_module_agent_and_documentation_steps_apply_and_roll_back(
     kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -90,7 +82,7 @@ def test_doctrine_module_agent_and_documentation_steps_apply_and_roll_back(
         code, out, err = cli(capsys, "apply", *args)
         assert code == 0, (out, err)
         assert "completed, 4 of 4 step(s) applied" in out
-        assert {"accounts", "invoices"} <= tables(url)
+        assert {"accounts", "invoices"} <= table_names(url)
         assert rows(url) != agents_before
         assert docs(root) != original_docs
         code, out, err = cli(capsys, "decisions", *args)
@@ -101,7 +93,7 @@ def test_doctrine_module_agent_and_documentation_steps_apply_and_roll_back(
         assert code == 0, (out, err)
         assert "1 step(s) of the run undone" in out
         assert docs(root) == original_docs
-        assert {"accounts", "invoices"} <= tables(url)  # the rest stays
+        assert {"accounts", "invoices"} <= table_names(url)  # the rest stays
         assert rows(url) != agents_before
 
         code, out, err = cli(capsys, "rollback", run_id, *args)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from databases import table_names
 from lupo_migrate._config import Settings
 from lupo_migrate._quick import DatabaseUrl, nothing_to_do, parse_url
 from lupo_migrate.cli import main
@@ -257,14 +258,6 @@ def _drop(url: str, table: str) -> None:
         engine.dispose()
 
 
-def _tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_nothing_pending_but_tables_the_last_run_left_gone_is_not_nothing_to_do(
     database_url: str,
     tmp_path: Path,
@@ -282,7 +275,7 @@ def test_nothing_pending_but_tables_the_last_run_left_gone_is_not_nothing_to_do(
     assert nothing_to_do(settings) == 4
     capsys.readouterr()
     _drop(url, "posts")
-    before = _tables(url)
+    before = table_names(url)
     assert nothing_to_do(settings) is None
     code = main(["apply", str(migrations), "--db", url])
     out, err = capsys.readouterr()
@@ -290,7 +283,7 @@ def test_nothing_pending_but_tables_the_last_run_left_gone_is_not_nothing_to_do(
     assert "1 of the 2 table(s) the last run left are gone: posts." in err
     assert "still lists every migration as applied" in err
     assert "nothing to do" not in out
-    assert _tables(url) == before  # nothing applied, nothing created
+    assert table_names(url) == before  # nothing applied, nothing created
     assert main(["apply", str(migrations), "--db", url, "--allow-drift"]) == 0
     out, err = capsys.readouterr()
     assert out == "nothing to do: all 4 migration(s) already applied\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from databases import table_names
 from lupo_migrate import _entry, descendants, errors
 from lupo_migrate._files import load_steps
 from lupo_migrate.cli import main
@@ -37,14 +38,6 @@ THREE = {
     "V2__b.sql": "CREATE TABLE t2 (id INTEGER PRIMARY KEY);\n",
     "V3__c.sql": "CREATE TABLE t3 (id INTEGER PRIMARY KEY);\n",
 }
-
-
-def tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def plan_json(capsys: pytest.CaptureFixture[str], root: Path, *more: str) -> dict[str, object]:
@@ -165,7 +158,7 @@ class TestBaseline:
         code, out, err = run(capsys, "apply", str(root), "--db", database_url)
         assert code == 0, err
         assert "1 of 1 step(s) applied" in out
-        assert {"t1", "t2", "t3"} <= tables(database_url)
+        assert {"t1", "t2", "t3"} <= table_names(database_url)
 
 
 # ---------------------------------------------------------------------------- out of order
@@ -187,11 +180,11 @@ class TestOutOfOrder:
         assert "version 3 (V3__c.sql)" in err
         assert "--out-of-order" in err
         assert len(err.strip().splitlines()) == 1
-        assert "t2" not in tables(database_url)
+        assert "t2" not in table_names(database_url)
         code, out, err = run(capsys, "apply", str(root), "--db", database_url, "--out-of-order")
         assert code == 0, err
         assert "1 of 1 step(s) applied" in out
-        assert "t2" in tables(database_url)
+        assert "t2" in table_names(database_url)
 
     def test_the_setting_allows_it_too(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path

@@ -18,6 +18,7 @@ from lupo_migrate.cli._common import (
     _EPILOG,
     _db_options,
     _observers,
+    _operator,
     _print_findings,
     _settings,
     cli,
@@ -251,13 +252,11 @@ def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
 @click.option("--operator", default=None, help="Who accepts (recorded); default: $USER.")
 def verify_command(accept_id: str | None, operator: str | None, **opts: Any) -> None:
     """Check that applied files are unchanged; with --accept, record an edit as accepted."""
-    import getpass
-
     from lupo_migrate import _session
 
     with _session.session(_settings(**opts)) as opened:
         if accept_id is not None:
-            who = operator or getpass.getuser()
+            who = _operator(operator)
             entry = opened.accept(accept_id, operator=who)
             click.echo(f"accepted {accept_id} at checksum {entry.checksum[:12]} (by {who})")
             return

@@ -241,9 +241,10 @@ def _scope(value: str) -> Any:
 
 
 def _operator(operator: str | None) -> str:
-    import getpass
+    """*operator*, or who runs the command (the OS user; ``unknown`` where it has none)."""
+    from lupo_migrate._runner import default_operator
 
-    return operator or getpass.getuser()
+    return operator or default_operator()
 
 
 _OPERATOR = click.option("--operator", default=None, help="Who decides (recorded); default: $USER.")
