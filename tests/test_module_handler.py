@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from databases import table_names
 from lupo_migrate import _session, plan_directory
 from lupo_migrate.cli import _settings
-from test_apply import cli, tables
+from test_apply import cli
 
 ACCOUNTS = "CREATE TABLE accounts (id INT PRIMARY KEY);\n"
 
@@ -80,7 +81,7 @@ def test_a_module_applies_through_the_journal_and_rolls_back_by_its_down(
     code, out, err = cli(capsys, "apply", *args)
     assert code == 0, (out, err)
     assert "2 of 2 step(s) applied" in out
-    assert {"accounts", "invoices"} <= tables(database_url)
+    assert {"accounts", "invoices"} <= table_names(database_url)
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -105,8 +106,8 @@ def test_a_module_applies_through_the_journal_and_rolls_back_by_its_down(
     run_id = out.split()[0]
     code, out, err = cli(capsys, "rollback", run_id, *args)
     assert code == 0, (out, err)
-    assert "invoices" not in tables(database_url)
-    assert "accounts" not in tables(database_url)
+    assert "invoices" not in table_names(database_url)
+    assert "accounts" not in table_names(database_url)
 
 
 def test_a_module_without_down_is_refused_before_anything_runs(
@@ -119,7 +120,7 @@ def test_a_module_without_down_is_refused_before_anything_runs(
     assert code != 0, (out, err)
     assert "billing/0001_init.py" in err
     assert "defines no down(ctx)" in err
-    assert "accounts" not in tables(url)  # nothing ran
+    assert "accounts" not in table_names(url)  # nothing ran
 
 
 def test_an_up_that_raises_rolls_the_run_back_naming_the_file_and_the_error(
@@ -136,4 +137,4 @@ def test_an_up_that_raises_rolls_the_run_back_naming_the_file_and_the_error(
         "billing/0001_init.py: step billing.0001_init: up(ctx) raised RuntimeError: no currency"
         in (err)
     )
-    assert not {"accounts", "invoices"} & tables(url)
+    assert not {"accounts", "invoices"} & table_names(url)
