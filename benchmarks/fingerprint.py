@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from lupo_migrate.ext.sqlalchemy import read_fingerprint
-from lupo_migrate.ext.sqlalchemy.fingerprint import _mysql as fp
+from lupo_migrate.backends.sqlalchemy import read_fingerprint
+from lupo_migrate.backends.sqlalchemy.fingerprint import _mysql as fp
 
 DATABASE = "lupo_bench_fingerprint"
 

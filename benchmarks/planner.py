@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import networkx as nx
 
-from lupo_migrate._model import Step
-from lupo_migrate._planner import build_graph, plan
+from lupo_migrate.core.model import Step
+from lupo_migrate.core.planner import build_graph, plan
 
 _DIGITS = re.compile(r"(\d+)")
 

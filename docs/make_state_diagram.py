@@ -1,6 +1,6 @@
 """Generate docs/state-diagram.md (a Mermaid diagram) from the transition table.
 
-Run ``python docs/make_state_diagram.py`` after changing ``lupo_migrate._state.TABLE``;
+Run ``python docs/make_state_diagram.py`` after changing ``lupo_migrate.core.state.TABLE``;
 ``tests/test_docs.py`` fails while the committed diagram differs from the table.
 """
 
@@ -10,7 +10,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from lupo_migrate._state import TABLE, Phase
+from lupo_migrate.core.state import TABLE, Phase
 
 OUT = Path(__file__).with_name("state-diagram.md")
 
@@ -25,7 +25,7 @@ def render() -> str:
     lines = [
         "# Run state diagram",
         "",
-        "Generated from `lupo_migrate._state.TABLE` by `docs/make_state_diagram.py`;"
+        "Generated from `lupo_migrate.core.state.TABLE` by `docs/make_state_diagram.py`;"
         " do not edit by hand.",
         "A run starts in `idle` with no outcome and ends in `idle` with one"
         " (completed, rolled_back or failed).",

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from lupo_migrate import HandlerRegistry, Orchestrator, load_steps
 from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
-from lupo_migrate.ext.sqlalchemy import (
+from lupo_migrate.backends.sqlalchemy import (
     SqlAlchemyLock,
     SqlAlchemyStorage,
     SqlAlchemyTarget,

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lupo_migrate import _session
 from lupo_migrate.cli import _settings
+from lupo_migrate.session import session
 
 
 def _die() -> None:
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         renames=(),
         orchestration_schema=pairs.get("--orchestration-schema"),
     )
-    with _session.session(settings) as opened:
+    with session.session(settings) as opened:
         orchestrator = opened.orchestrator
         count = [0]
         if mode == "event":
@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
             documentation.write_atomically = dying_write  # type: ignore[assignment]
         elif mode == "copy":
-            from lupo_migrate.ext.sqlalchemy import _snapshot
+            from lupo_migrate.backends.sqlalchemy import _snapshot
 
             copy = _snapshot.copy_rows
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 from hypothesis import strategies as st
 
-from lupo_migrate._model import Step, StepId
+from lupo_migrate.core.model import Step, StepId
 
 __all__ = ["Dag", "st_dags", "st_step_ids", "st_steps", "st_versions"]
 

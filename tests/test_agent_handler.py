@@ -323,7 +323,7 @@ def test_the_step_checks_again_when_it_runs(
 ) -> None:
     """A link made after the checks before the run (here: those checks see nothing) is
     refused by the step itself, before any change; the run is rolled back."""
-    from lupo_migrate import _checking
+    from lupo_migrate.run import checks as _checking
 
     monkeypatch.setattr(_checking, "file_findings", lambda orch, plan: ())
     root, outside = agents_project(tmp_path)

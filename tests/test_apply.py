@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from conftest import needs_corpus
 from databases import table_names
 from lupo_migrate import errors
-from lupo_migrate._model import DOWN_OFFSET
 from lupo_migrate.cli import main
+from lupo_migrate.core.model import DOWN_OFFSET
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"

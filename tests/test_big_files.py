@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from lupo_migrate.backends.sqlalchemy import _pipeline
 from lupo_migrate.cli import main
-from lupo_migrate.ext.sqlalchemy import _pipeline
 
 
 def test_a_big_sqlite_step_journals_every_statement_in_one_write(

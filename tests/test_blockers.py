@@ -23,9 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from databases import MARIADB_SERVER, fresh_database
-from lupo_migrate.errors import InvalidArgumentError
-from lupo_migrate.ext.sqlalchemy import _blockers
-from lupo_migrate.ext.sqlalchemy._blockers import (
+from lupo_migrate.backends.sqlalchemy import _blockers
+from lupo_migrate.backends.sqlalchemy._blockers import (
     LOOK_INTERVAL,
     QUERY_LIMIT,
     Blocker,
@@ -34,6 +33,7 @@ from lupo_migrate.ext.sqlalchemy._blockers import (
     install_metadata_lock_info,
     open_transactions,
 )
+from lupo_migrate.errors import InvalidArgumentError
 
 SERVERS = [
     pytest.param("mariadb-metadata_lock_info", marks=pytest.mark.mariadb),

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from lupo_migrate import Fingerprint, TableData
-from lupo_migrate._model import (
+from lupo_migrate.core.model import (
     Classification,
     FailureKind,
     Outcome,
@@ -20,8 +20,8 @@ from lupo_migrate._model import (
     Stage,
     ValidationContext,
 )
-from lupo_migrate._quick import sibling_store
-from lupo_migrate._validation import (
+from lupo_migrate.core.placement import sibling_store
+from lupo_migrate.core.validation import (
     BEFORE,
     DATA_AFTER,
     DATA_BEFORE,
@@ -536,7 +536,7 @@ class TestColumnEffects:
         assert column_effects(sql, "mysql") == expected
 
     def test_columns_follow_their_table_through_renames_and_drops(self) -> None:
-        from lupo_migrate._validation import expected_existence
+        from lupo_migrate.core.validation import expected_existence
 
         effects = [
             ("s1", "column", "t.a", "add", None),

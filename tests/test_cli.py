@@ -196,7 +196,7 @@ def test_the_process_ends_without_teardown_but_with_its_output_atexit_and_exit_c
         "        time.sleep(0.3); os.write(fd, b'thread ')\n"
         "    threading.Thread(target=late).start()\n"
         "sys.argv = ['lupo-migrate', *sys.argv[2:]]\n"
-        "from lupo_migrate._entry import run\n"
+        "from lupo_migrate.cli.entry import run\n"
         "run()\n"
     )
 
@@ -261,7 +261,7 @@ class TestQuickEntry:
     """``lupo-migrate apply`` with nothing pending is answered before click is loaded."""
 
     def test_only_plain_apply_arguments_take_the_quick_path(self) -> None:
-        from lupo_migrate._entry import _options
+        from lupo_migrate.cli.entry import _options
 
         assert _options(["apply", "m", "--db", "sqlite:///x.db"]) == {
             "directory": "m",
@@ -299,7 +299,7 @@ class TestQuickEntry:
         url = f"sqlite:///{tmp_path / 'q.db'}"
         script = (
             "import sys\n"
-            "from lupo_migrate._entry import main\n"
+            "from lupo_migrate.cli.entry import main\n"
             f"code = main(['apply', {str(QUICKSTART)!r}, '--db', {url!r}])\n"
             "print('click loaded' if 'click' in sys.modules else 'no click', code)\n"
         )
@@ -315,25 +315,27 @@ class TestQuickEntry:
     def test_the_files_are_read_once_when_the_quick_look_hands_over_to_the_command(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from lupo_migrate import _entry, _files, _quick
+        from lupo_migrate.cli import entry as _entry
+        from lupo_migrate.files import discover
+        from lupo_migrate.session import fast_path
 
         reads: list[Path] = []
-        load = _files.load_steps
+        load = discover.load_steps
 
         def counted(root: Path, **kwargs: Any) -> Any:
             reads.append(Path(root))
             return load(root, **kwargs)
 
-        monkeypatch.setattr(_files, "load_steps", counted)
+        monkeypatch.setattr(discover, "load_steps", counted)
         url = f"sqlite:///{tmp_path / 'q.db'}"
         assert _entry.main(["apply", str(QUICKSTART), "--db", url]) == 0
         assert "completed, 4 of 4" in capsys.readouterr().out
         assert reads == [QUICKSTART]  # the quick look's read, taken by the command
-        assert _quick._READ == []
+        assert fast_path._READ == []
         assert _entry.main(["apply", str(QUICKSTART), "--db", url]) == 0
         assert capsys.readouterr().out.startswith("nothing to do")
         assert len(reads) == 2
-        assert _quick._READ == []
+        assert fast_path._READ == []
 
 
 class TestDatabaseUrls:
@@ -353,7 +355,7 @@ class TestDatabaseUrls:
         ],
     )
     def test_a_url_without_a_driver_gets_the_installed_one(self, typed: str, opened: str) -> None:
-        from lupo_migrate.ext.sqlalchemy.target import usable_url
+        from lupo_migrate.backends.sqlalchemy.target import usable_url
 
         assert usable_url(typed).drivername == opened
 
@@ -408,7 +410,7 @@ def test_ctrl_c_during_a_run_says_what_to_do_and_recover_rolls_it_back(
 ) -> None:
     """Ctrl-C in the middle of a run stops it where it is, as a crash would: one line says
     so (writes stay frozen) and what to run; ``recover`` then rolls the run back."""
-    from lupo_migrate.ext.sqlalchemy import _step_session
+    from lupo_migrate.backends.sqlalchemy import _step_session
 
     migrations = tmp_path / "m"
     migrations.mkdir()
@@ -454,7 +456,7 @@ def test_ctrl_c_or_sigterm_stops_the_run_cleanly_and_rolls_it_back(
     """Issue 19, 3: the first Ctrl-C (or a deploy tool's SIGTERM) during step 1 lets its
     statement finish, starts no further step and rolls the run back to where it began:
     exit 130 / 143, nothing left behind, writes thawed, the next apply runs as usual."""
-    from lupo_migrate.ext.sqlalchemy import _step_session
+    from lupo_migrate.backends.sqlalchemy import _step_session
 
     migrations = tmp_path / "m"
     migrations.mkdir()
@@ -502,7 +504,7 @@ def test_a_second_ctrl_c_stops_at_once_and_recover_rolls_the_run_back(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Ctrl-C twice: the run stops where it is (exit 130), and `recover` repairs it."""
-    from lupo_migrate.ext.sqlalchemy import _step_session
+    from lupo_migrate.backends.sqlalchemy import _step_session
 
     migrations = tmp_path / "m"
     migrations.mkdir()
@@ -541,7 +543,7 @@ def test_a_signal_the_process_ignores_stays_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Started with SIGINT ignored (a background job): apply leaves it so, as Python does."""
-    from lupo_migrate.ext.sqlalchemy import _step_session
+    from lupo_migrate.backends.sqlalchemy import _step_session
 
     migrations = tmp_path / "m"
     migrations.mkdir()

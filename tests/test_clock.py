@@ -1,4 +1,4 @@
-"""Tests for lupo_migrate._clock: BIGINT YYYYMMDDHHMMSS stamps in UTC."""
+"""Tests for lupo_migrate.core.clock: BIGINT YYYYMMDDHHMMSS stamps in UTC."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate._clock import from_stamp, to_stamp
+from lupo_migrate.core.clock import from_stamp, to_stamp
 from lupo_migrate.errors import InvalidArgumentError
 
 

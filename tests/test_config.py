@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lupo_migrate._config import hide_password, load_settings
 from lupo_migrate.errors import ConfigurationError
+from lupo_migrate.session.config import hide_password, load_settings
 
 
 class TestPrecedence:

@@ -25,13 +25,13 @@ import pytest
 
 from conftest import CORPUS, needs_corpus
 from databases import fresh_database
-from lupo_migrate import _session
-from lupo_migrate._clock import from_stamp, to_stamp
-from lupo_migrate._model import Phase, Run
 from lupo_migrate.backends.memory import ManualClock
 from lupo_migrate.cli import _settings
+from lupo_migrate.core.clock import from_stamp, to_stamp
+from lupo_migrate.core.model import Phase, Run
 from lupo_migrate.dashboard import Dashboard, Mark, estimate, observe_phase
 from lupo_migrate.errors import ConfigurationError
+from lupo_migrate.session import session as _session
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "file.last_modified_system_version"

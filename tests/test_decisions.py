@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate._clock import to_stamp
-from lupo_migrate._decisions import (
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.decisions import (
     ACCEPTED,
     AVAILABLE,
     FINAL,
@@ -25,7 +25,7 @@ from lupo_migrate._decisions import (
     status_at,
     time_left,
 )
-from lupo_migrate._model import (
+from lupo_migrate.core.model import (
     Classification,
     FailureKind,
     Finding,
@@ -112,7 +112,7 @@ class TestWindows:
         assert not is_open(decided, 0)
 
     def test_time_left_never_goes_negative(self) -> None:
-        from lupo_migrate._clock import from_stamp
+        from lupo_migrate.core.clock import from_stamp
 
         start = from_stamp(20260101000000)
         assert time_left(self.RECORD, start) == timedelta(hours=24)

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from databases import fresh_database
-from lupo_migrate._model import UNDO_BASE, Step
-from lupo_migrate._registry import HandlerRegistry
+from lupo_migrate.core.model import UNDO_BASE, Step
 from lupo_migrate.errors import StatementError, StepError
 from lupo_migrate.handlers import DoctrineHandler
 from lupo_migrate.handlers.doctrine import DOWN_OFFSET, derive_inverse
+from lupo_migrate.handlers.registry import HandlerRegistry
 from lupo_migrate.typing import Handler, StepContext
 
 CORPUS = Path("/work/shared/corpus/lupopedia")

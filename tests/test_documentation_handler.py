@@ -13,9 +13,9 @@ import pytest
 
 from conftest import CORPUS, needs_corpus
 from databases import database_params, fresh_database
-from lupo_migrate import _session
 from lupo_migrate.cli import _settings
 from lupo_migrate.handlers import documentation
+from lupo_migrate.session import session
 from test_apply import cli
 from test_frontmatter import VERSION, changed_lines
 from test_recover import _wait_gone
@@ -67,7 +67,7 @@ def findings(url: str, root: Path) -> list[str]:
         config=None,
         renames=(),
     )
-    with _session.session(settings) as opened:
+    with session.session(settings) as opened:
         run = opened.history()[-1]
         return [f"{f.code} {f}" for f in opened.orchestrator.storage.findings(run.id)]
 
@@ -286,7 +286,7 @@ def test_a_document_linked_out_after_the_checks_is_refused_by_the_step(
 ) -> None:
     """With the checks before the run seeing nothing, the step itself refuses the link out
     before it changes any file (docs/a.md, in the tree, is not edited either)."""
-    from lupo_migrate import _checking
+    from lupo_migrate.run import checks as _checking
 
     monkeypatch.setattr(_checking, "file_findings", lambda orch, plan: ())
     root, outside = small_project(tmp_path)

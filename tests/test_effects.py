@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, needs_corpus
-from lupo_migrate import _api, errors
+from lupo_migrate import errors
 from lupo_migrate.cli import main
 from lupo_migrate.handlers import _effects
 from lupo_migrate.handlers._effects import Effect, check_sql, effect
+from lupo_migrate.session import api
 
 ROOT = Path(__file__).resolve().parents[1]
 R, W, U = Effect.READ, Effect.WRITE, Effect.UNKNOWN
@@ -214,7 +215,7 @@ def test_the_classifier_is_pure() -> None:
         "functools",
         "re",
         "typing",
-        "lupo_migrate._model",
+        "lupo_migrate.core.model",
         "lupo_migrate.handlers._sqlsplit",
         "lupo_migrate.handlers._touch",
     }, imported
@@ -325,21 +326,21 @@ class TestCheckCommand:
     def test_a_cycle_is_still_reported_beside_a_bad_statement(self, tmp_path: Path) -> None:
         _write(tmp_path, "a.sql", "-- id: a\n-- depends_on: [b]\nSELEC 1;\n")
         _write(tmp_path, "b.sql", "-- id: b\n-- depends_on: [a]\nSELECT 1;\n")
-        codes = {f.code for f in _api.check_directory(tmp_path).findings}
+        codes = {f.code for f in api.check_directory(tmp_path).findings}
         assert codes == {"plan", "sql.statement"}
 
     @pytest.mark.parametrize(
         "where", ["examples/quickstart/migrations", "examples/plugin/demo"], ids=str
     )
     def test_the_examples_pass(self, where: str) -> None:
-        report = _api.check_directory(ROOT / where)
+        report = api.check_directory(ROOT / where)
         assert report.files > 0
         assert report.errors == ()
 
     @needs_corpus
     @pytest.mark.parametrize("dialect", [None, "mariadb"])
     def test_the_corpus_passes(self, dialect: str | None) -> None:
-        report = _api.check_directory(CORPUS / "migrations", dialect=dialect)
+        report = api.check_directory(CORPUS / "migrations", dialect=dialect)
         assert report.files == 16
         assert [f for f in report.findings if f.code.startswith("sql.")] == []
         assert report.errors == ()

@@ -93,17 +93,17 @@ def test_an_applied_file_that_is_gone_is_reported_by_apply_and_status(
 
 def test_the_fast_path_leaves_a_gone_file_to_the_full_path(tmp_path: Path) -> None:
     """The nothing-to-do answer is given only when the ledger and the files match."""
-    from lupo_migrate import _quick
-    from lupo_migrate._config import Settings
+    from lupo_migrate.session import fast_path
+    from lupo_migrate.session.config import Settings
 
     migrations = tmp_path / "m"
     shutil.copytree(QUICKSTART, migrations)
     url = f"sqlite:///{tmp_path / 'app.db'}"
     assert main(["apply", str(migrations), "--db", url]) == 0
     settings = Settings(db=url, migrations=migrations)
-    assert _quick.nothing_to_do(settings) == 4
+    assert fast_path.nothing_to_do(settings) == 4
     (migrations / "V3__seed_authors.sql").unlink()
-    assert _quick.nothing_to_do(settings) is None
+    assert fast_path.nothing_to_do(settings) is None
 
 
 def test_an_empty_directory_touches_no_database(

@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from lupo_migrate.backends.memory import InMemoryEphemeral, ManualClock
-from lupo_migrate.cli import main
-from lupo_migrate.errors import InvalidArgumentError
-from lupo_migrate.ext.sqlalchemy.ephemeral import (
+from lupo_migrate.backends.sqlalchemy.ephemeral import (
     PURGE_BATCH,
     SCHEMA_LEASE,
     SqlAlchemyEphemeral,
 )
+from lupo_migrate.cli import main
+from lupo_migrate.errors import InvalidArgumentError
 from lupo_migrate.testing import check_ephemeral
 
 
@@ -200,8 +200,8 @@ def test_the_write_freeze_holds_its_lease_in_the_ephemeral_locks_table(
     """Freezing takes the lease freeze:<target> in `locks` (same transaction as the state
     row hosts read), re-freezing extends it, a thaw or an emergency thaw drops it, and an
     expired one is purged."""
-    from lupo_migrate import _session
     from lupo_migrate.cli import _settings
+    from lupo_migrate.session import session as _session
 
     (tmp_path / "m").mkdir()
     settings = _settings(

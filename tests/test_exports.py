@@ -18,7 +18,7 @@ PUBLIC_MODULES = [
     "lupo_migrate.backends",
     "lupo_migrate.testing",
     "lupo_migrate.observe",
-    "lupo_migrate.alerts",
+    "lupo_migrate.observe.alerts",
     "lupo_migrate.dashboard",
     "lupo_migrate.handlers",
 ]

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from databases import MARIADB_SERVER, POSTGRESQL_SERVER, fresh_database
-from lupo_migrate._config import Settings
-from lupo_migrate._placement import Placement, place
-from lupo_migrate._session import session
+from lupo_migrate.backends.sqlalchemy.storage import SqlAlchemyStorage
+from lupo_migrate.backends.sqlalchemy.target import attach_backups
 from lupo_migrate.cli import main
+from lupo_migrate.core.placement import Placement, place
 from lupo_migrate.errors import ConfigurationError, StepError
-from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
-from lupo_migrate.ext.sqlalchemy.target import attach_backups
+from lupo_migrate.session.config import Settings
+from lupo_migrate.session.session import session
 
 SERVERS = [
     pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),

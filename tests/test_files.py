@@ -1,4 +1,4 @@
-"""Tests of lupo_migrate._files: walking a migrations root into steps and findings."""
+"""Tests of lupo_migrate.files.discover: walking a migrations root into steps and findings."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from lupo_migrate import _names
-from lupo_migrate._files import RootNotUsableError, discover, load_steps
-from lupo_migrate._model import Severity, Step
+from lupo_migrate.core import names as _names
+from lupo_migrate.core.model import Severity, Step
 from lupo_migrate.errors import (
     DiscoveryError,
     HeaderError,
     InvalidArgumentError,
     MigrationFileError,
 )
+from lupo_migrate.files.discover import RootNotUsableError, discover, load_steps
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "lupopedia"
 MIGRATIONS = CORPUS / "migrations"

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from conftest import needs_corpus
 from databases import fresh_database
 from lupo_migrate import Difference, Fingerprint, diff
-from lupo_migrate._fingerprint import restrict
+from lupo_migrate.backends.sqlalchemy import read_fingerprint, table_data
+from lupo_migrate.core.fingerprint import restrict
 from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
 
 CORE_SQL = Path(__file__).resolve().parents[2] / "shared/corpus/lupopedia/baseline/core.sql"
 

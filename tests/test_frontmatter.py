@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import CORPUS, needs_corpus
-from lupo_migrate._frontmatter import (
+from lupo_migrate.files.frontmatter.edit import (
     HeaderEditError,
     Operations,
     edit_header,

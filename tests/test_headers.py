@@ -1,4 +1,4 @@
-"""Tests of the header core: reading (_headers), safe YAML (_yaml), schema (_schema), names and
+"""Tests of the header core: reading (_headers), safe YAML (yaml), schema (header_schema), names and
 versions (_names), manifests (_manifest)."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate import _headers as h
-from lupo_migrate import _manifest, _names, _schema, _yaml
-from lupo_migrate._model import Severity
+from lupo_migrate.core import names as _names
+from lupo_migrate.core.model import Severity
+from lupo_migrate.files import header_schema, yaml
+from lupo_migrate.files import headers as h
+from lupo_migrate.files import manifest as _manifest
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "lupopedia"
 DOCS = CORPUS / "docs"
@@ -130,7 +132,7 @@ class TestFrontMatter:
 class TestSafeYaml:
     def test_alias_and_anchor_are_rejected_with_line(self) -> None:
         """An anchor is refused, the finding naming its file line."""
-        value, problems = _yaml.load_yaml("a: 1\nb: &x 2\nc: *x\n", path="f", first_line=10)
+        value, problems = yaml.load_yaml("a: 1\nb: &x 2\nc: *x\n", path="f", first_line=10)
         assert value is None
         (problem,) = problems
         assert problem.severity is Severity.ERROR
@@ -139,7 +141,7 @@ class TestSafeYaml:
 
     def test_alias_alone_is_rejected(self) -> None:
         """An alias to an undefined anchor is refused too."""
-        value, problems = _yaml.load_yaml("a: *x\n")
+        value, problems = yaml.load_yaml("a: *x\n")
         assert value is None
         assert problems[0].severity is Severity.ERROR
 
@@ -149,7 +151,7 @@ class TestSafeYaml:
     def test_custom_tags_are_rejected_with_line(self, tag: str) -> None:
         """Any tag beyond the core ones is refused, with its line, in strict and lenient mode."""
         for lenient in (True, False):
-            value, problems = _yaml.load_yaml(f"a: 1\nb: {tag} {{}}\n", lenient=lenient)
+            value, problems = yaml.load_yaml(f"a: 1\nb: {tag} {{}}\n", lenient=lenient)
             assert value is None
             (problem,) = problems
             assert (problem.severity, problem.line) == (Severity.ERROR, 2)
@@ -157,14 +159,14 @@ class TestSafeYaml:
 
     def test_core_tags_are_allowed(self) -> None:
         """Explicit core tags such as !!str are fine."""
-        value, problems = _yaml.load_yaml("a: !!str 12\n")
+        value, problems = yaml.load_yaml("a: !!str 12\n")
         assert (value, problems) == ({"a": "12"}, ())
 
     def test_duplicate_keys_strict_error_lenient_warning(self) -> None:
         """Repeated keys: refused strictly; leniently the last wins with a warning."""
-        _, strict = _yaml.load_yaml("a: 1\na: 2\n", lenient=False)
+        _, strict = yaml.load_yaml("a: 1\na: 2\n", lenient=False)
         assert strict[0].severity is Severity.ERROR
-        value, lenient = _yaml.load_yaml("a: 1\na: 2\n")
+        value, lenient = yaml.load_yaml("a: 1\na: 2\n")
         assert value == {"a": 2}
         assert lenient[0].severity is Severity.WARNING
         assert lenient[0].line == 2
@@ -172,16 +174,16 @@ class TestSafeYaml:
     def test_at_values_are_only_accepted_leniently(self) -> None:
         """`@x` values fail strictly and are quoted leniently, also in lists and with comments."""
         text = "a: @x\nb:\n  - @y # note\n  - `z`\n"
-        _, strict = _yaml.load_yaml(text, lenient=False)
+        _, strict = yaml.load_yaml(text, lenient=False)
         assert strict[0].severity is Severity.ERROR
-        value, problems = _yaml.load_yaml(text)
+        value, problems = yaml.load_yaml(text)
         assert value == {"a": "@x", "b": ["@y", "`z`"]}
         assert problems[0].line == 1
         assert "lines repaired: 1, 3, 4" in problems[0].message
 
     def test_bom_and_crlf_are_accepted(self) -> None:
         """A BOM and CRLF line ends do not disturb reading or line numbers."""
-        value, problems = _yaml.load_yaml("\ufeffa: 1\r\nb: @x\r\n")
+        value, problems = yaml.load_yaml("\ufeffa: 1\r\nb: @x\r\n")
         assert value == {"a": 1, "b": "@x"}
         assert problems[0].line == 2
 
@@ -189,14 +191,14 @@ class TestSafeYaml:
 class TestSchema:
     def test_schema_ships_in_the_package(self) -> None:
         """The header schema loads from package data and allows extra keys."""
-        schema = _schema.header_schema()
+        schema = header_schema.header_schema()
         assert schema["additionalProperties"] is True
-        assert set(_schema.KNOWN_KEYS) <= set(schema["properties"])
+        assert set(header_schema.KNOWN_KEYS) <= set(schema["properties"])
 
     def test_valid_header_with_extra_keys_passes(self) -> None:
         """Known keys of the right types plus unknown keys give no finding."""
         mapping = {"id": "a", "depends_on": "b", "version": 4.1, "dialog": {"x": 1}}
-        assert _schema.validate_header(mapping) == ()
+        assert header_schema.validate_header(mapping) == ()
 
     def test_each_violation_names_field_line_and_hint(self) -> None:
         """Every bad field is reported on its own line with a hint."""
@@ -425,7 +427,7 @@ def test_the_quick_header_check_never_accepts_what_the_schema_refuses(
     mapping: dict[str, object],
 ) -> None:
     """validate_header skips jsonschema for plainly valid headers: those must be valid."""
-    from lupo_migrate._schema import _plainly_valid, _validator
+    from lupo_migrate.files.header_schema import _plainly_valid, _validator
 
     if _plainly_valid(mapping):
         assert list(_validator().iter_errors(mapping)) == []

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from lupo_migrate import _liveness
-from lupo_migrate._liveness import certainly_dead, mark, mark_of
+from lupo_migrate.backends import liveness
+from lupo_migrate.backends.liveness import certainly_dead, mark, mark_of
 
 
 def _fields() -> list[str]:
@@ -102,7 +102,7 @@ def test_what_is_not_a_mark_is_never_dead(text: str | None) -> None:
 def test_a_token_carries_its_mark() -> None:
     assert mark_of(f"{mark()}/0123abcd") == mark()
     assert mark_of("0123abcd") is None  # a token of an older version
-    assert _liveness.mark_of(f"{mark()}/x/y") == mark()
+    assert liveness.mark_of(f"{mark()}/x/y") == mark()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux)")

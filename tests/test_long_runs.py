@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from lupo_migrate import errors
-from lupo_migrate._orchestration import SCHEMA_VERSION
 from lupo_migrate.backends import ManualClock
+from lupo_migrate.backends.sqlalchemy import RollbackDecision, SqlAlchemyStorage, _creating
 from lupo_migrate.cli import main
-from lupo_migrate.ext.sqlalchemy import RollbackDecision, SqlAlchemyStorage, _creating
+from lupo_migrate.core.tables import SCHEMA_VERSION
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 #: What a MariaDB ``TEXT`` holds, in bytes.

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from lupo_migrate.backends.sqlalchemy._blockers import install_metadata_lock_info
 from lupo_migrate.cli import main
-from lupo_migrate.ext.sqlalchemy._blockers import install_metadata_lock_info
 from test_recover import _prepare
 from test_rollback_verified import _run, _same, _state
 

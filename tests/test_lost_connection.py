@@ -12,9 +12,9 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate import _session
-from lupo_migrate._model import Outcome
 from lupo_migrate.cli import _settings, main
+from lupo_migrate.core.model import Outcome
+from lupo_migrate.session import session
 from test_recover import _apply_until, _prepare
 from test_rollback_verified import _run, _same, _state
 
@@ -61,7 +61,7 @@ def test_a_ddl_whose_reply_was_lost_is_found_run_and_undone(
         orchestration_schema=orch,
     )
     try:
-        with _session.session(settings) as opened:
+        with session.session(settings) as opened:
             dropping = _Dropping(opened.orchestrator.target, "ADD COLUMN added")
             opened.orchestrator.target = dropping
             result = opened.apply()

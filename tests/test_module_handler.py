@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from databases import table_names
-from lupo_migrate import _session, plan_directory
+from lupo_migrate import plan_directory
 from lupo_migrate.cli import _settings
+from lupo_migrate.session import session
 from test_apply import cli
 
 ACCOUNTS = "CREATE TABLE accounts (id INT PRIMARY KEY);\n"
@@ -91,7 +92,7 @@ def test_a_module_applies_through_the_journal_and_rolls_back_by_its_down(
     settings = _settings(
         directory=root, db=database_url, target_name=None, manifest=None, config=None, renames=()
     )
-    with _session.session(settings) as opened:
+    with session.session(settings) as opened:
         run = opened.history()[-1]
         journal = [
             e.statement

@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 import pytest
 
 from databases import fresh_database
-from lupo_migrate import _session, load_steps
-from lupo_migrate._metrics import (
+from lupo_migrate import load_steps
+from lupo_migrate.backends.memory import InMemoryStorage
+from lupo_migrate.cli import _settings
+from lupo_migrate.core.history_stats import (
     Counts,
     RunRecord,
     expected_seconds,
@@ -27,10 +29,9 @@ from lupo_migrate._metrics import (
     prometheus,
     snapshot,
 )
-from lupo_migrate.alerts import Alert, CallableSink, WebhookSink
-from lupo_migrate.backends.memory import InMemoryStorage
-from lupo_migrate.cli import _settings
 from lupo_migrate.observe import Event, Metrics, serve_prometheus
+from lupo_migrate.observe.alerts import Alert, CallableSink, WebhookSink
+from lupo_migrate.session import session as _session
 from test_runner import _parts as _parts  # the parts fixture
 from test_runner import orchestrator, write
 
@@ -346,7 +347,7 @@ def test_the_checklist_of_a_completed_and_of_a_rolled_back_run(tmp_path: Path) -
 def test_progress_prints_milestones_on_a_pipe_and_one_line_on_a_terminal(tmp_path: Path) -> None:
     import io
 
-    from lupo_migrate._progress import Progress
+    from lupo_migrate.observe.progress import Progress
 
     plain, live = io.StringIO(), io.StringIO()
     root = migrations(tmp_path / "m", 3)
@@ -479,7 +480,7 @@ def test_the_library_prints_nothing_even_when_a_run_fails(tmp_path: Path) -> Non
 
     root = migrations(tmp_path / "m", 2, fail_at=1)
     script = f"""
-from lupo_migrate import _session
+from lupo_migrate.session import session as _session
 from lupo_migrate.cli import _settings
 settings = _settings(directory={str(root)!r}, db="sqlite:///{tmp_path / "x.db"}",
                      target_name=None, manifest=None, config=None, renames=())

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lupo_migrate._model import Plan, Step, StepId
-from lupo_migrate._planner import _ranks, build_graph, descendants, plan, rollback_plan
+from lupo_migrate.core.model import Plan, Step, StepId
+from lupo_migrate.core.planner import _ranks, build_graph, descendants, plan, rollback_plan
 from lupo_migrate.errors import (
     DependencyCycleError,
     InvalidArgumentError,

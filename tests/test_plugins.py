@@ -1,4 +1,4 @@
-"""Tests for lupo_migrate._plugins: entry point discovery of handlers."""
+"""Tests for lupo_migrate.handlers.plugins: entry point discovery of handlers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 import attrs
 import pytest
 
-from lupo_migrate import _plugins
-from lupo_migrate._model import Step
-from lupo_migrate._plugins import load_entry_points
-from lupo_migrate._registry import HandlerRegistry
+from lupo_migrate.core.model import Step
 from lupo_migrate.errors import DuplicateHandlerError, HandlerProtocolError, RegistryError
+from lupo_migrate.handlers import plugins as _plugins
+from lupo_migrate.handlers.plugins import load_entry_points
+from lupo_migrate.handlers.registry import HandlerRegistry
 
 
 @attrs.define
@@ -222,14 +222,14 @@ def test_built_in_handlers_are_imported_only_when_used() -> None:
     import subprocess
     import sys
 
-    from lupo_migrate._plugins import BUILTINS
+    from lupo_migrate.handlers.plugins import BUILTINS
 
     for file_type, suffixes, module, name in BUILTINS:
         real = getattr(importlib.import_module(module), name)()
         assert (real.file_type, tuple(real.suffixes)) == (file_type, suffixes)
     script = (
         "import sys\n"
-        "from lupo_migrate._plugins import default_registry\n"
+        "from lupo_migrate.handlers.plugins import default_registry\n"
         "registry = default_registry(plugins=False)\n"
         "assert registry.for_path('V1__x.sql').file_type == 'doctrine'\n"
         "print(sorted(m for m in sys.modules if m.startswith('lupo_migrate.handlers.')))\n"

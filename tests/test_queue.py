@@ -15,13 +15,6 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate import _queue
-from lupo_migrate._config import Settings
-from lupo_migrate._files import load_steps
-from lupo_migrate._queue import Job, QueueEntry, QueueStatus
-from lupo_migrate._registry import HandlerRegistry
-from lupo_migrate._runner import Orchestrator
-from lupo_migrate._session import session
 from lupo_migrate.backends.memory import (
     InMemoryEphemeral,
     InMemoryFreeze,
@@ -29,7 +22,10 @@ from lupo_migrate.backends.memory import (
     InMemoryStorage,
     ManualClock,
 )
+from lupo_migrate.backends.sqlalchemy.storage import SqlAlchemyStorage
 from lupo_migrate.cli import main
+from lupo_migrate.core import queue as _queue
+from lupo_migrate.core.queue import Job, QueueEntry, QueueStatus
 from lupo_migrate.errors import (
     ConcurrentUpdateError,
     DecisionError,
@@ -38,7 +34,11 @@ from lupo_migrate.errors import (
     LockHeldError,
     UnknownTargetError,
 )
-from lupo_migrate.ext.sqlalchemy.storage import SqlAlchemyStorage
+from lupo_migrate.files.discover import load_steps
+from lupo_migrate.handlers.registry import HandlerRegistry
+from lupo_migrate.run.orchestrator import Orchestrator
+from lupo_migrate.session.config import Settings
+from lupo_migrate.session.session import session
 from lupo_migrate.testing import check_queue
 from test_runner import FakeTarget, LineHandler
 

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from databases import table_names
-from lupo_migrate._config import Settings
-from lupo_migrate._quick import DatabaseUrl, nothing_to_do, parse_url
 from lupo_migrate.cli import main
+from lupo_migrate.session.config import Settings
+from lupo_migrate.session.fast_path import DatabaseUrl, nothing_to_do, parse_url
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
@@ -25,7 +25,7 @@ QUICKSTART = ROOT / "examples" / "quickstart" / "migrations"
 
 def _as_sqlalchemy_reads(url: str) -> DatabaseUrl:
     """*url* as the full path reads it (``make_url``, the driver lupo_migrate installs)."""
-    from lupo_migrate.ext.sqlalchemy.target import usable_url
+    from lupo_migrate.backends.sqlalchemy.target import usable_url
 
     parsed = usable_url(url)
     family = {"mysql": "mysql", "postgresql": "postgresql", "sqlite": "sqlite"}[

@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from lupo_migrate._clock import shown
 from lupo_migrate.backends.memory import ManualClock
+from lupo_migrate.backends.sqlalchemy import SqlAlchemyStorage
+from lupo_migrate.backends.sqlalchemy.readonly import ReadOnlyFreeze, read_only_event_name
+from lupo_migrate.core.clock import shown
 from lupo_migrate.errors import ConfigurationError, InvalidArgumentError, LockHeldError
-from lupo_migrate.ext.sqlalchemy import SqlAlchemyStorage
-from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze, read_only_event_name
 from lupo_migrate.testing import check_freeze
 
 #: MySQL's error for a statement read_only forbids (ER_OPTION_PREVENTS_STATEMENT).
@@ -155,7 +155,7 @@ class TestReadOnlyFreeze:
         script = (
             "import os, signal, sqlalchemy as sa\n"
             "from datetime import timedelta\n"
-            "from lupo_migrate.ext.sqlalchemy.readonly import ReadOnlyFreeze\n"
+            "from lupo_migrate.backends.sqlalchemy.readonly import ReadOnlyFreeze\n"
             "url = sa.make_url(os.environ['LUPO_TEST_URL'])\n"
             "gate = ReadOnlyFreeze(sa.create_engine(url), 'killed')\n"
             "gate.freeze('doomed', ttl=timedelta(seconds=2))\n"
@@ -328,7 +328,7 @@ def test_a_run_with_freeze_read_only_holds_the_application_back_and_thaws_after(
     (migrations / "V2__b.sql").write_text("CREATE TABLE b (id INT);\n")
     seen: list[int | None] = []
     monkeypatch.setenv("LUPO_MIGRATE_FREEZE", "read_only")
-    from lupo_migrate import _stepping
+    from lupo_migrate.run import step as _stepping
 
     original = _stepping.apply_step
 

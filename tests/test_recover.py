@@ -263,7 +263,7 @@ def test_a_run_lock_held_without_heartbeats_is_reported_hung_by_every_command(
     from datetime import UTC, datetime, timedelta
 
     from lupo_migrate.backends.memory import ManualClock
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock
+    from lupo_migrate.backends.sqlalchemy import SqlAlchemyLock
 
     _, args, orch = _prepare(mariadb_url, tmp_path, {"V1__a.sql": "CREATE TABLE a (id INT);\n"})
     engine = sa.create_engine(mariadb_url)
@@ -337,8 +337,8 @@ def test_a_statement_still_running_is_named_and_holds_off_new_steps(mariadb_url:
     """While another session holds the statement lock (a dead run's statement still runs):
     waiting gives up naming that session, its statement and how long it has run, and no
     step session starts; once it ends, both go on."""
+    from lupo_migrate.backends.sqlalchemy.target import SqlAlchemyTarget, make_engine
     from lupo_migrate.errors import StillRunningError
-    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
 
     engine = make_engine(mariadb_url)
     target = SqlAlchemyTarget(engine, statement_lock="lupo_test:statements")
@@ -378,9 +378,9 @@ def test_an_embedded_orchestrator_names_the_statement_lock_after_its_run_lock(
     steps run, so recover can wait for a dead run's statement. One given is kept."""
     from lupo_migrate import HandlerRegistry, Orchestrator
     from lupo_migrate.backends.memory import InMemoryFreeze, SystemClock
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
-    from lupo_migrate.ext.sqlalchemy.lock import mysql_lock_name
-    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget, make_engine
+    from lupo_migrate.backends.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
+    from lupo_migrate.backends.sqlalchemy.lock import mysql_lock_name
+    from lupo_migrate.backends.sqlalchemy.target import SqlAlchemyTarget, make_engine
     from lupo_migrate.handlers import DoctrineHandler
 
     engine = make_engine(mariadb_url)

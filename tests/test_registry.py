@@ -1,4 +1,4 @@
-"""Tests for lupo_migrate._registry.HandlerRegistry."""
+"""Tests for lupo_migrate.handlers.registry.HandlerRegistry."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from lupo_migrate._model import Step
-from lupo_migrate._registry import DuplicateSuffixError, HandlerRegistry
+from lupo_migrate.core.model import Step
 from lupo_migrate.errors import (
     DuplicateHandlerError,
     HandlerProtocolError,
@@ -18,6 +17,7 @@ from lupo_migrate.errors import (
     NoHandlerError,
     RegistryError,
 )
+from lupo_migrate.handlers.registry import DuplicateSuffixError, HandlerRegistry
 from lupo_migrate.typing import Handler
 
 

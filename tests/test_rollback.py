@@ -6,8 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from lupo_migrate._model import Classification, Failure, FailureKind, Finding, Severity
-from lupo_migrate._rollback import (
+from lupo_migrate.core.classifier import (
     DEFAULT_WINDOWS,
     RULES,
     Scope,
@@ -15,6 +14,7 @@ from lupo_migrate._rollback import (
     classify_finding,
     most_drastic,
 )
+from lupo_migrate.core.model import Classification, Failure, FailureKind, Finding, Severity
 from lupo_migrate.errors import InvalidArgumentError
 
 A, B, C, D = Classification.A, Classification.B, Classification.C, Classification.D

@@ -61,7 +61,7 @@ def _definition(url: str, table: str) -> str:
     if url.startswith("sqlite"):
         return str(_sql(url, f"SELECT sql FROM sqlite_master WHERE name = '{table}'")[0][0])
     if url.startswith("postgresql"):
-        from lupo_migrate.ext.sqlalchemy import read_fingerprint
+        from lupo_migrate.backends.sqlalchemy import read_fingerprint
 
         engine = sa.create_engine(url)
         with engine.connect() as conn:
@@ -490,7 +490,7 @@ def test_an_embedded_targets_backups_never_land_among_the_applications_tables(
 ) -> None:
     """Case 10: ``SqlAlchemyTarget(engine)`` with no backup schema keeps its copies beside
     the orchestration tables, not in the application's schema."""
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
+    from lupo_migrate.backends.sqlalchemy import SqlAlchemyTarget
 
     with fresh_database(kind, tmp_path) as url:
         _sql(url, *ORDERS)
@@ -529,7 +529,7 @@ def test_an_embedded_targets_backups_never_land_among_the_applications_tables(
 def test_a_columns_literal_default_is_told_from_an_expression(
     default: str | None, literal: str | None
 ) -> None:
-    from lupo_migrate.ext.sqlalchemy._added import literal_default
+    from lupo_migrate.backends.sqlalchemy._added import literal_default
 
     assert literal_default(default) == literal
 
@@ -595,7 +595,7 @@ def test_the_rollback_material_is_never_left_empty_by_a_process_that_dies_saving
 
 
 def _save_dying(database_url: str) -> None:
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyTarget
+    from lupo_migrate.backends.sqlalchemy import SqlAlchemyTarget
 
     _sql(database_url, *ORDERS)
     engine = sa.create_engine(database_url)

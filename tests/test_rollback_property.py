@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from databases import fresh_database
 from lupo_migrate import Fingerprint, TableData, diff
+from lupo_migrate.backends.sqlalchemy import read_fingerprint, table_data
 from lupo_migrate.cli import main
-from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
 
 RUN_FAILED = 11
 EXAMPLES = 100 if os.environ.get("CI") else 25

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from conftest import needs_corpus
 from lupo_migrate import Fingerprint, TableData, diff
+from lupo_migrate.backends.sqlalchemy import read_fingerprint, table_data
 from lupo_migrate.cli import main
-from lupo_migrate.ext.sqlalchemy import read_fingerprint, table_data
 from test_apply import CLEAN_CORPUS, LIVEHELP, _load_baseline, corpus_dir
 
 pytestmark = pytest.mark.mariadb

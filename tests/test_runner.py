@@ -12,10 +12,6 @@ from typing import Any
 import attrs
 import pytest
 
-from lupo_migrate._files import load_steps
-from lupo_migrate._model import Classification, Outcome, Phase, Run, Step
-from lupo_migrate._registry import HandlerRegistry
-from lupo_migrate._runner import Orchestrator
 from lupo_migrate.backends.memory import (
     InMemoryFreeze,
     InMemoryLock,
@@ -23,7 +19,11 @@ from lupo_migrate.backends.memory import (
     InMemoryStorage,
     ManualClock,
 )
+from lupo_migrate.core.model import Classification, Outcome, Phase, Run, Step
 from lupo_migrate.errors import LockHeldError, MigrationFileError, StepError, TargetBlockedError
+from lupo_migrate.files.discover import load_steps
+from lupo_migrate.handlers.registry import HandlerRegistry
+from lupo_migrate.run.orchestrator import Orchestrator
 from lupo_migrate.typing import StepContext
 
 
@@ -257,10 +257,10 @@ def test_a_working_run_beats_its_lock_and_stops_when_the_lock_is_gone(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Heartbeats while it works; a lost lock raises before the next statement runs."""
-    from lupo_migrate import _keepalive
     from lupo_migrate.errors import LockError
+    from lupo_migrate.run import keepalive
 
-    monkeypatch.setattr(_keepalive, "HEARTBEAT", -1.0)  # beat between every two events
+    monkeypatch.setattr(keepalive, "HEARTBEAT", -1.0)  # beat between every two events
     steps = write(parts["root"], THREE)
     beats: list[int] = []
     lock = InMemoryLock("t", parts["clock"], table=parts["table"])
@@ -314,7 +314,7 @@ def test_a_file_read_again_is_read_anew_once_it_changed(tmp_path: Path) -> None:
     """A run reads its files more than once; a text read before is used again only while the
     file is the same (inode, size, modification time): an edit of the same size, a file
     replaced by another (an atomic write) and a longer text are all read anew."""
-    from lupo_migrate._runtime import _read_under
+    from lupo_migrate.run.shared import _read_under
 
     step = Step(id="a", path="a.sql")
     path = tmp_path / "a.sql"

@@ -12,7 +12,7 @@ import pytest
 
 from clirun import run
 from lupo_migrate import errors
-from lupo_migrate._runner import default_operator
+from lupo_migrate.run.wiring import default_operator
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "migrations"
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lupo_migrate._clock import shown
-from lupo_migrate._model import FreezeInfo
-from lupo_migrate._quick import sibling_store
 from lupo_migrate.backends.memory import ManualClock
+from lupo_migrate.backends.sqlalchemy import SqlAlchemyFreeze, SqlAlchemyStorage, guard
 from lupo_migrate.cli import main
+from lupo_migrate.core.clock import shown
+from lupo_migrate.core.model import FreezeInfo
+from lupo_migrate.core.placement import sibling_store
 from lupo_migrate.errors import LockHeldError, WritesFrozenError
-from lupo_migrate.ext.sqlalchemy import SqlAlchemyFreeze, SqlAlchemyStorage, guard
 from lupo_migrate.testing import check_freeze
 
 
@@ -94,7 +94,7 @@ class TestGuard:
         script = (
             "import os, signal, sqlalchemy as sa\n"
             "from datetime import timedelta\n"
-            "from lupo_migrate.ext.sqlalchemy import SqlAlchemyFreeze\n"
+            "from lupo_migrate.backends.sqlalchemy import SqlAlchemyFreeze\n"
             f"gate = SqlAlchemyFreeze(sa.create_engine({database_url!r}), 'killed')\n"
             "gate.freeze('doomed', ttl=timedelta(seconds=2))\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n"

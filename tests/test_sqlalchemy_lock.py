@@ -15,15 +15,15 @@ import sqlalchemy as sa
 
 from databases import database_params, fresh_database
 from lupo_migrate.backends import ManualClock
-from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
-from lupo_migrate.ext.sqlalchemy import (
+from lupo_migrate.backends.sqlalchemy import (
     SqlAlchemyLock,
     SqlAlchemyStorage,
     mysql_lock_name,
     postgresql_lock_key,
 )
-from lupo_migrate.ext.sqlalchemy._tables import ensure_state_row
-from lupo_migrate.ext.sqlalchemy.lock import HOLDER_GRACE
+from lupo_migrate.backends.sqlalchemy._tables import ensure_state_row
+from lupo_migrate.backends.sqlalchemy.lock import HOLDER_GRACE
+from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -215,7 +215,7 @@ def test_held_error_from_another_process_names_the_holder(
     lock.holder()  # create the tables before the child races for them
     script = (
         "import sys, sqlalchemy as sa\n"
-        "from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock\n"
+        "from lupo_migrate.backends.sqlalchemy import SqlAlchemyLock\n"
         "lock = SqlAlchemyLock(sa.create_engine(sys.argv[1]), 'main')\n"
         "with lock.acquire('child@host:7'):\n"
         "    print('held', flush=True)\n"
@@ -317,7 +317,7 @@ def test_a_sqlite_lease_whose_process_died_is_free_at_once(tmp_path: Path) -> No
     lock.holder()  # the tables, before the child
     script = (
         "import os, sys, sqlalchemy as sa\n"
-        "from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock\n"
+        "from lupo_migrate.backends.sqlalchemy import SqlAlchemyLock\n"
         "lock = SqlAlchemyLock(sa.create_engine(sys.argv[1]), 'main')\n"
         "with lock.acquire('doomed'):\n"
         "    os.kill(os.getpid(), 9)\n"

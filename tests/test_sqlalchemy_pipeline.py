@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from lupo_migrate.backends.sqlalchemy import _pipeline
+from lupo_migrate.backends.sqlalchemy.target import make_engine
 from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy import _pipeline
-from lupo_migrate.ext.sqlalchemy.target import make_engine
 
 
 @pytest.fixture(name="connection")
@@ -145,8 +145,8 @@ def test_discard_since_a_tag_keeps_what_came_before(connection: sa.Connection) -
 def test_a_stale_run_version_stops_the_next_statement(mariadb_url: str) -> None:
     """save_run on a bound MariaDB connection holds its compare-and-set back; with a stale
     version, the statement it travels with is refused by the server."""
-    from lupo_migrate._model import Run
-    from lupo_migrate.ext.sqlalchemy import SqlAlchemyStorage
+    from lupo_migrate.backends.sqlalchemy import SqlAlchemyStorage
+    from lupo_migrate.core.model import Run
 
     engine = make_engine(mariadb_url)
     storage = SqlAlchemyStorage(engine)

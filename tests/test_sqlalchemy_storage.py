@@ -9,16 +9,16 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 
-from lupo_migrate._model import AppliedStep, Classification, Finding, Phase, Run, Severity, Step
 from lupo_migrate.backends import ManualClock
-from lupo_migrate.errors import StorageError
-from lupo_migrate.ext.sqlalchemy import (
+from lupo_migrate.backends.sqlalchemy import (
     SCHEMA_VERSION,
     RollbackDecision,
     SqlAlchemyStorage,
     make_tables,
 )
-from lupo_migrate.ext.sqlalchemy._codec import run_from_json, run_to_json, steps_to_json
+from lupo_migrate.backends.sqlalchemy._codec import run_from_json, run_to_json, steps_to_json
+from lupo_migrate.core.model import AppliedStep, Classification, Finding, Phase, Run, Severity, Step
+from lupo_migrate.errors import StorageError
 from lupo_migrate.testing import check_storage, st_runs
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)

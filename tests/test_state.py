@@ -19,7 +19,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from lupo_migrate._model import (
+from lupo_migrate.core.model import (
     WORKING_PHASES,
     Classification,
     Failure,
@@ -33,7 +33,7 @@ from lupo_migrate._model import (
     Stage,
     Step,
 )
-from lupo_migrate._state import (
+from lupo_migrate.core.state import (
     EVENT_TYPES,
     TABLE,
     AlertLevel,

@@ -79,7 +79,7 @@ def test_a_run_is_stopped_at_the_step_that_goes_over_the_budget(
 
 
 def test_the_lupopedia_example_sets_its_budget() -> None:
-    from lupo_migrate._config import load_settings
+    from lupo_migrate.session.config import load_settings
 
     example = Path(__file__).resolve().parents[1] / "examples" / "lupopedia.toml"
     settings = load_settings(config=example, environ={})
@@ -96,7 +96,7 @@ def test_the_catalog_is_counted_once_while_the_tables_stay_within_the_budget(
     """Twelve steps each creating a table, budget 13 with one table there: counted once (at
     the first step that creates one), then bounded by what the steps create; a step whose
     table would go over is counted again, and stopped on the real count."""
-    from lupo_migrate.ext.sqlalchemy.target import SqlAlchemyTarget
+    from lupo_migrate.backends.sqlalchemy.target import SqlAlchemyTarget
 
     counted: list[int] = []
     real = SqlAlchemyTarget.core_table_count

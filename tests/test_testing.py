@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate._model import AppliedStep, Finding, FreezeInfo, LockInfo, Run, Step
 from lupo_migrate.backends import (
     InMemoryFreeze,
     InMemoryLock,
@@ -26,6 +25,7 @@ from lupo_migrate.backends import (
     InMemoryStorage,
     ManualClock,
 )
+from lupo_migrate.core.model import AppliedStep, Finding, FreezeInfo, LockInfo, Run, Step
 from lupo_migrate.errors import LockError, StorageError
 from lupo_migrate.testing import (
     check_freeze,

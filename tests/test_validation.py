@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from lupo_migrate._model import (
+from lupo_migrate.core.model import (
     AppliedStep,
     Finding,
     Plan,
@@ -16,7 +16,7 @@ from lupo_migrate._model import (
     Step,
     ValidationContext,
 )
-from lupo_migrate._validation import (
+from lupo_migrate.core.validation import (
     all_of,
     checksums_unchanged,
     dependencies_applied,

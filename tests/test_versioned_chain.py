@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from databases import table_names
-from lupo_migrate import _entry, descendants, errors
-from lupo_migrate._files import load_steps
-from lupo_migrate.cli import main
+from lupo_migrate import descendants, errors
+from lupo_migrate.cli import entry, main
+from lupo_migrate.files.discover import load_steps
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -325,7 +325,7 @@ class TestTargetLooksLikeAVersion:
         assert "target 5: 3 applied" in out
         monkeypatch.delenv("LUPO_MIGRATE_TARGET")
         # on the command line it is refused, even where the quick path could answer
-        assert _entry.main(["apply", str(root), "--db", url, "--target", "5"]) == 2
+        assert entry.main(["apply", str(root), "--db", url, "--target", "5"]) == 2
         assert "looks like a version" in capsys.readouterr().err
         other = f"sqlite:///{tmp_path}/y.db"
         code, out, err = run(capsys, "apply", str(root), "--db", other, "--target", "staging")

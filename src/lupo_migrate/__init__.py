@@ -1,8 +1,8 @@
 """lupo_migrate: safe, observable and recoverable database schema migrations.
 
 The public API is re-exported here; implementation lives in underscore modules. Public
-submodules are extension points: :mod:`lupo_migrate.errors` (the exception tree),
-:mod:`lupo_migrate.typing` (protocols), :mod:`lupo_migrate.state` (the transition function
+submodules are extension points: :mod:`lupo_migrate.core.errors` (the exception tree),
+:mod:`lupo_migrate.core.ports` (protocols), :mod:`lupo_migrate.state` (the transition function
 with its events and effects, for property tests), :mod:`lupo_migrate.validators`,
 :mod:`lupo_migrate.backends` and :mod:`lupo_migrate.testing` (contract checks).
 """
@@ -13,11 +13,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lupo_migrate._api import CheckReport, PlanReport, check_directory, plan_directory
-    from lupo_migrate._decisions import DecisionRecord
-    from lupo_migrate._files import Discovery, discover, load_steps
-    from lupo_migrate._fingerprint import Difference, Fingerprint, TableData, diff
-    from lupo_migrate._model import (
+    from lupo_migrate.core.classifier import DEFAULT_WINDOWS, RollbackDecision, Scope, classify
+    from lupo_migrate.core.decisions import DecisionRecord
+    from lupo_migrate.core.errors import LupoMigrateError
+    from lupo_migrate.core.fingerprint import Difference, Fingerprint, TableData, diff
+    from lupo_migrate.core.model import (
         AppliedStep,
         Classification,
         Failure,
@@ -35,14 +35,14 @@ if TYPE_CHECKING:
         Step,
         ValidationContext,
     )
-    from lupo_migrate._planner import build_graph, descendants, plan, rollback_plan
-    from lupo_migrate._plugins import load_entry_points
-    from lupo_migrate._registry import HandlerRegistry
-    from lupo_migrate._rollback import DEFAULT_WINDOWS, RollbackDecision, Scope, classify
-    from lupo_migrate._runner import Orchestrator, RunResult
-    from lupo_migrate._state import transition
-    from lupo_migrate._undo_plan import RollbackPreview, RowConflict, StepUndo
-    from lupo_migrate.errors import LupoMigrateError
+    from lupo_migrate.core.planner import build_graph, descendants, plan, rollback_plan
+    from lupo_migrate.core.state import transition
+    from lupo_migrate.core.undo_plan import RollbackPreview, RowConflict, StepUndo
+    from lupo_migrate.files.discover import Discovery, discover, load_steps
+    from lupo_migrate.handlers.plugins import load_entry_points
+    from lupo_migrate.handlers.registry import HandlerRegistry
+    from lupo_migrate.run.orchestrator import Orchestrator, RunResult
+    from lupo_migrate.session.api import CheckReport, PlanReport, check_directory, plan_directory
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -95,51 +95,51 @@ __all__ = [
 # Where each public name lives. Resolved on first use (PEP 562), so that ``import lupo_migrate``
 # and the command line's start-up do not pay for networkx or jsonschema until they are needed.
 _HOMES: dict[str, str] = {
-    "AppliedStep": "lupo_migrate._model",
-    "CheckReport": "lupo_migrate._api",
-    "Classification": "lupo_migrate._model",
-    "DecisionRecord": "lupo_migrate._decisions",
-    "Orchestrator": "lupo_migrate._runner",
-    "RunResult": "lupo_migrate._runner",
-    "DEFAULT_WINDOWS": "lupo_migrate._rollback",
-    "Difference": "lupo_migrate._fingerprint",
-    "Fingerprint": "lupo_migrate._fingerprint",
-    "TableData": "lupo_migrate._fingerprint",
-    "diff": "lupo_migrate._fingerprint",
-    "Discovery": "lupo_migrate._files",
-    "Failure": "lupo_migrate._model",
-    "FailureKind": "lupo_migrate._model",
-    "Finding": "lupo_migrate._model",
-    "FreezeInfo": "lupo_migrate._model",
-    "HandlerRegistry": "lupo_migrate._registry",
-    "JournalEntry": "lupo_migrate._model",
-    "LockInfo": "lupo_migrate._model",
-    "LupoMigrateError": "lupo_migrate.errors",
-    "Outcome": "lupo_migrate._model",
-    "Phase": "lupo_migrate._model",
-    "Plan": "lupo_migrate._model",
-    "PlanReport": "lupo_migrate._api",
-    "RollbackDecision": "lupo_migrate._rollback",
-    "RollbackPreview": "lupo_migrate._undo_plan",
-    "RowConflict": "lupo_migrate._undo_plan",
-    "StepUndo": "lupo_migrate._undo_plan",
-    "Run": "lupo_migrate._model",
-    "Scope": "lupo_migrate._rollback",
-    "Severity": "lupo_migrate._model",
-    "Stage": "lupo_migrate._model",
-    "Step": "lupo_migrate._model",
-    "ValidationContext": "lupo_migrate._model",
-    "build_graph": "lupo_migrate._planner",
-    "check_directory": "lupo_migrate._api",
-    "classify": "lupo_migrate._rollback",
-    "descendants": "lupo_migrate._planner",
-    "discover": "lupo_migrate._files",
-    "load_entry_points": "lupo_migrate._plugins",
-    "load_steps": "lupo_migrate._files",
-    "plan": "lupo_migrate._planner",
-    "plan_directory": "lupo_migrate._api",
-    "rollback_plan": "lupo_migrate._planner",
-    "transition": "lupo_migrate._state",
+    "AppliedStep": "lupo_migrate.core.model",
+    "CheckReport": "lupo_migrate.session.api",
+    "Classification": "lupo_migrate.core.model",
+    "DecisionRecord": "lupo_migrate.core.decisions",
+    "Orchestrator": "lupo_migrate.run.orchestrator",
+    "RunResult": "lupo_migrate.run.orchestrator",
+    "DEFAULT_WINDOWS": "lupo_migrate.core.classifier",
+    "Difference": "lupo_migrate.core.fingerprint",
+    "Fingerprint": "lupo_migrate.core.fingerprint",
+    "TableData": "lupo_migrate.core.fingerprint",
+    "diff": "lupo_migrate.core.fingerprint",
+    "Discovery": "lupo_migrate.files.discover",
+    "Failure": "lupo_migrate.core.model",
+    "FailureKind": "lupo_migrate.core.model",
+    "Finding": "lupo_migrate.core.model",
+    "FreezeInfo": "lupo_migrate.core.model",
+    "HandlerRegistry": "lupo_migrate.handlers.registry",
+    "JournalEntry": "lupo_migrate.core.model",
+    "LockInfo": "lupo_migrate.core.model",
+    "LupoMigrateError": "lupo_migrate.core.errors",
+    "Outcome": "lupo_migrate.core.model",
+    "Phase": "lupo_migrate.core.model",
+    "Plan": "lupo_migrate.core.model",
+    "PlanReport": "lupo_migrate.session.api",
+    "RollbackDecision": "lupo_migrate.core.classifier",
+    "RollbackPreview": "lupo_migrate.core.undo_plan",
+    "RowConflict": "lupo_migrate.core.undo_plan",
+    "StepUndo": "lupo_migrate.core.undo_plan",
+    "Run": "lupo_migrate.core.model",
+    "Scope": "lupo_migrate.core.classifier",
+    "Severity": "lupo_migrate.core.model",
+    "Stage": "lupo_migrate.core.model",
+    "Step": "lupo_migrate.core.model",
+    "ValidationContext": "lupo_migrate.core.model",
+    "build_graph": "lupo_migrate.core.planner",
+    "check_directory": "lupo_migrate.session.api",
+    "classify": "lupo_migrate.core.classifier",
+    "descendants": "lupo_migrate.core.planner",
+    "discover": "lupo_migrate.files.discover",
+    "load_entry_points": "lupo_migrate.handlers.plugins",
+    "load_steps": "lupo_migrate.files.discover",
+    "plan": "lupo_migrate.core.planner",
+    "plan_directory": "lupo_migrate.session.api",
+    "rollback_plan": "lupo_migrate.core.planner",
+    "transition": "lupo_migrate.core.state",
 }
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lupo_migrate._entry import run
+from lupo_migrate.cli.entry import run
 
 run()

@@ -6,7 +6,7 @@ effects to carry out. See ``docs/state-diagram.md`` for the table drawn as a dia
 
 from __future__ import annotations
 
-from lupo_migrate._state import (
+from lupo_migrate.core.state import (
     EFFECT_TYPES,
     EVENT_TYPES,
     TABLE,

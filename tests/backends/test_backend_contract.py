@@ -25,7 +25,7 @@ from lupo_migrate.backends import (
     InMemoryStorage,
     ManualClock,
 )
-from lupo_migrate.ext.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
+from lupo_migrate.backends.sqlalchemy import SqlAlchemyLock, SqlAlchemyStorage
 from lupo_migrate.testing import check_freeze, check_lock, check_storage
 from lupo_migrate.typing import Freeze, Lock, Storage
 

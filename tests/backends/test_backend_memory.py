@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate._model import Run
 from lupo_migrate.backends import (
     FreezeOverride,
     InMemoryFreeze,
@@ -20,6 +19,7 @@ from lupo_migrate.backends import (
     ManualClock,
     SystemClock,
 )
+from lupo_migrate.core.model import Run
 from lupo_migrate.errors import (
     ConcurrentUpdateError,
     InvalidArgumentError,

@@ -30,13 +30,13 @@ from lupo_example_plugin import (
 
 from lupo_migrate import HandlerRegistry, Orchestrator, Step, load_entry_points, load_steps
 from lupo_migrate.backends import InMemoryFreeze, SystemClock
-from lupo_migrate.errors import StepError
-from lupo_migrate.ext.sqlalchemy import (
+from lupo_migrate.backends.sqlalchemy import (
     SqlAlchemyLock,
     SqlAlchemyStorage,
     SqlAlchemyTarget,
     make_engine,
 )
+from lupo_migrate.errors import StepError
 from lupo_migrate.handlers import DoctrineHandler
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"

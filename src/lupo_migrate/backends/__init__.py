@@ -1,7 +1,7 @@
 """Backends: where runs persist, the run lock, the write freeze and clocks.
 
 The in-memory implementations here are complete reference implementations of the protocols in
-:mod:`lupo_migrate.typing`; SQLAlchemy ones live in :mod:`lupo_migrate.ext.sqlalchemy`.
+:mod:`lupo_migrate.core.ports`; SQLAlchemy ones live in :mod:`lupo_migrate.backends.sqlalchemy`.
 """
 
 from __future__ import annotations

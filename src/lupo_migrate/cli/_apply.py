@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import click
 
-from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
     _db_options,
@@ -23,9 +22,10 @@ from lupo_migrate.cli._common import (
     _settings,
     cli,
 )
+from lupo_migrate.core import errors
 
 if TYPE_CHECKING:
-    from lupo_migrate._runner import Orchestrator
+    from lupo_migrate.run.orchestrator import Orchestrator
 
 
 @cli.command("apply", epilog=_EPILOG)
@@ -113,7 +113,7 @@ def apply_command(
     the table budget, applies each step statement by statement (journalled), and on any
     failure rolls the run back. A second apply with nothing new does nothing and says so.
     """
-    from lupo_migrate import _quick
+    from lupo_migrate.session import fast_path
 
     settings = _settings(
         table_budget=table_budget,
@@ -127,7 +127,7 @@ def apply_command(
         settings = attrs.evolve(settings, drift="warn")
     read = None
     if not dry_run:
-        read = _quick.read_steps(settings)
+        read = fast_path.read_steps(settings)
         if read is not None and not read[1]:  # nothing to apply: no database is touched
             click.echo(
                 f"warning: no migration files in {settings.migrations}; nothing applied, and"
@@ -136,15 +136,15 @@ def apply_command(
             )
             return
         # (not asked again when the entry point asked a moment ago and was told no)
-        skip = _quick.declined() or upto is not None
-        count = None if skip else _quick.nothing_to_do(settings, read)
+        skip = fast_path.declined() or upto is not None
+        count = None if skip else fast_path.nothing_to_do(settings, read)
         if count is not None:  # a re-run's answer, without loading SQLAlchemy
             click.echo(f"nothing to do: all {count} migration(s) already applied")
             return
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
     if dry_run:
-        shown, linted = _session.dry_run_report(settings, upto=upto)
+        shown, linted = session.dry_run_report(settings, upto=upto)
         _print_findings(linted, err=True)  # what apply would warn of, or refuse
         if not shown:
             click.echo("-- nothing to do: every migration is applied already")
@@ -157,7 +157,7 @@ def apply_command(
         return
     registry, steps = read if read is not None else (None, None)
     with (
-        _session.session(settings, registry=registry, steps=steps) as opened,
+        session.session(settings, registry=registry, steps=steps) as opened,
         contextlib.ExitStack() as stack,
     ):
         opened.orchestrator.observers = _observers(progress, metrics_port, stack)
@@ -252,9 +252,9 @@ def _stop_on_signals(orchestrator: Orchestrator) -> Iterator[list[int]]:
 @click.option("--operator", default=None, help="Who accepts (recorded); default: $USER.")
 def verify_command(accept_id: str | None, operator: str | None, **opts: Any) -> None:
     """Check that applied files are unchanged; with --accept, record an edit as accepted."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         if accept_id is not None:
             who = _operator(operator)
             entry = opened.accept(accept_id, operator=who)
@@ -272,8 +272,8 @@ def verify_command(accept_id: str | None, operator: str | None, **opts: Any) -> 
 @click.option("--upto", metavar="ID", required=True, help="The last step already in the database.")
 def baseline_command(upto: str, **opts: Any) -> None:
     """Mark an existing database as being at step ID: record ID and what it needs as applied."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         entries = opened.baseline(upto)
         click.echo(f"baseline: {len(entries)} step(s) recorded as applied, up to {upto}")

@@ -13,8 +13,8 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from lupo_migrate import errors
-from lupo_migrate._model import Finding
+from lupo_migrate.core import errors
+from lupo_migrate.core.model import Finding
 
 #: Exit codes by error category; 0 is success, 1 any other lupo_migrate error.
 EXIT_CODES: Final = {
@@ -70,7 +70,7 @@ def _directory(directory: Path | None) -> Path:
     """DIRECTORY, else the settings' migrations directory (lupo.toml, LUPO_MIGRATE_DIR)."""
     if directory is not None:
         return directory
-    from lupo_migrate._config import load_settings
+    from lupo_migrate.session.config import load_settings
 
     found = load_settings().migrations
     if found is None:
@@ -170,7 +170,7 @@ def _settings(
     orchestration_schema: str | None = None,
     **more: Any,
 ) -> Any:
-    from lupo_migrate._config import from_options
+    from lupo_migrate.session.config import from_options
 
     if target_name is not None:
         _refuse_version_target(target_name)
@@ -214,7 +214,7 @@ def _progress_setting() -> str:
 
 def _observers(progress: str, metrics_port: int | None, stack: contextlib.ExitStack) -> list[Any]:
     """The command line's observers of a run: progress on stderr, metrics served."""
-    from lupo_migrate._progress import Progress
+    from lupo_migrate.observe.progress import Progress
 
     observers: list[Any] = []
     live = sys.stderr.isatty() if progress == "auto" else progress == "live"
@@ -234,7 +234,7 @@ _SCOPES: Final = {"run": None, "B": "B", "C": "C", "D": "D"}
 
 
 def _scope(value: str) -> Any:
-    from lupo_migrate._model import Classification
+    from lupo_migrate.core.model import Classification
 
     code = _SCOPES[value]
     return None if code is None else Classification(code)
@@ -242,7 +242,7 @@ def _scope(value: str) -> Any:
 
 def _operator(operator: str | None) -> str:
     """*operator*, or who runs the command (the OS user; ``unknown`` where it has none)."""
-    from lupo_migrate._runner import default_operator
+    from lupo_migrate.run.wiring import default_operator
 
     return operator or default_operator()
 
@@ -260,7 +260,7 @@ _SCOPE = click.option(
 
 
 def _when(stamp: int) -> str:
-    from lupo_migrate._clock import shown
+    from lupo_migrate.core.clock import shown
 
     return shown(stamp)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from lupo_migrate import errors
 from lupo_migrate.cli._common import _EPILOG, _dir_options, _directory, _print_findings, cli
+from lupo_migrate.core import errors
 
 
 @cli.command("plan", epilog=_EPILOG)
@@ -25,11 +25,11 @@ def plan_command(directory: Path | None, manifest: Path | None, upto: str | None
     (V2 before V10), then ids. A generation is a group of steps whose dependencies all lie in
     earlier generations (they could run in parallel).
     """
-    from lupo_migrate import _api  # networkx: loaded only by the commands that plan
-    from lupo_migrate._plugins import default_registry
+    from lupo_migrate.handlers.plugins import default_registry
+    from lupo_migrate.session import api  # networkx: loaded only by the commands that plan
 
     directory = _directory(directory)
-    report = _api.plan_directory(
+    report = api.plan_directory(
         directory, manifest=manifest, upto=upto, registry=default_registry()
     )
     plan = report.plan
@@ -91,13 +91,13 @@ def check_command(
     example an unquoted `target: @everyone`) are listed as "not strict YAML"; with --strict
     they fail the check.
     """
-    from lupo_migrate import _api
-    from lupo_migrate._config import load_settings
-    from lupo_migrate._plugins import default_registry
+    from lupo_migrate.handlers.plugins import default_registry
+    from lupo_migrate.session import api
+    from lupo_migrate.session.config import load_settings
 
     directory = _directory(directory)
     settings = load_settings(files=files)  # --files, else lupo.toml or the environment
-    report = _api.check_directory(
+    report = api.check_directory(
         directory,
         manifest=manifest,
         registry=default_registry(),

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
     _OPERATOR,
@@ -25,6 +24,7 @@ from lupo_migrate.cli._common import (
     _when,
     cli,
 )
+from lupo_migrate.core import errors
 
 
 @cli.command("rollback", epilog=_EPILOG)
@@ -71,9 +71,9 @@ def rollback_command(
     --conflicts says which side wins. --dry-run shows the plan first. On a terminal the plan
     is shown and confirmation asked (-y: not asked).
     """
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+    with session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
         if dry_run:
             preview = opened.orchestrator.preview_rollback(
                 run_id, opened.steps, scope=_scope(scope)
@@ -154,9 +154,9 @@ def _print_preview(preview: Any) -> None:
 @_OPERATOR
 def accept_command(run_id: str, scope: str, operator: str | None, **opts: Any) -> None:
     """Keep RUN's changes: its open decisions (or the one of --scope) become final now."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         who = _operator(operator)
         chosen = opened.orchestrator.accept(run_id, scope=_scope(scope), operator=who)
         for r in chosen:
@@ -180,9 +180,9 @@ def purge_command(ephemeral_only: bool, **opts: Any) -> None:
     """Make decisions whose window closed final, drop the backups nobody needs any more, and
     delete the expired rows of the ephemeral tables (sessions, cache, temp_data, job_queue,
     locks). Safe to run while runs work and while other purges run."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=not ephemeral_only) as opened:
+    with session.session(_settings(**opts), files=not ephemeral_only) as opened:
         if not ephemeral_only:
             purged = opened.orchestrator.purge()
             for run_id, tables in purged:
@@ -222,10 +222,10 @@ def recover_command(
     are not run again. The dead run's write freeze is lifted. A statement the dead run left
     running on the server (MySQL/MariaDB) is waited for first (--wait).
     """
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
     settings = _settings(statement_wait=statement_wait, **opts)
-    with _session.session(settings) as opened, contextlib.ExitStack() as stack:
+    with session.session(settings) as opened, contextlib.ExitStack() as stack:
         opened.orchestrator.observers = _observers(_progress_setting(), None, stack)
         dead = opened.orchestrator.crashed()
         rolling = dead is not None and dead.phase.value == "rolling_back"
@@ -253,9 +253,9 @@ def recover_command(
 def thaw_command(emergency: bool, reason: str, operator: str | None, **opts: Any) -> None:
     """Lift the write freeze at once, whoever holds it (a run's host is gone and its lease has
     not run out yet). The override is recorded with who and why."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         who = _operator(operator)
         lifted = opened.orchestrator.freeze.emergency_thaw(who, reason)
         if lifted is None:
@@ -272,9 +272,9 @@ def thaw_command(emergency: bool, reason: str, operator: str | None, **opts: Any
 @_OPERATOR
 def resolve_command(note: str, operator: str | None, **opts: Any) -> None:
     """Clear the block a failed rollback left, once the target was fixed by hand."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         run = opened.orchestrator.resolve(operator=_operator(operator), note=note)
         click.echo(f"run {run.id}: resolved; the target accepts runs again")
 
@@ -303,11 +303,11 @@ def dashboard_command(port: int, **opts: Any) -> None:
     import contextlib
     import threading
 
-    from lupo_migrate import _session
     from lupo_migrate.dashboard import Dashboard
+    from lupo_migrate.session import session
 
     with (
-        _session.session(_settings(**opts), files=False) as opened,
+        session.session(_settings(**opts), files=False) as opened,
         Dashboard(opened.orchestrator).serve(port=port) as url,
     ):
         click.echo(f"dashboard: {url} (Ctrl-C stops it)")
@@ -336,9 +336,10 @@ def downgrade_command(
     of tables they drop or empty, values of columns they drop) is counted first and refuses
     the downgrade unless --lose-data. `rollback RUN` instead undoes one run's own changes
     and keeps what was written since."""
-    from lupo_migrate import _downgrade, _session
+    from lupo_migrate.run import downgrade as _downgrade
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
+    with session.session(_settings(**opts)) as opened, contextlib.ExitStack() as stack:
         orchestrator = opened.orchestrator
         if dry_run or (not yes and sys.stdin.isatty()):
             chosen = _downgrade.plan_downgrade(orchestrator, to, opened.steps)

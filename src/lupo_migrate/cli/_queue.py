@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
     _OPERATOR,
@@ -19,6 +18,7 @@ from lupo_migrate.cli._common import (
     _when,
     cli,
 )
+from lupo_migrate.core import errors
 
 # ---------------------------------------------------------------------- queue
 
@@ -55,9 +55,9 @@ def _entry_line(entry: Any) -> str:
 def queue_list_command(show_all: bool = False, **opts: Any) -> None:
     """List the target's queue: the running entry, then the queued ones in the order they
     will run (no migration file is read)."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         found = opened.queue(finished=show_all)
         if not found:
             click.echo(f"the queue of target {opened.target} is empty")
@@ -75,9 +75,9 @@ def queue_list_command(show_all: bool = False, **opts: Any) -> None:
 def queue_add_command(priority: int, upto: str | None, operator: str | None, **opts: Any) -> None:
     """Queue a run of the pending migrations in DIRECTORY (the plan is checked now and made
     again when the entry runs)."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         entry = opened.enqueue(priority=priority, upto=upto, by=_operator(operator))
         click.echo(
             f"queued entry {entry.id} for target {opened.target}: priority {entry.priority},"
@@ -91,9 +91,9 @@ def queue_add_command(priority: int, upto: str | None, operator: str | None, **o
 @_OPERATOR
 def queue_cancel_command(entry_id: int, operator: str | None, **opts: Any) -> None:
     """Cancel queued entry ID (a running one cannot be: let it end, then roll it back)."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         entry = opened.cancel_queued(entry_id, by=_operator(operator))
         click.echo(f"cancelled queue entry {entry.id} ({entry.detail})")
 
@@ -117,9 +117,9 @@ def queue_drain_command(limit: int | None, wait: float, keep_going: bool, **opts
     empty, after --limit entries, when a run does not complete (unless --keep-going), or when
     the target cannot run now (the entry keeps its place).
     """
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         report = opened.drain(limit=limit, wait=wait, keep_going=keep_going)
         for done in report.drained:
             click.echo(_entry_line(done.entry))

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from lupo_migrate import errors
 from lupo_migrate.cli._common import (
     _EPILOG,
     _db_only_options,
@@ -18,15 +17,16 @@ from lupo_migrate.cli._common import (
     _when,
     cli,
 )
+from lupo_migrate.core import errors
 
 
 @cli.command("status", epilog=_EPILOG)
 @_db_options
 def status_command(**opts: Any) -> None:
     """Show the latest run of the target and what is applied and pending."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts)) as opened:
+    with session.session(_settings(**opts)) as opened:
         _report_crash(opened.orchestrator)
         latest = opened.status()
         applied = opened.applied()
@@ -57,7 +57,7 @@ def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
     """One line per applied step, in the order they were applied (Flyway's ``info``): when,
     how long its statements took, who ran it, the run that applied it, its file; an accepted
     edit is marked."""
-    from lupo_migrate._clock import from_stamp
+    from lupo_migrate.core.clock import from_stamp
 
     storage = opened.orchestrator.storage
     spans: dict[tuple[str, str], tuple[int, int]] = {}
@@ -70,7 +70,7 @@ def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
             first, last = spans.get((run_id, row.step_id), (row.started_at, row.started_at))
             end = row.done_at if row.done_at is not None else row.started_at
             spans[(run_id, row.step_id)] = (min(first, row.started_at), max(last, end))
-    from lupo_migrate._planner import plan
+    from lupo_migrate.core.planner import plan
 
     try:
         order = {step.id: n for n, step in enumerate(plan(opened.steps).steps)}
@@ -103,9 +103,9 @@ def _print_applied(opened: Any, applied: dict[str, Any]) -> None:
 )
 def history_command(stats: bool, **opts: Any) -> None:
     """List the target's runs, oldest first, with their outcome and steps."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         _report_crash(opened.orchestrator)
         if stats:
             _print_stats(opened.orchestrator.stats())
@@ -172,9 +172,9 @@ def _print_stats(stats: Any) -> None:
 def show_command(run_id: str, **opts: Any) -> None:
     """Show one run: its outcome, steps, findings and the doctrine's execution checklist
     (pre, during, post), each item ticked from what was recorded."""
-    from lupo_migrate import _session
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         orchestrator = opened.orchestrator
         run = orchestrator.find_run(run_id)
         state = run.outcome.value if run.outcome else run.phase.value
@@ -199,10 +199,10 @@ def show_command(run_id: str, **opts: Any) -> None:
 def alerts_command(show_all: bool, ack_id: int | None, resolve_id: int | None, **opts: Any) -> None:
     """List the alerts of migration_alerts (unresolved ones unless --all), or acknowledge or
     resolve one."""
-    from lupo_migrate import _session
-    from lupo_migrate._clock import to_stamp
+    from lupo_migrate.core.clock import to_stamp
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         orchestrator = opened.orchestrator
         storage: Any = orchestrator.storage
         if not hasattr(storage, "alerts"):
@@ -241,10 +241,10 @@ def alerts_command(show_all: bool, ack_id: int | None, resolve_id: int | None, *
 def decisions_command(show_all: bool, **opts: Any) -> None:
     """List the rollbacks still possible (completed runs, pending B/C/D decisions) and the
     time left in their windows; with --all, the decided ones too."""
-    from lupo_migrate import _session
-    from lupo_migrate._decisions import OPEN, time_left
+    from lupo_migrate.core.decisions import OPEN, time_left
+    from lupo_migrate.session import session
 
-    with _session.session(_settings(**opts), files=False) as opened:
+    with session.session(_settings(**opts), files=False) as opened:
         orchestrator = opened.orchestrator
         _report_crash(orchestrator)
         now = orchestrator.clock.now()

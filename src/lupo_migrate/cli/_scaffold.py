@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from lupo_migrate.cli._common import _EPILOG, cli
-from lupo_migrate.errors import ConfigurationError, InvalidArgumentError
+from lupo_migrate.core.errors import ConfigurationError, InvalidArgumentError
 
 _CONFIG = """\
 # lupo_migrate settings (see the README's Settings). Flags and LUPO_MIGRATE_* variables win.
@@ -63,10 +63,10 @@ def new_command(name: str, directory: Path | None, config: Path | None) -> None:
     header whose depends_on names the current heads (the steps nothing depends on yet), an up
     section to fill in and a down section that undoes it. Files named V1__x.sql get the next
     version; otherwise the name starts with the UTC time."""
-    from lupo_migrate._config import load_settings
-    from lupo_migrate._files import load_steps
-    from lupo_migrate._planner import build_graph, plan
-    from lupo_migrate._plugins import default_registry
+    from lupo_migrate.core.planner import build_graph, plan
+    from lupo_migrate.files.discover import load_steps
+    from lupo_migrate.handlers.plugins import default_registry
+    from lupo_migrate.session.config import load_settings
 
     settings = load_settings(config=config, migrations=directory)
     root = settings.migrations

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import attrs
 
-from lupo_migrate._model import Step
+from lupo_migrate.core.model import Step
 from lupo_migrate.handlers._agent_spec import AgentSpec, spec_error
 from lupo_migrate.handlers._federation import quote_identifier
 

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 import attrs
 
-from lupo_migrate._model import Step
-from lupo_migrate._yaml import load_yaml
-from lupo_migrate.errors import StepError
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import Step
+from lupo_migrate.files.yaml import load_yaml
 from lupo_migrate.handlers._contain import unsafe
 
 __all__ = ["AgentSpec", "parse_spec", "spec_error"]

@@ -23,10 +23,10 @@ from typing import Any, Final
 
 import attrs
 
-from lupo_migrate._model import FailureKind, Finding, Severity, Step
-from lupo_migrate._registry import HandlerRegistry
-from lupo_migrate._walking import inside
-from lupo_migrate.errors import LupoMigrateError, StepError
+from lupo_migrate.core.errors import LupoMigrateError, StepError
+from lupo_migrate.core.model import FailureKind, Finding, Severity, Step
+from lupo_migrate.files.walk import inside
+from lupo_migrate.handlers.registry import HandlerRegistry
 
 __all__ = [
     "HINT",

@@ -6,7 +6,7 @@ Two users:
   the server would run it: comments of every kind are skipped, MySQL/MariaDB executable
   comments (``/*! ... */``, ``/*!50001 ... */``, MariaDB ``/*M! ... */``) count as code, and
   each ``;``-separated statement is judged; the worst verdict wins. The write guard
-  (:func:`lupo_migrate.ext.sqlalchemy.guard`) refuses everything that is not
+  (:func:`lupo_migrate.backends.sqlalchemy.guard`) refuses everything that is not
   :attr:`Effect.READ` while writes are frozen.
 - :func:`check_sql` flags, in a migration file, a statement whose first word is not a statement
   of SQL (``SELEC broken;``): ``lupo-migrate check`` reports it before anything runs.
@@ -74,7 +74,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from lupo_migrate._model import Finding, Severity
+from lupo_migrate.core.model import Finding, Severity
 from lupo_migrate.handlers._sqlsplit import COMMENT, HINT, SplitError, scan, split_sections
 from lupo_migrate.handlers._touch import head_words, leading_word, words
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from lupo_migrate.errors import InvalidArgumentError
+from lupo_migrate.core.errors import InvalidArgumentError
 from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, STRING, Token, family, scan
 
 __all__ = ["quote_identifier", "render"]

@@ -30,9 +30,9 @@ from typing import Any, Final
 
 import attrs
 
-from lupo_migrate._fingerprint import Fingerprint
-from lupo_migrate._model import FailureKind, Finding, Severity, ValidationContext
-from lupo_migrate.errors import InvalidArgumentError
+from lupo_migrate.core.errors import InvalidArgumentError
+from lupo_migrate.core.fingerprint import Fingerprint
+from lupo_migrate.core.model import FailureKind, Finding, Severity, ValidationContext
 from lupo_migrate.handlers._touch import head_words, leading_word, words
 
 __all__ = ["RULES", "STATEMENTS", "column_effects", "lint_sql", "risky_statements"]

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 import attrs
 
-from lupo_migrate._model import Step
-from lupo_migrate.errors import StepError
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import Step
 from lupo_migrate.handlers._contain import HINT, escape
 
 __all__ = ["UNDO_MARK", "FileUndo", "file_undos", "restore_files", "sha256", "write_atomically"]

@@ -52,10 +52,10 @@ from typing import Any, final
 
 import attrs
 
-from lupo_migrate._frontmatter import HeaderEditError, Operations, edit_header
-from lupo_migrate._model import FailureKind, Finding, Severity, Step
-from lupo_migrate._yaml import load_yaml
-from lupo_migrate.errors import StepError
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import FailureKind, Finding, Severity, Step
+from lupo_migrate.files.frontmatter.edit import HeaderEditError, Operations, edit_header
+from lupo_migrate.files.yaml import load_yaml
 from lupo_migrate.handlers._agent_rows import ROLLBACK_OFFSET as ROLLBACK_OFFSET
 from lupo_migrate.handlers._agent_rows import ROW_MARK as ROW_MARK
 from lupo_migrate.handlers._agent_rows import _Rows

@@ -34,8 +34,8 @@ from typing import Any, Final, final
 
 import attrs
 
-from lupo_migrate._model import DOWN_OFFSET, Step
-from lupo_migrate.errors import StepError
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import DOWN_OFFSET, Step
 from lupo_migrate.handlers._federation import render
 from lupo_migrate.handlers._inverse import derive_inverse as derive_inverse
 from lupo_migrate.handlers._sqlsplit import (

@@ -17,7 +17,8 @@ JSON file with ``type: documentation`` in its ``migration`` header::
     Why the headers change (prose, not read).
 
 The files are found under the orchestrator's ``files_root`` (setting ``files``; default the
-migrations directory's parent) and edited by :mod:`lupo_migrate._frontmatter`: only the values
+migrations directory's parent) and edited by :mod:`lupo_migrate.files.frontmatter.edit`: only the
+values
 named change, every other byte stays (a header the edit would make read differently is refused,
 the step fails and the batch is rolled back). Writes are atomic: a temporary file beside the
 original, flushed to disk, then renamed over it. Every file is resolved (symbolic links
@@ -55,7 +56,9 @@ from typing import Any, Final, final
 
 import attrs
 
-from lupo_migrate._frontmatter import (
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import FailureKind, Finding, Severity, Step
+from lupo_migrate.files.frontmatter.edit import (
     Change,
     HeaderEditError,
     Operations,
@@ -65,10 +68,8 @@ from lupo_migrate._frontmatter import (
     read_header_value,
     regressed,
 )
-from lupo_migrate._headers import read_front_matter
-from lupo_migrate._model import FailureKind, Finding, Severity, Step
-from lupo_migrate._yaml import load_yaml
-from lupo_migrate.errors import StepError
+from lupo_migrate.files.headers import read_front_matter
+from lupo_migrate.files.yaml import load_yaml
 from lupo_migrate.handlers._contain import (
     contained,
     escape,

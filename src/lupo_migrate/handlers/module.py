@@ -42,8 +42,8 @@ from typing import Any, final
 
 import attrs
 
-from lupo_migrate._model import DOWN_OFFSET, Step
-from lupo_migrate.errors import StepError
+from lupo_migrate.core.errors import StepError
+from lupo_migrate.core.model import DOWN_OFFSET, Step
 from lupo_migrate.handlers._federation import render
 
 __all__ = ["DOWN_OFFSET", "ModuleContext", "ModuleHandler", "ModuleInfo"]

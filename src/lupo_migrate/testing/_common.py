@@ -6,7 +6,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from lupo_migrate._model import Classification, Failure, FailureKind, Finding, Phase, Run, Severity
+from lupo_migrate.core.model import (
+    Classification,
+    Failure,
+    FailureKind,
+    Finding,
+    Phase,
+    Run,
+    Severity,
+)
 
 _E = TypeVar("_E", bound=BaseException)
 

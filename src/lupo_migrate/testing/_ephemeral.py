@@ -8,18 +8,18 @@ from datetime import timedelta
 
 import attrs
 
-from lupo_migrate._clock import to_stamp
-from lupo_migrate._queue import Job, QueueEntry, QueueStatus
 from lupo_migrate.backends.memory import ManualClock
-from lupo_migrate.errors import ConcurrentUpdateError, LockError, LockHeldError
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.errors import ConcurrentUpdateError, LockError, LockHeldError
+from lupo_migrate.core.ports import Ephemeral, RunQueue
+from lupo_migrate.core.queue import Job, QueueEntry, QueueStatus
 from lupo_migrate.testing._common import _EPOCH, _equal, _expect, _raises
-from lupo_migrate.typing import Ephemeral, RunQueue
 
 # --------------------------------------------------------------------------- queue
 
 
 def check_queue(make_queue: Callable[[], RunQueue]) -> None:
-    """Check every guarantee of :class:`lupo_migrate.typing.RunQueue` against an
+    """Check every guarantee of :class:`lupo_migrate.core.ports.RunQueue` against an
     implementation.
 
     Args:
@@ -112,7 +112,7 @@ def _queue_filters(queue: RunQueue) -> None:
 
 
 def check_ephemeral(make_ephemeral: Callable[[ManualClock], Ephemeral]) -> None:
-    """Check every guarantee of :class:`lupo_migrate.typing.Ephemeral` against an
+    """Check every guarantee of :class:`lupo_migrate.core.ports.Ephemeral` against an
     implementation.
 
     Args:

@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from lupo_migrate._clock import to_stamp
 from lupo_migrate.backends.memory import ManualClock
-from lupo_migrate.errors import LockError, LockHeldError
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.errors import LockError, LockHeldError
+from lupo_migrate.core.ports import Freeze, Lock
 from lupo_migrate.testing._common import _EPOCH, _equal, _expect, _raises
-from lupo_migrate.typing import Freeze, Lock
 
 # --------------------------------------------------------------------------- lock
 
@@ -20,7 +20,7 @@ from lupo_migrate.typing import Freeze, Lock
 def check_lock(
     make_lock_pair: Callable[[ManualClock], tuple[Lock, Lock]], *, wait: float = 0.2
 ) -> None:
-    """Check every guarantee of :class:`lupo_migrate.typing.Lock` against an implementation.
+    """Check every guarantee of :class:`lupo_migrate.core.ports.Lock` against an implementation.
 
     Args:
         make_lock_pair: called with a :class:`ManualClock`, returns two handles on one new, free
@@ -170,7 +170,7 @@ def _lock_heartbeat(a: Lock, b: Lock, clock: ManualClock, wait: float) -> None:
 
 
 def check_freeze(make_freeze: Callable[[ManualClock], Freeze]) -> None:
-    """Check every guarantee of :class:`lupo_migrate.typing.Freeze` against an implementation.
+    """Check every guarantee of :class:`lupo_migrate.core.ports.Freeze` against an implementation.
 
     Args:
         make_freeze: called with a :class:`ManualClock`, returns a new, thawed write gate that

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lupo_migrate._model import AppliedStep, FailureKind, Finding, Outcome, Phase, Run, Severity
-from lupo_migrate.errors import ConcurrentUpdateError, StorageError
+from lupo_migrate.core.errors import ConcurrentUpdateError, StorageError
+from lupo_migrate.core.model import AppliedStep, FailureKind, Finding, Outcome, Phase, Run, Severity
+from lupo_migrate.core.ports import Storage
 from lupo_migrate.testing._common import _equal, _expect, _raises, _sample_run
-from lupo_migrate.typing import Storage
 
 # --------------------------------------------------------------------------- storage
 
 
 def check_storage(make_storage: Callable[[], Storage]) -> None:
-    """Check every guarantee of :class:`lupo_migrate.typing.Storage` against an implementation.
+    """Check every guarantee of :class:`lupo_migrate.core.ports.Storage` against an implementation.
 
     Args:
         make_storage: returns a new, empty storage each time it is called.

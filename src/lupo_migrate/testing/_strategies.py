@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lupo_migrate._model import (
+from lupo_migrate.core.model import (
     Classification,
     Failure,
     FailureKind,

@@ -1,13 +1,13 @@
 """Complete in-memory implementations of the backend protocols, and two clocks.
 
 These are reference implementations, not mocks: they give every guarantee the protocols in
-:mod:`lupo_migrate.typing` document (and pass :mod:`lupo_migrate.testing`), are safe to share
+:mod:`lupo_migrate.core.ports` document (and pass :mod:`lupo_migrate.testing`), are safe to share
 between threads, and are what tests and dry runs use. Nothing survives the process.
 
 - :class:`InMemoryStorage`: runs (compare-and-set on ``Run.version``), the applied-step ledger,
   findings, the statement journal, the rollback log
-  (a :class:`~lupo_migrate.typing.DecisionLog`) and the run queue
-  (a :class:`~lupo_migrate.typing.RunQueue`).
+  (a :class:`~lupo_migrate.core.ports.DecisionLog`) and the run queue
+  (a :class:`~lupo_migrate.core.ports.RunQueue`).
 - :class:`InMemoryLock`: a non-reentrant run lock. Handles built on one
   :class:`InMemoryLockTable` share their state, as two processes share a database lock.
 - :class:`InMemoryFreeze`: the write gate, expiring by the injected clock.
@@ -17,8 +17,8 @@ between threads, and are what tests and dry runs use. Nothing survives the proce
 
 from __future__ import annotations
 
-from lupo_migrate.backends.memory._clocks import ManualClock, SystemClock
-from lupo_migrate.backends.memory._ephemeral import EPHEMERAL_TABLES, InMemoryEphemeral
+from lupo_migrate.backends.clocks import ManualClock, SystemClock
+from lupo_migrate.backends.memory._ephemeral import InMemoryEphemeral
 from lupo_migrate.backends.memory._locks import (
     FreezeOverride,
     InMemoryFreeze,
@@ -26,6 +26,7 @@ from lupo_migrate.backends.memory._locks import (
     InMemoryLockTable,
 )
 from lupo_migrate.backends.memory._storage import InMemoryStorage
+from lupo_migrate.core.tables import EPHEMERAL_TABLES
 
 __all__ = [
     "EPHEMERAL_TABLES",

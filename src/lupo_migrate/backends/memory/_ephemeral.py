@@ -5,20 +5,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Final, final
+from typing import final
 
 import attrs
 
-from lupo_migrate._clock import to_stamp
-from lupo_migrate._queue import Job, Lease
-from lupo_migrate.backends.memory._clocks import SystemClock
-from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
-from lupo_migrate.typing import Clock
+from lupo_migrate.backends.clocks import SystemClock
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.errors import InvalidArgumentError, LockError, LockHeldError
+from lupo_migrate.core.ports import Clock
+from lupo_migrate.core.queue import Job, Lease
+from lupo_migrate.core.tables import EPHEMERAL_TABLES
 
 # --------------------------------------------------------------------------- ephemeral
 
 #: The ephemeral tables holding named values (``put``/``get``).
-EPHEMERAL_TABLES: Final = ("sessions", "cache", "temp_data")
 
 
 def _check_table(table: str) -> None:

@@ -12,11 +12,11 @@ from typing import final
 
 import attrs
 
-from lupo_migrate._clock import to_stamp
-from lupo_migrate._model import FreezeInfo, LockInfo
-from lupo_migrate.backends.memory._clocks import SystemClock
-from lupo_migrate.errors import InvalidArgumentError, LockError, LockHeldError
-from lupo_migrate.typing import Clock
+from lupo_migrate.backends.clocks import SystemClock
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.errors import InvalidArgumentError, LockError, LockHeldError
+from lupo_migrate.core.model import FreezeInfo, LockInfo
+from lupo_migrate.core.ports import Clock
 
 #: How long a waiting ``acquire`` sleeps between two looks at the lock, at most (seconds).
 _POLL_INTERVAL = 0.01
@@ -163,7 +163,7 @@ class InMemoryFreeze:
     """The application write gate, kept in memory, expiring by the injected clock.
 
     One owner at a time: :meth:`freeze` by another owner while a freeze is active raises
-    :class:`~lupo_migrate.errors.LockHeldError` (``name`` is ``"write freeze"``).
+    :class:`~lupo_migrate.core.errors.LockHeldError` (``name`` is ``"write freeze"``).
 
     Attributes:
         clock: where time comes from (expiry is judged by it).

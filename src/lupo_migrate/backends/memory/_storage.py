@@ -8,13 +8,13 @@ from typing import final
 
 import attrs
 
-from lupo_migrate._clock import to_stamp
-from lupo_migrate._decisions import DecisionRecord
-from lupo_migrate._model import AppliedStep, Finding, JournalEntry, Run, RunId, StepId
-from lupo_migrate._queue import ACTIVE, QueueEntry
-from lupo_migrate.backends.memory._clocks import SystemClock
-from lupo_migrate.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
-from lupo_migrate.typing import Clock
+from lupo_migrate.backends.clocks import SystemClock
+from lupo_migrate.core.clock import to_stamp
+from lupo_migrate.core.decisions import DecisionRecord
+from lupo_migrate.core.errors import ConcurrentUpdateError, InvalidArgumentError, StorageError
+from lupo_migrate.core.model import AppliedStep, Finding, JournalEntry, Run, RunId, StepId
+from lupo_migrate.core.ports import Clock
+from lupo_migrate.core.queue import ACTIVE, QueueEntry
 
 # --------------------------------------------------------------------------- storage
 
