@@ -1,4 +1,4 @@
-"""The STATEMENTS fact as a view of each step's statements (``_checking.StatementRows``): it
+"""The STATEMENTS fact as a view of each step's statements (``run.facts.StatementRows``): it
 reads, indexes and groups as the tuple of (step id, path, line, SQL) rows it replaced."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lupo_migrate.handlers._sqlsplit import Statement
-from lupo_migrate.run.checks import StatementRows
+from lupo_migrate.run.facts import StatementRows
 
 _PARTS = st.lists(
     st.tuples(

@@ -2,10 +2,10 @@
 
 :mod:`~lupo_migrate.cli.entry` is the console script: it answers the nothing-to-do re-run of
 ``apply`` before click and the commands are loaded; :mod:`~lupo_migrate.cli.main` holds
-``main`` and the exit codes. The commands live in modules by what they do (``_files``: plan
+``main`` and the exit codes. The commands live in modules by what they do (``files.discover``: plan
 and check; ``_apply``: apply, verify, baseline; ``_reports``: status, history, show, alerts,
 decisions; ``_operate``: rollback, downgrade, accept, purge, recover, thaw, resolve,
-dashboard; ``_queue``; ``_scaffold``: init and new); ``_common`` holds the click group and
+dashboard; ``core.queue``; ``_scaffold``: init and new); ``_common`` holds the click group and
 what they share.
 
 May import: every layer (it is the top one). ``main`` and ``EXIT_CODES`` are importable from

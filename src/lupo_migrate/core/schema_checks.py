@@ -3,10 +3,10 @@ measured before and after a run, with each other and with what the plan's statem
 (drift, declared effects, untouched objects), and the pure helpers on effects and fingerprints
 they share with the shell (``expected_existence``, ``touched_keys``, ``referring``).
 
-Apart from ``_validation`` because they are one subject, fingerprint and effect comparison, with
-helpers of their own. ``_validation`` re-exports every public name here, so that importers keep
+Apart from ``core.validation`` because they are one subject, fingerprint and effect comparison, with
+helpers of their own. ``core.validation`` re-exports every public name here, so that importers keep
 one place to import validators from. Pure: the shell measures, these compare; the facts they
-read are keyed by the constants of ``_validation_facts``.
+read are keyed by the constants of ``core.facts``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Theory of operation
 ===================
 
-A *run* moves through the doctrine's seven phases. The shell (``_runner``) feeds it *events*,
+A *run* moves through the doctrine's seven phases. The shell (``run.orchestrator``) feeds it
+*events*,
 facts that happened (``StepApplied``), and gets back the new run and the *effects* it must carry
 out, in order (``ApplyStep``). This module never does anything: no I/O, clock, randomness or
 logging. The shell persists every new run **before** it carries out the effects, so after a crash

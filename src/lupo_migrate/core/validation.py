@@ -7,8 +7,8 @@ shell measures live facts, such as the table count, beforehand).
 
 This module holds the combinators, the checks of the plan itself (checksums, dependencies, the
 table budget) and those of the rollback and performance facts the shell measures (backup limit,
-rollback availability, probes). The schema and data comparisons live in ``_schema_checks``, the
-fact keys in ``_validation_facts``; both are re-exported here, the one place to import
+rollback availability, probes). The schema and data comparisons live in ``core.schema_checks``, the
+fact keys in ``core.facts``; both are re-exported here, the one place to import
 validators from.
 """
 
@@ -258,7 +258,7 @@ def table_budget(budget: int = DEFAULT_TABLE_BUDGET, *, fact: str = "core_tables
 
 
 # --------------------------------------------------------------------------------------------
-# Rollback and performance checks on facts the shell measures (keys in ``_validation_facts``).
+# Rollback and performance checks on facts the shell measures (keys in ``core.facts``).
 
 
 @attrs.frozen(repr=False)

@@ -3,8 +3,7 @@
 Every function takes text and returns values. Problems are :class:`~lupo_migrate.core.model.Finding`
 values (path, 1-based line, message, hint), never exceptions, so a caller can collect all of them.
 
-Header formats
---------------
+The header formats:
 
 Markdown and other text files
     YAML front matter: a first line ``---``, the YAML mapping, then a line ``---`` (or ``...``).

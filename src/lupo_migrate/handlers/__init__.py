@@ -7,6 +7,15 @@
   upserted by key into a table or agent folders, restored exactly (type ``agent``).
 - :class:`~lupo_migrate.handlers.documentation.DocumentationHandler`: header migrations of
   Markdown, PHP docblock and JSON files, byte-preserving (type ``documentation``).
+
+Beside them: the registry of handlers by file type (:mod:`~lupo_migrate.handlers.registry`),
+plugins found by entry point (:mod:`~lupo_migrate.handlers.plugins`), and the reading of SQL
+the handlers, the orchestrator and the backends share (splitting, what a statement touches,
+what it needs kept, lint rules, derived inverses).
+
+May import: :mod:`lupo_migrate.files` and :mod:`lupo_migrate.core`. A handler is given a step
+context (the ``StepContext`` protocol of :mod:`lupo_migrate.core.ports`), never the
+orchestrator, a session or a backend.
 """
 
 from __future__ import annotations

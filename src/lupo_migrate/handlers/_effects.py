@@ -11,52 +11,52 @@ Two users:
 - :func:`check_sql` flags, in a migration file, a statement whose first word is not a statement
   of SQL (``SELEC broken;``): ``lupo-migrate check`` reports it before anything runs.
 
-The verdicts, by first word (after comments and opening parentheses):
+The verdicts, by first word (after comments and opening parentheses)::
 
-================================================ ==========================================
-statement                                        verdict
-================================================ ==========================================
-``SELECT``, ``VALUES``, ``TABLE``, ``SHOW``      read; with ``INTO`` a table (PostgreSQL
-                                                 ``SELECT ... INTO t``): write; ``INTO @var``,
-                                                 ``INTO OUTFILE/DUMPFILE``: read (no row
-                                                 changes; the server's ``read_only`` allows
-                                                 them too)
-``SELECT ... FOR UPDATE/SHARE``, ``LOCK``        read: a lock changes no row (the write that
-                                                 follows is refused)
-``WITH ...``                                     write when it holds ``INSERT``, ``UPDATE``
-                                                 (not ``FOR UPDATE``), ``DELETE``, ``MERGE``
-                                                 or ``REPLACE INTO``; else as ``SELECT``
-``EXPLAIN``/``DESCRIBE``/``DESC`` X              the verdict of X (``EXPLAIN ANALYZE``
-                                                 runs it); of a table name: read
-``ANALYZE SELECT``                               read (MariaDB); any other ``ANALYZE`` writes
-                                                 (statistics, or MariaDB runs the DML)
-``SET``                                          read (session), except ``GLOBAL``,
-                                                 ``PERSIST``, ``PASSWORD``, ``DEFAULT ROLE``:
-                                                 write; MariaDB ``SET STATEMENT ... FOR X``:
-                                                 the verdict of X
-transaction control (``BEGIN``, ``START          read (MariaDB ``BEGIN NOT ATOMIC ...``:
-TRANSACTION``, ``COMMIT``, ``ROLLBACK``,         unknown)
-``SAVEPOINT``, ``RELEASE``, ``XA``; ``END``,
-``ABORT`` on PostgreSQL and SQLite)
-session statements: ``USE``, ``PREPARE``,        read
-``DEALLOCATE``, ``HANDLER``, ``CHECK TABLE``,
-``DO`` (MySQL: expressions only), PostgreSQL
-``LISTEN``/``NOTIFY``/``DISCARD``/``RESET``/
-cursors, SQLite ``ATTACH``/``DETACH``
-``COPY ... FROM``                                write (``COPY ... TO``: read)
-``PRAGMA`` (SQLite)                              read when it queries or sets the connection
-                                                 (``foreign_keys``, ``busy_timeout``...);
-                                                 write when it changes the file
-                                                 (``user_version = 3``, ``journal_mode =
-                                                 WAL``) or acts (``optimize``,
-                                                 ``incremental_vacuum``, ``wal_checkpoint``)
-DML, DDL, ``LOAD DATA``, ``GRANT``, maintenance  write
-(``VACUUM``, ``OPTIMIZE``, ``REINDEX``...),
-server administration (``FLUSH``, ``KILL``...)
-``CALL``, ``EXECUTE``, PostgreSQL ``DO $$``,     unknown (what they run is not in the text)
-anything else
-no statement at all (empty, only comments)       read (nothing is sent to run)
-================================================ ==========================================
+    ================================================ ==========================================
+    statement                                        verdict
+    ================================================ ==========================================
+    ``SELECT``, ``VALUES``, ``TABLE``, ``SHOW``      read; with ``INTO`` a table (PostgreSQL
+                                                     ``SELECT ... INTO t``): write; ``INTO @var``,
+                                                     ``INTO OUTFILE/DUMPFILE``: read (no row
+                                                     changes; the server's ``read_only`` allows
+                                                     them too)
+    ``SELECT ... FOR UPDATE/SHARE``, ``LOCK``        read: a lock changes no row (the write that
+                                                     follows is refused)
+    ``WITH ...``                                     write when it holds ``INSERT``, ``UPDATE``
+                                                     (not ``FOR UPDATE``), ``DELETE``, ``MERGE``
+                                                     or ``REPLACE INTO``; else as ``SELECT``
+    ``EXPLAIN``/``DESCRIBE``/``DESC`` X              the verdict of X (``EXPLAIN ANALYZE``
+                                                     runs it); of a table name: read
+    ``ANALYZE SELECT``                               read (MariaDB); any other ``ANALYZE`` writes
+                                                     (statistics, or MariaDB runs the DML)
+    ``SET``                                          read (session), except ``GLOBAL``,
+                                                     ``PERSIST``, ``PASSWORD``, ``DEFAULT ROLE``:
+                                                     write; MariaDB ``SET STATEMENT ... FOR X``:
+                                                     the verdict of X
+    transaction control (``BEGIN``, ``START          read (MariaDB ``BEGIN NOT ATOMIC ...``:
+    TRANSACTION``, ``COMMIT``, ``ROLLBACK``,         unknown)
+    ``SAVEPOINT``, ``RELEASE``, ``XA``; ``END``,
+    ``ABORT`` on PostgreSQL and SQLite)
+    session statements: ``USE``, ``PREPARE``,        read
+    ``DEALLOCATE``, ``HANDLER``, ``CHECK TABLE``,
+    ``DO`` (MySQL: expressions only), PostgreSQL
+    ``LISTEN``/``NOTIFY``/``DISCARD``/``RESET``/
+    cursors, SQLite ``ATTACH``/``DETACH``
+    ``COPY ... FROM``                                write (``COPY ... TO``: read)
+    ``PRAGMA`` (SQLite)                              read when it queries or sets the connection
+                                                     (``foreign_keys``, ``busy_timeout``...);
+                                                     write when it changes the file
+                                                     (``user_version = 3``, ``journal_mode =
+                                                     WAL``) or acts (``optimize``,
+                                                     ``incremental_vacuum``, ``wal_checkpoint``)
+    DML, DDL, ``LOAD DATA``, ``GRANT``, maintenance  write
+    (``VACUUM``, ``OPTIMIZE``, ``REINDEX``...),
+    server administration (``FLUSH``, ``KILL``...)
+    ``CALL``, ``EXECUTE``, PostgreSQL ``DO $$``,     unknown (what they run is not in the text)
+    anything else
+    no statement at all (empty, only comments)       read (nothing is sent to run)
+    ================================================ ==========================================
 
 Limits: a read that calls a function which writes (``SELECT my_func()``, ``SELECT
 nextval('s')``) is a read here: the text does not say what a function does. Text that cannot be

@@ -194,7 +194,7 @@ def handler_findings(orch: Wiring, run: Run, plan: Plan) -> tuple[Finding, ...]:
 
 
 def measure(orch: Wiring, stage: Stage, plan: Plan) -> dict[str, Any]:
-    """The facts the schema, data and probe validators compare (see ``_validation``).
+    """The facts the schema, data and probe validators compare (see ``core.validation``).
 
     PRE reads the plan's statements and what they touch, the live and the recorded
     fingerprints, the rows of the tables the plan leaves alone and the probe times; POST

@@ -77,7 +77,7 @@ def lift_orphan_freeze(orch: Wiring) -> Any:
 
 def renew_freeze(orch: Wiring) -> None:
     """Between steps: the lock's heartbeat and the freeze's lease, when due (see
-    ``_keepalive``); a lock that is gone raises ``LockError``: no further statement runs."""
+    ``run.keepalive``); a lock that is gone raises ``LockError``: no further statement runs."""
     if orch._keeper is not None:
         orch._keeper.tick()
 

@@ -1,6 +1,6 @@
 """What the orchestrator tells observers and alert sinks (shell): events as a run moves,
 alerts recorded and sent, and the escalation of a run that takes longer than its history says
-it should. Functions of the orchestrator, like ``_operations``; nothing here may stop a run:
+it should. Functions of the orchestrator, like ``run.operations``; nothing here may stop a run:
 an observer or a sink that raises is logged and left out for the rest of the run."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def alert(orch: Wiring, run: Run | None, level: str, message: str) -> Alert:
 
 def escalate(orch: Wiring, run: Run) -> None:
     """Once per run: an alert when it has taken longer than expected (see
-    ``_metrics.expected_seconds``)."""
+    ``core.history_stats.expected_seconds``)."""
     watch = orch._watch
     if watch is None or watch.expected is None or run.ended:
         return
@@ -287,5 +287,5 @@ def _freeze_kind(freeze: Any) -> str:
 
 
 def checklist(orch: Wiring, run: Run) -> tuple[Item, ...]:
-    """The doctrine's execution checklist of *run* (see ``_checklist``)."""
+    """The doctrine's execution checklist of *run* (see ``core.checklist``)."""
     return make_checklist(run_facts(orch, run))

@@ -7,15 +7,16 @@ that ends in a fact yields one event; after the effects of one transition are ca
 event is fed back, until the run is back in IDLE.
 
 The orchestrator is database-agnostic: statements reach the database through a ``Target``
-(see ``_context``, with the context handlers run statements through), which the SQLAlchemy
-extension implements.
+(:mod:`lupo_migrate.core.ports`), which the SQLAlchemy backend implements.
 
-This module holds the orchestrator's state and public API. The loop that drives a run and
-carries out effects (``drive``), carrying out one step (``_stepping``), recovering dead runs
-(``_recovery``), what operators do with ended runs (``operations``), the checks around a run
-(``_checking``) and undoing steps with their pre-images (``_undoing``) live in modules of their
-own, as functions of the orchestrator; ``_runtime`` holds what they share. The queue commands
-are a base class (``_queue_commands``).
+This module holds the public commands. What the orchestrator is made of (its collaborators,
+settings, the state of the run being driven, the read-only queries) is its base class
+:class:`~lupo_migrate.run.wiring.Wiring`; the commands call down to the parts of
+:mod:`lupo_migrate.run`, each a function of a ``Wiring``: starting and recovering runs
+(``run.launch``), the loop that carries out effects (``run.drive``), one step (``run.step``),
+the checks around a run (``run.checks``), undoing with pre-images (``run.undo``), what
+operators do with ended runs (``run.operations``), downgrades (``run.downgrade``) and the
+queue (``run.queue``).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class Orchestrator(Wiring):
 
     def decisions(self, run_id: str | None = None) -> list[DecisionRecord]:
         """The rollback log of this target (or of one run), oldest first; the stored status
-        of a record past its deadline reads ``final`` (see ``_decisions.status_at``)."""
+        of a record past its deadline reads ``final`` (see ``core.decisions.status_at``)."""
         return operations.decisions(self, run_id)
 
     def checklist(self, run_id: str) -> tuple[ChecklistItem, ...]:

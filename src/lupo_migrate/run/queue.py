@@ -15,7 +15,7 @@ Draining a target's queue (:func:`drain`):
    ``job_queue``) expired. Such a worker died, or lost touch for longer than its lease; its
    entry goes back to the queue with its priority and age, so it is claimed first again (a
    run it left half-done blocks the target until ``recover``: see 4).
-3. Claim the next entry (``_queue.next_entry``: priority, then age) with a compare-and-set
+3. Claim the next entry (``core.queue.next_entry``: priority, then age) with a compare-and-set
    on its version, so no entry is ever claimed twice; record the job (entry, worker,
    expiry) in ``job_queue``.
 4. Run it: ``Orchestrator.apply(steps, upto=entry.upto)``; the run lock makes it the only

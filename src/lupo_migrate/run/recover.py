@@ -40,7 +40,7 @@ from lupo_migrate.core.validation import (
 from lupo_migrate.handlers._apart import outside_transaction
 from lupo_migrate.handlers._lint import column_effects
 from lupo_migrate.handlers._touch import in_schema, touches
-from lupo_migrate.run import drive as _driving
+from lupo_migrate.run import drive
 from lupo_migrate.run import undo as _undoing
 from lupo_migrate.run.decisions import answer_rolled_back
 from lupo_migrate.run.facts import plan_effects, statements_of
@@ -91,7 +91,7 @@ def take_over(
         if dead.phase is sm.Phase.IDLE:  # died before it started: start it (then undo)
             if resume:
                 orch._recovering = None  # a plain start
-            run = _driving.drive(orch, dead, sm.LockAcquired(orch.owner), plan, by_id)
+            run = drive.drive(orch, dead, sm.LockAcquired(orch.owner), plan, by_id)
         elif went_on:
             if dead.phase in (sm.Phase.PREPARING, sm.Phase.VALIDATING_PRE):
                 orch._recovering = None  # nothing ran: it prepares again, as a new run
@@ -99,11 +99,11 @@ def take_over(
                 orch._pre = kept_pre_images(orch, dead, resume=resume)
             if resume and dead.phase in _RESUMED_WITH_FACTS:
                 orch._facts = resumed_facts(orch, plan)
-            run = _driving.drive(orch, dead, sm.Resumed(orch.owner), plan, by_id)
+            run = drive.drive(orch, dead, sm.Resumed(orch.owner), plan, by_id)
         else:
             orch._pre = kept_pre_images(orch, dead)
             failure = Failure(kind=FailureKind.CRASH, message=note.message)
-            run = _driving.drive(orch, dead, sm.RollbackRequested(failure), plan, by_id)
+            run = drive.drive(orch, dead, sm.RollbackRequested(failure), plan, by_id)
         if run.outcome is Outcome.ROLLED_BACK:
             _answer_decisions(orch, dead, operator)
         return run

@@ -147,7 +147,7 @@ class _Rollback:
     #: reading them found to say.
     pre: Any = None
     findings: list[Finding] = attrs.field(factory=list)
-    #: A downgrade to this step (see ``_downgrade``): no kept pre-images; the downs alone.
+    #: A downgrade to this step (see ``run.downgrade``): no kept pre-images; the downs alone.
     downgrade: StepId | None = None
 
 

@@ -105,7 +105,7 @@ class Wiring:
     alert_sinks: Sequence[AlertSink] = ()
     allow_irreversible: Sequence[StepId] = ()
     out_of_order: bool = False
-    # The run being watched for observers and escalation (see _observing).
+    # The run being watched for observers and escalation (see run.observers).
     _watch: Watch | None = attrs.field(default=None, init=False, repr=False)
     # Statement indexes done, by (run, step): filled as statements finish; a resumed run
     # would load it from the journal once.
@@ -116,7 +116,7 @@ class Wiring:
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Whether the run's pre-images know what its statements need kept (see apply_step).
     _planned: bool = attrs.field(default=False, init=False, repr=False)
-    # (run id, a bound on the core schema's tables) for the table budget (see _stepping).
+    # (run id, a bound on the core schema's tables) for the table budget (see run.step).
     _table_bound: tuple[str, int] | None = attrs.field(default=None, init=False, repr=False)
     # Set while an operator's rollback of a completed run is driven (see rollback()).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)

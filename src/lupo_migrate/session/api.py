@@ -1,6 +1,6 @@
 """Plain functions the command line (and host applications) call: read, plan, check.
 
-Shell: reads migration directories through ``_files`` and hands values to the core.
+Shell: reads migration directories through ``files.discover`` and hands values to the core.
 """
 
 from __future__ import annotations

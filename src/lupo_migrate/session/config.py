@@ -1,62 +1,66 @@
 """Settings: defaults, then ``pyproject.toml`` ``[tool.lupo_migrate]``, then ``lupo.toml``, then
 environment variables, then command-line flags (each later source wins).
 
-=========================== ======================== ===========================================
-setting                     environment              meaning
-=========================== ======================== ===========================================
-``db``                      ``LUPO_MIGRATE_DB``      SQLAlchemy URL of the target database
-``migrations``              ``LUPO_MIGRATE_DIR``     the migrations directory
-``manifest``                ``LUPO_MIGRATE_MANIFEST`` manifest for header-less files
-``files``                   ``LUPO_MIGRATE_FILES``   the directory agent and documentation
-                                                     steps change (default: the migrations
-                                                     directory's parent)
-``target``                  ``LUPO_MIGRATE_TARGET``  name runs are recorded under
-``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (off unless set)
-``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
-``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
-``long_transaction_wait``   ``LUPO_MIGRATE_LONG_TRANSACTION_WAIT`` seconds a DDL statement
-                                                     waits, unsent, for other sessions'
-                                                     transactions holding its tables (30);
-                                                     then the run fails as transient
-``statement_wait``          ``LUPO_MIGRATE_STATEMENT_WAIT`` seconds ``recover`` waits for a
-                                                     statement a dead run left running on the
-                                                     server (MySQL/MariaDB; 120)
-``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up (100000)
-``integrity_limit``         ``LUPO_MIGRATE_INTEGRITY_LIMIT`` tables the run does not touch are
-                                                     checksummed before and after it up to
-                                                     this many rows (10000)
-``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
-``drift``                   ``LUPO_MIGRATE_DRIFT``   ``error`` (default), ``warn`` or ``off``
-``keep_rollback_hours``     ``LUPO_MIGRATE_KEEP_ROLLBACK`` hours a completed run stays
-                                                     rollbackable (24)
-``probe_threshold``         ``LUPO_MIGRATE_PROBE_THRESHOLD`` slowdown factor a probe may
-                                                     show before a class B finding (2.0)
-``freeze_ttl``              ``LUPO_MIGRATE_FREEZE_TTL`` seconds the write freeze lasts if the
-                                                     orchestrator dies (300; renewed while it
-                                                     runs)
-``freeze``                  ``LUPO_MIGRATE_FREEZE``  ``lease`` (default: a lease row hosts read
-                                                     and ``guard()`` enforces) or ``read_only``
-                                                     (MySQL/MariaDB: the server's flag too,
-                                                     thawed by a server event at expiry)
-``webhook``                 ``LUPO_MIGRATE_WEBHOOK`` URL alerts are POSTed to as JSON (a
-                                                     ``WebhookSink``; none by default)
-``webhook_levels``          ``LUPO_MIGRATE_WEBHOOK_LEVELS`` levels sent (all; the variable:
-                                                     ``critical,warning``)
-``webhook_timeout``         ``LUPO_MIGRATE_WEBHOOK_TIMEOUT`` the most a run waits for the
-                                                     webhook, in seconds (5)
-``webhook_authorization``   ``LUPO_MIGRATE_WEBHOOK_AUTHORIZATION`` ``Authorization`` header
-                                                     sent (keep it in the environment)
-``out_of_order``            ``LUPO_MIGRATE_OUT_OF_ORDER`` ``true``: apply a pending versioned
-                                                     file older than the highest applied one
-                                                     (default ``false``: refused)
-``forbid``                                           lint rules whose findings refuse the run
-                                                     (``["foreign-key", "trigger"]``)
-``lint_ignore``                                      lint rules not reported
-``probes``                                           ``{name = "SELECT ..."}`` timed before and
-                                                     after a run
-``schemas``                                          ``{core=, orchestration=, ephemeral=}``
-``renames``                                          ``{lupopedia = "test"}`` literal schema names
-=========================== ======================== ===========================================
+::
+
+    =========================== ======================== ===========================================
+    setting                     environment              meaning
+    =========================== ======================== ===========================================
+    ``db``                      ``LUPO_MIGRATE_DB``      SQLAlchemy URL of the target database
+    ``migrations``              ``LUPO_MIGRATE_DIR``     the migrations directory
+    ``manifest``                ``LUPO_MIGRATE_MANIFEST`` manifest for header-less files
+    ``files``                   ``LUPO_MIGRATE_FILES``   the directory agent and documentation
+                                                         steps change (default: the migrations
+                                                         directory's parent)
+    ``target``                  ``LUPO_MIGRATE_TARGET``  name runs are recorded under
+    ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (off unless set)
+    ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
+    ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+    ``long_transaction_wait``   ``LUPO_MIGRATE_LONG_TRANSACTION_WAIT`` seconds a DDL statement
+                                                         waits, unsent, for other sessions'
+                                                         transactions holding its tables (30);
+                                                         then the run fails as transient
+    ``statement_wait``          ``LUPO_MIGRATE_STATEMENT_WAIT`` seconds ``recover`` waits for a
+                                                         statement a dead run left running on the
+                                                         server (MySQL/MariaDB; 120)
+    ``backup_limit``            ``LUPO_MIGRATE_BACKUP_LIMIT`` most rows of a table backed up
+                                                         (100000)
+    ``integrity_limit``         ``LUPO_MIGRATE_INTEGRITY_LIMIT`` tables the run does not touch are
+                                                         checksummed before and after it up to
+                                                         this many rows (10000)
+    ``orchestration_db``        ``LUPO_MIGRATE_ORCHESTRATION_DB`` URL for lupo_migrate's own tables
+    ``drift``                   ``LUPO_MIGRATE_DRIFT``   ``error`` (default), ``warn`` or ``off``
+    ``keep_rollback_hours``     ``LUPO_MIGRATE_KEEP_ROLLBACK`` hours a completed run stays
+                                                         rollbackable (24)
+    ``probe_threshold``         ``LUPO_MIGRATE_PROBE_THRESHOLD`` slowdown factor a probe may
+                                                         show before a class B finding (2.0)
+    ``freeze_ttl``              ``LUPO_MIGRATE_FREEZE_TTL`` seconds the write freeze lasts if the
+                                                         orchestrator dies (300; renewed while it
+                                                         runs)
+    ``freeze``                  ``LUPO_MIGRATE_FREEZE``  ``lease`` (default: a lease row hosts read
+                                                         and ``guard()`` enforces) or ``read_only``
+                                                         (MySQL/MariaDB: the server's flag too,
+                                                         thawed by a server event at expiry)
+    ``webhook``                 ``LUPO_MIGRATE_WEBHOOK`` URL alerts are POSTed to as JSON (a
+                                                         ``WebhookSink``; none by default)
+    ``webhook_levels``          ``LUPO_MIGRATE_WEBHOOK_LEVELS`` levels sent (all; the variable:
+                                                         ``critical,warning``)
+    ``webhook_timeout``         ``LUPO_MIGRATE_WEBHOOK_TIMEOUT`` the most a run waits for the
+                                                         webhook, in seconds (5)
+    ``webhook_authorization``   ``LUPO_MIGRATE_WEBHOOK_AUTHORIZATION`` ``Authorization`` header
+                                                         sent (keep it in the environment)
+    ``out_of_order``            ``LUPO_MIGRATE_OUT_OF_ORDER`` ``true``: apply a pending versioned
+                                                         file older than the highest applied one
+                                                         (default ``false``: refused)
+    ``forbid``                                           lint rules whose findings refuse the run
+                                                         (``["foreign-key", "trigger"]``)
+    ``lint_ignore``                                      lint rules not reported
+    ``probes``                                           ``{name = "SELECT ..."}`` timed before and
+                                                         after a run
+    ``schemas``                                          ``{core=, orchestration=, ephemeral=}``
+    ``renames``                                          ``{lupopedia = "test"}``: literal
+                                                         schema names
+    =========================== ======================== ===========================================
 
 Paths in a file are relative to that file's directory. Passwords are never printed:
 :meth:`Settings.shown_db` hides them.

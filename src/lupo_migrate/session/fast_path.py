@@ -208,7 +208,7 @@ def _tables_left(
     connection: Any, settings: Settings, target: DatabaseUrl, store: DatabaseUrl, text: Any
 ) -> bool:
     """Whether every table in the fingerprint the last run recorded (*text*) is still in
-    the target, by one catalog query (see ``_checking.check_left``, the full path's
+    the target, by one catalog query (see ``run.checks.check_left``, the full path's
     exact check); False on any doubt."""
     import json
 

@@ -4,7 +4,8 @@ baseline, accept, and the run queue.
 Shell. SQLAlchemy is imported here (through ``ext.sqlalchemy``) and only when a database
 command runs, so ``import lupo_migrate``, ``plan`` and ``check`` stay light. Files are read and
 checked *before* any connection is made, so bad input never writes to the database. The
-engines, the placement of lupo_migrate's own tables and the freeze are set up by ``_opening``.
+engines, the placement of lupo_migrate's own tables and the freeze are set up by
+``session.opening``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ it added are kept, by key (a table without a key: the values alone), in a backup
 those other than NULL and the column's literal default, which for a plain ``ADD COLUMN`` is
 none at all, whatever the table's size. Before a rollback, the values in the column now that
 are not among those kept are the application's: the rollback lists them and is refused unless
-the operator says the run's change is undone anyway (see ``_undo_plan.refusal``).
+the operator says the run's change is undone anyway (see ``core.undo_plan.refusal``).
 
 Rows inserted since with NULL or the literal default in the column, and rows the application
 deleted, lose nothing when the column goes.

@@ -19,7 +19,7 @@ run's statements need kept of its rows (:mod:`lupo_migrate.handlers._needs`):
   instead of dropped (a *soft drop*: the statement is replaced by a ``RENAME``), when no foreign
   key of another table refers to it; else, and on SQLite, its rows are copied;
 * ``rows`` (DML, ``MODIFY``...): its rows are copied (``lupo_bk_<run>_<n>``), up to the backup
-  limit (beyond, the run is refused before it starts, see ``_validation.backup_limit``, unless
+  limit (beyond, the run is refused before it starts, see ``core.validation.backup_limit``, unless
   the step has a down of its own).
 
 Snapshots are taken before a step's first statement, so that nothing of lupo_migrate's runs

@@ -12,7 +12,7 @@ there now: the rows that go back, the conflicts (rows the run changed that the a
 changed again), what would be lost (rows written since into a table the run created, values
 written since into a column it added, a keyless table changed since), what was changed
 again since, and rows written since that would not fit a definition put back. Nothing is
-touched: ``_undo_plan.refusal`` decides from the preview whether the rollback may go on.
+touched: ``core.undo_plan.refusal`` decides from the preview whether the rollback may go on.
 
 Apart from ``_preimage`` so each module holds one idea: that one follows a run while it
 works and puts back; this one looks at a run that completed. The class has no state of its

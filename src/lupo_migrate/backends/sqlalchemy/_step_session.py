@@ -1,7 +1,7 @@
 """The step connection of :class:`~lupo_migrate.backends.sqlalchemy.target.SqlAlchemyTarget`.
 
 :class:`StepSessions` holds how the target gives each step its connection: :meth:`step_session`,
-the connection and transaction consecutive MySQL/MariaDB steps share (``_chain``), the PyMySQL
+the connection and transaction consecutive MySQL/MariaDB steps share (``core.chain``), the PyMySQL
 pipeline on it (``_pipeline``), undoing a failed step's writes, :meth:`flush`, the statement
 lock that connection holds while a run's statements run, and :meth:`execute`.
 
