@@ -1,7 +1,7 @@
 """What a rollback must keep before a statement runs, so that undoing it loses no row.
 
 Pure: a statement's text in, :class:`Need` values out, one per table the statement changes.
-The pre-images (``ext.sqlalchemy._preimage``) take only what these say, so that an additive
+The pre-images (``backends.sqlalchemy._preimage``) take only what these say, so that an additive
 change to a big table costs no copy of it:
 
 * ``shape``: only the table's definition changes (``ADD COLUMN``, ``CREATE INDEX``, ``RENAME``,

@@ -167,7 +167,7 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
         scope.__exit__(type(error), error, error.__traceback__)
         raise
     # Left open: the StepApplied transition is persisted in the same transaction, and
-    # _driving.drive commits both together before the next effect (see finish_step).
+    # drive.drive commits both together before the next effect (see finish_step).
     orch._open_step = scope
     return sm.StepApplied(step.id)
 

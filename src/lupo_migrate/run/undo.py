@@ -4,7 +4,7 @@ the state machine's ``RecordPreImages``, ``UndoStep`` and ``VerifyRollback`` eff
 them.
 
 Where the target keeps pre-images (MySQL/MariaDB and SQLite: see
-``ext.sqlalchemy._preimage``), a run snapshots what its statements touch for the first time;
+``backends.sqlalchemy._preimage``), a run snapshots what its statements touch for the first time;
 a rollback undoes each step (its down section, twin or derived inverse), then compares what
 the run touched with the pre-images and puts back what differs.
 """
@@ -244,7 +244,7 @@ def undo_step(orch: Wiring, run: Run, step: Step, *, partial: bool) -> sm.Event:
             # A downgrade stops at the first down that fails. When nothing of that down
             # stayed (its transaction rolled back, or not one of its statements ran), the
             # step stands as it was applied: the downgrade applies again what it undid (see
-            # _downgrade.downgrade) rather than blocking the target.
+            # downgrade.downgrade) rather than blocking the target.
             in_one = (
                 orch.target.transactional_ddl
                 and _transactional(handler)

@@ -112,20 +112,20 @@ class Wiring:
     _done: dict[tuple[str, StepId], set[int]] = attrs.field(factory=dict, init=False, repr=False)
     # The applied step's connection scope, kept open until its StepApplied is persisted.
     _open_step: ExitStack | None = attrs.field(default=None, init=False, repr=False)
-    # The run's pre-images where the target keeps them (MySQL: see ext.sqlalchemy._preimage).
+    # The run's pre-images where the target keeps them (MySQL: see backends.sqlalchemy._preimage).
     _pre: Any = attrs.field(default=None, init=False, repr=False)
     # Whether the run's pre-images know what its statements need kept (see apply_step).
     _planned: bool = attrs.field(default=False, init=False, repr=False)
     # (run id, a bound on the core schema's tables) for the table budget (see run.step).
     _table_bound: tuple[str, int] | None = attrs.field(default=None, init=False, repr=False)
-    # Set while an operator's rollback of a completed run is driven (see rollback()).
+    # Set while an operator's rollback of a completed run is driven (see run.operations).
     _rolling: _Rollback | None = attrs.field(default=None, init=False, repr=False)
-    # The heartbeat and freeze renewals of the run being driven (see _hold()).
+    # The heartbeat and freeze renewals of the run being driven (see run.drive.hold).
     _keeper: KeepAlive | None = attrs.field(default=None, init=False, repr=False)
     # Facts measured at PRE for POST, and the fingerprint POST read.
     _facts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _after: Any = attrs.field(default=None, init=False, repr=False)
-    # Per-step indexes of the facts (see _by_step), with the rows they were built from.
+    # Per-step indexes of the facts (see run.facts.by_step), with the rows they were built from.
     _indexes: dict[str, tuple[Any, dict[StepId, Sequence[Any]]]] = attrs.field(
         factory=dict, init=False, repr=False
     )

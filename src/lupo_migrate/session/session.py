@@ -1,7 +1,7 @@
 """Open a target from settings and run the database commands: apply, status, history, verify,
 baseline, accept, and the run queue.
 
-Shell. SQLAlchemy is imported here (through ``ext.sqlalchemy``) and only when a database
+Shell. SQLAlchemy is imported here (through ``backends.sqlalchemy``) and only when a database
 command runs, so ``import lupo_migrate``, ``plan`` and ``check`` stay light. Files are read and
 checked *before* any connection is made, so bad input never writes to the database. The
 engines, the placement of lupo_migrate's own tables and the freeze are set up by
