@@ -43,7 +43,18 @@ from pathlib import Path  # noqa: E402
 
 _HERE = Path(__file__).parent
 _PACKAGE = _HERE.parent / "src" / "lupo_migrate"
-LAYERS = ("core", "files", "handlers", "observe", "backends", "run", "session", "dashboard", "cli")
+LAYERS = (
+    "core",
+    "sql",
+    "files",
+    "handlers",
+    "observe",
+    "backends",
+    "run",
+    "session",
+    "dashboard",
+    "cli",
+)
 
 
 def _modules(layer: str) -> list[str]:

@@ -37,7 +37,7 @@ from lupo_migrate.core.validation import (
     untouched_unchanged,
 )
 from lupo_migrate.errors import InvalidArgumentError
-from lupo_migrate.handlers._lint import STATEMENTS, narrowing, risky_statements
+from lupo_migrate.sql.lint import STATEMENTS, narrowing, risky_statements
 from test_apply import cli as _cli
 from test_runner import THREE, FakeTarget, orchestrator, write
 from test_runner import _parts as _parts  # the parts fixture
@@ -531,7 +531,7 @@ class TestColumnEffects:
         ],
     )
     def test_what_an_alter_does_to_columns(self, sql: str, expected: list[Any]) -> None:
-        from lupo_migrate.handlers._lint import column_effects
+        from lupo_migrate.sql.lint import column_effects
 
         assert column_effects(sql, "mysql") == expected
 

@@ -11,8 +11,8 @@ import lupo_migrate
 
 PACKAGE = Path(lupo_migrate.__file__).parent
 
-#: The modules that decide: all of ``core/``, and the pure readers of ``files/`` and the handler
-#: registry (they parse text they are given). They may import only one another.
+#: The modules that decide: all of ``core/`` and ``sql/``, and the pure readers of ``files/``
+#: and the handler registry (they parse text they are given). They may import only one another.
 PURE_OUTSIDE_CORE = (
     "files.headers",
     "files.headers_yaml",

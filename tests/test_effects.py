@@ -10,9 +10,9 @@ import pytest
 from conftest import CORPUS, needs_corpus
 from lupo_migrate import errors
 from lupo_migrate.cli import main
-from lupo_migrate.handlers import _effects
-from lupo_migrate.handlers._effects import Effect, check_sql, effect
 from lupo_migrate.session import api
+from lupo_migrate.sql import effects
+from lupo_migrate.sql.effects import Effect, check_sql, effect
 
 ROOT = Path(__file__).resolve().parents[1]
 R, W, U = Effect.READ, Effect.WRITE, Effect.UNKNOWN
@@ -183,9 +183,9 @@ def test_what_a_text_does(dialect: str, sql: str, verdict: Effect) -> None:
 @pytest.mark.parametrize(("dialect", "sql", "verdict"), VERDICTS, ids=lambda v: str(v)[:50])
 def test_the_shortcuts_agree_with_the_full_look(dialect: str, sql: str, verdict: Effect) -> None:
     """The first-word shortcuts and the remembered verdicts say what tokenising says."""
-    full = _effects._classify(sql, _effects._family(dialect))
+    full = effects._classify(sql, effects._family(dialect))
     assert full is (Effect.UNKNOWN if sql.endswith("'unterminated") else verdict)
-    assert _effects._decide(sql, dialect) is verdict
+    assert effects._decide(sql, dialect) is verdict
     long = sql + " " * 5000  # past what is remembered
     assert effect(long, dialect=dialect) is verdict
 
@@ -200,7 +200,7 @@ def test_no_comment_hides_a_write(comment: str, write: str, dialect: str) -> Non
 
 def test_the_classifier_is_pure() -> None:
     """No SQLAlchemy, no I/O: only the tokenizer, the core's values and the standard library."""
-    tree = ast.parse(Path(_effects.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(effects.__file__).read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -216,8 +216,8 @@ def test_the_classifier_is_pure() -> None:
         "re",
         "typing",
         "lupo_migrate.core.model",
-        "lupo_migrate.handlers._sqlsplit",
-        "lupo_migrate.handlers._touch",
+        "lupo_migrate.sql.split",
+        "lupo_migrate.sql.touches",
     }, imported
 
 

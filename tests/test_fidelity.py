@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from databases import fresh_database
-from lupo_migrate.handlers._sessionstate import changes_session
 from lupo_migrate.run.shared import _commits_nothing
+from lupo_migrate.sql.session_state import changes_session
 
 
 @attrs.frozen

@@ -323,6 +323,6 @@ def test_corpus_baseline(mariadb_url: str) -> None:
 
 
 def _statements(sql: str) -> list[str]:
-    from lupo_migrate.handlers._sqlsplit import split
+    from lupo_migrate.sql.split import split
 
     return [s.text for s in split(sql, dialect="mysql")]

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from databases import fresh_database
 from lupo_migrate import errors
 from lupo_migrate.cli import main
-from lupo_migrate.handlers._apart import outside_transaction, runs_apart
+from lupo_migrate.sql.apart import outside_transaction, runs_apart
 
 KILLER = Path(__file__).with_name("_killer.py")
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lupo_migrate.handlers import _sqlsplit
-from lupo_migrate.handlers._sqlsplit import (
+from lupo_migrate.sql import split as _sqlsplit
+from lupo_migrate.sql.split import (
     CODE,
     COMMENT,
     HINT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lupo_migrate.handlers._sqlsplit import Statement
 from lupo_migrate.run.facts import StatementRows
+from lupo_migrate.sql.split import Statement
 
 _PARTS = st.lists(
     st.tuples(

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lupo_migrate.handlers import _effects, _touch
-from lupo_migrate.handlers._effects import _first_token as effect_first
-from lupo_migrate.handlers._sqlsplit import SplitError
-from lupo_migrate.handlers._touch import Touch, leading_word, touches, words
+from lupo_migrate.sql import effects
+from lupo_migrate.sql import touches as _touch
+from lupo_migrate.sql.effects import _first_token as effect_first
+from lupo_migrate.sql.split import SplitError
+from lupo_migrate.sql.touches import Touch, leading_word, touches, words
 
 
 def t(
@@ -114,6 +115,6 @@ def test_the_quick_reading_of_an_insert_head_agrees_with_its_tokens(
     plain = leading_word(sql)
     if plain is not None:
         assert toks[0] == ("word", plain)
-    executed = words(_effects._executed(sql, fam), fam)
-    at = _effects._start(executed)
+    executed = words(effects._executed(sql, fam), fam)
+    at = effects._start(executed)
     assert effect_first(sql, fam) == (executed[at] if at < len(executed) else None)

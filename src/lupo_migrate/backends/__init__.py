@@ -7,7 +7,7 @@ live in :mod:`lupo_migrate.backends.sqlalchemy`. :mod:`~lupo_migrate.backends.cl
 clocks every backend uses, :mod:`~lupo_migrate.backends.liveness` whether a process that
 recorded itself has gone.
 
-May import: :mod:`lupo_migrate.observe`, :mod:`lupo_migrate.handlers` (the reading of SQL),
+May import: :mod:`lupo_migrate.observe`, :mod:`lupo_migrate.handlers`, :mod:`lupo_migrate.sql`,
 :mod:`lupo_migrate.files` and :mod:`lupo_migrate.core`; never :mod:`lupo_migrate.run`: the
 orchestrator knows the backends only through the protocols.
 """

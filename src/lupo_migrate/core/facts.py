@@ -45,7 +45,7 @@ BEFORE: Final = "fingerprint_before"
 #: ``rename``, ``write``.
 EFFECTS: Final = "effects"
 #: What a rollback must keep of each table a statement changes, in order: (step id, table,
-#: ``shape``/``columns``/``drop``/``rows``, dropped columns) (see ``handlers._needs``).
+#: ``shape``/``columns``/``drop``/``rows``, dropped columns) (see ``sql.needs``).
 NEEDS: Final = "needs"
 #: Whether the target sets a dropped table aside instead of copying it (a soft drop).
 SOFT_DROP: Final = "soft_drop"
@@ -61,7 +61,7 @@ EXPLICIT_DOWN: Final = "explicit_down"
 #: The statements of the down sections files hold: (step id, path, line, text).
 DOWN_STATEMENTS: Final = "down_statements"
 #: Steps whose statements run apart, each committing on its own (PostgreSQL statements that
-#: cannot run in a transaction, see ``handlers._apart``): step ids.
+#: cannot run in a transaction, see ``sql.apart``): step ids.
 APART: Final = "apart"
 #: Steps whose handler lists statements but listed none, or could not split the file: their
 #: file is checked again (an empty file, an unterminated quote) before anything runs.

@@ -9,13 +9,12 @@
   Markdown, PHP docblock and JSON files, byte-preserving (type ``documentation``).
 
 Beside them: the registry of handlers by file type (:mod:`~lupo_migrate.handlers.registry`),
-plugins found by entry point (:mod:`~lupo_migrate.handlers.plugins`), and the reading of SQL
-the handlers, the orchestrator and the backends share (splitting, what a statement touches,
-what it needs kept, lint rules, derived inverses).
+plugins found by entry point (:mod:`~lupo_migrate.handlers.plugins`), containment of the files
+handlers change (``_contain``) and their undo records (``_undo``).
 
-May import: :mod:`lupo_migrate.files` and :mod:`lupo_migrate.core`. A handler is given a step
-context (the ``StepContext`` protocol of :mod:`lupo_migrate.core.ports`), never the
-orchestrator, a session or a backend.
+May import: :mod:`lupo_migrate.sql`, :mod:`lupo_migrate.files` and :mod:`lupo_migrate.core`. A
+handler is given a step context (the ``StepContext`` protocol of :mod:`lupo_migrate.core.ports`),
+never the orchestrator, a session or a backend.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["AgentHandler", "DoctrineHandler", "DocumentationHandler", "ModuleHandler"]
 
 #: Each handler's module, imported when the handler is first asked for: a run of ``.sql``
-#: files (and the helpers in this package, ``_lint``, ``_touch``...) does not load the YAML
+#: files (and the SQL readers of ``lupo_migrate.sql`` they use) does not load the YAML
 #: and front-matter machinery of the others.
 _MODULES = {
     "AgentHandler": "agent",

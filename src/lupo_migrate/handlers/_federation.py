@@ -1,7 +1,7 @@
 """Federation rendering of SQL: logical schema placeholders and literal schema renames.
 
 Functional core: values in, text out. Two rewrites, both token-aware (see
-:func:`lupo_migrate.handlers._sqlsplit.scan`), so comments are never touched:
+:func:`lupo_migrate.sql.split.scan`), so comments are never touched:
 
 - **placeholders** ``${core}``, ``${orchestration}``, ``${ephemeral}`` (any key of *names*) become
   the physical name, in code, strings and quoted identifiers alike (quoted as needed in code,
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from lupo_migrate.core.errors import InvalidArgumentError
-from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, QUOTED, STRING, Token, family, scan
+from lupo_migrate.sql.split import CODE, COMMENT, QUOTED, STRING, Token, family, scan
 
 __all__ = ["quote_identifier", "render"]
 

@@ -1,7 +1,7 @@
 """The ``doctrine`` handler: SQL migration files applied statement by statement.
 
 A doctrine file is a SQL script (``DELIMITER``, comments and strings handled as the dialect's
-command-line client would, see :mod:`lupo_migrate.handlers._sqlsplit`). Each statement is
+command-line client would, see :mod:`lupo_migrate.sql.split`). Each statement is
 rendered for the federation (placeholders, schema renames: :mod:`._federation`) and run through
 :meth:`StepContext.execute`, journalled under its 0-based index; statements the journal records
 as done are skipped, so a resumed step continues where it stopped.
@@ -37,15 +37,9 @@ import attrs
 from lupo_migrate.core.errors import StepError
 from lupo_migrate.core.model import DOWN_OFFSET, Step
 from lupo_migrate.handlers._federation import render
-from lupo_migrate.handlers._inverse import derive_inverse as derive_inverse
-from lupo_migrate.handlers._sqlsplit import (
-    Sections,
-    SplitError,
-    Statement,
-    family,
-    split_sections,
-)
-from lupo_migrate.handlers._touch import touches
+from lupo_migrate.sql.inverse import derive_inverse as derive_inverse
+from lupo_migrate.sql.split import Sections, SplitError, Statement, family, split_sections
+from lupo_migrate.sql.touches import touches
 
 __all__ = ["DOWN_OFFSET", "DoctrineHandler", "StepInfo", "derive_inverse"]
 

@@ -16,10 +16,7 @@ import attrs
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.clock import to_stamp
-from lupo_migrate.core.errors import (
-    LupoMigrateError,
-    SchemaDriftError,
-)
+from lupo_migrate.core.errors import LupoMigrateError, SchemaDriftError
 from lupo_migrate.core.fingerprint import Fingerprint
 from lupo_migrate.core.model import (
     FailureKind,
@@ -58,15 +55,11 @@ from lupo_migrate.core.validation import (
     untouched_unchanged,
 )
 from lupo_migrate.handlers._contain import check_steps
-from lupo_migrate.handlers._lint import STATEMENTS, risky_statements
 from lupo_migrate.run import observers
 from lupo_migrate.run import step as _stepping
 from lupo_migrate.run.facts import by_step, plan_effects, restores
-from lupo_migrate.run.shared import (
-    _family,
-    _files_root,
-    _read_under,
-)
+from lupo_migrate.run.shared import _family, _files_root, _read_under
+from lupo_migrate.sql.lint import STATEMENTS, risky_statements
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
@@ -150,7 +143,7 @@ def not_sql(orch: Wiring, plan: Plan) -> tuple[Finding, ...]:
     """PRE: statements of the plan's SQL files that do not start with a SQL statement word of
     the target's dialect (``SELEC x``): the run is refused before anything runs, with the
     file and line (``lupo-migrate check`` says the same)."""
-    from lupo_migrate.handlers._effects import check_sql, check_statements
+    from lupo_migrate.sql.effects import check_sql, check_statements
 
     found: list[Finding] = []
     ups, downs = by_step(orch, STATEMENTS), by_step(orch, DOWN_STATEMENTS)

@@ -20,15 +20,9 @@ from lupo_migrate.core.clock import to_stamp
 from lupo_migrate.core.errors import BlockedError, ConnectionLostError, StatementError, StorageError
 from lupo_migrate.core.model import DOWN_OFFSET, UNDO_BASE, Step, StepId
 from lupo_migrate.core.ports import Clock, Storage, Target
-from lupo_migrate.handlers._sessionstate import reads_last_statement
-from lupo_migrate.handlers._touch import touches
-from lupo_migrate.run.shared import (
-    _commits_nothing,
-    _family,
-    _in_transaction,
-    _read_under,
-    _reason,
-)
+from lupo_migrate.run.shared import _commits_nothing, _family, _in_transaction, _read_under, _reason
+from lupo_migrate.sql.session_state import reads_last_statement
+from lupo_migrate.sql.touches import touches
 
 __all__ = ["KeptRows", "StepContext"]
 
@@ -95,7 +89,7 @@ class StepContext:
     executed: int = 0
     #: Whether the storage writes through the step's own connection (same transaction).
     shared: bool = False
-    #: The step runs apart: each statement commits on its own (see ``handlers._apart``).
+    #: The step runs apart: each statement commits on its own (see ``sql.apart``).
     apart: bool = False
     #: Journal rows of finished statements, kept to be written together (None: each is
     #: written as it goes): the rows of statements that commit nothing by themselves, whose

@@ -21,17 +21,8 @@ from lupo_migrate.core.decisions import (
     scope_steps,
     status_at,
 )
-from lupo_migrate.core.errors import (
-    DecisionError,
-)
-from lupo_migrate.core.model import (
-    Classification,
-    Finding,
-    Run,
-    Severity,
-    Step,
-    StepId,
-)
+from lupo_migrate.core.errors import DecisionError
+from lupo_migrate.core.model import Classification, Finding, Run, Severity, Step, StepId
 from lupo_migrate.core.ports import DecisionLog
 
 if TYPE_CHECKING:

@@ -25,12 +25,12 @@ from lupo_migrate.core.decisions import ROLLED_BACK, is_open
 from lupo_migrate.core.errors import DecisionError, LupoMigrateError
 from lupo_migrate.core.model import Outcome, Plan, Run, Step, StepId
 from lupo_migrate.core.planner import downgrade_plan
-from lupo_migrate.handlers._lint import column_effects
-from lupo_migrate.handlers._touch import touches
 from lupo_migrate.run import checks, drive, launch
 from lupo_migrate.run import undo as _undoing
 from lupo_migrate.run.facts import inspect_step
 from lupo_migrate.run.shared import Apply, RunResult, _family, _Rollback
+from lupo_migrate.sql.lint import column_effects
+from lupo_migrate.sql.touches import touches
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring

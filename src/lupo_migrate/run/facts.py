@@ -14,14 +14,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from lupo_migrate.core.errors import (
-    LupoMigrateError,
-)
-from lupo_migrate.core.model import (
-    Plan,
-    Step,
-    StepId,
-)
+from lupo_migrate.core.errors import LupoMigrateError
+from lupo_migrate.core.model import Plan, Step, StepId
 from lupo_migrate.core.validation import (
     APART,
     DOWN_STATEMENTS,
@@ -32,14 +26,11 @@ from lupo_migrate.core.validation import (
     UNKNOWN,
     UNSPLIT,
 )
-from lupo_migrate.handlers._apart import runs_apart
-from lupo_migrate.handlers._lint import STATEMENTS, column_effects
-from lupo_migrate.handlers._needs import needs
-from lupo_migrate.handlers._touch import in_schema, touches
-from lupo_migrate.run.shared import (
-    _family,
-    _read_under,
-)
+from lupo_migrate.run.shared import _family, _read_under
+from lupo_migrate.sql.apart import runs_apart
+from lupo_migrate.sql.lint import STATEMENTS, column_effects
+from lupo_migrate.sql.needs import needs
+from lupo_migrate.sql.touches import in_schema, touches
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
@@ -278,7 +269,7 @@ def by_step(orch: Wiring, fact: str) -> dict[StepId, Sequence[Any]]:
 
 def apart(orch: Wiring, step_id: str) -> bool:
     """Whether *step_id* runs apart: its statements commit one by one (see
-    ``handlers._apart``), so a failure or a crash leaves what ran before it, as on MySQL."""
+    ``sql.apart``), so a failure or a crash leaves what ran before it, as on MySQL."""
     return step_id in orch._facts.get(APART, ())
 
 

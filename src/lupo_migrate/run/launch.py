@@ -15,16 +15,7 @@ from typing import TYPE_CHECKING
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.errors import ConnectionLostError, DecisionError, InternalError
-from lupo_migrate.core.model import (
-    FailureKind,
-    Finding,
-    Outcome,
-    Plan,
-    Run,
-    Severity,
-    Step,
-    StepId,
-)
+from lupo_migrate.core.model import FailureKind, Finding, Outcome, Plan, Run, Severity, Step, StepId
 from lupo_migrate.run import drive, observers, undo
 from lupo_migrate.run.recover import plan_of, take_over
 from lupo_migrate.run.shared import RunResult

@@ -17,14 +17,7 @@ import attrs
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.clock import to_stamp
-from lupo_migrate.core.decisions import (
-    ACCEPTED,
-    FINAL,
-    PURGED,
-    DecisionRecord,
-    is_open,
-    status_at,
-)
+from lupo_migrate.core.decisions import ACCEPTED, FINAL, PURGED, DecisionRecord, is_open, status_at
 from lupo_migrate.core.errors import (
     DecisionError,
     InvalidArgumentError,
@@ -46,10 +39,7 @@ from lupo_migrate.run import checks, drive, launch
 from lupo_migrate.run import undo as _undoing
 from lupo_migrate.run.decisions import answer_rolled_back, open_record, require_log
 from lupo_migrate.run.facts import inspect_step
-from lupo_migrate.run.shared import (
-    RunResult,
-    _Rollback,
-)
+from lupo_migrate.run.shared import RunResult, _Rollback
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring

@@ -33,12 +33,7 @@ import attrs
 from lupo_migrate.core import chain
 from lupo_migrate.core.decisions import DecisionRecord
 from lupo_migrate.core.errors import MigrationFileError, TargetBlockedError
-from lupo_migrate.core.model import (
-    Classification,
-    Run,
-    Step,
-    StepId,
-)
+from lupo_migrate.core.model import Classification, Run, Step, StepId
 from lupo_migrate.core.ports import Target
 from lupo_migrate.core.undo_plan import RollbackPreview
 from lupo_migrate.run import checks as _checking

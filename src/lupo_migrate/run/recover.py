@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.clock import to_stamp
-from lupo_migrate.core.errors import (
-    DecisionError,
-    MigrationFileError,
-)
+from lupo_migrate.core.errors import DecisionError, MigrationFileError
 from lupo_migrate.core.model import (
     Failure,
     FailureKind,
@@ -37,9 +34,6 @@ from lupo_migrate.core.validation import (
     expected_existence,
     touched_keys,
 )
-from lupo_migrate.handlers._apart import outside_transaction
-from lupo_migrate.handlers._lint import column_effects
-from lupo_migrate.handlers._touch import in_schema, touches
 from lupo_migrate.run import drive
 from lupo_migrate.run import undo as _undoing
 from lupo_migrate.run.decisions import answer_rolled_back
@@ -51,6 +45,9 @@ from lupo_migrate.run.shared import (
     _read_under,
     _Rollback,
 )
+from lupo_migrate.sql.apart import outside_transaction
+from lupo_migrate.sql.lint import column_effects
+from lupo_migrate.sql.touches import in_schema, touches
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring

@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 
 from lupo_migrate.core import state as sm
-from lupo_migrate.core.errors import (
-    LupoMigrateError,
-    StepError,
-)
+from lupo_migrate.core.errors import LupoMigrateError, StepError
 from lupo_migrate.core.model import (
     Classification,
     Failure,

@@ -31,11 +31,11 @@ from lupo_migrate.core.errors import (
 )
 from lupo_migrate.core.model import AppliedStep, FailureKind, Finding, Run, Severity, Step, StepId
 from lupo_migrate.core.validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
-from lupo_migrate.handlers._lint import STATEMENTS
 from lupo_migrate.run import facts
 from lupo_migrate.run import observers as _observing
 from lupo_migrate.run.context import KeptRows, StepContext
 from lupo_migrate.run.shared import _CHECKS_OFF, _failure, _StepCheckFailed, _transactional
+from lupo_migrate.sql.lint import STATEMENTS
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring

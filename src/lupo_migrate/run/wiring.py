@@ -41,11 +41,11 @@ from lupo_migrate.core.validation import (
     checksums_unchanged,
     performance_probes,
 )
-from lupo_migrate.handlers._lint import risky_statements
 from lupo_migrate.handlers.registry import HandlerRegistry
 from lupo_migrate.observe.watch import Watch
 from lupo_migrate.run.keepalive import KeepAlive
 from lupo_migrate.run.shared import _Rollback
+from lupo_migrate.sql.lint import risky_statements
 
 if TYPE_CHECKING:
     from lupo_migrate.observe import Event

@@ -113,12 +113,12 @@ def _sql_findings(
     dialect: str | None,
     lint: tuple[Iterable[str], Iterable[str]] = ((), ()),
 ) -> list[Finding]:
-    """What :func:`~lupo_migrate.handlers._effects.check_sql` finds in the SQL files, and
+    """What :func:`~lupo_migrate.sql.effects.check_sql` finds in the SQL files, and
     the lint rules over the up statements of the steps' own files (*lint*: the rules
     forbidden, the rules ignored)."""
-    from lupo_migrate.handlers._effects import check_sql
-    from lupo_migrate.handlers._lint import lint_sql
-    from lupo_migrate.handlers._sqlsplit import SplitError, split_sections
+    from lupo_migrate.sql.effects import check_sql
+    from lupo_migrate.sql.lint import lint_sql
+    from lupo_migrate.sql.split import SplitError, split_sections
 
     fam = {"mariadb": "mysql", None: "mysql"}.get(dialect, dialect)
     ids = {s.path: s.id for s in found.steps if s.file_type == "doctrine"}

@@ -384,7 +384,7 @@ def dry_run_report(
     """:func:`dry_run`, and the lint findings of those statements (the rules ``apply``
     checks before it starts, with the settings' ``forbid`` and ``lint_ignore``)."""
     from lupo_migrate.core.planner import plan as plan_steps
-    from lupo_migrate.handlers._lint import lint_sql
+    from lupo_migrate.sql.lint import lint_sql
 
     if settings.migrations is None:
         raise ConfigurationError("no migrations directory: pass DIRECTORY or set migrations")

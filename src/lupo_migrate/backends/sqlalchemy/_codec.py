@@ -32,12 +32,7 @@ from lupo_migrate.backends.sqlalchemy._runjson import (
 )
 from lupo_migrate.core.decisions import DecisionRecord
 from lupo_migrate.core.errors import StorageError
-from lupo_migrate.core.model import (
-    AppliedStep,
-    Classification,
-    Finding,
-    JournalEntry,
-)
+from lupo_migrate.core.model import AppliedStep, Classification, Finding, JournalEntry
 from lupo_migrate.core.queue import QueueEntry, QueueStatus
 
 __all__ = [

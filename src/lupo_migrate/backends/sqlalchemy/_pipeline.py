@@ -41,7 +41,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from lupo_migrate.core.errors import StorageError
-from lupo_migrate.handlers._sessionstate import reads_last_statement
+from lupo_migrate.sql.session_state import reads_last_statement
 
 __all__ = [
     "CAS_GUARD",

@@ -11,7 +11,7 @@ tells the objects the run created (and may drop) from those that were there (and
 **Before a step** (:meth:`PreImages.before_step`) and before any statement a step runs that was
 not known beforehand (:meth:`PreImages.before`), each table that existed and is touched for
 the first time gets its pre-image: its ``CREATE`` text and triggers, its key, and what the
-run's statements need kept of its rows (:mod:`lupo_migrate.handlers._needs`):
+run's statements need kept of its rows (:mod:`lupo_migrate.sql.needs`):
 
 * ``shape`` (``ADD COLUMN``, ``CREATE INDEX``, ``RENAME``...): nothing; its rows stay;
 * ``columns`` (``DROP COLUMN``): the column's values by key, set aside (any size);
@@ -90,9 +90,9 @@ from lupo_migrate.core.errors import StorageError
 from lupo_migrate.core.fingerprint import Fingerprint, restrict
 from lupo_migrate.core.placement import sibling_store
 from lupo_migrate.core.validation import referring
-from lupo_migrate.handlers._lint import column_effects
-from lupo_migrate.handlers._needs import COLUMNS, DROP, ROWS, SHAPE, Need, needs, strongest
-from lupo_migrate.handlers._touch import Touch, touches
+from lupo_migrate.sql.lint import column_effects
+from lupo_migrate.sql.needs import COLUMNS, DROP, ROWS, SHAPE, Need, needs, strongest
+from lupo_migrate.sql.touches import Touch, touches
 
 __all__ = [
     "BACKUP_PREFIX",
@@ -271,7 +271,7 @@ class PreImages(Sealing):
 
     def plan_run(self, statements: Iterable[str]) -> None:
         """What the run's *statements* (in run order) need kept of each table, followed
-        through the run's renames: taken at each table's first touch (see ``_needs``)."""
+        through the run's renames: taken at each table's first touch (see ``sql.needs``)."""
         names: dict[str, str | None] = dict(self.names)
         columns = {t: dict(m) for t, m in self.renamed_columns.items()}
         plan: dict[str, Need] = dict(self.plan)

@@ -29,7 +29,7 @@ from lupo_migrate.backends.sqlalchemy._rows import index_key, row_key
 from lupo_migrate.backends.sqlalchemy.fingerprint import table_data
 from lupo_migrate.core.errors import StorageError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
-from lupo_migrate.handlers._touch import Touch
+from lupo_migrate.sql.touches import Touch
 
 __all__ = [
     "BACKUP_PREFIX",

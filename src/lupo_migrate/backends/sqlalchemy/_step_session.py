@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from lupo_migrate.backends.sqlalchemy import _pipeline
 from lupo_migrate.backends.sqlalchemy.lock import mysql_lock_name
 from lupo_migrate.core.errors import StillRunningError, StorageError
-from lupo_migrate.handlers._sessionstate import changes_session
+from lupo_migrate.sql.session_state import changes_session
 
 __all__ = ["StepSessions", "session_id"]
 
@@ -82,7 +82,7 @@ class StepSessions:
           statements sent with the step's first one (see ``_STEP_START``); PostgreSQL's
           ``lastval()`` and ``currval()`` by ``DISCARD SEQUENCES`` (undefined again);
         - a step whose statements may change their session in any other way (see
-          ``handlers._sessionstate``) ends it: on MySQL the shared connection is committed
+          ``sql.session_state``) ends it: on MySQL the shared connection is committed
           and closed after the step, on PostgreSQL the step's connection is closed instead
           of going back to the pool; the next step opens a new one;
         - SQLite gives every step a new connection (``last_insert_rowid()``, ``changes()``
@@ -128,7 +128,7 @@ class StepSessions:
     @contextmanager
     def apart_session(self) -> Iterator[Connection]:
         """A connection for a step that runs apart (PostgreSQL statements that cannot run
-        in a transaction block, see ``handlers._apart``): in autocommit, so each statement,
+        in a transaction block, see ``sql.apart``): in autocommit, so each statement,
         and each journal row written through it, commits on its own, as MySQL's DDL does.
         Its session starts as a step's (``DISCARD SEQUENCES``) and is never handed out again.
 

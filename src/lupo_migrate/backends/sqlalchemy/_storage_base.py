@@ -17,9 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lupo_migrate.backends.sqlalchemy._hot import HotPath
 from lupo_migrate.backends.sqlalchemy._ids import IdBlocks
 from lupo_migrate.backends.sqlalchemy._pipeline import pipeline_of
+from lupo_migrate.backends.sqlalchemy._run_writes import HotPath
 from lupo_migrate.backends.sqlalchemy._tables import OrchestrationTables, describe, reason
 from lupo_migrate.core.clock import to_stamp
 from lupo_migrate.core.errors import StorageError

@@ -10,7 +10,7 @@ and is recorded in ``migration_alerts`` (level ``override``: who, why, what was 
 active: every statement that is not a read raises ``WritesFrozenError``
 before it is sent, so no write is lost silently: the application sees the error and can retry
 after the thaw. What a statement does is decided by
-:func:`lupo_migrate.handlers._effects.effect`, not by its first word: leading comments (``--``,
+:func:`lupo_migrate.sql.effects.effect`, not by its first word: leading comments (``--``,
 ``#``, ``/* */``) are skipped, MySQL executable comments (``/*! INSERT ... */``) are code,
 ``WITH ... INSERT/UPDATE/DELETE`` writes, every statement of a multi-statement text counts, and a
 statement whose effect cannot be told from its text (``CALL``, ``EXECUTE``, PostgreSQL ``DO``,
@@ -36,7 +36,7 @@ from lupo_migrate.core.clock import shown, to_stamp
 from lupo_migrate.core.errors import InvalidArgumentError, LockHeldError, WritesFrozenError
 from lupo_migrate.core.model import FreezeInfo
 from lupo_migrate.core.ports import Clock, Freeze
-from lupo_migrate.handlers._effects import Effect, effect
+from lupo_migrate.sql.effects import Effect, effect
 
 __all__ = ["SqlAlchemyFreeze", "guard"]
 

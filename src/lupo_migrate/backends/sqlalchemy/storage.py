@@ -33,9 +33,9 @@ import sqlalchemy as sa
 from lupo_migrate.backends.clocks import SystemClock
 from lupo_migrate.backends.sqlalchemy import _codec as codec
 from lupo_migrate.backends.sqlalchemy._creating import ensure_schema
-from lupo_migrate.backends.sqlalchemy._hot import HotPath
 from lupo_migrate.backends.sqlalchemy._ids import IdBlocks
 from lupo_migrate.backends.sqlalchemy._pipeline import CAS_GUARD, pipeline_of
+from lupo_migrate.backends.sqlalchemy._run_writes import HotPath
 from lupo_migrate.backends.sqlalchemy._storage_base import StorageBase
 from lupo_migrate.backends.sqlalchemy._storage_ledger import LedgerMixin
 from lupo_migrate.backends.sqlalchemy._storage_orchestrator import OrchestratorMixin

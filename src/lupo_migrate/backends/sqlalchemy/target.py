@@ -36,11 +36,7 @@ from lupo_migrate.backends.sqlalchemy._tables import make_tables
 from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
-from lupo_migrate.core.placement import (
-    LOOPBACK,
-    ORCHESTRATION_SUFFIX,
-    POSTGRESQL_ORCHESTRATION,
-)
+from lupo_migrate.core.placement import LOOPBACK, ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
 
 __all__ = [
     "ORCHESTRATION_TABLES",

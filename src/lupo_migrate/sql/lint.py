@@ -33,7 +33,7 @@ import attrs
 from lupo_migrate.core.errors import InvalidArgumentError
 from lupo_migrate.core.fingerprint import Fingerprint
 from lupo_migrate.core.model import FailureKind, Finding, Severity, ValidationContext
-from lupo_migrate.handlers._touch import head_words, leading_word, words
+from lupo_migrate.sql.touches import head_words, leading_word, words
 
 __all__ = ["RULES", "STATEMENTS", "column_effects", "lint_sql", "risky_statements"]
 

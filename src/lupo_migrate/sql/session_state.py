@@ -25,7 +25,7 @@ import functools
 import re
 from typing import Final
 
-from lupo_migrate.handlers._touch import words
+from lupo_migrate.sql.touches import words
 
 __all__ = ["changes_session", "reads_last_statement"]
 

@@ -24,8 +24,8 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate.handlers._sqlsplit import family
-from lupo_migrate.handlers._touch import clauses, touches, words
+from lupo_migrate.sql.split import family
+from lupo_migrate.sql.touches import clauses, touches, words
 
 __all__ = ["COLUMNS", "DROP", "ROWS", "SHAPE", "Need", "needs", "strongest"]
 

@@ -19,7 +19,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate.handlers._sqlsplit import CODE, COMMENT, HINT, QUOTED, scan
+from lupo_migrate.sql.split import CODE, COMMENT, HINT, QUOTED, scan
 
 __all__ = [
     "Touch",

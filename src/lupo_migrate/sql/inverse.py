@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from lupo_migrate.handlers._sqlsplit import family
-from lupo_migrate.handlers._touch import name_at, words
+from lupo_migrate.sql.split import family
+from lupo_migrate.sql.touches import name_at, words
 
 __all__ = ["derive_inverse"]
 

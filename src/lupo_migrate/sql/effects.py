@@ -75,8 +75,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from lupo_migrate.core.model import Finding, Severity
-from lupo_migrate.handlers._sqlsplit import COMMENT, HINT, SplitError, scan, split_sections
-from lupo_migrate.handlers._touch import head_words, leading_word, words
+from lupo_migrate.sql.split import COMMENT, HINT, SplitError, scan, split_sections
+from lupo_migrate.sql.touches import head_words, leading_word, words
 
 __all__ = ["STATEMENT_WORDS", "Effect", "check_sql", "effect"]
 
