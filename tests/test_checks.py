@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from lupo_migrate import Fingerprint, TableData
+from lupo_migrate.backends.sqlite_files import sibling_store
 from lupo_migrate.core.model import (
     Classification,
     FailureKind,
@@ -20,7 +21,6 @@ from lupo_migrate.core.model import (
     Stage,
     ValidationContext,
 )
-from lupo_migrate.core.placement import sibling_store
 from lupo_migrate.core.validation import (
     BEFORE,
     DATA_AFTER,

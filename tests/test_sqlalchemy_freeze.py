@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from lupo_migrate.backends.memory import ManualClock
 from lupo_migrate.backends.sqlalchemy import SqlAlchemyFreeze, SqlAlchemyStorage, guard
+from lupo_migrate.backends.sqlite_files import sibling_store
 from lupo_migrate.cli import main
 from lupo_migrate.core.clock import shown
 from lupo_migrate.core.model import FreezeInfo
-from lupo_migrate.core.placement import sibling_store
 from lupo_migrate.errors import LockHeldError, WritesFrozenError
 from lupo_migrate.testing import check_freeze
 

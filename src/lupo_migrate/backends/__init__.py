@@ -14,15 +14,19 @@ orchestrator knows the backends only through the protocols.
 
 from __future__ import annotations
 
-from lupo_migrate.backends.memory import (
-    FreezeOverride,
-    InMemoryFreeze,
-    InMemoryLock,
-    InMemoryLockTable,
-    InMemoryStorage,
-    ManualClock,
-    SystemClock,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lupo_migrate.backends.memory import (
+        FreezeOverride,
+        InMemoryFreeze,
+        InMemoryLock,
+        InMemoryLockTable,
+        InMemoryStorage,
+        ManualClock,
+        SystemClock,
+    )
 
 __all__ = [
     "FreezeOverride",
@@ -33,3 +37,17 @@ __all__ = [
     "ManualClock",
     "SystemClock",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use (PEP 562): the nothing-to-do fast path imports a module of this
+    # package (sqlite_files) and needs none of the in-memory backends.
+    if name in __all__:
+        value = getattr(importlib.import_module("lupo_migrate.backends.memory"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lupo_migrate.backends' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,7 +17,8 @@ names Lupopedia's ``lupopedia_orchestration``, and its tables have the names of 
 ``schemas.orchestration`` to use such a name anyway; lupo_migrate refuses tables it did not
 create). On PostgreSQL the database already sets applications apart, so the schemas have
 fixed names inside it (a restored copy under another name finds its tables). On SQLite
-both go to the sibling file ``sibling_store`` names (``app.db`` -> ``app.lupo.db``); an in-memory
+both go to the sibling file ``backends.sqlite_files.sibling_store`` names (``app.db`` ->
+``app.lupo.db``); an in-memory
 target has no sibling, so its orchestration tables stay beside the core ones (and are left
 out of every count) and its ephemeral tables get an in-memory database of their own.
 
@@ -46,7 +47,6 @@ __all__ = [
     "family",
     "orchestration_schema",
     "place",
-    "sibling_store",
 ]
 
 #: MySQL/MariaDB: the default databases are the core database's name with these suffixes.
@@ -170,15 +170,3 @@ def orchestration_schema(
 #: Host names that are this machine: a connection to one of them is not encrypted (see
 #: ``backends.sqlalchemy.target``) and the fast path connects with the bare driver.
 LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def sibling_store(database: str, part: str = "lupo") -> str:
-    """Where a SQLite target keeps lupo_migrate's tables: ``app.db`` -> ``app.lupo.db``
-    (with *part* ``lupo-backups``, its backup tables: ``app.lupo-backups.db``)."""
-    head, slash, name = database.rpartition("/")
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem:  # no suffix (or a dot file): the part goes at the end
-        stem, suffix = name, ""
-    else:
-        suffix = "." + suffix
-    return f"{head}{slash}{stem}.{part}{suffix}"

@@ -27,7 +27,8 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import attrs
 
-from lupo_migrate.core.placement import LOOPBACK, orchestration_schema, sibling_store
+from lupo_migrate.backends.sqlite_files import sibling_store
+from lupo_migrate.core.placement import LOOPBACK, orchestration_schema
 from lupo_migrate.core.tables import BATCHES, FILES, SCHEMA_ROW, SCHEMA_VERSION, SYSTEM_STATE
 from lupo_migrate.session.config import Settings
 

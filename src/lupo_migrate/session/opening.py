@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+from lupo_migrate.backends.sqlite_files import sibling_store
 from lupo_migrate.core.errors import ConfigurationError
-from lupo_migrate.core.placement import Placement, place, sibling_store
+from lupo_migrate.core.placement import Placement, place
 from lupo_migrate.session.config import Settings
 
 if TYPE_CHECKING:

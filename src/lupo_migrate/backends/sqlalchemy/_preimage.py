@@ -86,9 +86,9 @@ from lupo_migrate.backends.sqlalchemy._snapshot import (
     table_image,
 )
 from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table_data
+from lupo_migrate.backends.sqlite_files import sibling_store
 from lupo_migrate.core.errors import StorageError
 from lupo_migrate.core.fingerprint import Fingerprint, restrict
-from lupo_migrate.core.placement import sibling_store
 from lupo_migrate.core.validation import referring
 from lupo_migrate.sql.lint import column_effects
 from lupo_migrate.sql.needs import COLUMNS, DROP, ROWS, SHAPE, Need, needs, strongest
