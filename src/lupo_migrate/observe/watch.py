@@ -3,17 +3,13 @@ take, which observers were dropped."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lupo_migrate.core.model import Run
 
-if TYPE_CHECKING:
-    pass
-logger = logging.getLogger("lupo_migrate")
+__all__ = ["Watch"]
 
 
 @attrs.define

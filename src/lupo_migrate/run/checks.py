@@ -1,9 +1,10 @@
-"""The checks around a run (shell, part of the ``Orchestrator``): the facts pre- and
-post-validation compare (fingerprints, rows of untouched tables, probe times, the plan's
-statements and effects); each step's during-validation, which reads them, is
+"""The checks around a run (shell): pre- and post-validation and the facts they compare
+(fingerprints, rows of untouched tables, probe times), drift when nothing is pending
+(:func:`check_left`) and the schema recorded for the next run. What the plan's statements
+touch is read by :mod:`lupo_migrate.run.facts`; each step's during-validation is
 :func:`lupo_migrate.run.step.check_step`.
 
-Functions of the orchestrator's own state: each takes it as ``orch``.
+Functions of a :class:`~lupo_migrate.run.wiring.Wiring` (``orch``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,16 @@ from lupo_migrate.core.ports import DecisionLog
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
+
+__all__ = [
+    "answer_rolled_back",
+    "closed_record",
+    "keep_rollback_material",
+    "open_record",
+    "record_decision",
+    "require_log",
+]
+
 logger = logging.getLogger("lupo_migrate")
 
 

@@ -1,12 +1,13 @@
 """Driving a run: the loop of transition, persist, carry out the effects, feed back the event.
 
-Functions of the orchestrator (:mod:`lupo_migrate.run.orchestrator` holds its state and public API):
-:func:`hold` takes the run lock and keeps it and the write freeze alive, :func:`start` records
-a new run and drives it, :func:`advance` persists each new run **before** its effects are
-carried out, :func:`drive` loops, and :func:`carry_out` turns one effect into I/O through the
-injected backends (a step through :mod:`lupo_migrate.run.step`). Recovering a dead run
-(:mod:`lupo_migrate.run.recover`) and an operator's rollback (:mod:`lupo_migrate.run.operations`)
-drive runs with the same functions.
+:func:`hold` takes the run lock and keeps it and the write freeze alive, :func:`advance`
+persists each new run **before** its effects are carried out, :func:`drive` loops, and
+:func:`carry_out` turns one effect into I/O through the injected backends (a step through
+:mod:`lupo_migrate.run.step`, an undo through :mod:`lupo_migrate.run.undo`). Starting a run
+and taking over a dead one (:mod:`lupo_migrate.run.launch`), an operator's rollback
+(:mod:`lupo_migrate.run.operations`) and a downgrade drive runs with the same functions.
+
+Functions of a :class:`~lupo_migrate.run.wiring.Wiring` (``orch``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ would run and how it goes back.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -44,8 +43,6 @@ __all__ = [
     "restores",
     "statements_of",
 ]
-
-logger = logging.getLogger("lupo_migrate")
 
 
 class StatementRows(Sequence[tuple[StepId, str, "int | None", str]]):

@@ -1,6 +1,6 @@
 """What the orchestrator tells observers and alert sinks (shell): events as a run moves,
 alerts recorded and sent, and the escalation of a run that takes longer than its history says
-it should. Functions of the orchestrator, like ``run.operations``; nothing here may stop a run:
+it should. Functions of a :class:`~lupo_migrate.run.wiring.Wiring`; nothing here may stop a run:
 an observer or a sink that raises is logged and left out for the rest of the run."""
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lupo_migrate")
 
 __all__ = [
-    "Watch",
     "alert",
     "checklist",
     "emit",

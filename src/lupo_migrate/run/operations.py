@@ -1,8 +1,9 @@
-"""What operators do with runs that ended (shell, part of the ``Orchestrator``): the rollback
-log (``decisions``), ``rollback`` of a completed run (as a whole or a decision's scope),
-``accept``, ``purge``, ``resolve``; and what a completing run records for them.
+"""What operators do with runs that ended (shell): the rollback log (``decisions``),
+``rollback`` of a completed run (as a whole or a decision's scope) and its preview,
+``accept``, ``purge``, ``resolve``. What a completing run records for them is
+:mod:`lupo_migrate.run.decisions`.
 
-Functions of the orchestrator's own state: each takes it as ``orch``.
+Functions of a :class:`~lupo_migrate.run.wiring.Wiring` (``orch``).
 """
 
 from __future__ import annotations

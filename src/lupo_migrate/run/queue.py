@@ -1,4 +1,4 @@
-"""The run queue's shell: enqueue, list, cancel and drain, as functions of the orchestrator.
+"""The run queue's shell: enqueue, list, cancel and drain, as functions of a ``Wiring``.
 
 The decisions (order, which entry is next, how an entry changes) are the functional core's,
 :mod:`lupo_migrate.core.queue`; here they are carried out against the storage's

@@ -1,9 +1,10 @@
-"""Recovering a run whose process, or connection, died (shell, part of the ``Orchestrator``):
-``recover`` rolls it back or, resuming, carries it on, after reconciling the statement in
-flight with the live schema; ``guarded`` does the same in the same process when a statement's
+"""Taking over a run whose process, or connection, died (shell): :func:`take_over` rolls it
+back or, resuming, carries it on, after reconciling the statement in flight with the live
+schema (:func:`reconcile`) and loading the pre-images it kept. :mod:`lupo_migrate.run.launch`
+calls it: ``recover`` for a run that died, ``guarded`` in the same process when a statement's
 connection drops.
 
-Functions of the orchestrator's own state: each takes it as ``orch``.
+Functions of a :class:`~lupo_migrate.run.wiring.Wiring` (``orch``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Carrying out one step: its handler run through a :class:`StepContext`, then recorded.
 
-Functions of the orchestrator (:mod:`lupo_migrate.run.orchestrator` drives the run and calls
+Functions of a :class:`~lupo_migrate.run.wiring.Wiring` (:mod:`lupo_migrate.run.drive` calls
 :func:`apply_step` for each ``ApplyStep`` effect): the step's connection is opened and the
 storage bound to it (:func:`bound`) so the journal commits with the step, the handler runs its
 statements through :func:`context`, the step's checks run (:func:`check_step`), and its

@@ -1,7 +1,7 @@
 """Undoing a run's steps (imperative shell): pre-images, each step's undo, the verified
-rollback. Functions of the :class:`~lupo_migrate.run.orchestrator.Orchestrator`, which carries out
-the state machine's ``RecordPreImages``, ``UndoStep`` and ``VerifyRollback`` effects with
-them.
+rollback. Functions of a :class:`~lupo_migrate.run.wiring.Wiring`:
+:mod:`lupo_migrate.run.drive` carries out the state machine's ``RecordPreImages``,
+``UndoStep`` and ``VerifyRollback`` effects with them.
 
 Where the target keeps pre-images (MySQL/MariaDB and SQLite: see
 ``backends.sqlalchemy._preimage``), a run snapshots what its statements touch for the first time;
