@@ -6,7 +6,7 @@ they share with the shell (``expected_existence``, ``touched_keys``, ``referring
 Apart from ``core.validation`` because they are one subject, fingerprint and effect comparison, with
 helpers of their own. ``core.validation`` re-exports every public name here, so that importers keep
 one place to import validators from. Pure: the shell measures, these compare; the facts they
-read are keyed by the constants of ``core.facts``.
+read are keyed by the constants of ``core.fact_keys``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from lupo_migrate.core.facts import (
+from lupo_migrate.core.fact_keys import (
     BEFORE,
     DATA_AFTER,
     DATA_BEFORE,

@@ -8,7 +8,7 @@ shell measures live facts, such as the table count, beforehand).
 This module holds the combinators, the checks of the plan itself (checksums, dependencies, the
 table budget) and those of the rollback and performance facts the shell measures (backup limit,
 rollback availability, probes). The schema and data comparisons live in ``core.schema_checks``, the
-fact keys in ``core.facts``; both are re-exported here, the one place to import
+fact keys in ``core.fact_keys``; both are re-exported here, the one place to import
 validators from.
 """
 
@@ -21,7 +21,7 @@ import attrs
 
 from lupo_migrate.core.clock import from_stamp
 from lupo_migrate.core.errors import InvalidArgumentError
-from lupo_migrate.core.facts import (
+from lupo_migrate.core.fact_keys import (
     APART,
     BEFORE,
     DATA_AFTER,
@@ -258,7 +258,7 @@ def table_budget(budget: int = DEFAULT_TABLE_BUDGET, *, fact: str = "core_tables
 
 
 # --------------------------------------------------------------------------------------------
-# Rollback and performance checks on facts the shell measures (keys in ``core.facts``).
+# Rollback and performance checks on facts the shell measures (keys in ``core.fact_keys``).
 
 
 @attrs.frozen(repr=False)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.errors import ConnectionLostError, LupoMigrateError
-from lupo_migrate.core.facts import APART
+from lupo_migrate.core.fact_keys import APART
 from lupo_migrate.core.model import Failure, FailureKind, Finding, Run, Severity, Step
 from lupo_migrate.run import step as _stepping
 from lupo_migrate.run.shared import _Rollback, _rollback_failure, _transactional

@@ -2,10 +2,10 @@
 untouched tables, the plan's declared effects, row estimates, probe times...) in a
 ``ValidationContext``'s facts, for the validators to compare.
 
-They are the contract between the shell that measures (``run.checks``) and the validators that
-read them (``core.validation``, ``core.schema_checks``); kept apart so that both validator modules
-share
-them without importing each other. ``core.validation`` re-exports every key. Only constants.
+They are the contract between the shell that measures (``run.checks``, ``run.facts``) and the
+validators that read them (``core.validation``, ``core.schema_checks``); kept apart so that both
+validator modules share them without importing each other. ``core.validation`` re-exports every
+key. Only constants.
 """
 
 from __future__ import annotations
