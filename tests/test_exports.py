@@ -67,3 +67,31 @@ def test_importing_the_package_does_not_import_sqlalchemy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_is_what_it_says_after_every_module_is_imported() -> None:
+    """A package's lazy name never comes back as a submodule of the same name (importing
+    ``lupo_migrate.cli.X`` sets the package's attribute ``X`` to that module): with every
+    module of the package imported first, in a fresh process, each package's ``__all__``
+    names are still what the package documents."""
+    code = (
+        "import importlib, pkgutil, types, lupo_migrate\n"
+        "for info in pkgutil.walk_packages(lupo_migrate.__path__, 'lupo_migrate.'):\n"
+        "    if not info.name.endswith('__main__'):\n"
+        "        importlib.import_module(info.name)\n"
+        "bad = []\n"
+        "for info in pkgutil.walk_packages(lupo_migrate.__path__, 'lupo_migrate.'):\n"
+        "    if not info.ispkg:\n"
+        "        continue\n"
+        "    package = importlib.import_module(info.name)\n"
+        "    for name in getattr(package, '__all__', ()):\n"
+        "        value = getattr(package, name)\n"
+        "        if isinstance(value, types.ModuleType):\n"
+        "            bad.append(f'{info.name}.{name}')\n"
+        "from lupo_migrate.cli import main\n"
+        "assert callable(main) and not isinstance(main, types.ModuleType), main\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

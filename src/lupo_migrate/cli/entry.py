@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if answer is not None:
         sys.stdout.write(answer + "\n")
         return 0
-    from lupo_migrate.cli.main import main as command_line
+    from lupo_migrate.cli.command_line import main as command_line
     from lupo_migrate.session import fast_path
 
     try:

@@ -4,10 +4,10 @@ Only ``LupoMigrateError`` is caught: it is printed as ``error: <message>`` on st
 process exits with the error's category code (see ``EXIT_CODES``). ``--traceback`` re-raises
 instead. Anything else is a bug and propagates with its traceback.
 
-The commands live in the package's modules by what they do (``files.discover``: plan and check;
+The commands live in the package's modules by what they do (``_files``: plan and check;
 ``_apply``: apply, verify, baseline; ``_reports``: status, history, show, alerts,
 decisions; ``_operate``: rollback, accept, purge, recover, thaw, resolve, dashboard;
-``core.queue``; ``_scaffold``: init and new); ``_common`` holds the click group and what they
+``_queue``; ``_scaffold``: init and new); ``_common`` holds the click group and what they
 share. Importing this package registers them all.
 """
 
