@@ -73,6 +73,8 @@ def test_an_open_transaction_on_an_altered_table_fails_the_run_as_transient_in_t
     before, args, orch = _prepare(mariadb_url, tmp_path, FILES)
     monkeypatch.setenv("LUPO_MIGRATE_LONG_TRANSACTION_WAIT", str(BOUND))
     monkeypatch.setenv("LUPO_MIGRATE_LOCK_WAIT", str(int(BOUND)))
+    # One wait, no retry: the bound of a single try (test_lock_retries.py retries).
+    monkeypatch.setenv("LUPO_MIGRATE_LOCK_RETRIES", "0")
     engine = sa.create_engine(mariadb_url, pool_size=4)
     holder = engine.connect()
     stop = threading.Event()

@@ -412,6 +412,11 @@ class BlockedError(StepError):
         sessions: how each blocking session was described (id, user, age, state, tables).
         waited: seconds waited.
         index: the statement's 0-based position in the step (None if unknown).
+        timed_out: the statement was sent and gave up waiting for its lock (the server's
+            ``lock_wait_timeout`` / ``lock_timeout``), rather than held back unsent while
+            other sessions' transactions held its tables (``long_transaction_wait``). A run
+            retries a step that timed out (``lock_retries``), with a growing pause.
+        attempts: how many times the step was tried before it gave up (1: not retried).
     """
 
     def __init__(
@@ -422,31 +427,59 @@ class BlockedError(StepError):
         sessions: Sequence[str],
         waited: float,
         index: int | None = None,
+        timed_out: bool = False,
+        attempts: int = 1,
     ) -> None:
         self.sessions = tuple(sessions)
         self.waited = waited
         self.index = index
+        self.timed_out = timed_out
+        self.attempts = attempts
         which = "a statement" if index is None else f"statement {index + 1}"
+        tries = f" (each of {attempts} tries)" if attempts > 1 else ""
         StepError.__init__(
             self,
             step_id,
             path,
-            f"transient: {which} waited {waited:.1f} s for {'; '.join(self.sessions)}; it did"
-            " not run. Retry once that transaction ends (or end it); long_transaction_wait"
-            " and lock_wait_timeout set how long a run waits",
+            f"transient: {which} waited {waited:.1f} s{tries} for {'; '.join(self.sessions)};"
+            " it did not run. Retry once that transaction ends (or end it);"
+            " long_transaction_wait, lock_wait_timeout and lock_retries set how long a run"
+            " waits",
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_blocked,
-            (self.step_id, self.path, self.sessions, self.waited, self.index),
+            (
+                self.step_id,
+                self.path,
+                self.sessions,
+                self.waited,
+                self.index,
+                self.timed_out,
+                self.attempts,
+            ),
         )
 
 
 def _rebuild_blocked(
-    step_id: str, path: str, sessions: Sequence[str], waited: float, index: int | None
+    step_id: str,
+    path: str,
+    sessions: Sequence[str],
+    waited: float,
+    index: int | None,
+    timed_out: bool = False,
+    attempts: int = 1,
 ) -> BlockedError:
-    return BlockedError(step_id, path, sessions=sessions, waited=waited, index=index)
+    return BlockedError(
+        step_id,
+        path,
+        sessions=sessions,
+        waited=waited,
+        index=index,
+        timed_out=timed_out,
+        attempts=attempts,
+    )
 
 
 class SchemaDriftError(LupoMigrateError):

@@ -53,6 +53,14 @@ class Progress:
             self._milestone(f"run {event.run_id[:12]}: {self._total} step(s)")
         if event.name == "statement":
             self._statements += 1
+        if event.name == "step.lock_retry":
+            self._say(
+                f"{data.get('step')}: statement {int(data.get('index') or 0) + 1} gave up"
+                f" waiting {float(data.get('waited') or 0):g} s for a lock"
+                f" ({'; '.join(data.get('sessions') or ()) or 'held by another session'});"
+                f" retry {data.get('attempt')} of {data.get('retries')}"
+                f" in {float(data.get('pause') or 0):.1f} s"
+            )
         if "steps_total" in data:
             self._total = int(data["steps_total"])
         done = int(data.get("steps_done", self._done))
@@ -101,6 +109,13 @@ class Progress:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
+
+    def _say(self, text: str) -> None:
+        """A line shown whether the progress is live or not (something the operator should
+        see now: a retry after a lock wait)."""
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _milestone(self, text: str) -> None:
         if self.live:

@@ -212,6 +212,7 @@ class StepContext:
                     sessions=named or ("no other open transaction is left",),
                     waited=float(getattr(self.target, "lock_wait_timeout", 0)),
                     index=index,
+                    timed_out=True,
                 ) from exc
             lost = getattr(self.target, "connection_lost", None)
             if lost is not None and lost(exc):

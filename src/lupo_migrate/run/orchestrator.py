@@ -94,6 +94,11 @@ class Orchestrator(Wiring):
         long_transaction_wait: seconds a DDL statement waits, before it is sent, for other
             sessions whose open transactions hold its tables (where the target can tell);
             then the step fails as transient (``BlockedError``), naming them. None: no look.
+        lock_retries: times a step is tried again after one of its statements gave up
+            waiting for a lock (the target's short lock wait); it is rolled back first, so
+            nothing waits behind it meanwhile. 0: the step fails at once (``BlockedError``).
+        lock_retry_backoff: seconds paused before the first retry; doubled for each next
+            one (at most 30 s), stretched by up to a quarter at random.
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

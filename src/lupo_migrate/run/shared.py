@@ -7,7 +7,8 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -210,3 +211,14 @@ def _transactional(handler: Any) -> bool:
     """Whether a handler's work is in the step's database transaction (the default); one
     that changes files says ``transactional = False``."""
     return bool(getattr(handler, "transactional", True))
+
+
+def pause_unless_stopped(seconds: float, stopped: Callable[[], bool]) -> None:
+    """Wait *seconds* (before a retry after a lock wait ran out), in short slices: a stop
+    asked meanwhile (*stopped* says so: ``request_stop``) ends the wait at once."""
+    until = time.monotonic() + seconds
+    while not stopped():
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))

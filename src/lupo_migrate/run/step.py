@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -24,17 +25,25 @@ import attrs
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.clock import to_stamp
 from lupo_migrate.core.errors import (
+    BlockedError,
     ConnectionLostError,
     LockError,
     LupoMigrateError,
     StatementError,
 )
 from lupo_migrate.core.model import AppliedStep, FailureKind, Finding, Run, Severity, Step, StepId
+from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.core.validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
 from lupo_migrate.run import facts
 from lupo_migrate.run import observers as _observing
 from lupo_migrate.run.context import KeptRows, StepContext
-from lupo_migrate.run.shared import _CHECKS_OFF, _failure, _StepCheckFailed, _transactional
+from lupo_migrate.run.shared import (
+    _CHECKS_OFF,
+    _failure,
+    _StepCheckFailed,
+    _transactional,
+    pause_unless_stopped,
+)
 from lupo_migrate.sql.lint import STATEMENTS
 
 if TYPE_CHECKING:
@@ -85,6 +94,82 @@ def statement_ran(orch: Wiring, run: Run, step_id: StepId, index: int, seconds: 
 
 
 def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
+    """Apply *step* (see the module docstring); its ``StepApplied`` or ``StepFailed``.
+
+    A statement that gave up waiting for a lock (the server's short lock wait) ran nothing
+    and held nothing back: the step is rolled back and tried again, up to
+    ``orch.lock_retries`` times, after a pause that doubles each time
+    (:func:`lupo_migrate.core.retry.lock_retry_pause`); locks the step took before are
+    released meanwhile, so application queries never wait longer than one lock wait. Each
+    retry is an observer event (``step.lock_retry``). A stop asked meanwhile ends the
+    retrying: the step fails as blocked.
+    """
+    tries = 1
+    while True:
+        outcome = _try_step(orch, run, step, now)
+        if isinstance(outcome, sm.StepFailed):
+            _left_behind(orch, run, step)
+        if not isinstance(outcome, BlockedError):
+            return outcome
+        if tries > orch.lock_retries or orch._stop is not None:
+            error = BlockedError(
+                step.id,
+                step.path,
+                sessions=outcome.sessions,
+                waited=outcome.waited,
+                index=outcome.index,
+                timed_out=True,
+                attempts=tries,
+            )
+            _left_behind(orch, run, step)
+            return sm.StepFailed(step.id, _failure(step, error))
+        pause = lock_retry_pause(tries, orch.lock_retry_backoff, random.random())
+        _observing.emit(
+            orch,
+            run,
+            "step.lock_retry",
+            step=step.id,
+            index=outcome.index,
+            attempt=tries,
+            retries=orch.lock_retries,
+            waited=outcome.waited,
+            pause=round(pause, 3),
+            sessions=list(outcome.sessions),
+        )
+        pause_unless_stopped(pause, lambda: orch._stop is not None)
+        tries += 1
+
+
+def _left_behind(orch: Wiring, run: Run, step: Step) -> None:
+    """After *step* failed: what its statements left that the target could not clear (an
+    invalid index of a failed ``CREATE INDEX CONCURRENTLY`` whose drop found the table still
+    held) is dropped now, or recorded as a warning saying how to drop it."""
+    leftovers = getattr(orch.target, "leftovers", None)
+    left = leftovers() if leftovers is not None else ()
+    if not left:
+        return
+    names = ", ".join(left)
+    orch.storage.record_findings(
+        run.id,
+        [
+            Finding(
+                severity=Severity.WARNING,
+                message=f"{step.id}: a failed CREATE INDEX CONCURRENTLY left the invalid"
+                f" index {names}, which could not be dropped (a session still holds the"
+                " table)",
+                path=step.path,
+                hint=f"once that session ends: DROP INDEX CONCURRENTLY IF EXISTS {left[0]}",
+                code="invalid-index-left",
+                step_id=step.id,
+            )
+        ],
+    )
+
+
+def _try_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event | BlockedError:
+    """One try of :func:`apply_step`; the ``BlockedError`` of a statement that timed out
+    waiting for a lock once the step was rolled back (nothing of it kept but what the
+    journal says committed), to be tried again."""
     alive = getattr(orch.lock, "alive", None)
     if alive is not None and not alive():
         # The run lock went (its connection killed): stop before anything more runs; the
@@ -159,6 +244,8 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
         if isinstance(error, StatementError) and pre is not None and hasattr(pre, "rejected"):
             pre.rejected(error.statement)  # the server refused it: it ran nothing
         settle(orch, run, step, handler)
+        if isinstance(error, BlockedError) and error.timed_out and orch.lock_retries > 0:
+            return error
         failure = _failure(step, error)
         if isinstance(error, _StepCheckFailed):
             failure = attrs.evolve(failure, kind=FailureKind.CRITICAL_VALIDATION, critical=True)

@@ -12,14 +12,21 @@ the run touched with the pre-images and puts back what differs.
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.errors import ConnectionLostError, LupoMigrateError
 from lupo_migrate.core.fact_keys import APART
 from lupo_migrate.core.model import Failure, FailureKind, Finding, Run, Severity, Step
+from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.run import step as _stepping
-from lupo_migrate.run.shared import _Rollback, _rollback_failure, _transactional
+from lupo_migrate.run.shared import (
+    _Rollback,
+    _rollback_failure,
+    _transactional,
+    pause_unless_stopped,
+)
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
@@ -132,10 +139,32 @@ def verify_rollback(orch: Wiring, run: Run) -> sm.Event:
         return sm.RollbackVerified()
     orch._flush()
     only = None if orch._rolling is None else orch._rolling.only
-    try:
-        report = pre.restore(only)
-    except LupoMigrateError as error:
-        return sm.RollbackFailed(_rollback_failure(f"restoring the pre-images failed: {error}"))
+    tries = 1
+    while True:
+        try:
+            report = pre.restore(only)
+            break
+        except LupoMigrateError as error:
+            return sm.RollbackFailed(_rollback_failure(f"restoring the pre-images failed: {error}"))
+        except Exception as error:
+            # A lock wait that ran out (a session holds a table to put back): nothing of
+            # that restore stayed; tried again as a step is (lock_retries), then given up.
+            suspects = getattr(orch.target, "lock_wait_suspects", None)
+            held = suspects(error) if suspects is not None else None
+            if held is None:
+                raise
+            if tries > orch.lock_retries or orch._stop is not None:
+                return sm.RollbackFailed(
+                    _rollback_failure(
+                        "restoring the pre-images gave up waiting for a lock"
+                        f" ({tries} tries): {'; '.join(held) or 'no open transaction left'}."
+                        " End that session, put back by hand what the findings say is left"
+                        " (`lupo-migrate show`), then `lupo-migrate resolve`"
+                    )
+                )
+            pause = lock_retry_pause(tries, orch.lock_retry_backoff, random.random())
+            pause_unless_stopped(pause, lambda: orch._stop is not None)
+            tries += 1
     summary = (
         f"rollback compared {report.checked} touched object(s) with their pre-images;"
         f" restored {len(report.restored)}, dropped {len(report.dropped)}"

@@ -16,6 +16,10 @@ environment variables, then command-line flags (each later source wins).
     ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (off unless set)
     ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
     ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+    ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
+                                                         waiting for a lock is tried again (3)
+    ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
+                                                         first retry, doubled for each next (1)
     ``long_transaction_wait``   ``LUPO_MIGRATE_LONG_TRANSACTION_WAIT`` seconds a DDL statement
                                                          waits, unsent, for other sessions'
                                                          transactions holding its tables (30);
@@ -90,6 +94,8 @@ ENVIRONMENT: Final = {
     "table_budget": "LUPO_MIGRATE_TABLE_BUDGET",
     "lock_wait_timeout": "LUPO_MIGRATE_LOCK_WAIT",
     "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
+    "lock_retries": "LUPO_MIGRATE_LOCK_RETRIES",
+    "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
     "drift": "LUPO_MIGRATE_DRIFT",
@@ -106,9 +112,18 @@ ENVIRONMENT: Final = {
     "webhook_authorization": "LUPO_MIGRATE_WEBHOOK_AUTHORIZATION",
     "out_of_order": "LUPO_MIGRATE_OUT_OF_ORDER",
 }
-_INTS: Final = ("table_budget", "lock_wait_timeout", "backup_limit", "integrity_limit")
+_INTS: Final = (
+    "table_budget",
+    "lock_wait_timeout",
+    "lock_retries",
+    "backup_limit",
+    "integrity_limit",
+)
+#: Numbers that cannot be negative.
+_NOT_NEGATIVE: Final = ("statement_wait", "lock_retries", "lock_retry_backoff")
 _FLOATS: Final = (
     "lock_timeout",
+    "lock_retry_backoff",
     "keep_rollback_hours",
     "probe_threshold",
     "freeze_ttl",
@@ -138,6 +153,8 @@ class Settings:
     table_budget: int | None = None  # off unless configured (the doctrine's limit is 77)
     lock_wait_timeout: int = 5
     lock_timeout: float = 0.0
+    lock_retries: int = 3
+    lock_retry_backoff: float = 1.0
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000
@@ -177,15 +194,17 @@ def hide_password(url: str) -> str:
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     try:
-        if key in _INTS:
-            return int(value)
-        if key in _FLOATS:
-            number = float(value)
-            if key == "statement_wait" and not number >= 0:
+        if key in _INTS or key in _FLOATS:
+            number: float = int(value) if key in _INTS else float(value)
+            if key in _NOT_NEGATIVE and not number >= 0:
                 raise ValueError(value)
             return number
     except (TypeError, ValueError):
-        what = "a number of seconds, 0 or more" if key == "statement_wait" else "a number"
+        what = {
+            "statement_wait": "a number of seconds, 0 or more",
+            "lock_retry_backoff": "a number of seconds, 0 or more",
+            "lock_retries": "a whole number, 0 or more",
+        }.get(key, "a number")
         raise ConfigurationError(f"{where}: {key} must be {what}, got {value!r}") from None
     if key in _BOOLS:
         if isinstance(value, bool):

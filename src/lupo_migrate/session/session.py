@@ -295,6 +295,8 @@ def open_session(
         target_name=settings.target,
         table_budget=settings.table_budget,
         lock_timeout=settings.lock_timeout,
+        lock_retries=settings.lock_retries,
+        lock_retry_backoff=settings.lock_retry_backoff,
         long_transaction_wait=settings.long_transaction_wait,
         statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),

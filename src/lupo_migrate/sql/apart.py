@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["MARKER", "outside_transaction", "runs_apart"]
+__all__ = ["MARKER", "concurrent_index_table", "outside_transaction", "runs_apart"]
 
 #: The line that asks for a step to run apart whatever its statements.
 MARKER: Final = re.compile(r"^--[ \t]*lupo:no-transaction[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
@@ -52,3 +52,30 @@ def runs_apart(text: str, statements: list[str], family: str) -> bool:
     return MARKER.search(text) is not None or any(
         outside_transaction(s, family) for s in statements
     )
+
+
+_NAME: Final = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+_CONCURRENT_INDEX: Final = re.compile(
+    rf"""create\s+(?:unique\s+)?index\s+concurrently\s+
+        (?:if\s+not\s+exists\s+)?(?:{_NAME}\s+)?
+        on\s+(?:only\s+)?(?P<table>{_NAME}(?:\s*\.\s*{_NAME})?)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def concurrent_index_table(sql: str) -> str | None:
+    """The table (as written, schema-qualified or quoted as it is) that *sql*, a PostgreSQL
+    ``CREATE [UNIQUE] INDEX CONCURRENTLY``, builds an index on; None for any other statement.
+
+    Such a statement that fails part-way (a lock wait that ran out, a duplicate key) leaves
+    its index behind, marked invalid: the caller drops it, so that the statement can run
+    again and a rollback leaves nothing.
+
+    >>> concurrent_index_table('CREATE INDEX CONCURRENTLY i ON ONLY app."Big" (v)')
+    'app."Big"'
+    >>> concurrent_index_table("CREATE INDEX i ON t (v)") is None
+    True
+    """
+    start = _COMMENTS.match(sql)
+    found = _CONCURRENT_INDEX.match(sql, start.end() if start else 0)
+    return None if found is None else found.group("table")

@@ -14,6 +14,7 @@ uses are the target's fields, declared here for the type checker.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.backends.sqlalchemy import _pipeline
+from lupo_migrate.backends.sqlalchemy._concurrent_index import create_concurrently
 from lupo_migrate.backends.sqlalchemy.lock import mysql_lock_name
 from lupo_migrate.core.errors import StillRunningError, StorageError
+from lupo_migrate.sql.apart import concurrent_index_table
 from lupo_migrate.sql.session_state import changes_session
 
 __all__ = ["StepSessions", "session_id"]
@@ -43,6 +46,7 @@ class StepSessions:
     statement_lock: str | None
     _chain: tuple[Connection, Any] | None
     _stale: bool
+    _leftovers: dict[str, set[str]]
 
     if TYPE_CHECKING:
 
@@ -294,6 +298,10 @@ class StepSessions:
         family = _FAMILY.get(self.dialect)
         if family is not None and not self._stale and changes_session(statement, family):
             self._stale = True
+        if family == "postgresql" and (table := concurrent_index_table(statement)) is not None:
+            send = functools.partial(self._raw, connection)
+            create_concurrently(connection, statement, table, send, self._leftovers)
+            return
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None:
             pipeline.run(statement)  # with the writes that must run before it, in one packet

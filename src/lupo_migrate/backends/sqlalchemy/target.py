@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.backends.sqlalchemy import _blockers, _catalog, _pipeline
+from lupo_migrate.backends.sqlalchemy._concurrent_index import drop_leftovers
 from lupo_migrate.backends.sqlalchemy._preimage import (
     BACKUP_PREFIX,
     PreImages,
@@ -190,6 +191,9 @@ class SqlAlchemyTarget(StepSessions):
     _stale: bool = attrs.field(default=False, init=False, repr=False)
     # Whether the server tells which session holds which table (see holders()).
     _exact: bool | None = attrs.field(default=None, init=False, repr=False)
+    # PostgreSQL: invalid indexes a failed CREATE INDEX CONCURRENTLY left and that could not
+    # be dropped yet, by table (see _concurrent_index).
+    _leftovers: dict[str, set[str]] = attrs.field(factory=dict, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -295,6 +299,19 @@ class SqlAlchemyTarget(StepSessions):
             lock_wait=self.lock_wait_timeout,
             exclude=own.__contains__,
         )
+
+    def leftovers(self) -> tuple[str, ...]:
+        """Drop what failed ``CREATE INDEX CONCURRENTLY`` statements left and could not be
+        dropped then (see ``_concurrent_index``); the names of those still left (their
+        lock wait ran out again), which the caller reports."""
+        if not self._leftovers:
+            return ()
+        with self.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            # The driver's own error (the drop runs on its cursor): its lock wait ran out.
+            with contextlib.suppress(self.engine.dialect.loaded_dbapi.Error):
+                drop_leftovers(connection, self._leftovers)
+        return tuple(sorted(n for names in self._leftovers.values() for n in names))
 
     def drop_backups(self, run_id: str) -> tuple[str, ...]:
         """Drop the backup tables and kept material of run *run_id*; returns their names."""
