@@ -148,9 +148,13 @@ def apply_command(
         _print_findings(linted, err=True)  # what apply would warn of, or refuse
         if not shown:
             click.echo("-- nothing to do: every migration is applied already")
+        online = session.online_plan(settings, shown)  # MySQL/MariaDB: each ALTER's algorithm
         for step, statements in shown:
             click.echo(f"-- {step.id} ({step.path})")
-            for statement in statements:
+            for number, statement in enumerate(statements):
+                said = online.get((step.id, number))
+                if said is not None:
+                    click.echo(f"-- online: {said}")
                 click.echo(statement.rstrip() + ";")
         if any(f.severity.fails for f in linted):  # apply would refuse the run
             sys.exit(errors.MigrationFileError.exit_code)

@@ -32,6 +32,7 @@ KNOWN_KEYS: Final = (
     "down",
     "irreversible",
     "transaction",
+    "online",
 )
 
 
@@ -123,6 +124,8 @@ def _plainly_valid(mapping: Mapping[str, Any]) -> bool:
             ok = _text(value)
         elif key in ("description", "down"):
             ok = isinstance(value, str)
+        elif key == "online":
+            ok = value in ("auto", "instant", "inplace", "off")
         else:
             ok = True  # the schema allows any other field
         if not ok:
@@ -138,6 +141,7 @@ _FIELD_HINTS: Final = {
     "module": "give the module's name as text",
     "description": "write the description as text (quote it if it starts with a symbol)",
     "down": "give the down file's path or the down SQL as text",
+    "online": "use auto, inplace (never block writes), instant or off (send as written)",
 }
 
 

@@ -21,7 +21,8 @@ SQL files
 
     where each line loses its ``--`` and one following space before the block is read as YAML;
     or, in the first comment block, lines ``-- key: value`` whose key is one lupo_migrate knows
-    (``id``, ``type``, ``depends_on``, ``version``, ``module``, ``description``, ``down``;
+    (``id``, ``type``, ``depends_on``, ``version``, ``module``, ``description``, ``down``,
+    ``irreversible``, ``transaction``, ``online``;
     lowercase exactly). Their values are text, except values starting with ``[``, ``{`` or a
     quote, which are read as YAML (``-- depends_on: [a, b]``; a list of plain words is a list
     of text, so ``[1, yes]`` gives ``["1", "yes"]``). Other comment lines, such as
@@ -96,7 +97,8 @@ __all__ = [
 
 _SQL_FENCE: Final = re.compile(r"^--[ \t]*---[ \t]*$")
 _SQL_KEY: Final = re.compile(
-    r"^--[ \t]*(?P<key>id|type|depends_on|version|module|description|down|irreversible|transaction)"
+    r"^--[ \t]*(?P<key>id|type|depends_on|version|module|description|down|irreversible"
+    r"|transaction|online)"
     r"[ \t]*:[ \t]*"
     r"(?P<value>.*?)[ \t]*$"
 )

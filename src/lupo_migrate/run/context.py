@@ -21,6 +21,7 @@ from lupo_migrate.core.errors import BlockedError, ConnectionLostError, Statemen
 from lupo_migrate.core.model import DOWN_OFFSET, UNDO_BASE, Step, StepId
 from lupo_migrate.core.ports import Clock, Storage, Target
 from lupo_migrate.run.shared import _commits_nothing, _family, _in_transaction, _read_under, _reason
+from lupo_migrate.sql.online import AS_WRITTEN, attempts
 from lupo_migrate.sql.session_state import reads_last_statement
 from lupo_migrate.sql.touches import touches
 
@@ -68,6 +69,20 @@ class KeptRows(Sequence[tuple[int, str, int, int]]):
         return index, statement, started, done
 
 
+class _Refused(Exception):
+    """The server cannot run a statement as online as the ``online`` setting requires."""
+
+    def __init__(self, strategy: str, mode: str) -> None:
+        super().__init__(
+            f"online: {mode} allows no algorithm that blocks writes, and the server refused"
+            f" {strategy}; nothing ran. Split the change, or let this file block writes"
+            " with `-- online: auto` in its header"
+            if mode == "inplace"
+            else f"online: {mode} requires ALGORITHM=INSTANT, which the server refused;"
+            " nothing ran. Use `-- online: inplace` or `auto` in the file's header"
+        )
+
+
 @attrs.define
 class StepContext:
     """The ``StepContext`` handed to handlers: journalled statements on the step's connection."""
@@ -109,8 +124,35 @@ class StepContext:
     wait_bound: float | None = None
     #: The directory agent-file and documentation steps change.
     files_root: Path | None = None
-    #: Told of each statement that ran: (step id, index, seconds waited for the database).
-    observe: Callable[[StepId, int, float], None] | None = None
+    #: Told of each statement that ran: (step id, index, seconds waited for the database,
+    #: the strategy it ran with on MySQL/MariaDB or None; see ``sql.online``).
+    observe: Callable[[StepId, int, float, str | None], None] | None = None
+    #: How ALTER TABLE / CREATE INDEX go on MySQL/MariaDB (``sql.online``: auto, instant,
+    #: inplace, off).
+    online: str = "off"
+
+    def _send(self, sent: str) -> str | None:
+        """Send *sent*, on MySQL/MariaDB with the most online algorithm the server accepts
+        (``sql.online``); the strategy it ran with (None: nothing was chosen)."""
+        # Only a target that tells a refused algorithm from other errors is asked.
+        refused = getattr(self.target, "algorithm_refused", None)
+        tries = attempts(sent, _family(self.target), self.online) if refused else ()
+        if not tries or refused is None:
+            self.target.execute(self.connection, sent)
+            return None
+        for number, (strategy, text) in enumerate(tries, 1):
+            try:
+                self.target.execute(self.connection, text)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                if number == len(tries):
+                    if strategy == AS_WRITTEN:
+                        raise
+                    raise _Refused(strategy, self.online) from exc
+                continue
+            return strategy
+        raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     def record(self, text: str) -> int:
         """Keep an undo record of this step in the journal, finished at once; its index.
@@ -199,7 +241,7 @@ class StepContext:
             self.write_kept()  # in the step's transaction: a long step's rows, not all held
         began = time.perf_counter()
         try:
-            self.target.execute(self.connection, sent)
+            strategy = self._send(sent)
         except StorageError:
             raise  # a journal or ledger write that travelled with the statement failed
         except Exception as exc:
@@ -223,20 +265,23 @@ class StepContext:
                     statement=statement,
                     reason=_reason(exc),
                 ) from exc
+            reason = _reason(exc)
+            if isinstance(exc, _Refused):
+                reason = f"{_reason(exc.__cause__ or exc)} ({exc})"
             raise StatementError(
                 self.step.id,
                 self.step.path,
                 index=index,
                 line=line,
                 statement=statement,
-                reason=_reason(exc),
+                reason=reason,
                 what=f"down statement {index - DOWN_OFFSET + 1}"
                 if DOWN_OFFSET <= index < UNDO_BASE
                 else None,
             ) from exc
         self.executed += 1
         if self.observe is not None:
-            self.observe(self.step.id, index, time.perf_counter() - began)
+            self.observe(self.step.id, index, time.perf_counter() - began, strategy)
         done = to_stamp(self.clock.now())
         if kept:
             assert self.buffer is not None

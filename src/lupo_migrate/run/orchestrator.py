@@ -99,6 +99,10 @@ class Orchestrator(Wiring):
             nothing waits behind it meanwhile. 0: the step fails at once (``BlockedError``).
         lock_retry_backoff: seconds paused before the first retry; doubled for each next
             one (at most 30 s), stretched by up to a quarter at random.
+        online: how MySQL/MariaDB ``ALTER TABLE`` and ``CREATE INDEX`` are sent (see
+            :mod:`lupo_migrate.sql.online`): ``auto`` (``ALGORITHM=INSTANT``, else
+            ``INPLACE, LOCK=NONE``, else as written), ``inplace`` (never blocking writes:
+            refused otherwise), ``instant`` or ``off``. A file's ``-- online:`` header wins.
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

@@ -82,15 +82,20 @@ def context(
         observe=None if not orch.observers else functools.partial(statement_ran, orch, run),
         connection=connection,
         apart=facts.apart(orch, step.id),
+        online=str(step.meta.get("online") or orch.online).strip().lower(),
         dialect=orch.target.dialect,
         names=orch.target.names,
         renames=orch.target.renames,
     )
 
 
-def statement_ran(orch: Wiring, run: Run, step_id: StepId, index: int, seconds: float) -> None:
-    """Tell the observers a statement of *step_id* finished (index, seconds taken)."""
-    _observing.emit(orch, run, "statement", step=step_id, index=index, seconds=seconds)
+def statement_ran(
+    orch: Wiring, run: Run, step_id: StepId, index: int, seconds: float, strategy: str | None
+) -> None:
+    """Tell the observers a statement of *step_id* finished (index, seconds taken, and on
+    MySQL/MariaDB the algorithm it ran with: ``sql.online``)."""
+    extra = {} if strategy is None else {"strategy": strategy}
+    _observing.emit(orch, run, "statement", step=step_id, index=index, seconds=seconds, **extra)
 
 
 def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:

@@ -100,6 +100,7 @@ class Wiring:
     integrity_limit: int = 10_000
     long_transaction_wait: float | None = 30.0
     lock_retries: int = 3
+    online: str = "auto"
     lock_retry_backoff: float = 1.0
     statement_wait: float = 120.0
     files_root: Path | None = None

@@ -16,6 +16,11 @@ environment variables, then command-line flags (each later source wins).
     ``table_budget``            ``LUPO_MIGRATE_TABLE_BUDGET`` core table limit (off unless set)
     ``lock_wait_timeout``       ``LUPO_MIGRATE_LOCK_WAIT`` seconds DDL waits for a metadata lock (5)
     ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
+    ``online``                  ``LUPO_MIGRATE_ONLINE``  how MySQL/MariaDB ALTER TABLE and CREATE
+                                                         INDEX go: ``auto`` (INSTANT, else
+                                                         INPLACE with LOCK=NONE, else as written),
+                                                         ``inplace`` (never blocking writes),
+                                                         ``instant`` or ``off``
     ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
                                                          waiting for a lock is tried again (3)
     ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
@@ -81,6 +86,7 @@ from typing import Any, Final
 import attrs
 
 from lupo_migrate.core.errors import ConfigurationError
+from lupo_migrate.sql.online import check_mode
 
 __all__ = ["ENVIRONMENT", "Settings", "from_options", "load_settings"]
 
@@ -95,6 +101,7 @@ ENVIRONMENT: Final = {
     "lock_wait_timeout": "LUPO_MIGRATE_LOCK_WAIT",
     "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
     "lock_retries": "LUPO_MIGRATE_LOCK_RETRIES",
+    "online": "LUPO_MIGRATE_ONLINE",
     "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
@@ -155,6 +162,7 @@ class Settings:
     lock_timeout: float = 0.0
     lock_retries: int = 3
     lock_retry_backoff: float = 1.0
+    online: str = "auto"
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000
@@ -212,6 +220,11 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
             return value.strip().lower() in _TRUE
         raise ConfigurationError(f"{where}: {key} must be true or false, got {value!r}")
+    if key == "online":
+        try:
+            return check_mode(value, where)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
     if key == "drift" and value not in _DRIFT:
         raise ConfigurationError(
             f"{where}: drift must be one of {', '.join(_DRIFT)}, got {value!r}"

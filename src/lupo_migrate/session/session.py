@@ -28,7 +28,7 @@ from lupo_migrate.core.errors import (
     UnknownTargetError,
 )
 from lupo_migrate.core.model import AppliedStep, Finding, Plan, Run, Step, StepId
-from lupo_migrate.core.placement import place
+from lupo_migrate.core.placement import ORCHESTRATION_SUFFIX, place
 from lupo_migrate.files.discover import load_steps
 from lupo_migrate.handlers.plugins import default_registry
 from lupo_migrate.handlers.registry import HandlerRegistry
@@ -297,6 +297,7 @@ def open_session(
         lock_timeout=settings.lock_timeout,
         lock_retries=settings.lock_retries,
         lock_retry_backoff=settings.lock_retry_backoff,
+        online=settings.online,
         long_transaction_wait=settings.long_transaction_wait,
         statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),
@@ -431,6 +432,37 @@ def dry_run_report(
         return out, ()
     found = lint_sql(listed, forbid=settings.forbid, ignore=settings.lint_ignore, dialect=family)
     return out, found
+
+
+def online_plan(
+    settings: Settings, shown: Sequence[tuple[Step, Sequence[str]]]
+) -> dict[tuple[StepId, int], str]:
+    """For a MySQL/MariaDB target: what each ``ALTER TABLE`` / ``CREATE INDEX`` of *shown*
+    (from :func:`dry_run_report`) will run with, tried on an empty copy of its table
+    (:mod:`lupo_migrate.backends.sqlalchemy.online_probe`), keyed by (step id, position);
+    the step's own ``-- online:`` header counts. Empty for other databases."""
+    if not settings.db:
+        return {}
+    import sqlalchemy as sa
+
+    if sa.make_url(settings.db).get_backend_name() not in ("mysql", "mariadb"):
+        return {}
+    from lupo_migrate.backends.sqlalchemy.online_probe import probe_strategies
+
+    engine = _engine(settings.db)
+    try:
+        scratch = _placement(settings, engine, separate=False).orchestration
+        scratch = scratch or f"{engine.url.database}{ORCHESTRATION_SUFFIX}"
+        keys: list[tuple[StepId, int]] = []
+        listed: list[tuple[str, str]] = []
+        for step, statements in shown:
+            mode = str(step.meta.get("online") or settings.online).strip().lower()
+            keys += [(step.id, i) for i in range(len(statements))]
+            listed += [(statement, mode) for statement in statements]
+        said = probe_strategies(engine, listed, scratch=scratch)
+        return {key: text for key, text in zip(keys, said, strict=True) if text is not None}
+    finally:
+        engine.dispose()
 
 
 def _alert_sinks(settings: Settings) -> tuple[Any, ...]:

@@ -242,6 +242,14 @@ class SqlAlchemyTarget(StepSessions):
             found = _blockers.open_transactions(conn)
         return tuple(str(b) for b in found if b.session != own)
 
+    def algorithm_refused(self, error: BaseException) -> bool:
+        """Whether *error* is MySQL/MariaDB refusing an ``ALGORITHM`` / ``LOCK`` clause it
+        cannot honour (1845, 1846), or the clause's syntax there (1064): the statement did
+        nothing (see ``sql.online``)."""
+        orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+        code = (getattr(orig, "args", None) or [None])[0]
+        return self.engine.dialect.name == "mysql" and code in (1845, 1846, 1064)
+
     def connection_lost(self, error: BaseException) -> bool:
         """Whether *error* says the connection dropped (a statement's outcome is unknown)."""
         if isinstance(error, sa.exc.DBAPIError):

@@ -1,0 +1,245 @@
+"""MySQL/MariaDB ALTER TABLE and CREATE INDEX sent with the most online algorithm the server
+accepts (issue 21, the strategy per statement): ``sql.online`` chooses the order, the server
+refuses what it cannot honour before doing anything, and the result is what the ``mariadb``
+client leaves."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from databases import fresh_database
+from lupo_migrate.core.errors import ConfigurationError, MigrationFileError
+from lupo_migrate.core.model import Outcome
+from lupo_migrate.observe import Event
+from lupo_migrate.session import session as _session
+from lupo_migrate.session.config import Settings, load_settings
+from lupo_migrate.sql.online import AS_WRITTEN, INPLACE, INSTANT, attempts, check_mode, retarget
+
+# ---------------------------------------------------------------- the choice, pure
+
+
+@pytest.mark.parametrize(
+    ("statement", "mode", "strategies"),
+    [
+        ("ALTER TABLE t ADD COLUMN c INT", "auto", [INSTANT, INPLACE, AS_WRITTEN]),
+        ("alter online table `my t` add index (c)", "auto", [INSTANT, INPLACE, AS_WRITTEN]),
+        ("-- why\nALTER TABLE db.t DROP COLUMN c", "inplace", [INSTANT, INPLACE]),
+        ("ALTER TABLE t MODIFY c BIGINT", "instant", [INSTANT]),
+        ("CREATE UNIQUE INDEX i ON t (c)", "auto", [INPLACE, AS_WRITTEN]),
+        ("CREATE INDEX i ON t (c)", "inplace", [INPLACE]),
+        ("CREATE INDEX i ON t (c)", "instant", [INSTANT]),
+        ("ALTER TABLE t ADD COLUMN c INT", "off", []),
+        ("ALTER TABLE t ADD COLUMN c INT, ALGORITHM=COPY", "auto", []),  # the file says
+        ("ALTER TABLE t ADD COLUMN c INT, LOCK = SHARED", "inplace", []),
+        ("ALTER TABLE t ADD PARTITION (PARTITION p3 VALUES LESS THAN (30))", "auto", []),
+        ("CREATE TABLE t (id INT)", "auto", []),
+        ("UPDATE t SET c = 1", "auto", []),
+        ("DROP INDEX i ON t", "auto", []),
+    ],
+)
+def test_the_order_of_algorithms_tried(statement: str, mode: str, strategies: list[str]) -> None:
+    assert [s for s, _ in attempts(statement, "mysql", mode)] == strategies
+
+
+def test_nothing_is_chosen_on_postgresql_nor_sqlite() -> None:
+    for family in ("postgresql", "sqlite"):
+        assert attempts("ALTER TABLE t ADD COLUMN c INT", family, "auto") == ()
+
+
+def test_the_clause_goes_on_a_line_of_its_own_after_a_trailing_comment() -> None:
+    statement = "ALTER TABLE t ADD COLUMN c INT -- the reason"
+    texts = [text for _, text in attempts(statement, "mysql", "auto")]
+    assert texts == [
+        statement + "\n, ALGORITHM=INSTANT",
+        statement + "\n, ALGORITHM=INPLACE, LOCK=NONE",
+        statement,
+    ]
+
+
+def test_retarget_replaces_only_the_altered_table() -> None:
+    assert retarget("ALTER TABLE `t` ADD COLUMN t INT", "p.x") == "ALTER TABLE p.x ADD COLUMN t INT"
+    assert retarget("CREATE INDEX t ON db.t (t)", "x") == "CREATE INDEX t ON x (t)"
+    assert retarget("UPDATE t SET c = 1", "x") is None
+
+
+def test_the_modes_are_checked_and_copy_says_it_is_not_there_yet() -> None:
+    assert check_mode(" Inplace ", "here") == "inplace"
+    with pytest.raises(ValueError, match=r"here: online: copy .* is not available yet"):
+        check_mode("copy", "here")
+    with pytest.raises(ValueError, match="here: online must be one of auto, instant, inplace"):
+        check_mode("fast", "here")
+
+
+def test_the_setting_refuses_a_bad_mode_naming_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().online == "auto"
+    monkeypatch.setenv("LUPO_MIGRATE_ONLINE", "copy")
+    with pytest.raises(ConfigurationError, match=r"LUPO_MIGRATE_ONLINE.*copy"):
+        load_settings()
+    (tmp_path / "lupo.toml").write_text('online = "inplace"\n')
+    monkeypatch.delenv("LUPO_MIGRATE_ONLINE")
+    assert load_settings().online == "inplace"
+
+
+# ---------------------------------------------------------------- on MariaDB
+
+TABLE = (
+    "CREATE TABLE busy (id INT PRIMARY KEY, v INT, s VARCHAR(20));"
+    " INSERT INTO busy VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, NULL)"
+)
+CHANGES = (
+    "ALTER TABLE busy ADD COLUMN note VARCHAR(20) -- instant\n;\n"
+    "ALTER TABLE busy ADD INDEX busy_v (v);\n"
+    "CREATE INDEX busy_s ON busy (s);\n"
+    "ALTER TABLE busy MODIFY v BIGINT;\n"
+)
+
+
+@pytest.fixture(name="mariadb_pair")
+def _mariadb_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with fresh_database("mariadb", tmp_path) as a, fresh_database("mariadb", tmp_path) as b:
+        yield a, b
+
+
+def _client(url: str, sql: str) -> None:
+    name = sa.make_url(url).database
+    subprocess.run(
+        ["mariadb", "-uroot", "-h127.0.0.1", str(name)], input=sql, text=True, check=True
+    )
+
+
+def _show(url: str, table: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql(f"SHOW CREATE TABLE `{table}`").one()[1])
+    finally:
+        engine.dispose()
+
+
+def _apply(url: str, root: Path, **options: str) -> tuple[object, list[Event]]:
+    events: list[Event] = []
+    with _session.session(Settings(db=url, migrations=root, **options)) as opened:
+        opened.orchestrator.observers = [events.append]
+        result = opened.orchestrator.apply(opened.steps)
+    return result, events
+
+
+@pytest.mark.mariadb
+def test_each_alter_runs_with_the_most_online_algorithm_and_leaves_what_the_client_leaves(
+    mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    ours, theirs = mariadb_pair
+    for url in mariadb_pair:
+        _client(url, TABLE)
+    _client(theirs, CHANGES)
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__changes.sql").write_text(CHANGES)
+    result, events = _apply(ours, root)
+    assert result.run is not None  # type: ignore[attr-defined]
+    assert result.run.outcome is Outcome.COMPLETED, result  # type: ignore[attr-defined]
+    ran = [e.data.get("strategy") for e in events if e.name == "statement"]
+    assert ran == [INSTANT, INPLACE, INPLACE, AS_WRITTEN]
+    assert _show(ours, "busy") == _show(theirs, "busy")
+
+
+@pytest.mark.mariadb
+def test_a_file_that_must_not_block_writes_fails_before_a_copy_runs(
+    mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    url = mariadb_pair[0]
+    _client(url, TABLE)
+    before = _show(url, "busy")
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__type.sql").write_text(
+        "-- online: inplace\n"
+        "ALTER TABLE busy ADD COLUMN note INT;\n"
+        "ALTER TABLE busy MODIFY v BIGINT;\n"
+    )
+    result, _events = _apply(url, root)
+    run = result.run  # type: ignore[attr-defined]
+    assert run.outcome is Outcome.ROLLED_BACK
+    message = run.failure.message
+    assert "statement 2" in message, message
+    assert "ALGORITHM=INPLACE is not supported" in message
+    assert "online: inplace allows no algorithm that blocks writes" in message
+    assert "-- online: auto" in message
+    assert _show(url, "busy") == before  # the first ALTER was undone, the second never ran
+
+
+@pytest.mark.mariadb
+def test_online_off_sends_the_statement_as_written(
+    mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    url = mariadb_pair[0]
+    _client(url, TABLE)
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__a.sql").write_text("ALTER TABLE busy ADD COLUMN note INT;\n")
+    result, events = _apply(url, root, online="off")
+    assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    assert [e.data.get("strategy") for e in events if e.name == "statement"] == [None]
+
+
+def test_a_bad_online_header_names_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__a.sql").write_text("-- online: fast\nALTER TABLE busy ADD COLUMN note INT;\n")
+    with (
+        pytest.raises(MigrationFileError, match=r"V1__a\.sql.*online"),
+        _session.session(Settings(db=f"sqlite:///{tmp_path / 'x.db'}", migrations=root)) as opened,
+    ):
+        opened.orchestrator.apply(opened.steps)
+
+
+@pytest.mark.mariadb
+def test_the_dry_run_says_each_alters_algorithm_tried_on_an_empty_copy(
+    mariadb_pair: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lupo_migrate.cli import main
+
+    url = mariadb_pair[0]
+    _client(url, TABLE)
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__side.sql").write_text("CREATE TABLE side (id INT PRIMARY KEY);\n")
+    assert main(["apply", str(root), "--db", url]) == 0  # lupo_migrate's schema now exists
+    (root / "V2__changes.sql").write_text(
+        CHANGES + "CREATE TABLE fresh (id INT);\nALTER TABLE fresh ADD COLUMN x INT;\n"
+    )
+    (root / "V3__later.sql").write_text(
+        "-- online: inplace\nALTER TABLE busy MODIFY note VARCHAR(40);\n"
+    )
+    before = _show(url, "busy")
+    capsys.readouterr()
+    assert main(["apply", str(root), "--db", url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if line.startswith("-- online:")]
+    assert said == [
+        "-- online: instant: ALGORITHM=INSTANT, a change of metadata only",
+        "-- online: inplace: ALGORITHM=INPLACE, LOCK=NONE, writes go on while it runs",
+        "-- online: inplace: ALGORITHM=INPLACE, LOCK=NONE, writes go on while it runs",
+        "-- online: as written: the server cannot run it without blocking writes (it may copy"
+        " the table)",
+        "-- online: checked when it runs (fresh does not exist yet)",
+        # tried on the copy as V2 left it: its note column is there
+        "-- online: instant: ALGORITHM=INSTANT, a change of metadata only",
+    ]
+    assert out.index(said[0]) < out.index("ALTER TABLE busy ADD COLUMN note")
+    assert _show(url, "busy") == before  # nothing of the application's was touched
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        left = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'lupo_probe%%'"
+        ).scalar()
+    engine.dispose()
+    assert left == 0
