@@ -16,7 +16,23 @@ code                        flags
 ``delete-without-where``    ``DELETE`` with no ``WHERE``, and ``TRUNCATE``
 ``foreign-key``             ``FOREIGN KEY`` / ``REFERENCES`` in CREATE or ALTER TABLE
 ``trigger``                 ``CREATE TRIGGER``
+``locks-writes``            PostgreSQL: a statement that holds writes (or all access) to
+                            an existing table while it reads every row or builds an index:
+                            ``CREATE INDEX`` / ``DROP INDEX`` without ``CONCURRENTLY``,
+                            ``ADD CONSTRAINT ... CHECK`` / ``FOREIGN KEY`` without
+                            ``NOT VALID``, ``ALTER COLUMN ... SET NOT NULL``, ``ADD PRIMARY
+                            KEY`` / ``UNIQUE`` without ``USING INDEX``
+``rewrites-table``          PostgreSQL: a statement that rewrites an existing table under
+                            ``ACCESS EXCLUSIVE``: ``ALTER COLUMN ... TYPE``, ``ADD COLUMN``
+                            with a volatile default, a serial or a stored generated column,
+                            ``SET TABLESPACE``, ``SET LOGGED`` / ``UNLOGGED``, ``VACUUM
+                            FULL``, ``CLUSTER``
 =========================== ==========================================================
+
+The PostgreSQL rules follow squawk's (``require-concurrent-index-creation``,
+``constraint-missing-not-valid``, ``setting-not-nullable-field``, ``changing-column-type``,
+``adding-field-with-default``...); tables created earlier in the same plan are left out: nobody
+else uses them yet. Each finding's hint says how to do the same without the lock.
 
 Pure: statement texts (and the live fingerprint, for the column types) in, findings out.
 """
@@ -49,6 +65,41 @@ RULES: Final[Mapping[str, tuple[Severity, str]]] = {
     "delete-without-where": (Severity.WARNING, "deletes every row of {name} (no WHERE)"),
     "foreign-key": (Severity.INFO, "declares a foreign key on {name}"),
     "trigger": (Severity.INFO, "creates trigger {name}"),
+    "locks-writes": (Severity.WARNING, "{detail} on {name}: its {what} wait until it ends"),
+    "rewrites-table": (
+        Severity.WARNING,
+        "{detail} rewrites {name}: its reads and writes wait until it ends",
+    ),
+}
+
+#: What waits behind each lock ``locks-writes`` names (the rest: writes only).
+_BLOCKS_READS: Final = frozenset(
+    {
+        "DROP INDEX without CONCURRENTLY",
+        "ADD CHECK without NOT VALID",
+        "SET NOT NULL",
+        "ADD PRIMARY KEY/UNIQUE without USING INDEX",
+    }
+)
+#: The rules about locks on tables in use: not for a table the plan created itself.
+_ON_TABLES_IN_USE: Final = frozenset({"locks-writes", "rewrites-table"})
+#: How to do it without the lock, by what a finding of those rules says.
+_FIXES: Final[Mapping[str, str]] = {
+    "CREATE INDEX without CONCURRENTLY": "CREATE INDEX CONCURRENTLY (it runs apart from a"
+    " transaction; lupo_migrate drops the invalid index a failure leaves)",
+    "DROP INDEX without CONCURRENTLY": "DROP INDEX CONCURRENTLY",
+    "ADD CHECK without NOT VALID": "ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE"
+    " CONSTRAINT in a later file (it checks the rows without blocking writes)",
+    "ADD FOREIGN KEY without NOT VALID": "ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then"
+    " VALIDATE CONSTRAINT in a later file (it checks the rows without blocking writes)",
+    "SET NOT NULL": "first ADD CONSTRAINT ... CHECK (column IS NOT NULL) NOT VALID and VALIDATE"
+    " it in a later file; SET NOT NULL then uses it (PostgreSQL 12+)",
+    "ADD PRIMARY KEY/UNIQUE without USING INDEX": "CREATE UNIQUE INDEX CONCURRENTLY first,"
+    " then ADD ... USING INDEX",
+    "ALTER COLUMN TYPE": "add a new column, backfill it in batches, then switch to it (or"
+    " widen a varchar, which is not rewritten)",
+    "ADD COLUMN with a volatile default": "add the column without the default, backfill in"
+    " batches, then SET DEFAULT",
 }
 
 _TYPE = re.compile(r"^\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?(?:\s|$)", re.I)
@@ -135,7 +186,18 @@ def _clauses(toks: list[tuple[str, str]], start: int) -> list[list[tuple[str, st
 
 
 #: The statements :func:`_hits` has rules for (by their first word).
-_LINTED: Final = frozenset({"DROP", "ALTER", "CREATE", "UPDATE", "DELETE", "TRUNCATE"})
+_LINTED: Final = frozenset(
+    {"DROP", "ALTER", "CREATE", "UPDATE", "DELETE", "TRUNCATE", "VACUUM", "CLUSTER"}
+)
+#: Not a rule: what :func:`_hits` says of a ``CREATE TABLE`` (PostgreSQL), so that the rules
+#: about tables in use leave that table out for the rest of the plan.
+_CREATES: Final = "_creates"
+#: Defaults evaluated per row: a column added with one is written into every row.
+_VOLATILE: Final = frozenset(
+    {"RANDOM", "CLOCK_TIMESTAMP", "GEN_RANDOM_UUID", "UUID_GENERATE_V4", "UUID_GENERATE_V1",
+     "NEXTVAL", "TIMEOFDAY", "TXID_CURRENT"}
+)  # fmt: skip
+_SERIALS: Final = frozenset({"SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL4", "SERIAL8", "SERIAL2"})
 
 
 def _hits(sql: str, fam: str, fingerprint: Fingerprint | None) -> Iterable[tuple[str, str, str]]:
@@ -160,10 +222,29 @@ def _hits(sql: str, fam: str, fingerprint: Fingerprint | None) -> Iterable[tuple
                 break
     elif head == "ALTER" and up[1:2] == ["TABLE"]:
         i = 2 + (2 if up[2:4] == ["IF", "EXISTS"] else 0)
+        i += up[i : i + 1] == ["ONLY"]
         table, i = _name(toks, i)
         for clause in _clauses(toks, i):
             yield from _alter_clause(table, clause, fingerprint)
+            if fam == "postgresql":
+                yield from _pg_alter_clause(table, clause)
+    elif head == "DROP" and up[1:2] == ["INDEX"] and fam == "postgresql":
+        if "CONCURRENTLY" not in up[2:3]:
+            at = 2 + (2 if up[2:4] == ["IF", "EXISTS"] else 0)
+            index = _name(toks, at)[0]
+            yield "locks-writes", f"the table of index {index}", "DROP INDEX without CONCURRENTLY"
+    elif head in ("VACUUM", "CLUSTER") and fam == "postgresql":
+        if head == "CLUSTER" or "FULL" in up[1:3]:
+            at = len(toks) - 1 if head == "VACUUM" else 1 + (up[1:2] == ["VERBOSE"])
+            if at < len(toks) and toks[at][0] in ("word", "ident") and up[at] != "FULL":
+                yield (
+                    "rewrites-table",
+                    _name(toks, at)[0],
+                    "VACUUM FULL" if head == "VACUUM" else "CLUSTER",
+                )
     elif head == "CREATE":
+        if fam == "postgresql":
+            yield from _pg_create(toks, up)
         if "TRIGGER" in up[:6]:
             name, _ = _name(toks, up.index("TRIGGER") + 1)
             yield "trigger", name, ""
@@ -205,6 +286,57 @@ def _alter_clause(
         why = narrowing(old, new) if old and new else None
         if why:
             yield "narrowing-modify", f"{table}.{column}", why
+
+
+def _pg_create(toks: list[tuple[str, str]], up: list[str]) -> Iterable[tuple[str, str, str]]:
+    """PostgreSQL ``CREATE TABLE`` (remembered) and ``CREATE INDEX`` without
+    ``CONCURRENTLY``."""
+    at = 1 + (up[1:2] == ["UNIQUE"])
+    if up[at : at + 1] == ["INDEX"]:
+        if "CONCURRENTLY" in up[at + 1 : at + 2] or "ON" not in up:
+            return
+        on = up.index("ON") + 1
+        on += up[on : on + 1] == ["ONLY"]
+        yield "locks-writes", _name(toks, on)[0], "CREATE INDEX without CONCURRENTLY"
+        return
+    at = 1
+    while up[at : at + 1] in (["TEMP"], ["TEMPORARY"], ["UNLOGGED"], ["GLOBAL"], ["LOCAL"]):
+        at += 1
+    if up[at : at + 1] == ["TABLE"]:
+        at += 1 + (3 if up[at + 1 : at + 4] == ["IF", "NOT", "EXISTS"] else 0)
+        yield _CREATES, _name(toks, at)[0], ""
+
+
+def _pg_alter_clause(table: str, clause: list[tuple[str, str]]) -> Iterable[tuple[str, str, str]]:
+    """The PostgreSQL lock and rewrite rules of one ``ALTER TABLE`` clause."""
+    up = [t.upper() if k == "word" else "" for k, t in clause]
+    if up[:1] == ["ADD"]:
+        at = 1 + (up[1:2] == ["CONSTRAINT"]) * 2  # ADD CONSTRAINT name ...
+        kind = up[at : at + 2]
+        if kind[:1] in (["CHECK"], ["FOREIGN"]):
+            if up[-2:] != ["NOT", "VALID"]:
+                what = "FOREIGN KEY" if kind[0] == "FOREIGN" else "CHECK"
+                yield "locks-writes", table, f"ADD {what} without NOT VALID"
+            return
+        if kind in (["PRIMARY", "KEY"],) or kind[:1] == ["UNIQUE"]:
+            if "USING" not in up:
+                yield "locks-writes", table, "ADD PRIMARY KEY/UNIQUE without USING INDEX"
+            return
+        if (
+            any(w in _SERIALS for w in up)
+            or ("GENERATED" in up and "STORED" in up)
+            or ("DEFAULT" in up and any(w in _VOLATILE for w in up[up.index("DEFAULT") :]))
+        ):
+            yield "rewrites-table", table, "ADD COLUMN with a volatile default"
+    elif up[:1] == ["ALTER"]:
+        if "TYPE" in up:  # ALTER COLUMN c [SET DATA] TYPE t
+            yield "rewrites-table", table, "ALTER COLUMN TYPE"
+        elif up[-3:] == ["SET", "NOT", "NULL"]:
+            yield "locks-writes", table, "SET NOT NULL"
+    elif up[:2] == ["SET", "TABLESPACE"]:
+        yield "rewrites-table", table, "SET TABLESPACE"
+    elif up[:2] in (["SET", "LOGGED"], ["SET", "UNLOGGED"]):
+        yield "rewrites-table", table, f"SET {up[1]}"
 
 
 def column_effects(sql: str, fam: str) -> list[tuple[str, str, str, str | None]]:
@@ -274,6 +406,10 @@ def _type_at(clause: list[tuple[str, str]], at: int) -> str:
     return text
 
 
+def _what(detail: str) -> str:
+    return "reads and writes" if detail in _BLOCKS_READS else "writes"
+
+
 @attrs.frozen(repr=False)
 class _RiskyStatements:
     forbid: frozenset[str]
@@ -291,20 +427,25 @@ class _RiskyStatements:
     ) -> Iterable[Finding]:
         """The findings of (step id, path, line, SQL) statements; column types are read
         from *fingerprint* when given (``narrowing-modify``)."""
+        fresh: set[str] = set()  # tables created earlier in the plan
         for step_id, path, line, sql in statements:
             for rule, name, detail in _hits(sql, self.dialect, fingerprint):
-                if rule in self.ignore:
+                if rule == _CREATES:
+                    fresh.add(name.lower())
+                    continue
+                if rule in self.ignore or (rule in _ON_TABLES_IN_USE and name.lower() in fresh):
                     continue
                 severity, text = RULES[rule]
                 forbidden = rule in self.forbid
+                fix = _FIXES.get(detail)
                 yield Finding(
                     severity=Severity.ERROR if forbidden else severity,
-                    message=f"{text.format(name=name, detail=detail)} [{rule}]",
+                    message=f"{text.format(name=name, detail=detail, what=_what(detail))} [{rule}]",
                     path=path,
                     line=line,
                     hint=f"the project forbids {rule} with forbid in its settings; rewrite the step"
                     if forbidden
-                    else None,
+                    else (f"instead: {fix}" if fix else None),
                     code=rule,
                     kind=FailureKind.LINT,
                     step_id=step_id,
