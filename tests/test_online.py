@@ -243,3 +243,29 @@ def test_the_dry_run_says_each_alters_algorithm_tried_on_an_empty_copy(
         ).scalar()
     engine.dispose()
     assert left == 0
+
+
+def test_the_orchestrator_refuses_a_bad_online_mode_or_retry_setting(tmp_path: Path) -> None:
+    from lupo_migrate.core.errors import InvalidArgumentError
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    root = tmp_path / "m"
+    root.mkdir()
+    with _session.session(Settings(db=url, migrations=root)) as opened:
+        orch = opened.orchestrator
+        kinds = {
+            "storage": orch.storage,
+            "lock": orch.lock,
+            "freeze": orch.freeze,
+            "clock": orch.clock,
+            "registry": orch.registry,
+            "target": orch.target,
+            "root": root,
+        }
+        with pytest.raises(InvalidArgumentError, match=r"online: copy .* not available yet"):
+            type(orch)(**kinds, online="copy")
+        with pytest.raises(InvalidArgumentError, match="lock_retry_backoff must be a number"):
+            type(orch)(**kinds, lock_retry_backoff=-1)
+        with pytest.raises(InvalidArgumentError, match="lock_retries must be a number"):
+            type(orch)(**kinds, lock_retries=-2)
+        assert type(orch)(**kinds, online="inplace").online == "inplace"

@@ -46,6 +46,7 @@ from lupo_migrate.observe.watch import Watch
 from lupo_migrate.run.keepalive import KeepAlive
 from lupo_migrate.run.shared import _Rollback
 from lupo_migrate.sql.lint import risky_statements
+from lupo_migrate.sql.online import check_mode
 
 if TYPE_CHECKING:
     from lupo_migrate.observe import Event
@@ -68,6 +69,20 @@ def default_operator() -> str:
         return getpass.getuser()
     except (OSError, KeyError, ImportError):
         return "unknown"
+
+
+def _at_least_0(_instance: object, attribute: Any, value: object) -> None:
+    """``lock_retries`` and ``lock_retry_backoff``: a number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidArgumentError(f"{attribute.name} must be a number, 0 or more, not {value!r}")
+
+
+def _online_mode(_instance: object, _attribute: Any, value: object) -> None:
+    """``online``: one of :data:`lupo_migrate.sql.online.MODES`."""
+    try:
+        check_mode(value, "Orchestrator(online=...)")
+    except ValueError as error:
+        raise InvalidArgumentError(str(error)) from None
 
 
 @attrs.define
@@ -99,9 +114,9 @@ class Wiring:
     probe_threshold: float = 2.0
     integrity_limit: int = 10_000
     long_transaction_wait: float | None = 30.0
-    lock_retries: int = 3
-    online: str = "auto"
-    lock_retry_backoff: float = 1.0
+    lock_retries: int = attrs.field(default=3, validator=_at_least_0)
+    online: str = attrs.field(default="auto", validator=_online_mode)
+    lock_retry_backoff: float = attrs.field(default=1.0, validator=_at_least_0)
     statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()
