@@ -480,3 +480,56 @@ def test_the_command_line_says_it_retries_and_then_applies(
     assert "V2__alter: statement 2 gave up waiting 1 s for a lock (" in err, err
     assert "; retry 1 of 3 in " in err
     assert "note" in _columns(server_url, "busy")
+
+
+@pytest.mark.slow
+def test_a_stop_asked_during_the_pause_ends_the_run_without_another_try(
+    server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """request_stop (the first Ctrl-C or SIGTERM) while the run pauses before a retry: no
+    further try, the run rolls back at once."""
+    from lupo_migrate.backends.sqlalchemy.target import SqlAlchemyTarget
+
+    sent: list[str] = []
+    execute = SqlAlchemyTarget.execute
+
+    def counting(self: SqlAlchemyTarget, connection: Any, statement: str) -> None:
+        sent.append(statement)
+        execute(self, connection, statement)
+
+    monkeypatch.setattr(SqlAlchemyTarget, "execute", counting)
+    migrations = _prepare(server_url, tmp_path)
+    settings = Settings(
+        db=server_url,
+        migrations=migrations,
+        lock_wait_timeout=WAIT,
+        lock_retries=5,
+        lock_retry_backoff=30.0,
+    )
+    engine = sa.create_engine(server_url)
+    holder = engine.connect()
+    holder.exec_driver_sql("SELECT * FROM busy").all()
+    events: list[Event] = []
+    try:
+        with _session.session(settings) as opened:
+            orch = opened.orchestrator
+            orch.long_transaction_wait = None
+
+            def stop_in_the_pause(event: Event) -> None:
+                events.append(event)
+                if event.name == "step.lock_retry":
+                    threading.Timer(0.3, orch.request_stop, ("operator's stop",)).start()
+
+            orch.observers = [stop_in_the_pause]
+            began = time.monotonic()
+            result = orch.apply(opened.steps)
+            took = time.monotonic() - began
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    assert _outcome(result) is Outcome.ROLLED_BACK, result
+    assert [e.data["attempt"] for e in events if e.name == "step.lock_retry"] == [1]
+    assert took < WAIT + 8, took  # not the 30 s pause
+    assert len([s for s in sent if s.startswith("ALTER TABLE busy")]) == 1, sent  # one try
+    assert "side" not in _tables(server_url)

@@ -117,17 +117,7 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
         if not isinstance(outcome, BlockedError):
             return outcome
         if tries > orch.lock_retries or orch._stop is not None:
-            error = BlockedError(
-                step.id,
-                step.path,
-                sessions=outcome.sessions,
-                waited=outcome.waited,
-                index=outcome.index,
-                timed_out=True,
-                attempts=tries,
-            )
-            _left_behind(orch, run, step)
-            return sm.StepFailed(step.id, _failure(step, error))
+            return _gave_up(orch, run, step, outcome, tries)
         pause = lock_retry_pause(tries, orch.lock_retry_backoff, random.random())
         _observing.emit(
             orch,
@@ -142,7 +132,24 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
             sessions=list(outcome.sessions),
         )
         pause_unless_stopped(pause, lambda: orch._stop is not None)
+        if orch._stop is not None:  # asked to stop during the pause: no further try
+            return _gave_up(orch, run, step, outcome, tries)
         tries += 1
+
+
+def _gave_up(orch: Wiring, run: Run, step: Step, last: BlockedError, tries: int) -> sm.Event:
+    """*step* fails as blocked after *tries* tries (see :func:`apply_step`)."""
+    error = BlockedError(
+        step.id,
+        step.path,
+        sessions=last.sessions,
+        waited=last.waited,
+        index=last.index,
+        timed_out=True,
+        attempts=tries,
+    )
+    _left_behind(orch, run, step)
+    return sm.StepFailed(step.id, _failure(step, error))
 
 
 def _left_behind(orch: Wiring, run: Run, step: Step) -> None:

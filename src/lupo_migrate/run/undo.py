@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from lupo_migrate.core import state as sm
@@ -25,7 +26,6 @@ from lupo_migrate.run.shared import (
     _Rollback,
     _rollback_failure,
     _transactional,
-    pause_unless_stopped,
 )
 
 if TYPE_CHECKING:
@@ -153,7 +153,8 @@ def verify_rollback(orch: Wiring, run: Run) -> sm.Event:
             held = suspects(error) if suspects is not None else None
             if held is None:
                 raise
-            if tries > orch.lock_retries or orch._stop is not None:
+            # A stop asked of the run does not cut this short: the rollback is what it asked.
+            if tries > orch.lock_retries:
                 return sm.RollbackFailed(
                     _rollback_failure(
                         "restoring the pre-images gave up waiting for a lock"
@@ -162,8 +163,7 @@ def verify_rollback(orch: Wiring, run: Run) -> sm.Event:
                         " (`lupo-migrate show`), then `lupo-migrate resolve`"
                     )
                 )
-            pause = lock_retry_pause(tries, orch.lock_retry_backoff, random.random())
-            pause_unless_stopped(pause, lambda: orch._stop is not None)
+            time.sleep(lock_retry_pause(tries, orch.lock_retry_backoff, random.random()))
             tries += 1
     summary = (
         f"rollback compared {report.checked} touched object(s) with their pre-images;"
