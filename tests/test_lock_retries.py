@@ -126,9 +126,10 @@ def _prepare(url: str, tmp_path: Path) -> Path:
 
 
 class Reader:
-    """Reads ``busy`` as an application would, recording how long each read took."""
+    """Reads *table* as an application would, recording how long each read took."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, table: str = "busy") -> None:
+        self.table = table
         self.engine = sa.create_engine(url, pool_size=2)
         self.stop = threading.Event()
         self.took: list[float] = []
@@ -533,3 +534,73 @@ def test_a_stop_asked_during_the_pause_ends_the_run_without_another_try(
     assert took < WAIT + 8, took  # not the 30 s pause
     assert len([s for s in sent if s.startswith("ALTER TABLE busy")]) == 1, sent  # one try
     assert "side" not in _tables(server_url)
+
+
+# ---------------------------------------------------------------- waiting with nothing held
+
+TWO_TABLES = {
+    "V1__two.sql": "ALTER TABLE side ADD COLUMN x INT;\nALTER TABLE busy ADD COLUMN y INT;\n",
+}
+
+
+def _two_tables(url: str, tmp_path: Path) -> Path:
+    migrations = _prepare(url, tmp_path)
+    for old in migrations.iterdir():
+        old.unlink()
+    for name, text in TWO_TABLES.items():
+        (migrations / name).write_text(text)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE side (id INT PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO side VALUES (1)")
+    engine.dispose()
+    return migrations
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release_after", [2.5, None])
+def test_a_step_that_meets_a_held_table_waits_with_nothing_held(
+    postgresql_url: str, tmp_path: Path, release_after: float | None
+) -> None:
+    """PostgreSQL: the step's first ALTER locks ``side``; its second finds ``busy`` held by
+    an open transaction. Waiting there, unsent, would keep ``side`` locked for as long: the
+    step is rolled back and waits with nothing held, so readers of ``side`` never wait."""
+    migrations = _two_tables(postgresql_url, tmp_path)
+    settings = Settings(db=postgresql_url, migrations=migrations, long_transaction_wait=4.0)
+    engine = sa.create_engine(postgresql_url)
+    holder = engine.connect()
+    holder.exec_driver_sql("SELECT * FROM busy").all()
+    timer = threading.Timer(release_after or 0, holder.rollback)
+    events: list[Event] = []
+    try:
+        with Reader(postgresql_url, "side") as reader, _session.session(settings) as opened:
+            opened.orchestrator.observers = [events.append]
+            if release_after is not None:
+                timer.start()
+            began = time.monotonic()
+            result = opened.orchestrator.apply(opened.steps)
+            took = time.monotonic() - began
+    finally:
+        timer.cancel()
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    waiting = [e for e in events if e.name == "step.waiting"]
+    assert len(waiting) == 1, events
+    assert waiting[0].data["tables"] == ["busy"]
+    assert waiting[0].data["index"] == 1
+    assert not reader.errors
+    assert max(reader.took) < 0.5, max(reader.took)  # side was never held while waiting
+    if release_after is not None:
+        assert _outcome(result) is Outcome.COMPLETED, result
+        assert "x" in _columns(postgresql_url, "side")
+        assert "y" in _columns(postgresql_url, "busy")
+        assert took >= release_after - 0.5
+    else:
+        assert _outcome(result) is Outcome.ROLLED_BACK, result
+        assert result.run is not None
+        assert result.run.failure is not None
+        assert "transient" in result.run.failure.message
+        assert "holding busy" in result.run.failure.message, result.run.failure.message
+        assert "x" not in _columns(postgresql_url, "side")
+        assert 4.0 <= took < 12, took

@@ -53,6 +53,13 @@ class Progress:
             self._milestone(f"run {event.run_id[:12]}: {self._total} step(s)")
         if event.name == "statement":
             self._statements += 1
+        if event.name == "step.waiting":
+            self._say(
+                f"{data.get('step')}: statement {int(data.get('index') or 0) + 1} must wait for"
+                f" {'; '.join(data.get('sessions') or ()) or 'another session'}; the step is"
+                " rolled back meanwhile, so what it changed before is not held"
+                f" (up to {float(data.get('until') or 0):g} s)"
+            )
         if event.name == "step.lock_retry":
             self._say(
                 f"{data.get('step')}: statement {int(data.get('index') or 0) + 1} gave up"

@@ -25,7 +25,7 @@ from lupo_migrate.sql.online import AS_WRITTEN, attempts
 from lupo_migrate.sql.session_state import reads_last_statement
 from lupo_migrate.sql.touches import touches
 
-__all__ = ["KeptRows", "StepContext"]
+__all__ = ["HeldWhileHolding", "KeptRows", "StepContext"]
 
 #: Seconds between two looks for the sessions holding a table (see
 #: StepContext._await_holders); MySQL's INNODB_TRX is refreshed only when last read over
@@ -67,6 +67,25 @@ class KeptRows(Sequence[tuple[int, str, int, int]]):
         at = at % len(self._statements)
         index, started, done = self._numbers[3 * at : 3 * at + 3]
         return index, statement, started, done
+
+
+class HeldWhileHolding(BlockedError):
+    """Other sessions hold a table a DDL statement of a step in a transaction must change,
+    while the step's earlier statements hold locks of their own (PostgreSQL): the step is to
+    be rolled back, its holders waited for with nothing held, and the step tried again (see
+    :func:`lupo_migrate.run.step.apply_step`)."""
+
+    def __init__(
+        self,
+        step_id: str,
+        path: str,
+        *,
+        sessions: Sequence[str],
+        index: int,
+        tables: Sequence[str],
+    ) -> None:
+        super().__init__(step_id, path, sessions=sessions, waited=0.0, index=index)
+        self.tables = tuple(tables)
 
 
 class _Refused(Exception):
@@ -207,6 +226,13 @@ class StepContext:
             found = holders(tables, self.connection)
             if not found:  # None: the server cannot tell; the DDL's lock wait bounds it
                 return
+            if self.executed and self.target.transactional_ddl and not self.apart:
+                # Waiting here would keep what the step's earlier statements locked, in its
+                # transaction, and the application's queries on those tables behind it:
+                # the step is rolled back first, then waits with nothing held.
+                raise HeldWhileHolding(
+                    self.step.id, self.step.path, sessions=found, index=index, tables=tables
+                )
             waited = time.monotonic() - began
             if waited >= self.wait_bound:
                 raise BlockedError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -36,7 +37,7 @@ from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.core.validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
 from lupo_migrate.run import facts
 from lupo_migrate.run import observers as _observing
-from lupo_migrate.run.context import KeptRows, StepContext
+from lupo_migrate.run.context import HeldWhileHolding, KeptRows, StepContext
 from lupo_migrate.run.shared import (
     _CHECKS_OFF,
     _failure,
@@ -48,6 +49,9 @@ from lupo_migrate.sql.lint import STATEMENTS
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
+
+#: Seconds between two looks for the sessions holding a table (as StepContext's own wait).
+_LOOK = 0.2
 
 __all__ = ["apply_step", "bound", "check_step", "context", "settle", "statement_ran"]
 
@@ -108,14 +112,28 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
     released meanwhile, so application queries never wait longer than one lock wait. Each
     retry is an observer event (``step.lock_retry``). A stop asked meanwhile ends the
     retrying: the step fails as blocked.
+
+    Before a DDL statement is sent, other sessions holding its table are waited for with
+    the statement unsent (``long_transaction_wait``). Where the step's transaction already
+    holds locks of its earlier statements (PostgreSQL), that wait would keep them: the step
+    is rolled back first, the holders are waited for with nothing held (a ``step.waiting``
+    event), and the step starts again.
     """
     tries = 1
+    waits_until: float | None = None  # the end of the wait for holders, with nothing held
     while True:
         outcome = _try_step(orch, run, step, now)
         if isinstance(outcome, sm.StepFailed):
             _left_behind(orch, run, step)
         if not isinstance(outcome, BlockedError):
             return outcome
+        if isinstance(outcome, HeldWhileHolding):
+            if waits_until is None:
+                waits_until = time.monotonic() + (orch.long_transaction_wait or 0.0)
+            left = _await_holders(orch, run, step, outcome, waits_until)
+            if left is None:
+                continue  # they went: the step again, from its start
+            return sm.StepFailed(step.id, _failure(step, left))
         if tries > orch.lock_retries or orch._stop is not None:
             return _gave_up(orch, run, step, outcome, tries)
         pause = lock_retry_pause(tries, orch.lock_retry_backoff, random.random())
@@ -135,6 +153,42 @@ def apply_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event:
         if orch._stop is not None:  # asked to stop during the pause: no further try
             return _gave_up(orch, run, step, outcome, tries)
         tries += 1
+
+
+def _await_holders(
+    orch: Wiring, run: Run, step: Step, held: HeldWhileHolding, until: float
+) -> BlockedError | None:
+    """After *step* was rolled back because sessions held a table its DDL must change while
+    its earlier statements held locks (``HeldWhileHolding``): wait, holding nothing, until
+    those sessions are gone (None) or *until* (monotonic) passes, or a stop is asked (the
+    ``BlockedError`` to fail the step with). A ``step.waiting`` event says so first."""
+    _observing.emit(
+        orch,
+        run,
+        "step.waiting",
+        step=step.id,
+        index=held.index,
+        tables=list(held.tables),
+        sessions=list(held.sessions),
+        until=max(0.0, round(until - time.monotonic(), 3)),
+    )
+    holders = getattr(orch.target, "holders", None)
+    began = time.monotonic()
+    found: tuple[str, ...] | None = held.sessions
+    while found:
+        if time.monotonic() >= until or orch._stop is not None:
+            return BlockedError(
+                step.id,
+                step.path,
+                sessions=found,
+                waited=time.monotonic() - began,
+                index=held.index,
+            )
+        pause_unless_stopped(
+            min(_LOOK, max(0.0, until - time.monotonic())), lambda: orch._stop is not None
+        )
+        found = holders(list(held.tables)) if holders is not None else None
+    return None
 
 
 def _gave_up(orch: Wiring, run: Run, step: Step, last: BlockedError, tries: int) -> sm.Event:
@@ -256,7 +310,9 @@ def _try_step(orch: Wiring, run: Run, step: Step, now: int) -> sm.Event | Blocke
         if isinstance(error, StatementError) and pre is not None and hasattr(pre, "rejected"):
             pre.rejected(error.statement)  # the server refused it: it ran nothing
         settle(orch, run, step, handler)
-        if isinstance(error, BlockedError) and error.timed_out and orch.lock_retries > 0:
+        if isinstance(error, HeldWhileHolding) or (
+            isinstance(error, BlockedError) and error.timed_out and orch.lock_retries > 0
+        ):
             return error
         failure = _failure(step, error)
         if isinstance(error, _StepCheckFailed):
