@@ -76,7 +76,12 @@ def create_concurrently(
     try:
         run(statement)
     except Exception:
-        left = _invalid_since(connection, table, before)
+        try:
+            left = _invalid_since(connection, table, before)
+        except Exception:
+            # The connection cannot tell (lost): the statement's own failure is raised, and
+            # the run's rollback compares the schema with its pre-images anyway.
+            left = []
         for name in left:
             try:
                 _query(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
