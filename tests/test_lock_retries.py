@@ -10,9 +10,10 @@ waiting DDL, for one lock wait at most.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,30 @@ class Reader:
         self.engine.dispose()
 
 
+@contextlib.contextmanager
+def _held(url: str, sql: str = "SELECT * FROM busy") -> Iterator[Callable[[float], None]]:
+    """Another session whose open transaction ran *sql* (a read of ``busy``: it holds the
+    table); yields ``release_after(seconds)``, which ends that transaction that much later.
+    Ended at the latest on leaving."""
+    engine = sa.create_engine(url)
+    holder = engine.connect()
+    holder.exec_driver_sql(sql)
+    timers: list[threading.Timer] = []
+
+    def release_after(seconds: float) -> None:
+        timers.append(threading.Timer(seconds, holder.rollback))
+        timers[-1].start()
+
+    try:
+        yield release_after
+    finally:
+        for timer in timers:
+            timer.cancel()
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+
+
 def _apply(
     url: str, migrations: Path, *, retries: int, release_after: float | None
 ) -> tuple[Any, list[Event], float]:
@@ -170,26 +195,16 @@ def _apply(
         lock_retries=retries,
         lock_retry_backoff=0.3,
     )
-    holder_engine = sa.create_engine(url)
-    holder = holder_engine.connect()
-    holder.exec_driver_sql("SELECT * FROM busy").all()  # its transaction holds busy open
-    timer = threading.Timer(release_after or 0, holder.rollback)
     events: list[Event] = []
-    try:
-        with _session.session(settings) as opened:
-            orch = opened.orchestrator
-            orch.long_transaction_wait = None  # the run cannot see it before it sends its DDL
-            orch.observers = [events.append]
-            if release_after is not None:
-                timer.start()
-            began = time.monotonic()
-            result = orch.apply(opened.steps)
-            took = time.monotonic() - began
-    finally:
-        timer.cancel()
-        holder.rollback()
-        holder.close()
-        holder_engine.dispose()
+    with _held(url) as release, _session.session(settings) as opened:
+        orch = opened.orchestrator
+        orch.long_transaction_wait = None  # the run cannot see it before it sends its DDL
+        orch.observers = [events.append]
+        if release_after is not None:
+            release(release_after)
+        began = time.monotonic()
+        result = orch.apply(opened.steps)
+        took = time.monotonic() - began
     return result, events, took
 
 
@@ -307,13 +322,9 @@ def _indexes(url: str) -> list[tuple[str, bool]]:
         engine.dispose()
 
 
-def _hold_writes(url: str) -> tuple[sa.Engine, sa.Connection]:
-    """A session with an open transaction that wrote to ``busy``: CREATE INDEX CONCURRENTLY
-    waits for it to end (its lock wait runs out), and so does dropping the invalid index."""
-    engine = sa.create_engine(url)
-    holder = engine.connect()
-    holder.exec_driver_sql("UPDATE busy SET v = v WHERE id = 1")
-    return engine, holder
+#: A write in an open transaction: CREATE INDEX CONCURRENTLY waits for it to end (its lock
+#: wait runs out), and so does dropping the invalid index.
+WRITES = "UPDATE busy SET v = v WHERE id = 1"
 
 
 @pytest.mark.slow
@@ -325,8 +336,6 @@ def test_a_concurrent_index_beside_transactional_steps_retries_without_an_invali
         old.unlink()
     for name, text in CONCURRENT.items():
         (migrations / name).write_text(text)
-    engine, holder = _hold_writes(postgresql_url)
-    timer = threading.Timer(2.5, holder.rollback)
     events: list[Event] = []
     settings = Settings(
         db=postgresql_url,
@@ -335,18 +344,16 @@ def test_a_concurrent_index_beside_transactional_steps_retries_without_an_invali
         lock_retries=5,
         lock_retry_backoff=0.3,
     )
-    try:
-        with Reader(postgresql_url) as reader, _session.session(settings) as opened:
-            orch = opened.orchestrator
-            orch.long_transaction_wait = None
-            orch.observers = [events.append]
-            timer.start()
-            result = orch.apply(opened.steps)
-    finally:
-        timer.cancel()
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+    with (
+        _held(postgresql_url, WRITES) as release_after,
+        Reader(postgresql_url) as reader,
+        _session.session(settings) as opened,
+    ):
+        orch = opened.orchestrator
+        orch.long_transaction_wait = None
+        orch.observers = [events.append]
+        release_after(2.5)
+        result = orch.apply(opened.steps)
     assert _outcome(result) is Outcome.COMPLETED, result
     assert result.applied == ("V1__create", "V2__index", "V3__alter")
     assert [e.data["step"] for e in events if e.name == "step.lock_retry"][:1] == ["V2__index"]
@@ -384,7 +391,6 @@ def test_a_concurrent_index_still_held_when_the_retries_run_out_blocks_saying_wh
 ) -> None:
     migrations = _prepare(postgresql_url, tmp_path)
     (migrations / "V2__alter.sql").write_text("CREATE INDEX CONCURRENTLY busy_v ON busy (v);\n")
-    engine, holder = _hold_writes(postgresql_url)
     settings = Settings(
         db=postgresql_url,
         migrations=migrations,
@@ -392,14 +398,9 @@ def test_a_concurrent_index_still_held_when_the_retries_run_out_blocks_saying_wh
         lock_retries=1,
         lock_retry_backoff=0.1,
     )
-    try:
-        with _session.session(settings) as opened:
-            opened.orchestrator.long_transaction_wait = None
-            result = opened.orchestrator.apply(opened.steps)
-    finally:
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+    with _held(postgresql_url, WRITES), _session.session(settings) as opened:
+        opened.orchestrator.long_transaction_wait = None
+        result = opened.orchestrator.apply(opened.steps)
     assert result.run is not None
     assert result.run.blocked, result
     assert result.run.failure is not None
@@ -462,18 +463,9 @@ def test_the_command_line_says_it_retries_and_then_applies(
     monkeypatch.setenv("LUPO_MIGRATE_LOCK_WAIT", str(WAIT))
     monkeypatch.setenv("LUPO_MIGRATE_LOCK_RETRY_BACKOFF", "0.3")
     monkeypatch.setenv("LUPO_MIGRATE_PROGRESS", "plain")
-    engine = sa.create_engine(server_url)
-    holder = engine.connect()
-    holder.exec_driver_sql("SELECT * FROM busy").all()
-    timer = threading.Timer(2.5, holder.rollback)
-    timer.start()
-    try:
+    with _held(server_url) as release_after:
+        release_after(2.5)
         code = main(["apply", str(migrations), "--db", server_url])
-    finally:
-        timer.cancel()
-        holder.rollback()
-        holder.close()
-        engine.dispose()
     out, err = capsys.readouterr()
     with capsys.disabled():  # what the operator sees, shown with -s
         print(err)
@@ -507,28 +499,20 @@ def test_a_stop_asked_during_the_pause_ends_the_run_without_another_try(
         lock_retries=5,
         lock_retry_backoff=30.0,
     )
-    engine = sa.create_engine(server_url)
-    holder = engine.connect()
-    holder.exec_driver_sql("SELECT * FROM busy").all()
     events: list[Event] = []
-    try:
-        with _session.session(settings) as opened:
-            orch = opened.orchestrator
-            orch.long_transaction_wait = None
+    with _held(server_url), _session.session(settings) as opened:
+        orch = opened.orchestrator
+        orch.long_transaction_wait = None
 
-            def stop_in_the_pause(event: Event) -> None:
-                events.append(event)
-                if event.name == "step.lock_retry":
-                    threading.Timer(0.3, orch.request_stop, ("operator's stop",)).start()
+        def stop_in_the_pause(event: Event) -> None:
+            events.append(event)
+            if event.name == "step.lock_retry":
+                threading.Timer(0.3, orch.request_stop, ("operator's stop",)).start()
 
-            orch.observers = [stop_in_the_pause]
-            began = time.monotonic()
-            result = orch.apply(opened.steps)
-            took = time.monotonic() - began
-    finally:
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+        orch.observers = [stop_in_the_pause]
+        began = time.monotonic()
+        result = orch.apply(opened.steps)
+        took = time.monotonic() - began
     assert _outcome(result) is Outcome.ROLLED_BACK, result
     assert [e.data["attempt"] for e in events if e.name == "step.lock_retry"] == [1]
     assert took < WAIT + 8, took  # not the 30 s pause
@@ -567,24 +551,18 @@ def test_a_step_that_meets_a_held_table_waits_with_nothing_held(
     step is rolled back and waits with nothing held, so readers of ``side`` never wait."""
     migrations = _two_tables(postgresql_url, tmp_path)
     settings = Settings(db=postgresql_url, migrations=migrations, long_transaction_wait=4.0)
-    engine = sa.create_engine(postgresql_url)
-    holder = engine.connect()
-    holder.exec_driver_sql("SELECT * FROM busy").all()
-    timer = threading.Timer(release_after or 0, holder.rollback)
     events: list[Event] = []
-    try:
-        with Reader(postgresql_url, "side") as reader, _session.session(settings) as opened:
-            opened.orchestrator.observers = [events.append]
-            if release_after is not None:
-                timer.start()
-            began = time.monotonic()
-            result = opened.orchestrator.apply(opened.steps)
-            took = time.monotonic() - began
-    finally:
-        timer.cancel()
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+    with (
+        _held(postgresql_url) as release,
+        Reader(postgresql_url, "side") as reader,
+        _session.session(settings) as opened,
+    ):
+        opened.orchestrator.observers = [events.append]
+        if release_after is not None:
+            release(release_after)
+        began = time.monotonic()
+        result = opened.orchestrator.apply(opened.steps)
+        took = time.monotonic() - began
     waiting = [e for e in events if e.name == "step.waiting"]
     assert len(waiting) == 1, events
     assert waiting[0].data["tables"] == ["busy"]

@@ -108,6 +108,15 @@ def _mariadb_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield a, b
 
 
+def _migrations(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A migrations directory holding *files* (name to text)."""
+    root = tmp_path / "m"
+    root.mkdir()
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
 def _client(url: str, sql: str) -> None:
     name = sa.make_url(url).database
     subprocess.run(
@@ -140,9 +149,7 @@ def test_each_alter_runs_with_the_most_online_algorithm_and_leaves_what_the_clie
     for url in mariadb_pair:
         _client(url, TABLE)
     _client(theirs, CHANGES)
-    root = tmp_path / "m"
-    root.mkdir()
-    (root / "V1__changes.sql").write_text(CHANGES)
+    root = _migrations(tmp_path, {"V1__changes.sql": CHANGES})
     result, events = _apply(ours, root)
     assert result.run is not None  # type: ignore[attr-defined]
     assert result.run.outcome is Outcome.COMPLETED, result  # type: ignore[attr-defined]
@@ -158,12 +165,13 @@ def test_a_file_that_must_not_block_writes_fails_before_a_copy_runs(
     url = mariadb_pair[0]
     _client(url, TABLE)
     before = _show(url, "busy")
-    root = tmp_path / "m"
-    root.mkdir()
-    (root / "V1__type.sql").write_text(
-        "-- online: inplace\n"
-        "ALTER TABLE busy ADD COLUMN note INT;\n"
-        "ALTER TABLE busy MODIFY v BIGINT;\n"
+    root = _migrations(
+        tmp_path,
+        {
+            "V1__type.sql": "-- online: inplace\n"
+            "ALTER TABLE busy ADD COLUMN note INT;\n"
+            "ALTER TABLE busy MODIFY v BIGINT;\n"
+        },
     )
     result, _events = _apply(url, root)
     run = result.run  # type: ignore[attr-defined]
@@ -182,18 +190,16 @@ def test_online_off_sends_the_statement_as_written(
 ) -> None:
     url = mariadb_pair[0]
     _client(url, TABLE)
-    root = tmp_path / "m"
-    root.mkdir()
-    (root / "V1__a.sql").write_text("ALTER TABLE busy ADD COLUMN note INT;\n")
+    root = _migrations(tmp_path, {"V1__a.sql": "ALTER TABLE busy ADD COLUMN note INT;\n"})
     result, events = _apply(url, root, online="off")
     assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
     assert [e.data.get("strategy") for e in events if e.name == "statement"] == [None]
 
 
 def test_a_bad_online_header_names_the_file(tmp_path: Path) -> None:
-    root = tmp_path / "m"
-    root.mkdir()
-    (root / "V1__a.sql").write_text("-- online: fast\nALTER TABLE busy ADD COLUMN note INT;\n")
+    root = _migrations(
+        tmp_path, {"V1__a.sql": "-- online: fast\nALTER TABLE busy ADD COLUMN note INT;\n"}
+    )
     with (
         pytest.raises(MigrationFileError, match=r"V1__a\.sql.*online"),
         _session.session(Settings(db=f"sqlite:///{tmp_path / 'x.db'}", migrations=root)) as opened,
@@ -209,9 +215,7 @@ def test_the_dry_run_says_each_alters_algorithm_tried_on_an_empty_copy(
 
     url = mariadb_pair[0]
     _client(url, TABLE)
-    root = tmp_path / "m"
-    root.mkdir()
-    (root / "V1__side.sql").write_text("CREATE TABLE side (id INT PRIMARY KEY);\n")
+    root = _migrations(tmp_path, {"V1__side.sql": "CREATE TABLE side (id INT PRIMARY KEY);\n"})
     assert main(["apply", str(root), "--db", url]) == 0  # lupo_migrate's schema now exists
     (root / "V2__changes.sql").write_text(
         CHANGES + "CREATE TABLE fresh (id INT);\nALTER TABLE fresh ADD COLUMN x INT;\n"

@@ -37,7 +37,7 @@ from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.core.validation import EFFECTS, EXPLICIT_DOWN, UNKNOWN, expected_existence
 from lupo_migrate.run import facts
 from lupo_migrate.run import observers as _observing
-from lupo_migrate.run.context import HeldWhileHolding, KeptRows, StepContext
+from lupo_migrate.run.context import _LOOK, HeldWhileHolding, KeptRows, StepContext
 from lupo_migrate.run.shared import (
     _CHECKS_OFF,
     _failure,
@@ -49,9 +49,6 @@ from lupo_migrate.sql.lint import STATEMENTS
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
-
-#: Seconds between two looks for the sessions holding a table (as StepContext's own wait).
-_LOOK = 0.2
 
 __all__ = ["apply_step", "bound", "check_step", "context", "settle", "statement_ran"]
 

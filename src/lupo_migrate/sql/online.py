@@ -36,6 +36,7 @@ __all__ = [
     "INPLACE",
     "INSTANT",
     "MODES",
+    "REFUSED",
     "attempts",
     "check_mode",
     "retarget",
@@ -48,6 +49,9 @@ MODES: Final = ("auto", "instant", "inplace", "off")
 INSTANT: Final = "instant"
 INPLACE: Final = "inplace"
 AS_WRITTEN: Final = "as written"
+#: The MySQL/MariaDB errors of a refused ``ALGORITHM`` / ``LOCK`` clause (nothing ran):
+#: ER_ALTER_OPERATION_NOT_SUPPORTED and ER_ALTER_OPERATION_NOT_SUPPORTED_REASON.
+REFUSED: Final = (1845, 1846)
 
 _COMMENTS: Final = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*.*?\*/)+", re.DOTALL)
 _NAME: Final = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"

@@ -21,27 +21,20 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from lupo_migrate.backends.sqlalchemy._driver import raw
+
 __all__ = ["create_concurrently", "drop_leftovers"]
 
 
-def _query(connection: Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
-    finally:
-        cursor.close()
-
-
 def _indexes(connection: Connection, table: str) -> set[int]:
-    rows = _query(
+    rows = raw(
         connection, "SELECT indexrelid::int8 FROM pg_index WHERE indrelid = to_regclass(%s)", table
     )
     return {int(row[0]) for row in rows}
 
 
 def _invalid_since(connection: Connection, table: str, before: set[int]) -> list[str]:
-    rows = _query(
+    rows = raw(
         connection,
         "SELECT indexrelid::int8, indexrelid::regclass::text FROM pg_index"
         " WHERE indrelid = to_regclass(%s) AND NOT indisvalid",
@@ -56,7 +49,7 @@ def drop_leftovers(connection: Connection, leftovers: MutableMapping[str, set[st
     for table in list(leftovers):
         names = leftovers[table]
         for name in sorted(names):
-            _query(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            raw(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             names.discard(name)
         del leftovers[table]
 
@@ -84,7 +77,7 @@ def create_concurrently(
             left = []
         for name in left:
             try:
-                _query(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                raw(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             except Exception:
                 leftovers.setdefault(table, set()).add(name)
         raise

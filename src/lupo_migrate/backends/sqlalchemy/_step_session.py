@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.backends.sqlalchemy import _pipeline
 from lupo_migrate.backends.sqlalchemy._concurrent_index import create_concurrently
+from lupo_migrate.backends.sqlalchemy._driver import raw
 from lupo_migrate.backends.sqlalchemy.lock import mysql_lock_name
 from lupo_migrate.core.errors import StillRunningError, StorageError
 from lupo_migrate.sql.apart import concurrent_index_table
@@ -283,11 +284,7 @@ class StepSessions:
 
     @staticmethod
     def _raw(connection: Connection, sql: str) -> None:
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
+        raw(connection, sql)
 
     def execute(self, connection: Connection, statement: str) -> None:
         """Send one statement exactly as written.

@@ -19,7 +19,17 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from lupo_migrate.sql.online import AS_WRITTEN, INPLACE, INSTANT, attempts, retarget, table_of
+from lupo_migrate.backends.sqlalchemy._driver import raw
+from lupo_migrate.sql.online import (
+    AS_WRITTEN,
+    INPLACE,
+    INSTANT,
+    REFUSED,
+    attempts,
+    retarget,
+    table_of,
+)
+from lupo_migrate.sql.touches import touches
 
 __all__ = ["SAID", "probe_strategies"]
 
@@ -48,28 +58,6 @@ def _exists(conn: sa.Connection, schema: str | None, table: str) -> bool:
     )
 
 
-def _parts(written: str) -> tuple[str | None, str]:
-    """(schema, table) of a table reference as written (backquotes removed)."""
-    names: list[str] = []
-    current, quoted, i = "", False, 0
-    while i < len(written):
-        ch = written[i]
-        if ch == "`":
-            if quoted and written[i + 1 : i + 2] == "`":
-                current += "`"
-                i += 2
-                continue
-            quoted = not quoted
-        elif ch == "." and not quoted:
-            names.append(current.strip())
-            current = ""
-        else:
-            current += ch
-        i += 1
-    names.append(current.strip())
-    return (names[0], names[1]) if len(names) == 2 else (None, names[0])
-
-
 def probe_strategies(
     engine: sa.Engine, statements: Sequence[tuple[str, str]], *, scratch: str
 ) -> list[str | None]:
@@ -92,14 +80,14 @@ def probe_strategies(
             for statement, mode in statements:
                 tries = attempts(statement, "mysql", mode)
                 written = table_of(statement)
-                key = None if written is None else _parts(written)
+                key = _table(statement)
                 if not tries or written is None or key is None:
                     kept = copies.get(key) if key is not None else None
                     if kept is not None:  # it names its own algorithm: run on the copy too
                         said, usable = _try(conn, ((AS_WRITTEN, statement),), kept)
                         if not usable:
                             copies[key] = None  # type: ignore[index]
-                            _raw(conn, f"DROP TABLE IF EXISTS {kept}")
+                            raw(conn, f"DROP TABLE IF EXISTS {kept}")
                     out.append(None)
                     continue
                 if not ready:
@@ -114,13 +102,19 @@ def probe_strategies(
                 said, usable = _try(conn, tries, copy)
                 if not usable:
                     copies[key] = None
-                    _raw(conn, f"DROP TABLE IF EXISTS {copy}")
+                    raw(conn, f"DROP TABLE IF EXISTS {copy}")
                 out.append(said)
         finally:
             for copy in copies.values():
                 if copy is not None:
-                    _raw(conn, f"DROP TABLE IF EXISTS {copy}")
+                    raw(conn, f"DROP TABLE IF EXISTS {copy}")
     return out
+
+
+def _table(statement: str) -> tuple[str | None, str] | None:
+    """(schema, table) the statement alters or indexes, unquoted."""
+    found = [t for t in touches(statement, dialect="mysql") if t.kind == "table"]
+    return (found[0].schema, found[0].name) if found else None
 
 
 def _copy(conn: sa.Connection, key: tuple[str | None, str], scratch: str) -> str | None:
@@ -130,17 +124,8 @@ def _copy(conn: sa.Connection, key: tuple[str | None, str], scratch: str) -> str
         return None
     copy = f"{_quote(scratch)}.{_quote('lupo_probe_' + uuid.uuid4().hex[:12])}"
     source = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
-    _raw(conn, f"CREATE TABLE {copy} LIKE {source}")
+    raw(conn, f"CREATE TABLE {copy} LIKE {source}")
     return copy
-
-
-def _raw(conn: sa.Connection, sql: str) -> None:
-    """*sql* sent as written, through the driver's cursor (no %-formatting)."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-    finally:
-        cursor.close()
 
 
 def _try(conn: sa.Connection, tries: Sequence[tuple[str, str]], copy: str) -> tuple[str, bool]:
@@ -151,10 +136,10 @@ def _try(conn: sa.Connection, tries: Sequence[tuple[str, str]], copy: str) -> tu
         probe = retarget(text, copy)
         assert probe is not None
         try:
-            _raw(conn, probe)
+            raw(conn, probe)
         except conn.dialect.loaded_dbapi.Error as error:
             args = getattr(error, "args", None) or (None,)
-            if args[0] in (1845, 1846):
+            if args[0] in REFUSED:
                 continue
             return f"could not be tried on an empty copy ({args[-1]}); decided when it runs", False
         return SAID[strategy], True

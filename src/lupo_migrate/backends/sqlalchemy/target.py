@@ -38,6 +38,7 @@ from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table
 from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
 from lupo_migrate.core.placement import LOOPBACK, ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
+from lupo_migrate.sql.online import REFUSED
 
 __all__ = [
     "ORCHESTRATION_TABLES",
@@ -248,7 +249,7 @@ class SqlAlchemyTarget(StepSessions):
         nothing (see ``sql.online``)."""
         orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
         code = (getattr(orig, "args", None) or [None])[0]
-        return self.engine.dialect.name == "mysql" and code in (1845, 1846, 1064)
+        return self.engine.dialect.name == "mysql" and code in (*REFUSED, 1064)
 
     def connection_lost(self, error: BaseException) -> bool:
         """Whether *error* says the connection dropped (a statement's outcome is unknown)."""
