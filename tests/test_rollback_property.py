@@ -188,6 +188,19 @@ def _check(url: str, kind: str, files: list[list[str]], tmp: Path, *more: str) -
 # Found by this test: a table first written, then renamed, was put back under its old name
 # while the new name stayed behind.
 @example(statements=["INSERT INTO p (id) VALUES (100), (5100)", "ALTER TABLE p RENAME TO r101"])
+# Found by this test: rows the run inserted hold NULL in a column it made NULL-able; putting
+# the column's NOT NULL definition back failed on them before they were deleted.
+@example(
+    statements=[
+        "INSERT INTO q (id) VALUES (100), (5100)",
+        "ALTER TABLE q RENAME COLUMN c TO m101",
+        "ALTER TABLE q MODIFY COLUMN m101 VARCHAR(40) NULL COMMENT 'm102'",
+        "ALTER TABLE q RENAME COLUMN m101 TO m103",
+        "DROP INDEX ix_q_c ON q",
+        "ALTER TABLE p MODIFY COLUMN b VARCHAR(40) NULL COMMENT 'm105'",
+        "INSERT INTO q (id) VALUES (106), (5106)",
+    ]
+)
 def test_mariadb_run_of_many_files_rolls_back_exactly(
     statements: list[str],
     mariadb_url: str,

@@ -278,12 +278,16 @@ def _table(
             return True, None
     added: list[str] = []
     after_fill: list[str] = []
+    early = 0
     if moved_back or any(d.key == f"table:{name}" for d in first.differences):
+        early_rows = pre.rowset(name, pre.columns_now(conn, name))
+        if early_rows is not None and not pre.is_sqlite and (pre.sealed or name in first.data):
+            early = _rows.drop_inserted(conn, early_rows)
         added, after_fill, last = _converge_table(pre, conn, name, image)
         at_end += last
     triggers = _triggers_off(conn, name)
     try:
-        count = 0
+        count = early
         columns = pre.columns_now(conn, name)
         for column in added:
             count += _fill(pre, conn, name, image, column)

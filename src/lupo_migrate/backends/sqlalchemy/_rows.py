@@ -262,6 +262,26 @@ def revert_sealed(conn: sa.Connection, rows: RowSet) -> None:
     )
 
 
+def drop_inserted(conn: sa.Connection, rows: RowSet) -> int:
+    """Delete the rows the run inserted (those the rollback deletes anyway), by key: of a
+    completed run, those its seal marks inserted; of a run that failed (writes frozen),
+    every key the copy lacks. Done before a definition goes back, which those rows need not
+    fit (a NULL in a column that was NOT NULL). Returns how many were deleted."""
+    if not rows.key:
+        return 0
+    if rows.sealed is not None:
+        key = _same_key(conn, rows.key, "s", rows.table)
+        found = f"SELECT 1 FROM {rows.sealed} AS s WHERE {key} AND s.{_q(conn, OP)} = 'i'"
+        return max(
+            conn.exec_driver_sql(f"DELETE FROM {rows.table} WHERE EXISTS ({found})").rowcount, 0
+        )
+    key = _same_key(conn, rows.key, "c", rows.table)
+    found = f"SELECT 1 FROM {rows.copy} AS c WHERE {key}"
+    return max(
+        conn.exec_driver_sql(f"DELETE FROM {rows.table} WHERE NOT EXISTS ({found})").rowcount, 0
+    )
+
+
 def revert_frozen(conn: sa.Connection, rows: RowSet) -> int:
     """Make the table's rows those of the copy again, by key: rows that differ or are new
     deleted, missing ones put back from the copy (writes were frozen: every difference is

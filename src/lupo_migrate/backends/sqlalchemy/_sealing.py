@@ -363,9 +363,9 @@ class Sealing:
                 bad = self._unconvertible(conn, current, now[was], column, stays)
                 if bad:
                     lines.append(
-                        f"{bad} row(s) of {name} written since the run hold values in {was}"
-                        f" that do not convert back to {column['type']}: the column's"
-                        " definition cannot be put back without changing them"
+                        f"{bad} row(s) of {name} hold values in {was} that do not convert back"
+                        f" to {column['type']}: the column's definition cannot be put back"
+                        " without changing them"
                     )
         return lines
 
@@ -397,33 +397,55 @@ class Sealing:
         kind = str(before.get("type") or "")
         if now_type is None or kind.split("(")[0].lower().startswith(str(now_type).lower()):
             return 0
-        probe = q("lupo_probe")
         try:
-            with conn.begin_nested() if conn.in_transaction() else contextlib.nullcontext():
+            # PostgreSQL: a failed conversion aborts the transaction, so it is tried under a
+            # savepoint. MySQL/MariaDB: a failed statement leaves the transaction as it was,
+            # and the connection may be in autocommit, where a savepoint does not outlive its
+            # statement (its release failed: every staying row was then counted unfit).
+            nested = self.is_postgresql and conn.in_transaction()
+            with conn.begin_nested() if nested else contextlib.nullcontext():
                 if self.is_postgresql:
                     conn.exec_driver_sql(
                         f"SELECT COUNT(({q(column)})::text::{kind}) FROM {q(table)}"
                         f" WHERE {q(column)} IS NOT NULL{stays}"
                     ).scalar()
-                else:  # a session table of its own, filled in strict mode
-                    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
-                    conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
-                    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {probe} (v {kind})")
-                    conn.exec_driver_sql("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
-                    try:
-                        conn.exec_driver_sql(
-                            f"INSERT INTO {probe} SELECT {q(table)}.{q(column)} FROM {q(table)}"
-                            f" WHERE {q(table)}.{q(column)} IS NOT NULL{stays}"
-                        )
-                    finally:
-                        conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
-                        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+                else:
+                    return self._unconvertible_mysql(conn, table, column, kind, stays)
         except sa.exc.DBAPIError:
             where = f"{q(table)}.{q(column)} IS NOT NULL{stays}"
             return int(
                 conn.exec_driver_sql(f"SELECT COUNT(*) FROM {q(table)} WHERE {where}").scalar_one()
             )
         return 0
+
+    def _unconvertible_mysql(
+        self, conn: sa.Connection, table: str, column: str, kind: str, stays: str
+    ) -> int:
+        """MySQL/MariaDB: each staying value of *column* beside its conversion to *kind* (made
+        as a non-strict ``INSERT IGNORE`` makes it: clipped, cut, rounded) in a session table
+        of its own; those that differ are counted."""
+        q = self._q
+        now = conn.exec_driver_sql(
+            "SELECT column_type FROM information_schema.columns WHERE table_schema ="
+            " DATABASE() AND table_name = %s AND column_name = %s",
+            (table, column),
+        ).scalar_one()
+        probe = q("lupo_probe")
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {probe} (v {kind} NULL, w {now} NULL)")
+        try:
+            conn.exec_driver_sql(
+                f"INSERT IGNORE INTO {probe} (v, w) SELECT {q(table)}.{q(column)},"
+                f" {q(table)}.{q(column)} FROM {q(table)}"
+                f" WHERE {q(table)}.{q(column)} IS NOT NULL{stays}"
+            )
+            return int(
+                conn.exec_driver_sql(
+                    f"SELECT COUNT(*) FROM {probe} WHERE NOT (v <=> w)"
+                ).scalar_one()
+            )
+        finally:
+            conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
 
     def keep_conflicts(self, only: Collection[str] | None = None) -> int:
         """The application's version of every conflicting row stays as it is now: mark them
