@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,28 @@ def table_names(url: str) -> set[str]:
         return set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def mariadb_client(url: str, sql: str) -> None:
+    """Run *sql* on the database of *url* with the ``mariadb`` client, as a user would."""
+    import subprocess
+
+    import sqlalchemy as sa
+
+    name = sa.make_url(url).database
+    subprocess.run(
+        ["mariadb", "-uroot", "-h127.0.0.1", str(name)], input=sql, text=True, check=True
+    )
+
+
+def apply_with_events(url: str, root: Path, **options: Any) -> tuple[Any, list[Any]]:
+    """Apply the migrations in *root* to *url* (settings *options*); the result and every
+    event of the run."""
+    from lupo_migrate.session import session
+    from lupo_migrate.session.config import Settings
+
+    events: list[Any] = []
+    with session.session(Settings(db=url, migrations=root, **options)) as opened:
+        opened.orchestrator.observers = [events.append]
+        result = opened.orchestrator.apply(opened.steps)
+    return result, events

@@ -5,20 +5,28 @@ client leaves."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from databases import apply_with_events as _apply
 from databases import fresh_database
+from databases import mariadb_client as _client
 from lupo_migrate.core.errors import ConfigurationError, MigrationFileError
 from lupo_migrate.core.model import Outcome
-from lupo_migrate.observe import Event
 from lupo_migrate.session import session as _session
 from lupo_migrate.session.config import Settings, load_settings
-from lupo_migrate.sql.online import AS_WRITTEN, INPLACE, INSTANT, attempts, check_mode, retarget
+from lupo_migrate.sql.online import (
+    AS_WRITTEN,
+    COPY,
+    INPLACE,
+    INSTANT,
+    attempts,
+    check_mode,
+    retarget,
+)
 
 # ---------------------------------------------------------------- the choice, pure
 
@@ -26,11 +34,13 @@ from lupo_migrate.sql.online import AS_WRITTEN, INPLACE, INSTANT, attempts, chec
 @pytest.mark.parametrize(
     ("statement", "mode", "strategies"),
     [
-        ("ALTER TABLE t ADD COLUMN c INT", "auto", [INSTANT, INPLACE, AS_WRITTEN]),
-        ("alter online table `my t` add index (c)", "auto", [INSTANT, INPLACE, AS_WRITTEN]),
+        ("ALTER TABLE t ADD COLUMN c INT", "auto", [INSTANT, INPLACE, COPY, AS_WRITTEN]),
+        ("alter online table `my t` add index (c)", "auto", [INSTANT, INPLACE, COPY, AS_WRITTEN]),
+        ("ALTER TABLE t MODIFY c BIGINT", "copy", [COPY]),
+        ("CREATE INDEX i ON t (c)", "copy", [COPY]),
         ("-- why\nALTER TABLE db.t DROP COLUMN c", "inplace", [INSTANT, INPLACE]),
         ("ALTER TABLE t MODIFY c BIGINT", "instant", [INSTANT]),
-        ("CREATE UNIQUE INDEX i ON t (c)", "auto", [INPLACE, AS_WRITTEN]),
+        ("CREATE UNIQUE INDEX i ON t (c)", "auto", [INPLACE, COPY, AS_WRITTEN]),
         ("CREATE INDEX i ON t (c)", "inplace", [INPLACE]),
         ("CREATE INDEX i ON t (c)", "instant", [INSTANT]),
         ("ALTER TABLE t ADD COLUMN c INT", "off", []),
@@ -57,6 +67,7 @@ def test_the_clause_goes_on_a_line_of_its_own_after_a_trailing_comment() -> None
     assert texts == [
         statement + "\n, ALGORITHM=INSTANT",
         statement + "\n, ALGORITHM=INPLACE, LOCK=NONE",
+        statement,  # an online copy alters the shadow table with the statement as written
         statement,
     ]
 
@@ -67,10 +78,22 @@ def test_retarget_replaces_only_the_altered_table() -> None:
     assert retarget("UPDATE t SET c = 1", "x") is None
 
 
-def test_the_modes_are_checked_and_copy_says_it_is_not_there_yet() -> None:
+def test_the_header_knows_the_same_modes_as_the_setting() -> None:
+    import json
+    from importlib import resources
+
+    from lupo_migrate.files.header_schema import ONLINE_MODES
+    from lupo_migrate.sql.online import MODES
+
+    schema = json.loads(
+        resources.files("lupo_migrate").joinpath("schemas/header.schema.json").read_text()
+    )
+    assert set(ONLINE_MODES) == set(MODES) == set(schema["properties"]["online"]["enum"])
+
+
+def test_the_modes_are_checked() -> None:
     assert check_mode(" Inplace ", "here") == "inplace"
-    with pytest.raises(ValueError, match=r"here: online: copy .* is not available yet"):
-        check_mode("copy", "here")
+    assert check_mode("COPY", "here") == "copy"
     with pytest.raises(ValueError, match="here: online must be one of auto, instant, inplace"):
         check_mode("fast", "here")
 
@@ -80,8 +103,8 @@ def test_the_setting_refuses_a_bad_mode_naming_where(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert load_settings().online == "auto"
-    monkeypatch.setenv("LUPO_MIGRATE_ONLINE", "copy")
-    with pytest.raises(ConfigurationError, match=r"LUPO_MIGRATE_ONLINE.*copy"):
+    monkeypatch.setenv("LUPO_MIGRATE_ONLINE", "shadow")
+    with pytest.raises(ConfigurationError, match=r"LUPO_MIGRATE_ONLINE.*shadow"):
         load_settings()
     (tmp_path / "lupo.toml").write_text('online = "inplace"\n')
     monkeypatch.delenv("LUPO_MIGRATE_ONLINE")
@@ -117,13 +140,6 @@ def _migrations(tmp_path: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def _client(url: str, sql: str) -> None:
-    name = sa.make_url(url).database
-    subprocess.run(
-        ["mariadb", "-uroot", "-h127.0.0.1", str(name)], input=sql, text=True, check=True
-    )
-
-
 def _show(url: str, table: str) -> str:
     engine = sa.create_engine(url)
     try:
@@ -131,14 +147,6 @@ def _show(url: str, table: str) -> str:
             return str(conn.exec_driver_sql(f"SHOW CREATE TABLE `{table}`").one()[1])
     finally:
         engine.dispose()
-
-
-def _apply(url: str, root: Path, **options: str) -> tuple[object, list[Event]]:
-    events: list[Event] = []
-    with _session.session(Settings(db=url, migrations=root, **options)) as opened:
-        opened.orchestrator.observers = [events.append]
-        result = opened.orchestrator.apply(opened.steps)
-    return result, events
 
 
 @pytest.mark.mariadb
@@ -233,7 +241,7 @@ def test_the_dry_run_says_each_alters_algorithm_tried_on_an_empty_copy(
         "-- online: inplace: ALGORITHM=INPLACE, LOCK=NONE, writes go on while it runs",
         "-- online: inplace: ALGORITHM=INPLACE, LOCK=NONE, writes go on while it runs",
         "-- online: as written: the server cannot run it without blocking writes (it may copy"
-        " the table)",
+        " the table) (no online copy: it holds about 3 rows (copy_min_rows is 10000))",
         "-- online: checked when it runs (fresh does not exist yet)",
         # tried on the copy as V2 left it: its note column is there
         "-- online: instant: ALGORITHM=INSTANT, a change of metadata only",
@@ -266,10 +274,15 @@ def test_the_orchestrator_refuses_a_bad_online_mode_or_retry_setting(tmp_path: P
             "target": orch.target,
             "root": root,
         }
-        with pytest.raises(InvalidArgumentError, match=r"online: copy .* not available yet"):
-            type(orch)(**kinds, online="copy")
+        with pytest.raises(InvalidArgumentError, match=r"online must be one of .*'shadow'"):
+            type(orch)(**kinds, online="shadow")
+        with pytest.raises(InvalidArgumentError, match="copy_chunk_time must be a number above"):
+            type(orch)(**kinds, copy_chunk_time=0)
+        with pytest.raises(InvalidArgumentError, match="copy_min_rows must be a number"):
+            type(orch)(**kinds, copy_min_rows=-1)
         with pytest.raises(InvalidArgumentError, match="lock_retry_backoff must be a number"):
             type(orch)(**kinds, lock_retry_backoff=-1)
         with pytest.raises(InvalidArgumentError, match="lock_retries must be a number"):
             type(orch)(**kinds, lock_retries=-2)
         assert type(orch)(**kinds, online="inplace").online == "inplace"
+        assert type(orch)(**kinds, online="copy").online == "copy"

@@ -183,6 +183,11 @@ def show_command(run_id: str, **opts: Any) -> None:
             click.echo(f"rolled back on request: {run.failure.message}")
         elif run.failure is not None:
             click.echo(f"failure ({run.failure.kind.value}): {run.failure.message}")
+        findings = orchestrator.storage.findings(run.id)
+        if findings:
+            click.echo("findings:")
+            for finding in findings:
+                click.echo(f"  {finding.severity.value}: {finding}")
         stage = ""
         for item in orchestrator.checklist(run.id):
             if item.stage != stage:

@@ -22,6 +22,7 @@ import click
 from lupo_migrate.cli import (  # noqa: F401 (commands)
     _apply,
     _files,
+    _online,
     _operate,
     _queue,
     _reports,

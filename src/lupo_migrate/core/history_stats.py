@@ -53,6 +53,9 @@ class Counts:
         memory_peak_bytes: the process's peak resident memory.
         database_seconds: time spent waiting for statements.
         statements: statements run.
+        copy_rows_done, copy_rows_total, copy_eta: the online copy under way (MySQL/MariaDB,
+            ``sql.online_copy``): rows copied, rows to copy (the catalog's estimate), seconds
+            left (None: not known); 0, 0, None when none is.
     """
 
     run_id: str
@@ -69,6 +72,9 @@ class Counts:
     database_seconds: float = 0.0
     statements: int = 0
     outcome: str | None = None
+    copy_rows_done: int = 0
+    copy_rows_total: int = 0
+    copy_eta: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +97,9 @@ class MetricsSnapshot:
     steps_total: int
     elapsed_seconds: float
     eta_seconds: float | None
+    copy_rows_done: int = 0
+    copy_rows_total: int = 0
+    copy_eta_seconds: float | None = None
 
 
 def snapshot(counts: Counts) -> MetricsSnapshot:
@@ -121,6 +130,9 @@ def snapshot(counts: Counts) -> MetricsSnapshot:
         steps_total=total,
         elapsed_seconds=counts.elapsed,
         eta_seconds=eta,
+        copy_rows_done=counts.copy_rows_done,
+        copy_rows_total=counts.copy_rows_total,
+        copy_eta_seconds=counts.copy_eta,
     )
 
 
@@ -142,6 +154,9 @@ _GAUGES: Final = (
     ("steps_done", "Steps applied (or undone while rolling back)."),
     ("steps_total", "Steps of the plan."),
     ("elapsed_seconds", "Seconds since the run started."),
+    ("copy_rows_done", "Rows the online copy under way has copied (0: none is under way)."),
+    ("copy_rows_total", "Rows the online copy under way has to copy (the catalog's estimate)."),
+    ("copy_eta_seconds", "Seconds the online copy under way needs yet (NaN: not known)."),
 )
 
 

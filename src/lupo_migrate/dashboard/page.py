@@ -5,8 +5,8 @@ The script reads ``/api/state`` every half second and draws it; countdowns tick 
 from their deadlines (corrected by the server's clock). Text from the database is only ever
 set as text (``textContent``), never parsed as HTML. Element ids are stable, for tests and
 for anyone scripting the page: ``#phase``, ``#outcome``, ``#step``, ``#eta``, ``#timeline``,
-``#lock``, ``#freeze``, ``#queue``, ``#decisions`` (one ``.countdown`` per open window, with
-``data-class``), ``#checklist``, ``#chart-durations``, ``#chart-rollbacks``,
+``#lock``, ``#freeze``, ``#queue``, ``#copies``, ``#decisions`` (one ``.countdown`` per open
+window, with ``data-class``), ``#checklist``, ``#chart-durations``, ``#chart-rollbacks``,
 ``#chart-failures``, ``#errors``.
 """
 
@@ -120,6 +120,15 @@ PAGE: Final = """<!doctype html>
       <tbody id="queue"></tbody>
     </table>
     <p id="queue-empty" class="muted">the queue is empty</p>
+  </section>
+  <section>
+    <h2>Online copies</h2>
+    <table>
+      <thead><tr><th>table</th><th>run</th><th>phase</th><th>rows copied</th>
+        <th>held</th></tr></thead>
+      <tbody id="copies"></tbody>
+    </table>
+    <p id="copies-empty" class="muted">no online copy under way</p>
   </section>
   <section class="wide">
     <h2>Execution checklist <span id="checklist-run" class="muted"></span></h2>
@@ -279,6 +288,25 @@ function drawQueue(queue) {
   $("queue-empty").hidden = rows.length > 0;
 }
 
+function drawCopies(copies) {
+  if (!changed("copies", copies)) return;
+  const rows = copies.map((c) => {
+    const tr = el("tr");
+    const pct = c.estimated ? Math.min(100, Math.floor(100 * c.copied / c.estimated)) : null;
+    const share = pct === null ? "" : " (" + pct + " %)";
+    const held = [c.paused ? "paused" : "", c.postponed ? "cut-over postponed" : "",
+                  c.most_threads ? "at most " + c.most_threads + " threads" : ""]
+      .filter((x) => x).join(", ") || "-";
+    const rows = c.copied.toLocaleString() + " of about " + c.estimated.toLocaleString();
+    for (const value of [c.table, c.run, c.phase, rows + share, held]) {
+      tr.appendChild(el("td", value));
+    }
+    return tr;
+  });
+  $("copies").replaceChildren(...rows);
+  $("copies-empty").hidden = rows.length > 0;
+}
+
 function drawChecklist(checklist) {
   if (!changed("checklist", checklist)) return;
   $("checklist-run").textContent = checklist ? "of run " + checklist.run_id.slice(0, 12) : "";
@@ -372,6 +400,7 @@ function draw(state) {
   drawLock(state);
   drawDecisions(state.decisions);
   drawQueue(state.queue);
+  drawCopies(state.copies || []);
   drawChecklist(state.checklist);
   drawHistory(state.history);
 }

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from lupo_migrate.core.clock import from_stamp, to_stamp
 from lupo_migrate.core.decisions import is_open, status_at
 from lupo_migrate.core.errors import ConfigurationError
@@ -130,6 +132,12 @@ def decisions(orch: Orchestrator, now: datetime) -> list[dict[str, Any]]:
             }
         )
     return sorted(shown, key=lambda d: (d["deadline"] is None, d["deadline"] or 0.0))
+
+
+def copies(orch: Orchestrator) -> list[dict[str, Any]]:
+    """The online copies under way on the target (MySQL/MariaDB), from their checkpoints."""
+    found = getattr(orch.target, "online_copies", None)
+    return [] if found is None else [attrs.asdict(copy) for copy in found()]
 
 
 def checklist(orch: Orchestrator, run: Run) -> dict[str, Any]:

@@ -209,6 +209,7 @@ class Dashboard:
             "lock": lock,
             "freeze": read("freeze", lambda: sections.freeze(orch, now), None),
             "queue": read("queue", lambda: sections.queue(orch), []),
+            "copies": read("online copies", lambda: sections.copies(orch), []),
             "decisions": read("decisions", lambda: sections.decisions(orch, now), []),
             "checklist": checklist if run is not None else None,
             "history": self._last.get("history charts"),

@@ -125,13 +125,16 @@ def _plainly_valid(mapping: Mapping[str, Any]) -> bool:
         elif key in ("description", "down"):
             ok = isinstance(value, str)
         elif key == "online":
-            ok = value in ("auto", "instant", "inplace", "off")
+            ok = value in ONLINE_MODES
         else:
             ok = True  # the schema allows any other field
         if not ok:
             return False
     return True
 
+
+#: The ``online`` values (``sql.online.MODES``, a layer apart: a test keeps the two equal).
+ONLINE_MODES: Final = ("auto", "instant", "inplace", "copy", "off")
 
 _FIELD_HINTS: Final = {
     "id": "give id a text value without spaces, e.g. id: add_users (quote numbers)",
@@ -141,7 +144,8 @@ _FIELD_HINTS: Final = {
     "module": "give the module's name as text",
     "description": "write the description as text (quote it if it starts with a symbol)",
     "down": "give the down file's path or the down SQL as text",
-    "online": "use auto, inplace (never block writes), instant or off (send as written)",
+    "online": "use auto, inplace (never block writes), instant, copy (an online copy) or off"
+    " (send as written)",
 }
 
 

@@ -130,6 +130,13 @@ class Metrics:
             changes["errors"] = errors
         elif event.name == "run.ended":
             changes["outcome"] = str(data.get("outcome"))
+        elif event.name == "step.copy" and data.get("event") == "progress":
+            changes["copy_rows_done"] = int(data.get("copied") or 0)
+            changes["copy_rows_total"] = int(data.get("total") or 0)
+            eta = data.get("eta")
+            changes["copy_eta"] = None if eta is None else float(eta)
+        elif event.name == "step.copy" and data.get("event") == "cut_over":
+            changes["copy_eta"] = 0.0
         return attrs.evolve(counts, **changes)
 
     def _refresh(self, live: _Live) -> None:

@@ -10,9 +10,9 @@ end. The library never uses this by itself: the command line attaches it to ``ap
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from lupo_migrate.observe import Event
 
@@ -42,6 +42,7 @@ class Progress:
         self._statements = 0
         self._drawn = 0.0
         self._width = 0
+        self._copying = ""  # the online copy under way, for the live line
 
     def __call__(self, event: Event) -> None:
         data = event.data
@@ -68,6 +69,8 @@ class Progress:
                 f" retry {data.get('attempt')} of {data.get('retries')}"
                 f" in {float(data.get('pause') or 0):.1f} s"
             )
+        if event.name == "step.copy":
+            self._copy_said(data)
         if "steps_total" in data:
             self._total = int(data["steps_total"])
         done = int(data.get("steps_done", self._done))
@@ -88,6 +91,32 @@ class Progress:
             return
         self._draw(force=event.name != "statement")
 
+    def _copy_said(self, data: Mapping[str, Any]) -> None:
+        """An online copy's news (``step.copy``): its progress in the live line, or a line
+        (at most one a second: the copy reports no more often); what holds it, always."""
+        table, kind = data.get("table", "?"), data.get("event")
+        if kind == "progress":
+            total = max(int(data.get("total") or 0), 1)
+            copied = int(data.get("copied") or 0)
+            eta = data.get("eta")
+            left = "" if eta is None else f", about {timedelta(seconds=round(float(eta)))} left"
+            self._copying = f"copy {table} {100 * copied // total}%"
+            self._milestone(f"online copy of {table}: {copied:,} of about {total:,} rows{left}")
+        elif kind == "throttled":
+            self._say(f"online copy of {table}: waiting: {data.get('reason')}")
+        elif kind == "postponed":
+            self._say(
+                f"online copy of {table}: rows copied; the cut-over waits for"
+                " `lupo-migrate cutover --now`"
+            )
+        elif kind == "cut_over":
+            self._copying = ""
+            self._milestone(f"online copy of {table}: cut over")
+        elif kind == "resumed":
+            self._milestone(
+                f"online copy of {table}: resumed after {int(data.get('copied') or 0):,} rows"
+            )
+
     def _eta(self) -> str:
         elapsed = self._monotonic() - self._started
         if not 0 < self._done < self._total or elapsed <= 0:
@@ -106,6 +135,8 @@ class Progress:
             f"{self._phase:<15} {self._done}/{self._total}  {self._step[:40]:<40}"
             f"  {self._statements} stmt  ETA {self._eta()}"
         )
+        if self._copying:
+            line += f"  {self._copying}"
         pad = max(0, self._width - len(line))
         self.stream.write("\r" + line + " " * pad)
         self.stream.flush()

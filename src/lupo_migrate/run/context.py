@@ -21,7 +21,7 @@ from lupo_migrate.core.errors import BlockedError, ConnectionLostError, Statemen
 from lupo_migrate.core.model import DOWN_OFFSET, UNDO_BASE, Step, StepId
 from lupo_migrate.core.ports import Clock, Storage, Target
 from lupo_migrate.run.shared import _commits_nothing, _family, _in_transaction, _read_under, _reason
-from lupo_migrate.sql.online import AS_WRITTEN, attempts
+from lupo_migrate.sql.online import AS_WRITTEN, COPY, attempts
 from lupo_migrate.sql.session_state import reads_last_statement
 from lupo_migrate.sql.touches import touches
 
@@ -91,15 +91,24 @@ class HeldWhileHolding(BlockedError):
 class _Refused(Exception):
     """The server cannot run a statement as online as the ``online`` setting requires."""
 
-    def __init__(self, strategy: str, mode: str) -> None:
-        super().__init__(
-            f"online: {mode} allows no algorithm that blocks writes, and the server refused"
-            f" {strategy}; nothing ran. Split the change, or let this file block writes"
-            " with `-- online: auto` in its header"
-            if mode == "inplace"
-            else f"online: {mode} requires ALGORITHM=INSTANT, which the server refused;"
-            " nothing ran. Use `-- online: inplace` or `auto` in the file's header"
-        )
+    def __init__(self, strategy: str, mode: str, why: str = "") -> None:
+        if mode == COPY:
+            text = (
+                f"online: copy cannot copy this table exactly: {why}; nothing ran. Use"
+                " `-- online: auto` in the file's header to let the server alter it"
+            )
+        elif mode == "inplace":
+            text = (
+                f"online: {mode} allows no algorithm that blocks writes, and the server refused"
+                f" {strategy}; nothing ran. Split the change, or let this file block writes"
+                " with `-- online: auto` in its header"
+            )
+        else:
+            text = (
+                f"online: {mode} requires ALGORITHM=INSTANT, which the server refused;"
+                " nothing ran. Use `-- online: inplace` or `auto` in the file's header"
+            )
+        super().__init__(text)
 
 
 @attrs.define
@@ -149,6 +158,30 @@ class StepContext:
     #: How ALTER TABLE / CREATE INDEX go on MySQL/MariaDB (``sql.online``: auto, instant,
     #: inplace, off).
     online: str = "off"
+    #: Told of an online copy's progress (``sql.online_copy``): a mapping with ``event``.
+    report: Callable[[Mapping[str, Any]], None] | None = None
+    #: Why the run is asked to stop (None: it is not); an online copy checks between chunks.
+    stopped: Callable[[], str | None] | None = None
+    #: The online copy's settings (keyword arguments of the target's ``online_copy``).
+    copy_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def _copy(self, text: str) -> str | None:
+        """*text* by an online copy; why it could not be (nothing ran), or None: done."""
+        copy = getattr(self.target, "online_copy", None)
+        if copy is None:
+            return "this database has no online copy"
+        why: str | None = copy(
+            self.connection,
+            text,
+            run_id=self.run_id,
+            required=self.online == COPY,
+            report=self.report or (lambda _data: None),
+            stopped=self.stopped or (lambda: None),
+            **self.copy_options,
+        )
+        if why is not None and self.report is not None:
+            self.report({"event": "not_copied", "reason": why})
+        return why
 
     def _send(self, sent: str) -> str | None:
         """Send *sent*, on MySQL/MariaDB with the most online algorithm the server accepts
@@ -160,6 +193,13 @@ class StepContext:
             self.target.execute(self.connection, sent)
             return None
         for number, (strategy, text) in enumerate(tries, 1):
+            if strategy == COPY:
+                why = self._copy(text)
+                if why is None:
+                    return strategy
+                if number == len(tries):
+                    raise _Refused(strategy, self.online, why)
+                continue
             try:
                 self.target.execute(self.connection, text)
             except Exception as exc:
@@ -293,7 +333,8 @@ class StepContext:
                 ) from exc
             reason = _reason(exc)
             if isinstance(exc, _Refused):
-                reason = f"{_reason(exc.__cause__ or exc)} ({exc})"
+                cause = exc.__cause__
+                reason = str(exc) if cause is None else f"{_reason(cause)} ({exc})"
             raise StatementError(
                 self.step.id,
                 self.step.path,

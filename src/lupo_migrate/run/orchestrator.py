@@ -101,8 +101,16 @@ class Orchestrator(Wiring):
             one (at most 30 s), stretched by up to a quarter at random.
         online: how MySQL/MariaDB ``ALTER TABLE`` and ``CREATE INDEX`` are sent (see
             :mod:`lupo_migrate.sql.online`): ``auto`` (``ALGORITHM=INSTANT``, else
-            ``INPLACE, LOCK=NONE``, else as written), ``inplace`` (never blocking writes:
-            refused otherwise), ``instant`` or ``off``. A file's ``-- online:`` header wins.
+            ``INPLACE, LOCK=NONE``, else an online copy of a table of ``copy_min_rows`` or
+            more, else as written), ``inplace`` (never blocking writes: refused otherwise),
+            ``instant``, ``copy`` (always an online copy: :mod:`lupo_migrate.sql.online_copy`)
+            or ``off``. A file's ``-- online:`` header wins.
+        copy_chunk_time: seconds each chunk of an online copy should take (its rows stay
+            locked that long).
+        copy_max_threads: an online copy waits while the server's ``Threads_running`` is
+            above this (0: never).
+        copy_min_rows: in ``auto``, a table with fewer rows (the catalog's estimate) is
+            altered as written rather than copied online.
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

@@ -83,6 +83,13 @@ def take_over(
         orch._rolling = rollback_of(orch, dead, operator)
         reconcile(orch, dead)
         went_on = resume or dead.phase is sm.Phase.ROLLING_BACK
+        settle = getattr(orch.target, "settle_online_copies", None)
+        if settle is not None:
+            # A copy that cut over is finished; one that had not is dropped (its table is
+            # untouched), unless the run resumes it from its checkpoint.
+            settled = settle(dead.id, keep=resume and dead.phase is not sm.Phase.ROLLING_BACK)
+            if settled:
+                logger.info("settled the online copies of %s", ", ".join(settled))
         if note is None:
             note = recovery_note(dead, operator, went_on)
         orch.storage.record_findings(dead.id, [note])
@@ -204,7 +211,7 @@ def reconcile(orch: Wiring, dead: Run) -> None:
     """Which of the dead run's statements ran, from its journal and the live schema."""
     told: list[Finding] = []
     for entry in orch.storage.journal(dead.id):
-        ran = entry.done_at is not None or took_effect(orch, entry.statement)
+        ran = entry.done_at is not None or took_effect(orch, entry.statement, dead.id)
         if entry.done_at is None:
             short = " ".join(entry.statement.split())[:120]
             told.append(
@@ -224,11 +231,17 @@ def reconcile(orch: Wiring, dead: Run) -> None:
         orch.storage.record_findings(dead.id, told)
 
 
-def took_effect(orch: Wiring, statement: str) -> bool:
+def took_effect(orch: Wiring, statement: str, run_id: str | None = None) -> bool:
     """Whether a statement announced but not marked finished left its mark: what it
     creates, drops or renames is as it says. DML never does (it rolled back with its
-    journal row); a statement whose effects cannot be told counts as run."""
+    journal row); a statement whose effects cannot be told counts as run. One that run
+    *run_id* was doing by an online copy ran once the copy cut over."""
     family = _family(orch.target)
+    copy_state = getattr(orch.target, "online_copy_state", None)
+    if copy_state is not None and run_id is not None:
+        where = copy_state(run_id, statement)
+        if where is not None:
+            return bool(where == "cut over")
     if _in_transaction(statement):
         return False
     if orch.target.transactional_ddl and not outside_transaction(statement, family):

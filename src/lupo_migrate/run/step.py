@@ -17,7 +17,7 @@ import functools
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -84,10 +84,26 @@ def context(
         connection=connection,
         apart=facts.apart(orch, step.id),
         online=str(step.meta.get("online") or orch.online).strip().lower(),
+        report=functools.partial(copy_ran, orch, run, step.id),
+        stopped=lambda: orch._stop,
+        copy_options={
+            "chunk_time": orch.copy_chunk_time,
+            "most_threads": orch.copy_max_threads,
+            "least_rows": orch.copy_min_rows,
+            "tries": orch.lock_retries + 1,
+            "backoff": orch.lock_retry_backoff,
+        },
         dialect=orch.target.dialect,
         names=orch.target.names,
         renames=orch.target.renames,
     )
+
+
+def copy_ran(orch: Wiring, run: Run, step_id: StepId, data: Mapping[str, Any]) -> None:
+    """Tell the observers how an online copy of *step_id* goes (``step.copy``: ``event``
+    is ``progress``, ``throttled``, ``resumed``, ``postponed``, ``cutover_retry``,
+    ``cut_over`` or ``not_copied``; see ``sql.online_copy``)."""
+    _observing.emit(orch, run, "step.copy", step=step_id, **data)
 
 
 def statement_ran(

@@ -77,6 +77,12 @@ def _at_least_0(_instance: object, attribute: Any, value: object) -> None:
         raise InvalidArgumentError(f"{attribute.name} must be a number, 0 or more, not {value!r}")
 
 
+def _above_0(_instance: object, attribute: Any, value: object) -> None:
+    """``copy_chunk_time``: a number above 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidArgumentError(f"{attribute.name} must be a number above 0, not {value!r}")
+
+
 def _online_mode(_instance: object, _attribute: Any, value: object) -> None:
     """``online``: one of :data:`lupo_migrate.sql.online.MODES`."""
     try:
@@ -117,6 +123,9 @@ class Wiring:
     lock_retries: int = attrs.field(default=3, validator=_at_least_0)
     online: str = attrs.field(default="auto", validator=_online_mode)
     lock_retry_backoff: float = attrs.field(default=1.0, validator=_at_least_0)
+    copy_chunk_time: float = attrs.field(default=0.1, validator=_above_0)
+    copy_max_threads: int = attrs.field(default=25, validator=_at_least_0)
+    copy_min_rows: int = attrs.field(default=10_000, validator=_at_least_0)
     statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()

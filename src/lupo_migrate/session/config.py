@@ -18,9 +18,18 @@ environment variables, then command-line flags (each later source wins).
     ``lock_timeout``            ``LUPO_MIGRATE_LOCK_TIMEOUT`` seconds to wait for the run lock (0)
     ``online``                  ``LUPO_MIGRATE_ONLINE``  how MySQL/MariaDB ALTER TABLE and CREATE
                                                          INDEX go: ``auto`` (INSTANT, else
-                                                         INPLACE with LOCK=NONE, else as written),
-                                                         ``inplace`` (never blocking writes),
-                                                         ``instant`` or ``off``
+                                                         INPLACE with LOCK=NONE, else an online
+                                                         copy, else as written), ``inplace``
+                                                         (never blocking writes), ``instant``,
+                                                         ``copy`` (always an online copy) or
+                                                         ``off``
+    ``copy_chunk_time``         ``LUPO_MIGRATE_COPY_CHUNK_TIME`` seconds each chunk of an online
+                                                         copy should take (0.1)
+    ``copy_max_threads``        ``LUPO_MIGRATE_COPY_MAX_THREADS`` an online copy waits while the
+                                                         server's Threads_running is above this
+                                                         (25; 0: never)
+    ``copy_min_rows``           ``LUPO_MIGRATE_COPY_MIN_ROWS`` in ``auto``, tables with fewer rows
+                                                         are altered as written (10000)
     ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
                                                          waiting for a lock is tried again (3)
     ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
@@ -102,6 +111,9 @@ ENVIRONMENT: Final = {
     "lock_timeout": "LUPO_MIGRATE_LOCK_TIMEOUT",
     "lock_retries": "LUPO_MIGRATE_LOCK_RETRIES",
     "online": "LUPO_MIGRATE_ONLINE",
+    "copy_chunk_time": "LUPO_MIGRATE_COPY_CHUNK_TIME",
+    "copy_max_threads": "LUPO_MIGRATE_COPY_MAX_THREADS",
+    "copy_min_rows": "LUPO_MIGRATE_COPY_MIN_ROWS",
     "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
@@ -125,9 +137,17 @@ _INTS: Final = (
     "lock_retries",
     "backup_limit",
     "integrity_limit",
+    "copy_max_threads",
+    "copy_min_rows",
 )
 #: Numbers that cannot be negative.
-_NOT_NEGATIVE: Final = ("statement_wait", "lock_retries", "lock_retry_backoff")
+_NOT_NEGATIVE: Final = (
+    "statement_wait",
+    "lock_retries",
+    "lock_retry_backoff",
+    "copy_max_threads",
+    "copy_min_rows",
+)
 _FLOATS: Final = (
     "lock_timeout",
     "lock_retry_backoff",
@@ -137,6 +157,7 @@ _FLOATS: Final = (
     "long_transaction_wait",
     "statement_wait",
     "webhook_timeout",
+    "copy_chunk_time",
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
@@ -163,6 +184,9 @@ class Settings:
     lock_retries: int = 3
     lock_retry_backoff: float = 1.0
     online: str = "auto"
+    copy_chunk_time: float = 0.1
+    copy_max_threads: int = 25
+    copy_min_rows: int = 10_000
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000
@@ -206,12 +230,17 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             number: float = int(value) if key in _INTS else float(value)
             if key in _NOT_NEGATIVE and not number >= 0:
                 raise ValueError(value)
+            if key == "copy_chunk_time" and not number > 0:
+                raise ValueError(value)
             return number
     except (TypeError, ValueError):
         what = {
             "statement_wait": "a number of seconds, 0 or more",
             "lock_retry_backoff": "a number of seconds, 0 or more",
             "lock_retries": "a whole number, 0 or more",
+            "copy_max_threads": "a whole number, 0 or more",
+            "copy_min_rows": "a whole number, 0 or more",
+            "copy_chunk_time": "a number of seconds above 0",
         }.get(key, "a number")
         raise ConfigurationError(f"{where}: {key} must be {what}, got {value!r}") from None
     if key in _BOOLS:

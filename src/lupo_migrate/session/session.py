@@ -298,6 +298,9 @@ def open_session(
         lock_retries=settings.lock_retries,
         lock_retry_backoff=settings.lock_retry_backoff,
         online=settings.online,
+        copy_chunk_time=settings.copy_chunk_time,
+        copy_max_threads=settings.copy_max_threads,
+        copy_min_rows=settings.copy_min_rows,
         long_transaction_wait=settings.long_transaction_wait,
         statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),
@@ -459,7 +462,7 @@ def online_plan(
             mode = str(step.meta.get("online") or settings.online).strip().lower()
             keys += [(step.id, i) for i in range(len(statements))]
             listed += [(statement, mode) for statement in statements]
-        said = probe_strategies(engine, listed, scratch=scratch)
+        said = probe_strategies(engine, listed, scratch=scratch, least_rows=settings.copy_min_rows)
         return {key: text for key, text in zip(keys, said, strict=True) if text is not None}
     finally:
         engine.dispose()

@@ -14,11 +14,15 @@ recorded in the run's ``statement`` events.
 The ``online`` setting (or a file's ``-- online:`` header) says what is allowed:
 
 ======== ===================================================================================
-auto     ``INSTANT``, else ``INPLACE, LOCK=NONE``, else the statement as written (the server
-         may then copy the table and block writes); the default
+auto     ``INSTANT``, else ``INPLACE, LOCK=NONE``, else an online copy (a shadow table, see
+         ``sql.online_copy``) where the table has enough rows for it to matter and can be
+         copied exactly, else the statement as written (the server may then copy the table
+         and block writes); the default
 instant  ``INSTANT`` only: anything else fails the step before it runs
 inplace  ``INSTANT`` or ``INPLACE, LOCK=NONE``: a statement that would block writes fails the
          step before it runs
+copy     an online copy, whatever the server could do in place; a statement or table that
+         cannot be copied exactly fails the step before anything changes
 off      the statement as written, nothing tried
 ======== ===================================================================================
 
@@ -33,10 +37,12 @@ from typing import Final
 
 __all__ = [
     "AS_WRITTEN",
+    "COPY",
     "INPLACE",
     "INSTANT",
     "MODES",
     "REFUSED",
+    "after_table",
     "attempts",
     "check_mode",
     "retarget",
@@ -44,11 +50,12 @@ __all__ = [
 ]
 
 #: The values of the ``online`` setting.
-MODES: Final = ("auto", "instant", "inplace", "off")
+MODES: Final = ("auto", "instant", "inplace", "copy", "off")
 #: Strategy names, as recorded in events and shown by ``--dry-run``.
 INSTANT: Final = "instant"
 INPLACE: Final = "inplace"
 AS_WRITTEN: Final = "as written"
+COPY: Final = "copy"
 #: The MySQL/MariaDB errors of a refused ``ALGORITHM`` / ``LOCK`` clause (nothing ran):
 #: ER_ALTER_OPERATION_NOT_SUPPORTED and ER_ALTER_OPERATION_NOT_SUPPORTED_REASON.
 REFUSED: Final = (1845, 1846)
@@ -70,14 +77,8 @@ _OWN: Final = re.compile(r"\balgorithm\s*=|\block\s*=|\bpartition", re.IGNORECAS
 
 
 def check_mode(value: object, where: str) -> str:
-    """*value* as an ``online`` mode; ``ValueError`` naming *where* and the modes otherwise.
-    ``copy`` (a shadow-table online copy) is refused: it is not built yet."""
+    """*value* as an ``online`` mode; ``ValueError`` naming *where* and the modes otherwise."""
     text = str(value).strip().lower()
-    if text == "copy":
-        raise ValueError(
-            f"{where}: online: copy (a shadow-table online copy) is not available yet;"
-            f" use one of {', '.join(MODES)}"
-        )
     if text not in MODES:
         raise ValueError(f"{where}: online must be one of {', '.join(MODES)}, got {value!r}")
     return text
@@ -100,7 +101,7 @@ def attempts(statement: str, family: str, mode: str) -> tuple[tuple[str, str], .
     own ``ALGORITHM`` / ``LOCK``).
 
     >>> [s for s, _ in attempts("ALTER TABLE t ADD COLUMN c INT", "mysql", "auto")]
-    ['instant', 'inplace', 'as written']
+    ['instant', 'inplace', 'copy', 'as written']
     >>> attempts("CREATE INDEX i ON t (c)", "mysql", "inplace")[0][1]
     'CREATE INDEX i ON t (c)\\nALGORITHM=INPLACE LOCK=NONE'
     """
@@ -110,6 +111,9 @@ def attempts(statement: str, family: str, mode: str) -> tuple[tuple[str, str], .
     if matched is None or _OWN.search(statement, matched[0].end()) is not None:
         return ()
     alter = matched[1]
+    copy = (COPY, statement)
+    if mode == COPY:
+        return (copy,)
     # On a line of its own: a trailing "-- comment" in the statement cannot swallow it.
     instant = (INSTANT, statement + ("\n, ALGORITHM=INSTANT" if alter else "\nALGORITHM=INSTANT"))
     inplace = (
@@ -120,7 +124,7 @@ def attempts(statement: str, family: str, mode: str) -> tuple[tuple[str, str], .
     if mode == INSTANT:
         return (instant,)
     tries = (instant, inplace) if alter else (inplace,)  # no index is ever added instantly
-    return tries if mode == INPLACE else (*tries, (AS_WRITTEN, statement))
+    return tries if mode == INPLACE else (*tries, copy, (AS_WRITTEN, statement))
 
 
 def retarget(statement: str, table: str) -> str | None:
@@ -131,6 +135,20 @@ def retarget(statement: str, table: str) -> str | None:
         return None
     found = matched[0]
     return statement[: found.start("table")] + table + statement[found.end("table") :]
+
+
+def after_table(statement: str) -> str | None:
+    """What *statement* does to the table it alters or indexes: its text after the table's
+    name (``ALTER TABLE``), or the whole statement (``CREATE INDEX``); None for another
+    statement.
+
+    >>> after_table("ALTER TABLE t MODIFY c BIGINT")
+    ' MODIFY c BIGINT'
+    """
+    matched = _match(statement)
+    if matched is None:
+        return None
+    return statement[matched[0].end("table") :] if matched[1] else statement
 
 
 def table_of(statement: str) -> str | None:

@@ -20,8 +20,10 @@ from typing import Final
 import sqlalchemy as sa
 
 from lupo_migrate.backends.sqlalchemy._driver import raw
+from lupo_migrate.backends.sqlalchemy.online_copy import refusal
 from lupo_migrate.sql.online import (
     AS_WRITTEN,
+    COPY,
     INPLACE,
     INSTANT,
     REFUSED,
@@ -39,6 +41,8 @@ SAID: Final = {
     INPLACE: "inplace: ALGORITHM=INPLACE, LOCK=NONE, writes go on while it runs",
     AS_WRITTEN: "as written: the server cannot run it without blocking writes (it may copy"
     " the table)",
+    COPY: "copy: an online copy (a shadow table kept up to date by triggers, filled in"
+    " chunks, then swapped in by RENAME); writes go on while it runs",
 }
 
 
@@ -59,14 +63,20 @@ def _exists(conn: sa.Connection, schema: str | None, table: str) -> bool:
 
 
 def probe_strategies(
-    engine: sa.Engine, statements: Sequence[tuple[str, str]], *, scratch: str
+    engine: sa.Engine,
+    statements: Sequence[tuple[str, str]],
+    *,
+    scratch: str,
+    least_rows: int = 10_000,
 ) -> list[str | None]:
     """For each of *statements* (the statement, and the ``online`` mode its file runs
     with): what it will run with (a line for the plan), or None when nothing is chosen for
     it (see :mod:`lupo_migrate.sql.online`). *scratch*: lupo_migrate's
     own schema, where the empty copies are made (when it does not exist, every answer is
     "when it runs"). One copy per table serves all the statements that change it, in order,
-    so a statement is tried on the table as the ones before it left it."""
+    so a statement is tried on the table as the ones before it left it. An online copy
+    is said where the table, as it is now, can be copied (*least_rows*: the fewest rows
+    ``auto`` copies a table for)."""
     out: list[str | None] = []
     copies: dict[tuple[str | None, str], str | None] = {}  # None: that copy is unusable
     with engine.connect() as conn:
@@ -84,7 +94,9 @@ def probe_strategies(
                 if not tries or written is None or key is None:
                     kept = copies.get(key) if key is not None else None
                     if kept is not None:  # it names its own algorithm: run on the copy too
-                        said, usable = _try(conn, ((AS_WRITTEN, statement),), kept)
+                        said, usable = _try(
+                            conn, ((AS_WRITTEN, statement),), kept, least_rows, mode
+                        )
                         if not usable:
                             copies[key] = None  # type: ignore[index]
                             raw(conn, f"DROP TABLE IF EXISTS {kept}")
@@ -99,7 +111,7 @@ def probe_strategies(
                 if copy is None:
                     out.append(f"checked when it runs ({written} does not exist yet)")
                     continue
-                said, usable = _try(conn, tries, copy)
+                said, usable = _try(conn, tries, copy, least_rows, mode)
                 if not usable:
                     copies[key] = None
                     raw(conn, f"DROP TABLE IF EXISTS {copy}")
@@ -128,11 +140,26 @@ def _copy(conn: sa.Connection, key: tuple[str | None, str], scratch: str) -> str
     return copy
 
 
-def _try(conn: sa.Connection, tries: Sequence[tuple[str, str]], copy: str) -> tuple[str, bool]:
+def _try(
+    conn: sa.Connection,
+    tries: Sequence[tuple[str, str]],
+    copy: str,
+    least_rows: int,
+    mode: str,
+) -> tuple[str, bool]:
     """The line for the first of *tries* the server accepts on *copy* (which it then holds),
     and whether *copy* is still like the table (False after an error other than a refusal:
-    the statements after it are not tried on it)."""
-    for strategy, text in tries:
+    the statements after it are not tried on it). An online copy is judged on the real
+    table (the statement still runs on *copy*, to keep it like the table)."""
+    why = ""
+    for number, (strategy, text) in enumerate(tries, 1):
+        if strategy == COPY:
+            dbapi = conn.connection.dbapi_connection
+            why = refusal(dbapi, text, least_rows=least_rows, required=mode == COPY) or ""
+            if why and number < len(tries):
+                continue
+            if why:
+                return f"refused: online: copy cannot copy this table exactly: {why}", True
         probe = retarget(text, copy)
         assert probe is not None
         try:
@@ -142,5 +169,6 @@ def _try(conn: sa.Connection, tries: Sequence[tuple[str, str]], copy: str) -> tu
             if args[0] in REFUSED:
                 continue
             return f"could not be tried on an empty copy ({args[-1]}); decided when it runs", False
-        return SAID[strategy], True
+        said = SAID[strategy]
+        return (f"{said} (no online copy: {why})" if why else said), True
     return "refused: the server cannot run it as online as the online setting requires", True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.backends.sqlalchemy import _blockers, _catalog, _pipeline
+from lupo_migrate.backends.sqlalchemy import online_copy as _online_copy
 from lupo_migrate.backends.sqlalchemy._concurrent_index import drop_leftovers
 from lupo_migrate.backends.sqlalchemy._preimage import (
     BACKUP_PREFIX,
@@ -38,7 +39,7 @@ from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table
 from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
 from lupo_migrate.core.placement import LOOPBACK, ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
-from lupo_migrate.sql.online import REFUSED
+from lupo_migrate.sql.online import REFUSED, table_of
 
 __all__ = [
     "ORCHESTRATION_TABLES",
@@ -250,6 +251,97 @@ class SqlAlchemyTarget(StepSessions):
         orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
         code = (getattr(orig, "args", None) or [None])[0]
         return self.engine.dialect.name == "mysql" and code in (*REFUSED, 1064)
+
+    def online_copy(
+        self,
+        connection: Connection,
+        statement: str,
+        *,
+        run_id: str,
+        required: bool,
+        report: Callable[[Mapping[str, Any]], None],
+        stopped: Callable[[], str | None],
+        chunk_time: float = 0.1,
+        most_threads: int = 25,
+        least_rows: int = 10_000,
+        tries: int = 4,
+        backoff: float = 1.0,
+    ) -> str | None:
+        """Run *statement* (``ALTER TABLE`` / ``CREATE INDEX``) on MySQL/MariaDB by an online
+        copy on the step's *connection* (``backends/sqlalchemy/online_copy``), resuming run
+        *run_id*'s earlier copy where it left off. Why it cannot be done exactly (nothing
+        was changed; *required*: even a small table is copied), or None once it is done;
+        a failure is raised with what it made dropped."""
+        table = table_of(statement)
+        if self.engine.dialect.name != "mysql" or table is None:
+            return "an online copy is made on MySQL/MariaDB only, of ALTER TABLE or CREATE INDEX"
+        pipeline = _pipeline.pipeline_of(connection)
+        if pipeline is not None:
+            pipeline.send()  # the writes held for the next packet go first
+        settings = _online_copy.CopySettings(
+            chunk_time=chunk_time,
+            most_threads=most_threads,
+            least_rows=least_rows,
+            cutover_tries=max(1, tries),
+            backoff=backoff,
+        )
+        try:
+            _online_copy.copy_online(
+                connection.connection.dbapi_connection,
+                statement,
+                table,
+                run_id=run_id,
+                backup_prefix=BACKUP_PREFIX,
+                backup_schema=self.backup_schema,
+                settings=settings,
+                report=report,
+                stopped=stopped,
+                required=required,
+            )
+        except _online_copy.NotCopyable as exc:
+            return str(exc)
+        return None
+
+    def online_copy_state(self, run_id: str, statement: str) -> str | None:
+        """Where run *run_id*'s online copy for *statement* stands: None (none was begun),
+        ``copying`` (not cut over: the table is untouched) or ``cut over``."""
+        table = table_of(statement)
+        if self.engine.dialect.name != "mysql" or table is None:
+            return None
+        with self.engine.connect() as conn:
+            return _online_copy.state(
+                conn.connection.dbapi_connection, BACKUP_PREFIX, run_id, table
+            )
+
+    def settle_online_copies(self, run_id: str, *, keep: bool) -> tuple[str, ...]:
+        """Finish run *run_id*'s online copies that had cut over, and drop those that had not
+        (their tables are untouched) unless *keep* (they are to be resumed); the tables."""
+        if self.engine.dialect.name != "mysql":
+            return ()
+        with self.engine.connect() as conn:
+            return tuple(
+                _online_copy.settle(
+                    conn.connection.dbapi_connection,
+                    BACKUP_PREFIX,
+                    run_id,
+                    self.backup_schema,
+                    keep=keep,
+                )
+            )
+
+    def online_copies(self) -> list[_online_copy.Underway]:
+        """The online copies under way on this database (MySQL/MariaDB; see
+        ``backends/sqlalchemy/online_copy``)."""
+        if self.engine.dialect.name != "mysql":
+            return []
+        with self.engine.connect() as conn:
+            return _online_copy.underway(conn.connection.dbapi_connection, BACKUP_PREFIX)
+
+    def control_online_copy(self, checkpoint: str, **values: Any) -> None:
+        """Set the controls of the copy whose checkpoint table is *checkpoint* (``paused``,
+        ``postponed``, ``most_threads``, ``chunk_time``)."""
+        with self.engine.connect() as conn:
+            _online_copy.set_control(conn.connection.dbapi_connection, checkpoint, **values)
 
     def connection_lost(self, error: BaseException) -> bool:
         """Whether *error* says the connection dropped (a statement's outcome is unknown)."""
