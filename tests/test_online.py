@@ -111,6 +111,38 @@ def test_the_setting_refuses_a_bad_mode_naming_where(
     assert load_settings().online == "inplace"
 
 
+def test_the_copy_settings_are_checked_naming_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LUPO_MIGRATE_COPY_REPLICAS", "mysql://r1/shop, mysql://r2/shop")
+    settings = load_settings()
+    assert settings.copy_replicas == ("mysql://r1/shop", "mysql://r2/shop")
+    assert (settings.copy_max_lag, settings.copy_chunk_time) == (1.0, 0.1)
+    (tmp_path / "lupo.toml").write_text('copy_replicas = ["replica1"]\n')
+    monkeypatch.delenv("LUPO_MIGRATE_COPY_REPLICAS")
+    with pytest.raises(ConfigurationError, match=r"lupo.toml.*copy_replicas must be a list of"):
+        load_settings()
+    (tmp_path / "lupo.toml").write_text("copy_chunk_time = 0\n")
+    with pytest.raises(ConfigurationError, match=r"copy_chunk_time must be a number of seconds"):
+        load_settings()
+    (tmp_path / "lupo.toml").write_text("copy_max_lag = -1\n")
+    with pytest.raises(ConfigurationError, match=r"copy_max_lag must be a number of seconds, 0"):
+        load_settings()
+
+
+def test_a_replica_out_of_reach_holds_the_copy() -> None:
+    import math
+
+    from lupo_migrate.backends.sqlalchemy.online_copy import ReplicaLag
+    from lupo_migrate.backends.sqlalchemy.target import _replica_connection
+
+    lag = ReplicaLag(["mysql://root@127.0.0.1:1/x"], _replica_connection)
+    assert lag() == math.inf  # nothing listens on port 1
+    lag.close()
+    assert ReplicaLag([], _replica_connection)() is None
+
+
 # ---------------------------------------------------------------- on MariaDB
 
 TABLE = (

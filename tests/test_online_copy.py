@@ -537,6 +537,22 @@ def _lupo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _applying_in_thread(
+    settings: Settings, observer: Callable[[Event], None], results: list[object]
+) -> threading.Thread:
+    """``apply`` with *settings* in a thread of its own, started, told to *observer*; its
+    result is appended to *results*."""
+
+    def run() -> None:
+        with _session.session(settings) as opened:
+            opened.orchestrator.observers = [observer]
+            results.append(opened.orchestrator.apply(opened.steps))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    return worker
+
+
 def _until(what: Callable[[], bool], seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not what():
@@ -564,14 +580,8 @@ def test_pause_throttle_and_postpone_hold_a_copy_from_another_process_and_are_re
             first.set()
             go.wait(60)
 
-    def run() -> None:
-        settings = Settings(db=url, migrations=root, copy_chunk_time=0.002)
-        with _session.session(settings) as opened:
-            opened.orchestrator.observers = [hold]
-            results.append(opened.orchestrator.apply(opened.steps))
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    settings = Settings(db=url, migrations=root, copy_chunk_time=0.002)
+    worker = _applying_in_thread(settings, hold, results)
     try:
         assert first.wait(60)
         paused = _lupo("pause", "--db", url, "--operator", "ann")
@@ -710,3 +720,149 @@ def test_keys_of_every_shape_are_copied_as_the_plain_alter_leaves_them(
     assert [e.data.get("strategy") for e in events if e.name == "statement"] == ["copy"]
     assert _dump(ours, "t") == _dump(theirs, "t")
     assert _left(ours) == []
+
+
+# ---------------------------------------------------------------- a replica that lags
+
+
+@pytest.fixture(name="replicated")
+def _replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A primary (binary log on) and its replica: two servers of this machine's MariaDB
+    of their own, on loopback ports, made for this test and stopped after it."""
+    import shutil
+    import socket
+
+    if shutil.which("mariadb-install-db") is None or shutil.which("mariadbd") is None:
+        pytest.skip("mariadb-install-db / mariadbd are not installed")
+    base = tmp_path_factory.mktemp("replication")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    servers = []
+    try:
+        for number, port in enumerate(ports, 1):
+            data = base / f"s{number}"
+            install = ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root"]
+            install += ["--auth-root-authentication-method=normal", "--skip-test-db"]
+            subprocess.run(install, capture_output=True, check=True)
+            extra = [f"--log-bin={base}/bin{number}", "--binlog-format=ROW"] if number == 1 else []
+            server = ["mariadbd", "--no-defaults", "--user=root", f"--datadir={data}"]
+            server += [f"--port={port}", "--bind-address=127.0.0.1", f"--server-id={number}"]
+            server += [f"--socket={base}/s{number}.sock", f"--pid-file={base}/s{number}.pid"]
+            servers.append(
+                subprocess.Popen(
+                    [*server, "--skip-log-error", *extra],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        urls = [f"mysql+pymysql://root@127.0.0.1:{port}" for port in ports]
+        for url in urls:
+            _until(lambda url=url: _reachable(url), 60)
+        replica = sa.create_engine(urls[1], isolation_level="AUTOCOMMIT")
+        with replica.connect() as conn:
+            conn.exec_driver_sql(
+                f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={ports[0]},"
+                " MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=no"
+            )
+            conn.exec_driver_sql("START SLAVE")
+        replica.dispose()
+        primary = sa.create_engine(urls[0], isolation_level="AUTOCOMMIT")
+        with primary.connect() as conn:
+            conn.exec_driver_sql("CREATE DATABASE shop")
+        primary.dispose()
+        yield f"{urls[0]}/shop", urls[1]
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(60)
+
+
+def _reachable(url: str) -> bool:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_the_copy_waits_while_a_replica_does_not_replicate_and_goes_on_after(
+    replicated: tuple[str, str], tmp_path: Path
+) -> None:
+    primary, replica = replicated
+    engine = sa.create_engine(replica, isolation_level="AUTOCOMMIT")
+    _client_at(primary, SEED.format(rows=3000))
+    _until(lambda: _rows_at(f"{replica}/shop", "t") == 2728)  # replicated
+    with engine.connect() as conn:
+        conn.exec_driver_sql("STOP SLAVE SQL_THREAD")
+    told: list[dict[str, object]] = []
+    results: list[object] = []
+
+    def watch(event: Event) -> None:
+        if event.name == "step.copy":
+            told.append(dict(event.data))
+
+    root = _migrations(tmp_path, f"-- online: copy\n{CHANGE};\n")
+    settings = Settings(db=primary, migrations=root, copy_replicas=(replica,))
+    worker = _applying_in_thread(settings, watch, results)
+    try:
+        _until(lambda: any(d["event"] == "throttled" for d in told))
+        time.sleep(0.6)
+        assert worker.is_alive()
+        assert not any(d["event"] == "cut_over" for d in told)
+        held = next(d for d in told if d["event"] == "throttled")
+        assert held["reason"] == "a replica does not replicate (stopped, or out of reach)"
+        with engine.connect() as conn:
+            conn.exec_driver_sql("START SLAVE SQL_THREAD")
+        worker.join(60)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("START SLAVE SQL_THREAD")
+        worker.join(60)
+        engine.dispose()
+    assert results
+    assert results[0].run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    _until(lambda: "bigint" in _column_type(f"{replica}/shop", "t", "amount"))
+
+
+def _client_at(url: str, sql: str) -> None:
+    """*sql* on *url*'s database (a server of its own: the client's port is in the URL)."""
+    parsed = sa.make_url(url)
+    subprocess.run(
+        ["mariadb", "-uroot", "-h127.0.0.1", f"-P{parsed.port}", str(parsed.database)],
+        input=sql,
+        text=True,
+        check=True,
+    )
+
+
+def _rows_at(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
+    except sa.exc.DBAPIError:
+        return -1
+    finally:
+        engine.dispose()
+
+
+def _column_type(url: str, table: str, column: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT column_type FROM information_schema.columns WHERE table_schema ="
+                f" DATABASE() AND table_name = '{table}' AND column_name = '{column}'"
+            ).scalar()
+            return str(found)
+    finally:
+        engine.dispose()

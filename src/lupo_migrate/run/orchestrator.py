@@ -111,6 +111,9 @@ class Orchestrator(Wiring):
             above this (0: never).
         copy_min_rows: in ``auto``, a table with fewer rows (the catalog's estimate) is
             altered as written rather than copied online.
+        copy_replicas: URLs of replicas an online copy watches: it waits before each chunk
+            while one lags more than ``copy_max_lag`` seconds, or does not replicate.
+        copy_max_lag: see ``copy_replicas``.
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

@@ -92,6 +92,8 @@ def context(
             "least_rows": orch.copy_min_rows,
             "tries": orch.lock_retries + 1,
             "backoff": orch.lock_retry_backoff,
+            "replicas": tuple(orch.copy_replicas),
+            "most_lag": orch.copy_max_lag,
         },
         dialect=orch.target.dialect,
         names=orch.target.names,

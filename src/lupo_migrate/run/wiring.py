@@ -126,6 +126,8 @@ class Wiring:
     copy_chunk_time: float = attrs.field(default=0.1, validator=_above_0)
     copy_max_threads: int = attrs.field(default=25, validator=_at_least_0)
     copy_min_rows: int = attrs.field(default=10_000, validator=_at_least_0)
+    copy_replicas: Sequence[str] = ()
+    copy_max_lag: float = attrs.field(default=1.0, validator=_at_least_0)
     statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()

@@ -30,6 +30,11 @@ environment variables, then command-line flags (each later source wins).
                                                          (25; 0: never)
     ``copy_min_rows``           ``LUPO_MIGRATE_COPY_MIN_ROWS`` in ``auto``, tables with fewer rows
                                                          are altered as written (10000)
+    ``copy_replicas``           ``LUPO_MIGRATE_COPY_REPLICAS`` URLs of replicas an online copy
+                                                         waits for (comma-separated in the
+                                                         variable)
+    ``copy_max_lag``            ``LUPO_MIGRATE_COPY_MAX_LAG`` seconds a replica may lag before the
+                                                         copy waits (1)
     ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
                                                          waiting for a lock is tried again (3)
     ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
@@ -114,6 +119,8 @@ ENVIRONMENT: Final = {
     "copy_chunk_time": "LUPO_MIGRATE_COPY_CHUNK_TIME",
     "copy_max_threads": "LUPO_MIGRATE_COPY_MAX_THREADS",
     "copy_min_rows": "LUPO_MIGRATE_COPY_MIN_ROWS",
+    "copy_replicas": "LUPO_MIGRATE_COPY_REPLICAS",
+    "copy_max_lag": "LUPO_MIGRATE_COPY_MAX_LAG",
     "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
@@ -147,6 +154,7 @@ _NOT_NEGATIVE: Final = (
     "lock_retry_backoff",
     "copy_max_threads",
     "copy_min_rows",
+    "copy_max_lag",
 )
 _FLOATS: Final = (
     "lock_timeout",
@@ -158,6 +166,7 @@ _FLOATS: Final = (
     "statement_wait",
     "webhook_timeout",
     "copy_chunk_time",
+    "copy_max_lag",
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
@@ -187,6 +196,8 @@ class Settings:
     copy_chunk_time: float = 0.1
     copy_max_threads: int = 25
     copy_min_rows: int = 10_000
+    copy_replicas: tuple[str, ...] = ()
+    copy_max_lag: float = 1.0
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000
@@ -241,6 +252,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             "copy_max_threads": "a whole number, 0 or more",
             "copy_min_rows": "a whole number, 0 or more",
             "copy_chunk_time": "a number of seconds above 0",
+            "copy_max_lag": "a number of seconds, 0 or more",
         }.get(key, "a number")
         raise ConfigurationError(f"{where}: {key} must be {what}, got {value!r}") from None
     if key in _BOOLS:
@@ -276,6 +288,18 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             raise ConfigurationError(
                 f"{where}: webhook_levels must name some of {', '.join(levels)},"
                 f' e.g. webhook_levels = ["critical", "warning"]; got {value!r}'
+            )
+        return tuple(items)
+    if key == "copy_replicas":
+        items = (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(v, str) and "://" in v for v in items
+        ):
+            raise ConfigurationError(
+                f"{where}: copy_replicas must be a list of database URLs, e.g. copy_replicas ="
+                f' ["mysql://root@replica1/shop"]; got {value!r}'
             )
         return tuple(items)
     if key in _LISTS:

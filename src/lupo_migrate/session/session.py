@@ -301,6 +301,8 @@ def open_session(
         copy_chunk_time=settings.copy_chunk_time,
         copy_max_threads=settings.copy_max_threads,
         copy_min_rows=settings.copy_min_rows,
+        copy_replicas=settings.copy_replicas,
+        copy_max_lag=settings.copy_max_lag,
         long_transaction_wait=settings.long_transaction_wait,
         statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),

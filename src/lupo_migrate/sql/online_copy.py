@@ -52,6 +52,7 @@ the old table), no primary key, or a new ``NOT NULL`` column with no default.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -455,9 +456,13 @@ def throttled(threads_running: int | None, most: int, lag: float | None, most_la
     'the server runs 40 threads (at most 25)'
     >>> throttled(3, 25, 0.2, 1.0)
     ''
+    >>> throttled(3, 25, math.inf, 1.0)
+    'a replica does not replicate (stopped, or out of reach)'
     """
     if threads_running is not None and most > 0 and threads_running > most:
         return f"the server runs {threads_running} threads (at most {most})"
+    if lag is not None and math.isinf(lag):
+        return "a replica does not replicate (stopped, or out of reach)"
     if lag is not None and lag > most_lag:
         return f"a replica lags {lag:.1f} s (at most {most_lag:g})"
     return ""

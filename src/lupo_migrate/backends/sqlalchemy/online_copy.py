@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import re
 import time
@@ -32,6 +33,7 @@ __all__ = [
     "CopyFailed",
     "CopySettings",
     "NotCopyable",
+    "ReplicaLag",
     "Underway",
     "copies_of",
     "copy_online",
@@ -239,6 +241,64 @@ class _Cursor:
 
     def rollback(self) -> None:
         self.dbapi.rollback()
+
+
+class ReplicaLag:
+    """The worst lag of *urls*' replication, in seconds, read before each chunk (``SHOW ALL
+    SLAVES STATUS`` on MariaDB, ``SHOW REPLICA STATUS`` on MySQL): ``inf`` when one does
+    not replicate (its SQL thread stopped, no replication configured) or cannot be reached.
+    """
+
+    def __init__(self, urls: Sequence[str], connect: Callable[[str], Any]) -> None:
+        self._urls = tuple(urls)
+        self._connect = connect
+        self._open: dict[str, Any] = {}
+
+    def __call__(self) -> float | None:
+        if not self._urls:
+            return None
+        worst = 0.0
+        for url in self._urls:
+            try:
+                worst = max(worst, self._lag(url))
+            except Exception:  # out of reach: the copy waits, and looks again
+                self._open.pop(url, None)
+                return math.inf
+        return worst
+
+    def _lag(self, url: str) -> float:
+        dbapi = self._open.get(url)
+        if dbapi is None:
+            dbapi = self._open[url] = self._connect(url)
+        cursor = dbapi.cursor()
+        try:
+            for show in ("SHOW ALL SLAVES STATUS", "SHOW REPLICA STATUS"):
+                try:
+                    cursor.execute(show)
+                except Exception as exc:
+                    if _code(exc) == 1064:  # the other server's spelling
+                        continue
+                    raise
+                names = [d[0] for d in cursor.description or ()]
+                rows = cursor.fetchall()
+                break
+            else:  # pragma: no cover - one of the two is known to every server
+                return math.inf
+        finally:
+            cursor.close()
+        if not rows:
+            return math.inf  # not a replica
+        lags = []
+        for row in rows:
+            found = dict(zip(names, row, strict=False))
+            value = found.get("Seconds_Behind_Master", found.get("Seconds_Behind_Source"))
+            lags.append(math.inf if value is None else float(value))
+        return max(lags)
+
+    def close(self) -> None:
+        for dbapi in self._open.values():
+            _quietly(dbapi.close)
+        self._open.clear()
 
 
 def _refusal(

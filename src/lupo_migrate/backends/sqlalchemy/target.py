@@ -116,6 +116,13 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     return engine
 
 
+def _replica_connection(url: str) -> Any:
+    """A driver connection to the replica at *url* (see ``online_copy.ReplicaLag``), with
+    the driver lupo_migrate installs (``usable_url``)."""
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    return engine.raw_connection()
+
+
 def connect_error(url: sa.URL, exc: BaseException) -> ConfigurationError:
     """A one-line error for a failed connection, password hidden, saying what to do."""
     shown = url.render_as_string(hide_password=True)
@@ -266,6 +273,8 @@ class SqlAlchemyTarget(StepSessions):
         least_rows: int = 10_000,
         tries: int = 4,
         backoff: float = 1.0,
+        replicas: Sequence[str] = (),
+        most_lag: float = 1.0,
     ) -> str | None:
         """Run *statement* (``ALTER TABLE`` / ``CREATE INDEX``) on MySQL/MariaDB by an online
         copy on the step's *connection* (``backends/sqlalchemy/online_copy``), resuming run
@@ -278,12 +287,15 @@ class SqlAlchemyTarget(StepSessions):
         pipeline = _pipeline.pipeline_of(connection)
         if pipeline is not None:
             pipeline.send()  # the writes held for the next packet go first
+        lag = _online_copy.ReplicaLag(replicas, _replica_connection) if replicas else None
         settings = _online_copy.CopySettings(
             chunk_time=chunk_time,
             most_threads=most_threads,
             least_rows=least_rows,
             cutover_tries=max(1, tries),
             backoff=backoff,
+            most_lag=most_lag,
+            replica_lag=lag,
         )
         try:
             _online_copy.copy_online(
@@ -300,6 +312,9 @@ class SqlAlchemyTarget(StepSessions):
             )
         except _online_copy.NotCopyable as exc:
             return str(exc)
+        finally:
+            if lag is not None:
+                lag.close()
         return None
 
     def online_copy_state(self, run_id: str, statement: str) -> str | None:
