@@ -866,3 +866,26 @@ def _column_type(url: str, table: str, column: str) -> str:
             return str(found)
     finally:
         engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_a_failure_to_tidy_after_the_cut_over_does_not_fail_the_statement(
+    mariadb_pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the RENAME ran, the statement has run: a failure dropping the copy's triggers
+    afterwards is told (``tidy_failed``), never a failed step that a rollback would then
+    take for one that did not run."""
+    from lupo_migrate.backends.sqlalchemy import online_copy as shell
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("DROP TRIGGER refused")
+
+    monkeypatch.setattr(shell, "finish", broken)
+    url = mariadb_pair[0]
+    _client(url, SEED.format(rows=300))
+    result, events = _apply(url, _migrations(tmp_path, f"-- online: copy\n{CHANGE};\n"))
+    assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    told = [e.data for e in events if e.name == "step.copy" and e.data["event"] == "tidy_failed"]
+    assert told[0]["reason"] == "DROP TRIGGER refused"
+    assert "`amount` bigint(20)" in _dump(url, "t")
+    assert "t: run " in _lupo("copies", "--db", url).stdout  # what is left is listed

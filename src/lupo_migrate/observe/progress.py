@@ -112,6 +112,11 @@ class Progress:
         elif kind == "cut_over":
             self._copying = ""
             self._milestone(f"online copy of {table}: cut over")
+        elif kind == "tidy_failed":
+            self._say(
+                f"online copy of {table}: cut over, but its own tables and triggers could not"
+                f" all be dropped ({data.get('reason')}); `lupo-migrate copies` lists them"
+            )
         elif kind == "resumed":
             self._milestone(
                 f"online copy of {table}: resumed after {int(data.get('copied') or 0):,} rows"

@@ -741,7 +741,17 @@ class _Copy:
         finally:
             self.cur.run(f"SET SESSION lock_wait_timeout = {int(wait)}")
         self.report({"event": "cut_over", "table": self.table})
-        finish(self.cur, self.names, self.backup_schema)
+        # The statement has run: what is left to tidy (triggers on the old table, moving it
+        # among the backups, the checkpoint) must not make it count as failed. A connection
+        # lost here is raised (recovery sees the cut-over and finishes); another failure is
+        # told (``tidy_failed``, on stderr too), with the copy's own tables and triggers left
+        # under the run's backup prefix, where `lupo-migrate copies` lists them.
+        try:
+            finish(self.cur, self.names, self.backup_schema)
+        except Exception as exc:
+            if _lost(exc):
+                raise
+            self.report({"event": "tidy_failed", "table": self.table, "reason": str(exc)})
 
 
 def _plain(value: Any) -> Any:
