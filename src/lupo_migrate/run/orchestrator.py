@@ -105,8 +105,8 @@ class Orchestrator(Wiring):
             more, else as written), ``inplace`` (never blocking writes: refused otherwise),
             ``instant``, ``copy`` (always an online copy: :mod:`lupo_migrate.sql.online_copy`)
             or ``off``. A file's ``-- online:`` header wins.
-        copy_chunk_time: seconds each chunk of an online copy should take (its rows stay
-            locked that long).
+        copy_chunk_time: seconds each chunk of an online copy should take (a chunk commits
+            with the copy's checkpoint: a copy killed loses at most the one under way).
         copy_max_threads: an online copy waits while the server's ``Threads_running`` is
             above this (0: never).
         copy_min_rows: in ``auto``, a table with fewer rows (the catalog's estimate) is

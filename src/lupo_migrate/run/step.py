@@ -104,7 +104,7 @@ def context(
 def copy_ran(orch: Wiring, run: Run, step_id: StepId, data: Mapping[str, Any]) -> None:
     """Tell the observers how an online copy of *step_id* goes (``step.copy``: ``event``
     is ``progress``, ``throttled``, ``resumed``, ``postponed``, ``cutover_retry``,
-    ``cut_over`` or ``not_copied``; see ``sql.online_copy``)."""
+    ``cut_over``, ``tidy_failed`` or ``not_copied``; see ``sql.online_copy``)."""
     _observing.emit(orch, run, "step.copy", step=step_id, **data)
 
 
