@@ -564,9 +564,12 @@ def test_a_step_that_meets_a_held_table_waits_with_nothing_held(
         result = opened.orchestrator.apply(opened.steps)
         took = time.monotonic() - began
     waiting = [e for e in events if e.name == "step.waiting"]
-    assert len(waiting) == 1, events
-    assert waiting[0].data["tables"] == ["busy"]
-    assert waiting[0].data["index"] == 1
+    # Once, or again when a look at the holders lands while the holder's ROLLBACK is in
+    # flight (seen once in CI: "transaction open 0 s"): every wait is for busy, before the
+    # step's second statement, with nothing held.
+    assert waiting, events
+    assert all(w.data["tables"] == ["busy"] for w in waiting), waiting
+    assert all(w.data["index"] == 1 for w in waiting), waiting
     assert not reader.errors
     assert max(reader.took) < 0.5, max(reader.took)  # side was never held while waiting
     if release_after is not None:
