@@ -7,9 +7,10 @@ drops one that had not (or leaves it to be resumed), and :func:`set_control` is 
 process pauses, throttles or postpones one. Everything goes through the driver's own cursor.
 
 The checkpoint table (one row) holds the statement's digest, the phase (``preparing``,
-``copying``, ``switching``), the columns copied, the last key copied and the bound the copy runs to (JSON),
-the rows copied and estimated, and the operator's controls: ``paused``, ``postponed`` (the
-cut-over waits), ``most_threads`` and ``chunk_time`` (throttling, NULL: the run's setting).
+``copying``, ``switching``), the columns copied, the last key copied and the bound the copy
+runs to (JSON), the rows copied and estimated, and the operator's controls: ``paused``,
+``postponed`` (the cut-over waits), ``most_threads`` and ``chunk_time`` (throttling, NULL:
+the run's setting).
 """
 
 from __future__ import annotations
