@@ -1,10 +1,11 @@
 """An online copy on MySQL/MariaDB (imperative shell of :mod:`lupo_migrate.sql.online_copy`,
 which says how it works and why each part is safe).
 
-:func:`copy_online` runs one on a step's connection; :func:`copies_of` finds what a run's
-copies left (a process killed mid-copy), :func:`settle` finishes a copy that had cut over and
-drops one that had not (or leaves it to be resumed), and :func:`set_control` is how another
-process pauses, throttles or postpones one. Everything goes through the driver's own cursor.
+:func:`copy_online` runs one on a step's connection; :func:`underway` finds the copies
+under way, or what a run's copies left (a process killed mid-copy); :func:`settle` finishes
+a copy that had cut over and drops one that had not (or leaves it to be resumed), and
+:func:`set_control` is how another process pauses, throttles or postpones one. Everything
+goes through the driver's own cursor.
 
 The checkpoint table (one row) holds the statement's digest, the phase (``preparing``,
 ``copying``, ``switching``), the columns copied, the last key copied and the bound the copy
@@ -36,7 +37,6 @@ __all__ = [
     "NotCopyable",
     "ReplicaLag",
     "Underway",
-    "copies_of",
     "copy_online",
     "refusal",
     "set_control",
@@ -860,24 +860,6 @@ def _lost(error: BaseException) -> bool:
     return _code(error) in (2006, 2013, 2055) or "InterfaceError" in type(error).__name__
 
 
-def copies_of(dbapi: Any, backup_prefix: str, run_id: str) -> list[tuple[str, str]]:
-    """The copies run *run_id* left in the connection's database: (table, statement) each,
-    from their checkpoints."""
-    cur = _Cursor(dbapi)
-    prefix = f"{backup_prefix}{run_id[:12]}_chk_"
-    found = []
-    for (name,) in cur.rows(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-        " AND TABLE_NAME LIKE %s",
-        prefix.replace("_", "\\_") + "%",
-    ):
-        rows = cur.rows(f"SELECT statement FROM {_q(str(name))} WHERE id = 1")
-        if rows:
-            found.append((str(name), str(rows[0][0])))
-    cur.commit()
-    return found
-
-
 def state(dbapi: Any, backup_prefix: str, run_id: str, table: str) -> str | None:
     """Where run *run_id*'s copy of *table* stands: None (no copy), ``copying`` (not cut over:
     the original is untouched) or ``cut over`` (the table has its new definition)."""
@@ -896,12 +878,9 @@ def settle(
     The tables settled."""
     cur = _Cursor(dbapi)
     done = []
-    for checkpoint, statement in copies_of(dbapi, backup_prefix, run_id):
-        written = table_of(statement)
-        if written is None:  # pragma: no cover - only such statements are copied
-            continue
-        names = oc.names_for(backup_prefix, run_id, _split(written)[1])
-        if names.checkpoint != checkpoint:  # pragma: no cover - another table's name
+    for copy in underway(dbapi, backup_prefix, run_id):
+        names = oc.names_for(backup_prefix, run_id, copy.table)
+        if names.checkpoint != copy.checkpoint:  # pragma: no cover - another table's name
             continue
         where = state(dbapi, backup_prefix, run_id, names.table)
         if where == "cut over":
@@ -909,7 +888,7 @@ def settle(
         elif not keep:
             _Copy(
                 cur=cur,
-                statement=statement,
+                statement=copy.statement,
                 table=names.table,
                 names=names,
                 settings=CopySettings(),
@@ -938,13 +917,16 @@ class Underway:
     most_threads: int | None
     chunk_time: float | None
     checkpoint: str
+    statement: str
 
 
-def underway(dbapi: Any, backup_prefix: str) -> list[Underway]:
-    """The online copies whose checkpoints are in the connection's database."""
+def underway(dbapi: Any, backup_prefix: str, run_id: str | None = None) -> list[Underway]:
+    """The online copies whose checkpoints are in the connection's database (of run
+    *run_id* only, when given)."""
     cur = _Cursor(dbapi)
     found = []
-    pattern = backup_prefix.replace("_", "\\_") + "%\\_chk\\_%"
+    run = "%" if run_id is None else run_id[:12].replace("_", "\\_")
+    pattern = backup_prefix.replace("_", "\\_") + run + "\\_chk\\_%"
     for (name,) in cur.rows(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
         " AND TABLE_NAME LIKE %s ORDER BY TABLE_NAME",
@@ -957,7 +939,7 @@ def underway(dbapi: Any, backup_prefix: str) -> list[Underway]:
         written = table_of(str(rows[0][0])) if rows else None
         if not rows or written is None:
             continue
-        _statement, phase, copied, estimated, paused, postponed, most, chunk = rows[0]
+        statement, phase, copied, estimated, paused, postponed, most, chunk = rows[0]
         found.append(
             Underway(
                 run=str(name)[len(backup_prefix) : len(backup_prefix) + 12],
@@ -970,6 +952,7 @@ def underway(dbapi: Any, backup_prefix: str) -> list[Underway]:
                 most_threads=None if most is None else int(most),
                 chunk_time=None if chunk is None else float(chunk),
                 checkpoint=str(name),
+                statement=str(statement),
             )
         )
     cur.commit()
