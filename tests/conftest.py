@@ -48,6 +48,13 @@ def _mariadb_url(tmp_path: pathlib.Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(name="mariadb_pair")
+def _mariadb_pair(tmp_path: pathlib.Path) -> Iterator[tuple[str, str]]:
+    """Two new empty MariaDB databases: lupo_migrate's, and the client's to compare with."""
+    with fresh_database("mariadb", tmp_path) as a, fresh_database("mariadb", tmp_path) as b:
+        yield a, b
+
+
 @pytest.fixture(autouse=True)
 def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands print no progress lines on stderr unless a test asks (``--progress``): the

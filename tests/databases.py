@@ -123,3 +123,50 @@ def apply_with_events(url: str, root: Path, **options: Any) -> tuple[Any, list[A
         opened.orchestrator.observers = [events.append]
         result = opened.orchestrator.apply(opened.steps)
     return result, events
+
+
+def mysqldump(url: str, *tables: str) -> str:
+    """What ``mysqldump`` says of *tables* of the MariaDB database of *url* (definitions and
+    rows, no dates or comments): the engine's own client, to compare results with."""
+    import subprocess
+
+    import sqlalchemy as sa
+
+    name = str(sa.make_url(url).database)
+    done = subprocess.run(
+        [
+            "mysqldump",
+            "-uroot",
+            "-h127.0.0.1",
+            "--skip-dump-date",
+            "--skip-comments",
+            name,
+            *tables,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def leftovers(url: str, like: str = "%", but: tuple[str, ...] = ()) -> list[str]:
+    """The tables of the database of *url* whose names are LIKE *like* (but *but*), and
+    every trigger there, sorted: what an online copy could leave behind."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+                " DATABASE() AND table_name LIKE %s",
+                (like,),
+            ).all()
+            triggers = conn.exec_driver_sql(
+                "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema ="
+                " DATABASE()"
+            ).all()
+        return sorted(str(r[0]) for r in [*tables, *triggers] if str(r[0]) not in but)
+    finally:
+        engine.dispose()

@@ -5,14 +5,12 @@ client leaves."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from databases import apply_with_events as _apply
-from databases import fresh_database
 from databases import mariadb_client as _client
 from lupo_migrate.core.errors import ConfigurationError, MigrationFileError
 from lupo_migrate.core.model import Outcome
@@ -155,12 +153,6 @@ CHANGES = (
     "CREATE INDEX busy_s ON busy (s);\n"
     "ALTER TABLE busy MODIFY v BIGINT;\n"
 )
-
-
-@pytest.fixture(name="mariadb_pair")
-def _mariadb_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with fresh_database("mariadb", tmp_path) as a, fresh_database("mariadb", tmp_path) as b:
-        yield a, b
 
 
 def _migrations(tmp_path: Path, files: dict[str, str]) -> Path:

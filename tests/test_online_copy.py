@@ -21,8 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from databases import apply_with_events as _apply
-from databases import fresh_database
+from databases import leftovers
 from databases import mariadb_client as _client
+from databases import mysqldump as _dump
 from lupo_migrate.core.model import Outcome
 from lupo_migrate.observe import Event
 from lupo_migrate.session import session as _session
@@ -163,48 +164,9 @@ SEED = (
 CHANGE = "ALTER TABLE t MODIFY amount BIGINT NOT NULL, ADD COLUMN extra INT DEFAULT 7"
 
 
-@pytest.fixture(name="mariadb_pair")
-def _mariadb_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with fresh_database("mariadb", tmp_path) as a, fresh_database("mariadb", tmp_path) as b:
-        yield a, b
-
-
-def _dump(url: str, *tables: str) -> str:
-    """What mysqldump says of *tables* (definition and rows)."""
-    name = str(sa.make_url(url).database)
-    done = subprocess.run(
-        [
-            "mysqldump",
-            "-uroot",
-            "-h127.0.0.1",
-            "--skip-dump-date",
-            "--skip-comments",
-            name,
-            *tables,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
 def _left(url: str) -> list[str]:
     """What online copies left in the application's database: tables and triggers."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            tables = conn.exec_driver_sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema ="
-                " DATABASE() AND table_name LIKE 'lupo%%'"
-            ).all()
-            triggers = conn.exec_driver_sql(
-                "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema ="
-                " DATABASE()"
-            ).all()
-        return sorted(str(r[0]) for r in [*tables, *triggers])
-    finally:
-        engine.dispose()
+    return leftovers(url, "lupo%")
 
 
 def _migrations(tmp_path: Path, text: str) -> Path:

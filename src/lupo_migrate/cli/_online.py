@@ -12,6 +12,10 @@ import click
 from lupo_migrate.cli._common import _EPILOG, _OPERATOR, _db_only_options, _operator, _settings, cli
 from lupo_migrate.core import errors
 from lupo_migrate.core.model import Finding, Severity
+from lupo_migrate.sql.pt_osc import PHASE
+
+#: Controls only lupo_migrate's own copy has (pt-online-schema-change's are its pause file).
+_OWN_ONLY = frozenset({"postponed", "chunk_time"})
 
 _TABLE = click.option(
     "--table",
@@ -33,6 +37,15 @@ def _control(table: str | None, operator: str | None, said: str, opts: Any, **va
             raise errors.DecisionError(
                 f"no online copy{where} is under way on this database; `lupo-migrate copies`"
                 " lists them"
+            )
+        external = sorted(
+            {c.table for c in found if c.phase == PHASE} if set(values) & _OWN_ONLY else ()
+        )
+        if external:
+            raise errors.DecisionError(
+                f"the online copy of {', '.join(external)} runs under pt-online-schema-change,"
+                " which cannot postpone its cut-over or change its chunk time while it runs;"
+                " `lupo-migrate pause` holds it, `throttle --max-threads` too; nothing was changed"
             )
         who = _operator(operator)
         for copy in found:

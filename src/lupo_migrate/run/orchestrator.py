@@ -114,6 +114,9 @@ class Orchestrator(Wiring):
         copy_replicas: URLs of replicas an online copy watches: it waits before each chunk
             while one lags more than ``copy_max_lag`` seconds, or does not replicate.
         copy_max_lag: see ``copy_replicas``.
+        copy_executor: what makes an online copy: ``lupo`` (lupo_migrate's own) or
+            ``pt-online-schema-change`` (Percona's tool, when installed: see
+            :mod:`lupo_migrate.sql.pt_osc`).
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

@@ -94,6 +94,7 @@ def context(
             "backoff": orch.lock_retry_backoff,
             "replicas": tuple(orch.copy_replicas),
             "most_lag": orch.copy_max_lag,
+            "executor": orch.copy_executor,
         },
         dialect=orch.target.dialect,
         names=orch.target.names,

@@ -47,6 +47,7 @@ from lupo_migrate.run.keepalive import KeepAlive
 from lupo_migrate.run.shared import _Rollback
 from lupo_migrate.sql.lint import risky_statements
 from lupo_migrate.sql.online import check_mode
+from lupo_migrate.sql.pt_osc import check_executor
 
 if TYPE_CHECKING:
     from lupo_migrate.observe import Event
@@ -91,6 +92,14 @@ def _online_mode(_instance: object, _attribute: Any, value: object) -> None:
         raise InvalidArgumentError(str(error)) from None
 
 
+def _executor(_instance: object, _attribute: Any, value: object) -> None:
+    """``copy_executor``: one of :data:`lupo_migrate.sql.pt_osc.EXECUTORS`."""
+    try:
+        check_executor(value, "Orchestrator(copy_executor=...)")
+    except ValueError as error:
+        raise InvalidArgumentError(str(error)) from None
+
+
 @attrs.define
 class Wiring:
     """The orchestrator's collaborators, settings and per-run state (see
@@ -128,6 +137,7 @@ class Wiring:
     copy_min_rows: int = attrs.field(default=10_000, validator=_at_least_0)
     copy_replicas: Sequence[str] = ()
     copy_max_lag: float = attrs.field(default=1.0, validator=_at_least_0)
+    copy_executor: str = attrs.field(default="lupo", validator=_executor)
     statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()

@@ -35,6 +35,9 @@ environment variables, then command-line flags (each later source wins).
                                                          variable)
     ``copy_max_lag``            ``LUPO_MIGRATE_COPY_MAX_LAG`` seconds a replica may lag before the
                                                          copy waits (1)
+    ``copy_executor``           ``LUPO_MIGRATE_COPY_EXECUTOR`` what makes an online copy:
+                                                         ``lupo`` (lupo_migrate's own) or
+                                                         ``pt-online-schema-change``
     ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
                                                          waiting for a lock is tried again (3)
     ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
@@ -101,6 +104,7 @@ import attrs
 
 from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.sql.online import check_mode
+from lupo_migrate.sql.pt_osc import check_executor
 
 __all__ = ["ENVIRONMENT", "Settings", "from_options", "load_settings"]
 
@@ -121,6 +125,7 @@ ENVIRONMENT: Final = {
     "copy_min_rows": "LUPO_MIGRATE_COPY_MIN_ROWS",
     "copy_replicas": "LUPO_MIGRATE_COPY_REPLICAS",
     "copy_max_lag": "LUPO_MIGRATE_COPY_MAX_LAG",
+    "copy_executor": "LUPO_MIGRATE_COPY_EXECUTOR",
     "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
@@ -198,6 +203,7 @@ class Settings:
     copy_min_rows: int = 10_000
     copy_replicas: tuple[str, ...] = ()
     copy_max_lag: float = 1.0
+    copy_executor: str = "lupo"
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000
@@ -264,6 +270,11 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "online":
         try:
             return check_mode(value, where)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+    if key == "copy_executor":
+        try:
+            return check_executor(value, where)
         except ValueError as error:
             raise ConfigurationError(str(error)) from None
     if key == "drift" and value not in _DRIFT:

@@ -29,6 +29,7 @@ import attrs
 
 from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.sql import online_copy as oc
+from lupo_migrate.sql import pt_osc as pt
 from lupo_migrate.sql.online import after_table, retarget, table_of
 
 __all__ = [
@@ -65,6 +66,8 @@ _CHECKPOINT: Final = (
     "most_threads",
     "chunk_time",
 )
+#: ER_BAD_FIELD_ERROR: a checkpoint made before a column was added.
+_NO_COLUMN: Final = 1054
 #: ER_BAD_NULL_ERROR: a chunk's key set to NULL, a clash on another unique key.
 _CLASH: Final = 1048
 #: Tries of a chunk that clashes on another unique key (the log applied between two).
@@ -334,6 +337,37 @@ def _code(error: BaseException) -> object:
     return (getattr(orig, "args", None) or [None])[0]
 
 
+def create_checkpoint(
+    cur: _Cursor,
+    names: oc.CopyNames,
+    statement: str,
+    estimated: int,
+    phase: str,
+    old_table: str | None = None,
+) -> None:
+    """Create the copy's checkpoint table, its one row in *phase* (committed). *old_table*:
+    the name an external executor gives the old table at its cut-over (``sql.pt_osc``)."""
+    cur.run(
+        f"CREATE TABLE {_q(names.checkpoint)} (id TINYINT PRIMARY KEY,"
+        " digest CHAR(32) NOT NULL, phase VARCHAR(16) NOT NULL, statement LONGTEXT NOT NULL,"
+        " columns_copied LONGTEXT NULL, key_columns LONGTEXT NULL, last_key LONGTEXT NULL,"
+        " bound LONGTEXT NULL, copied BIGINT NOT NULL DEFAULT 0, estimated BIGINT NOT NULL"
+        " DEFAULT 0, paused TINYINT NOT NULL DEFAULT 0, postponed TINYINT NOT NULL"
+        " DEFAULT 0, most_threads INT NULL, chunk_time DOUBLE NULL, old_table VARCHAR(64) NULL)"
+        " ENGINE=InnoDB"
+    )
+    cur.run(
+        f"INSERT INTO {_q(names.checkpoint)} (id, digest, phase, statement, estimated,"
+        " old_table) VALUES (1, %s, %s, %s, %s, %s)",
+        oc.digest(statement),
+        phase,
+        statement,
+        estimated,
+        old_table,
+    )
+    cur.commit()
+
+
 @attrs.define
 class _Copy:
     cur: _Cursor
@@ -376,22 +410,7 @@ class _Copy:
 
     def _create_checkpoint(self, estimated: int) -> None:
         self.created = True
-        self.cur.run(
-            f"CREATE TABLE {_q(self.names.checkpoint)} (id TINYINT PRIMARY KEY,"
-            " digest CHAR(32) NOT NULL, phase VARCHAR(16) NOT NULL, statement LONGTEXT NOT NULL,"
-            " columns_copied LONGTEXT NULL, key_columns LONGTEXT NULL, last_key LONGTEXT NULL,"
-            " bound LONGTEXT NULL, copied BIGINT NOT NULL DEFAULT 0, estimated BIGINT NOT NULL"
-            " DEFAULT 0, paused TINYINT NOT NULL DEFAULT 0, postponed TINYINT NOT NULL"
-            " DEFAULT 0, most_threads INT NULL, chunk_time DOUBLE NULL) ENGINE=InnoDB"
-        )
-        self.cur.run(
-            f"INSERT INTO {_q(self.names.checkpoint)} (id, digest, phase, statement, estimated)"
-            " VALUES (1, %s, 'preparing', %s, %s)",
-            oc.digest(self.statement),
-            self.statement,
-            estimated,
-        )
-        self.cur.commit()
+        create_checkpoint(self.cur, self.names, self.statement, estimated, "preparing")
 
     # --- what is made, and dropped -------------------------------------------------------
     def discard(self) -> None:
@@ -482,6 +501,11 @@ class _Copy:
                 f"{self.names.checkpoint} belongs to another statement's online copy of"
                 f" {self.table}; `lupo-migrate recover` settles it"
             )
+        if found is not None and found["phase"] == pt.PHASE:
+            # Begun by pt-online-schema-change (the executor setting changed since): its
+            # triggers go first, or they would write into a shadow no longer there.
+            discard_external(self.cur, self.names)
+            self._made, found = False, None
         present = set(self.cur.triggers(self.table))
         capturing = set(self.names.triggers) <= present or set(self.names.sync_triggers) <= present
         resumable = (
@@ -867,7 +891,71 @@ def state(dbapi: Any, backup_prefix: str, run_id: str, table: str) -> str | None
     names = oc.names_for(backup_prefix, run_id, _split(table)[1])
     if not cur.exists(names.checkpoint):
         return None
+    return _where(cur, names)
+
+
+def _where(cur: _Cursor, names: oc.CopyNames) -> str:
+    """``copying`` or ``cut over``: see :func:`state` (the checkpoint exists)."""
+    phase, old = external_phase(cur, names)
+    if phase == pt.PHASE:  # the tool's old table, not yet renamed among the backups
+        cut = not cur.exists(names.shadow) and old is not None and cur.exists(old)
+        return "cut over" if cut else "copying"
     return "copying" if cur.exists(names.shadow) or not cur.exists(names.old) else "cut over"
+
+
+def external_phase(cur: _Cursor, names: oc.CopyNames) -> tuple[str | None, str | None]:
+    """The checkpoint's phase, and the old table's name an external executor gives it (None
+    for lupo_migrate's own copy, and in a checkpoint made before the column was)."""
+    try:
+        rows = cur.rows(f"SELECT phase, old_table FROM {_q(names.checkpoint)} WHERE id = 1")
+    except Exception as exc:
+        if _code(exc) != _NO_COLUMN:
+            raise
+        rows = [(r[0], None) for r in cur.rows(f"SELECT phase FROM {_q(names.checkpoint)}")]
+    cur.commit()
+    if not rows:
+        return None, None
+    phase, old = rows[0]
+    return (None if phase is None else str(phase)), (None if old is None else str(old))
+
+
+def finish_external(
+    cur: _Cursor, names: oc.CopyNames, old: str | None, backup_schema: str | None
+) -> None:
+    """After an external executor's cut-over: its triggers dropped (they may be left on the
+    old table, writing into the new one), its old table renamed as the run's, then as
+    :func:`finish`."""
+    database = str(cur.rows("SELECT DATABASE()")[0][0])
+    for name in pt.triggers(database, names.table):
+        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    if old is not None and cur.exists(old) and not cur.exists(names.old):
+        cur.run(f"RENAME TABLE {_q(old)} TO {_q(names.old)}")
+    finish(cur, names, backup_schema)
+
+
+def discard_own(cur: _Cursor, names: oc.CopyNames, statement: str) -> None:
+    """Drop what lupo_migrate's own copy of *statement* made (see ``_Copy.discard``)."""
+    _Copy(
+        cur=cur,
+        statement=statement,
+        table=names.table,
+        names=names,
+        settings=CopySettings(),
+        report=lambda _data: None,
+        stopped=lambda: None,
+        backup_schema=None,
+        required=True,
+    ).discard()
+
+
+def discard_external(cur: _Cursor, names: oc.CopyNames) -> None:
+    """Drop what an external executor's copy left before its cut-over, triggers first; the
+    original table is not touched."""
+    database = str(cur.rows("SELECT DATABASE()")[0][0])
+    for name in pt.triggers(database, names.table):
+        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    for table in (names.shadow, names.checkpoint):
+        cur.run(f"DROP TABLE IF EXISTS {_q(table)}")
 
 
 def settle(
@@ -882,21 +970,19 @@ def settle(
         names = oc.names_for(backup_prefix, run_id, copy.table)
         if names.checkpoint != copy.checkpoint:  # pragma: no cover - another table's name
             continue
-        where = state(dbapi, backup_prefix, run_id, names.table)
-        if where == "cut over":
+        where = _where(cur, names)
+        phase, old = external_phase(cur, names)
+        if phase == pt.PHASE:
+            if where == "cut over":
+                finish_external(cur, names, old, backup_schema)
+            elif not keep:
+                discard_external(cur, names)
+            else:
+                continue  # not resumable: the step, run again, discards it and begins anew
+        elif where == "cut over":
             finish(cur, names, backup_schema)
         elif not keep:
-            _Copy(
-                cur=cur,
-                statement=copy.statement,
-                table=names.table,
-                names=names,
-                settings=CopySettings(),
-                report=lambda _data: None,
-                stopped=lambda: None,
-                backup_schema=backup_schema,
-                required=True,
-            ).discard()
+            discard_own(cur, names, copy.statement)
         else:
             continue
         done.append(names.table)

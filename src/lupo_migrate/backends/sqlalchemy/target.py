@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lupo_migrate.backends.sqlalchemy import _blockers, _catalog, _pipeline
 from lupo_migrate.backends.sqlalchemy import online_copy as _online_copy
+from lupo_migrate.backends.sqlalchemy import pt_osc as _pt_osc
 from lupo_migrate.backends.sqlalchemy._concurrent_index import drop_leftovers
 from lupo_migrate.backends.sqlalchemy._preimage import (
     BACKUP_PREFIX,
@@ -40,6 +41,7 @@ from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
 from lupo_migrate.core.placement import LOOPBACK, ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
 from lupo_migrate.sql.online import REFUSED, table_of
+from lupo_migrate.sql.pt_osc import PT_OSC, check_executor
 
 __all__ = [
     "ORCHESTRATION_TABLES",
@@ -275,6 +277,7 @@ class SqlAlchemyTarget(StepSessions):
         backoff: float = 1.0,
         replicas: Sequence[str] = (),
         most_lag: float = 1.0,
+        executor: str = "lupo",
     ) -> str | None:
         """Run *statement* (``ALTER TABLE`` / ``CREATE INDEX``) on MySQL/MariaDB by an online
         copy on the step's *connection* (``backends/sqlalchemy/online_copy``), resuming run
@@ -297,19 +300,30 @@ class SqlAlchemyTarget(StepSessions):
             most_lag=most_lag,
             replica_lag=lag,
         )
+        dbapi = connection.connection.dbapi_connection
+        how: dict[str, Any] = {
+            "run_id": run_id,
+            "backup_prefix": BACKUP_PREFIX,
+            "backup_schema": self.backup_schema,
+            "settings": settings,
+            "report": report,
+            "stopped": stopped,
+            "required": required,
+        }
         try:
-            _online_copy.copy_online(
-                connection.connection.dbapi_connection,
-                statement,
-                table,
-                run_id=run_id,
-                backup_prefix=BACKUP_PREFIX,
-                backup_schema=self.backup_schema,
-                settings=settings,
-                report=report,
-                stopped=stopped,
-                required=required,
-            )
+            if check_executor(executor, "copy_executor") == PT_OSC:
+                url = self.engine.url
+                socket = url.query.get("unix_socket")
+                reach = _pt_osc.Connection(
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    socket=socket if isinstance(socket, str) else None,
+                )
+                _pt_osc.copy_with_pt_osc(dbapi, statement, table, connection=reach, **how)
+            else:
+                _online_copy.copy_online(dbapi, statement, table, **how)
         except _online_copy.NotCopyable as exc:
             return str(exc)
         finally:
