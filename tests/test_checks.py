@@ -136,6 +136,31 @@ class TestUntouched:
         assert "table b, which the run does not touch, changed: rows 2 -> 1" in findings[0].message
         assert "through a trigger or foreign key" in findings[1].message
 
+    @pytest.mark.parametrize(
+        ("dialect", "action", "severity"),
+        [
+            ("mysql", "alter", Severity.WARNING),  # altered online: the application may write
+            ("mysql", "write", Severity.ERROR),  # its rows and the run's: the freeze matters
+            ("postgresql", "alter", Severity.ERROR),
+        ],
+    )
+    def test_a_run_that_only_alters_tables_on_mysql_lets_the_application_write_elsewhere(
+        self, dialect: str, action: str, severity: Severity
+    ) -> None:
+        before = attrs.evolve(_fp(table__a=T, table__b=T), dialect=dialect)
+        findings = self._check(
+            before,
+            before,
+            **{
+                EFFECTS: (("s", "table", "a", action, None),),
+                DATA_BEFORE: {"b": TableData(2, "10")},
+                DATA_AFTER: {"b": TableData(3, "11")},
+            },
+        )
+        assert [(f.severity, f.code) for f in findings] == [(severity, "untouched-data-changed")]
+        told = "(the application wrote while the run only altered tables)"
+        assert (told in findings[0].message) is (severity is Severity.WARNING)
+
     def test_statements_of_unknown_effect_skip_the_comparison(self) -> None:
         findings = self._check(_fp(table__b=T), _fp(table__b=T2), **{UNKNOWN: (("s", "CALL"),)})
         assert [(f.severity, f.code) for f in findings] == [(Severity.INFO, "untouched-unchecked")]

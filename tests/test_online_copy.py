@@ -851,3 +851,97 @@ def test_a_failure_to_tidy_after_the_cut_over_does_not_fail_the_statement(
     assert told[0]["reason"] == "DROP TRIGGER refused"
     assert "`amount` bigint(20)" in _dump(url, "t")
     assert "t: run " in _lupo("copies", "--db", url).stdout  # what is left is listed
+
+
+# ---------------------------------------------------------------- the application's rows
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("down", [True, False])
+def test_a_rollback_puts_back_what_the_alteration_changed_and_keeps_what_the_application_wrote(
+    mariadb_pair: tuple[str, str], tmp_path: Path, down: bool
+) -> None:
+    """``MODIFY amount DECIMAL(12,1)`` rounds the values (the alteration's own change); while
+    the copy runs the application updates, inserts and deletes rows. The rollback puts the
+    rounded values back exactly and leaves the application's rows as it wrote them: the
+    table ends as a mirror that only the application wrote to."""
+    ours = mariadb_pair[0]
+    seed = (
+        "CREATE TABLE {t} (id INT PRIMARY KEY, amount DECIMAL(12,3) NOT NULL, note VARCHAR(10));"
+        " INSERT INTO {t} SELECT seq, seq * 1.234, 'x' FROM seq_1_to_3000;"
+    )
+    _client(ours, seed.format(t="t") + seed.format(t="mirror"))
+    change = "ALTER TABLE t MODIFY amount DECIMAL(12,1) NOT NULL"
+    text = f"-- online: copy\n{change};\n"
+    if down:
+        text += (
+            "-- lupo:down\n-- online: copy\nALTER TABLE t MODIFY amount DECIMAL(12,3) NOT NULL;\n"
+        )
+    root = _migrations(tmp_path, text)
+    writes = (
+        "UPDATE {t} SET amount = 7, note = 'app' WHERE id = 10;"
+        " INSERT INTO {t} VALUES (5000, 9, 'new'); DELETE FROM {t} WHERE id = 20;"
+    )
+    wrote = threading.Event()
+
+    def application(event: Event) -> None:
+        if event.name == "step.copy" and event.data["event"] == "progress" and not wrote.is_set():
+            _client(ours, writes.format(t="t") + writes.format(t="mirror"))
+            wrote.set()
+
+    settings = Settings(db=ours, migrations=root, copy_chunk_time=0.002)
+    with _session.session(settings) as opened:
+        opened.orchestrator.observers = [application]
+        result = opened.orchestrator.apply(opened.steps)
+    assert result.run.outcome is Outcome.COMPLETED
+    assert wrote.is_set(), "the application wrote while the copy ran"
+    engine = sa.create_engine(ours)
+    with engine.connect() as conn:
+        rounded = conn.exec_driver_sql("SELECT amount FROM t WHERE id = 2999").scalar()
+    engine.dispose()
+    assert str(rounded) == "3700.8"  # 3700.766, rounded by the alteration
+    done = _lupo("rollback", result.run.id, str(root), "--db", ours, "-y")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _dump(ours, "t").replace("`t`", "`x`") == _dump(ours, "mirror").replace(
+        "`mirror`", "`x`"
+    )
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("resume", [False, True])
+def test_recover_after_kill_9_keeps_what_the_application_wrote_during_the_copy(
+    mariadb_pair: tuple[str, str], tmp_path: Path, resume: bool
+) -> None:
+    """The application writes while the copy runs, then the run is killed: ``recover``
+    (the run rolled back as frozen) and ``recover --resume`` both keep every row as the
+    application left it, as in a mirror only the application wrote to."""
+    ours = mariadb_pair[0]
+    _client(
+        ours,
+        SEED.format(rows=30000) + "CREATE TABLE mirror LIKE t; INSERT INTO mirror SELECT * FROM t;",
+    )
+    root = _migrations(tmp_path, f"-- online: copy\n{CHANGE};\n")
+    (tmp_path / "lupo.toml").write_text("copy_chunk_time = 0.005\n")
+    process = _applying(ours, root, "killed")
+    engine = sa.create_engine(ours)
+    with engine.connect() as conn:
+        _until(lambda: (_read_checkpoint(conn) or {}).get("phase") == "copying", 60)
+    writes = (
+        "UPDATE {t} SET amount = 7, note = 'app' WHERE id IN (10, 29000);"
+        " INSERT INTO {t} (id, k, amount) VALUES (40000, 1, 9); DELETE FROM {t} WHERE id = 20;"
+    )
+    _client(ours, writes.format(t="t") + writes.format(t="mirror"))
+    assert process.poll() is None, "the copy ended before it was killed"
+    process.kill()
+    process.wait()
+    result, _events = _recover(ours, root, "killed", resume)
+    expected = Outcome.COMPLETED if resume else Outcome.ROLLED_BACK
+    assert result.run.outcome is expected  # type: ignore[attr-defined]
+    rows = "SELECT id, k, amount, note, made FROM {t} ORDER BY id"
+    with engine.connect() as conn:
+        assert (
+            conn.exec_driver_sql(rows.format(t="t")).all()
+            == conn.exec_driver_sql(rows.format(t="mirror")).all()
+        )
+    engine.dispose()
+    assert _left(ours) == []

@@ -159,6 +159,13 @@ class PreImages(Sealing):
     step_needs: dict[str, dict[str, Need]] = attrs.field(factory=dict)
     #: Columns the run renamed, by table (its name before the run): name now -> name before.
     renamed_columns: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    #: The tables (names before the run) whose rows the run's own statements wrote
+    #: (``INSERT``, ``UPDATE``, ``DELETE``...), or that it dropped or created (anything but
+    #: altered or renamed); None when a statement may have written any
+    #: (a ``CALL``, a function called, a statement of unknown effect), and in material kept
+    #: before this was. A table the run only altered changed rows by its conversion alone:
+    #: what else changed there meanwhile is the application's (see ``Sealing.seal``).
+    rows_written: set[str] | None = attrs.field(factory=set)
     #: The material as :meth:`save` last committed it on a connection of its own (None:
     #: unknown), so that saving the same again writes nothing.
     _committed: str | None = attrs.field(default=None, init=False, repr=False)
@@ -438,7 +445,9 @@ class PreImages(Sealing):
         existed before the run (those need a snapshot)."""
         assert self.fingerprint is not None
         found = []
-        for touch in self._local(statement):
+        local = self._local(statement)
+        self._note_writes(statement, local)
+        for touch in local:
             if touch.kind == "table" and touch.action == "rename":
                 if touch.schema is None and touch.new_schema is not None:  # moved out of core
                     touch = Touch("table", touch.name, "alter")
@@ -476,6 +485,22 @@ class PreImages(Sealing):
                     self.touched.add(f"routine:function:{touch.name}")
                     self.touched.update(routine_keys(touch.name, self.existed))
         return new
+
+    def _note_writes(self, statement: str, found: Sequence[Touch]) -> None:
+        """Add the tables *statement* writes rows of to :attr:`rows_written` (None: it may
+        write any)."""
+        if self.rows_written is None:
+            return
+        if any(t.kind == "unknown" for t in found) or (not found and "(" in statement):
+            self.rows_written = None  # a CALL, a LOAD, a function called: anything
+            return
+        for touch in found:
+            if touch.action == "write" and touch.kind != "table":
+                self.rows_written = None  # rows written through a view: which, unknown
+                return
+            if touch.kind == "table" and touch.action not in ("alter", "rename"):
+                # Written, dropped (then made anew) or made: not a table only altered.
+                self.rows_written.add(self._original(touch.name, self.names) or touch.name)
 
     def _local(self, statement: str) -> list[Touch]:
         """What *statement* touches, the core schema's objects unqualified (whether the
@@ -938,6 +963,7 @@ class PreImages(Sealing):
         opened = self.engine.begin() if self.is_postgresql else self._connect()
         with opened as conn:
             self._names_back(conn)
+            self.seal_altered(conn)
             first = self.compare(conn, only)
             gone_schemas, kept_schemas = self._schemas_back(conn, only)
             if (first.verified and not self.sealed and not kept_schemas) or not self.restores:
@@ -1085,6 +1111,7 @@ class PreImages(Sealing):
             "names": self.names,
             "moved_out": self.moved_out,
             "renamed_columns": self.renamed_columns,
+            "rows_written": None if self.rows_written is None else sorted(self.rows_written),
             "plan": {
                 name: [need.what, list(need.columns)] for name, need in sorted(self.plan.items())
             },
@@ -1161,6 +1188,8 @@ class PreImages(Sealing):
         self.names = dict(data.get("names", {}))
         self.moved_out = dict(data.get("moved_out", {}))
         self.renamed_columns = {t: dict(m) for t, m in data.get("renamed_columns", {}).items()}
+        written = data.get("rows_written")
+        self.rows_written = None if written is None else set(written)
         self.plan = {
             name: Need(name, None, what, tuple(columns))
             for name, (what, columns) in data.get("plan", {}).items()

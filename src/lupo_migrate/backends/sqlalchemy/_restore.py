@@ -136,15 +136,19 @@ def compare_images(
     mine = [n for n in pre.tables if f"table:{n}" in keys and f"table:{n}" in now.objects]
     data: dict[str, tuple[TableData, TableData]] = {}
     unreverted: dict[str, int] = {}
-    if pre.sealed:
-        for name in mine:
-            rowset = pre.rowset(name, pre.columns_now(conn, name))
-            if rowset is not None and rowset.sealed is not None and rowset.key:
-                count = _rows.unreverted(conn, rowset)
-                if count:
-                    unreverted[name] = count
-    else:
-        counted = [n for n in mine if pre.tables[n].data is not None]
+    # Sealed tables (a completed run's; a table the run only altered, see
+    # Sealing.seal_altered) are compared by their sealed rows, the others as a whole.
+    sealed = [n for n in mine if pre.tables[n].sealed is not None]
+    for name in sealed:
+        rowset = pre.rowset(name, pre.columns_now(conn, name))
+        if rowset is not None and rowset.sealed is not None and rowset.key:
+            count = _rows.unreverted(conn, rowset)
+            if count:
+                unreverted[name] = count
+    if not pre.sealed:
+        counted = [
+            n for n in mine if pre.tables[n].data is not None and pre.tables[n].sealed is None
+        ]
         after = table_data(conn, counted)
         for name in counted:
             was = pre.tables[name].data
@@ -182,6 +186,8 @@ def put_back(
     if pre.sealed:  # sealed rows go back whether or not their table's definition changed
         wrong |= {f"table:{n}" for n, image in pre.tables.items() if image.sealed}
         wrong &= pre.touched if only is None else pre.touched & set(only)
+    # (A run that did not complete: a table it only altered, sealed before the rollback,
+    # comes in by its definition or by its sealed rows not yet back: first.unreverted.)
     restored: list[str] = []
     dropped: list[str] = []
     rows: dict[str, int] = {}
@@ -281,7 +287,8 @@ def _table(
     early = 0
     if moved_back or any(d.key == f"table:{name}" for d in first.differences):
         early_rows = pre.rowset(name, pre.columns_now(conn, name))
-        if early_rows is not None and not pre.is_sqlite and (pre.sealed or name in first.data):
+        sealed = image.sealed is not None
+        if early_rows is not None and not pre.is_sqlite and (sealed or name in first.data):
             early = _rows.drop_inserted(conn, early_rows)
         added, after_fill, last = _converge_table(pre, conn, name, image)
         at_end += last
@@ -292,10 +299,10 @@ def _table(
         for column in added:
             count += _fill(pre, conn, name, image, column)
         rowset = pre.rowset(name, columns)
-        if pre.sealed and rowset is not None and rowset.sealed is not None:
+        if rowset is not None and rowset.sealed is not None:
             _rows.revert_sealed(conn, rowset)
             count += sum(v for k, v in _rows.sealed_counts(conn, rowset.sealed).items() if k != "k")
-        elif not pre.sealed and name in first.data and rowset is not None:
+        elif name in first.data and rowset is not None:
             count += _rows.revert_frozen(conn, rowset)
         if count:
             rows[name] = count

@@ -36,6 +36,7 @@ from lupo_migrate.core.undo_plan import RowConflict
 __all__ = [
     "RowSet",
     "conflicts",
+    "convert",
     "index_key",
     "keep_conflicting",
     "revert_frozen",
@@ -123,10 +124,34 @@ def index_key(conn: sa.Connection, table: str, key: Sequence[str]) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD INDEX ({columns})")
 
 
-def seal(conn: sa.Connection, rows: RowSet, sealed: str, now_columns: Sequence[str]) -> None:
+def convert(conn: sa.Connection, rows: RowSet, converted: str) -> None:
+    """Make table *converted* (qualified, quoted; MySQL/MariaDB) the copy's rows as the
+    table's definition now holds them: what the run's definition changes alone made of them
+    (see :func:`seal`)."""
+    now = ", ".join(_q(conn, b) for _, b in rows.columns)
+    was = ", ".join(f"c.{_q(conn, a)}" for a, _ in rows.columns)
+    conn.exec_driver_sql(f"CREATE TABLE {converted} LIKE {rows.table}")
+    conn.exec_driver_sql(
+        f"INSERT IGNORE INTO {converted} ({now}) SELECT {was} FROM {rows.copy} AS c"
+    )
+
+
+def seal(
+    conn: sa.Connection,
+    rows: RowSet,
+    sealed: str,
+    now_columns: Sequence[str],
+    converted: str | None = None,
+) -> None:
     """Keep, in table *sealed*, the rows of *rows*' table the run inserted, changed or
     deleted (compared with the copy), as the run left them; *now_columns* are the table's
-    columns now (the sealed table has the same, plus ``lupo_op``)."""
+    columns now (the sealed table has the same, plus ``lupo_op``).
+
+    *converted*: for a table the run only altered (:func:`convert`): a row is the run's
+    only where the alteration explains it (it is as converted; a row it removed, as ``ALTER
+    IGNORE`` does, is missing from *converted* too). A row inserted, changed or deleted
+    otherwise is the application's, written while the table was altered online, and is
+    left out: a rollback leaves it as the application left it."""
     op = _q(conn, OP)
     cols = ", ".join(f"n.{_q(conn, c)}" for c in now_columns)
     if not rows.key:  # whole rows: the table as the run left it
@@ -139,14 +164,28 @@ def seal(conn: sa.Connection, rows: RowSet, sealed: str, now_columns: Sequence[s
     gone = ", ".join(
         f"c.{_q(conn, c)}" if c in rows.key else f"NULL AS {_q(conn, c)}" for c in now_columns
     )
+    changed, inserted, deleted = "", "", ""
+    if converted is not None:
+        # The pre-image's columns only: one the run added (a default of CURRENT_TIMESTAMP,
+        # say) tells nothing of who wrote the row.
+        as_converted = _same_values(conn, [(b, b) for _, b in rows.columns], "v", "n")
+        changed = (
+            f" AND EXISTS (SELECT 1 FROM {converted} AS v"
+            f" WHERE {_same_key(conn, rows.key, 'v', 'n')} AND {as_converted})"
+        )
+        inserted = " AND 1 = 0"
+        deleted = (
+            f" AND NOT EXISTS (SELECT 1 FROM {converted} AS v"
+            f" WHERE {_same_key(conn, rows.key, 'v', 'c')})"
+        )
     conn.exec_driver_sql(
         f"CREATE TABLE {sealed} AS"
         f" SELECT 'u' AS {op}, {cols} FROM {rows.table} AS n JOIN {rows.copy} AS c ON {key}"
-        f" WHERE NOT ({same})"
+        f" WHERE NOT ({same}){changed}"
         f" UNION ALL SELECT 'i', {cols} FROM {rows.table} AS n"
-        f" WHERE NOT EXISTS (SELECT 1 FROM {rows.copy} AS c WHERE {key})"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {rows.copy} AS c WHERE {key}){inserted}"
         f" UNION ALL SELECT 'd', {gone} FROM {rows.copy} AS c"
-        f" WHERE NOT EXISTS (SELECT 1 FROM {rows.table} AS n WHERE {key})"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {rows.table} AS n WHERE {key}){deleted}"
     )
     index_key(conn, sealed, rows.key)
 

@@ -34,6 +34,7 @@ from lupo_migrate.backends.sqlalchemy import _added, _rows
 from lupo_migrate.backends.sqlalchemy._snapshot import TableImage, backup_names
 from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table_data
 from lupo_migrate.core.fingerprint import Fingerprint, TableData, diff, restrict
+from lupo_migrate.core.schema_checks import linked_tables
 from lupo_migrate.core.undo_plan import RollbackPreview, RowConflict
 
 __all__ = ["Sealing"]
@@ -60,6 +61,8 @@ class Sealing:
     renamed_columns: dict[str, dict[str, str]]
     sealed: bool
     created: dict[str, Any]
+    unknown: list[str]
+    rows_written: set[str] | None
 
     if TYPE_CHECKING:
 
@@ -119,14 +122,7 @@ class Sealing:
                     or f"table:{current}" not in live.objects
                 ):
                     continue
-                columns = self.columns_now(conn, current)
-                rowset = self.rowset(name, columns, current)
-                assert rowset is not None  # it has a copy
-                sealed = self._backup_name("a")
-                _rows.seal(conn, rowset, sealed, columns)
-                self.tables[name] = attrs.evolve(
-                    image, sealed=sealed, sealed_columns=tuple(columns), current=current
-                )
+                rowset = self._seal_table(conn, name, image, current)
                 if not rowset.key:
                     after = table_data(conn, [current])[current]
                     whole[name] = [after.rows, after.checksum]
@@ -144,6 +140,67 @@ class Sealing:
             }
         self.sealed = True
         self.save()
+
+    def _seal_table(
+        self, conn: sa.Connection, name: str, image: TableImage, current: str
+    ) -> _rows.RowSet:
+        """Seal the rows of table *name* (called *current* now) the run changed; its rowset."""
+        columns = self.columns_now(conn, current)
+        rowset = self.rowset(name, columns, current)
+        assert rowset is not None  # it has a copy
+        sealed = self._backup_name("a")
+        converted = None
+        if rowset.key and self._only_altered(name):
+            converted = self._backup_name("c")
+            _rows.convert(conn, rowset, converted)
+        _rows.seal(conn, rowset, sealed, columns, converted)
+        if converted is not None:
+            conn.exec_driver_sql(f"DROP TABLE {converted}")
+        self.tables[name] = attrs.evolve(
+            image, sealed=sealed, sealed_columns=tuple(columns), current=current
+        )
+        return rowset
+
+    def seal_altered(self, conn: sa.Connection) -> None:
+        """Before a rollback of a run that did not complete: seal the tables the run only
+        altered (see :meth:`_only_altered`) as :meth:`seal` would, so that the rollback puts
+        back what the alteration changed and leaves what the application wrote meanwhile
+        (writes go on while MySQL/MariaDB alters a table online). Every other table goes back
+        to its copy as a whole (writes were frozen). Kept with the material: a rollback run
+        again uses the same seal."""
+        if self.sealed or self.fingerprint is None:
+            return
+        present = set(read_fingerprint(conn, exclude=self.skip).tables)
+        done = False
+        for name, image in list(self.tables.items()):
+            if image.backup is None or image.sealed is not None or not image.key or image.moved:
+                continue
+            if name not in present or not self._only_altered(name):
+                continue
+            if not set(image.key) <= set(self.columns_now(conn, name)):
+                continue
+            self._seal_table(conn, name, image, name)
+            done = True
+        if done:
+            self.save()
+
+    def _only_altered(self, name: str) -> bool:
+        """Whether the rows of table *name* (its name before the run) changed by the run's
+        definition changes alone: no statement of the run wrote its rows, none could have
+        (a ``CALL``, a function, a trigger of a table written, a foreign key's cascade), and
+        the server lets the application write while a table is altered (MySQL/MariaDB's
+        online DDL, the online copy). Every other change to its rows is then the
+        application's, made while the run worked: the seal leaves it out."""
+        if self.is_sqlite or self.is_postgresql or self.unknown or self.fingerprint is None:
+            return False
+        image = self.tables.get(name)
+        if image is None or image.moved is not None:  # dropped (set aside): not altered
+            return False
+        written = self.rows_written
+        if written is None:
+            return False
+        linked = linked_tables(self.fingerprint, {f"table:{w}" for w in written})
+        return name not in written | linked
 
     def _keep_added(self, conn: sa.Connection, live: Fingerprint) -> dict[str, Any]:
         """The values the run left in the columns it added to tables that were there before
