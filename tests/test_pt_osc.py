@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,10 +77,10 @@ def test_progress_lines_and_failures_are_read_from_what_the_tool_says() -> None:
 
 
 def test_the_command_keeps_the_old_table_and_never_shows_the_password() -> None:
-    target = pt.dsn(
-        "shop", "t", host="db1", port=3307, user="app", socket=None, defaults_file="/x.cnf"
-    )
-    assert target == "F=/x.cnf,D=shop,t=t,h=db1,P=3307,u=app"
+    target = pt.dsn("shop", "t", host="db1", port=3307, user="app", socket=None)
+    assert target == "D=shop,t=t,h=db1,P=3307,u=app"
+    socket = pt.dsn("shop", "t", host="localhost", port=None, user="root", socket="/run/m.sock")
+    assert socket == "D=shop,t=t,h=localhost,u=root,S=/run/m.sock"
     argv = pt.command(
         "/usr/bin/pt-online-schema-change",
         "MODIFY a BIGINT",
@@ -100,9 +101,7 @@ def test_the_command_keeps_the_old_table_and_never_shows_the_password() -> None:
     assert "Threads_running=1000000" in line  # 0: the server's load never holds it
     assert "swap_tables:4:1" in line
     assert "secret" not in line
-    assert (
-        pt.dsn("a,b", "t", host=None, port=None, user=None, socket=None, defaults_file=None) is None
-    )
+    assert pt.dsn("a,b", "t", host=None, port=None, user=None, socket=None) is None
 
 
 def test_a_wrong_executor_is_refused_naming_where_it_came_from(tmp_path: Path) -> None:
@@ -457,3 +456,33 @@ def test_controls_the_tool_cannot_honour_are_refused_and_pause_is_kept(
         ).one()
     engine.dispose()
     assert tuple(row) == (1, 0, None)
+
+
+@pytest.mark.mariadb
+def test_the_tool_reaches_a_server_that_asks_a_password_and_leaves_no_file(
+    tool: str, mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    """A URL with a password (characters a file or a shell would need escaped): the tool
+    gets it in its environment; nothing of it is left in the temporary directory."""
+    url = mariadb_pair[0]
+    database = str(sa.make_url(url).database)
+    user = f"pt{os.getpid()}"
+    password = 'se#cr"et,=x'
+    _client(
+        url,
+        SEED.format(rows=300) + f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'se#cr\\\"et,=x';"
+        f" GRANT ALL ON *.* TO '{user}'@'127.0.0.1';",
+    )
+    before = set(os.listdir(tempfile.gettempdir()))
+    try:
+        secret_url = sa.make_url(url).set(username=user, password=password)
+        root = _migrations(tmp_path, f"-- online: copy\n{CHANGE};\n")
+        result, _events = _apply(
+            secret_url.render_as_string(hide_password=False), root, copy_executor=TOOL
+        )
+        assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    finally:
+        _client(url, f"DROP USER '{user}'@'127.0.0.1';")
+    left = {n for n in set(os.listdir(tempfile.gettempdir())) - before if "pt-osc" in n}
+    assert left == set()
+    assert database

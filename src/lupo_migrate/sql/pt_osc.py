@@ -147,16 +147,14 @@ def dsn(
     port: int | None,
     user: str | None,
     socket: str | None,
-    defaults_file: str | None,
 ) -> str | None:
     """The tool's DSN for *table*; None when a value holds a character a DSN cannot (the
-    password goes in *defaults_file*, never on the command line, where ``ps`` shows it).
+    password is not in it: the shell gives it in the tool's environment).
 
-    >>> dsn("shop", "orders", host="db1", port=3306, user="app", socket=None,
-    ...     defaults_file="/tmp/x.cnf")
-    'F=/tmp/x.cnf,D=shop,t=orders,h=db1,P=3306,u=app'
+    >>> dsn("shop", "orders", host="db1", port=3306, user="app", socket=None)
+    'D=shop,t=orders,h=db1,P=3306,u=app'
     """
-    parts = [("F", defaults_file), ("D", database), ("t", table), ("h", host)]
+    parts = [("D", database), ("t", table), ("h", host)]
     parts += [("P", None if port is None else str(port)), ("u", user), ("S", socket)]
     values = [(k, v) for k, v in parts if v]
     if any(_DSN_UNSAFE.search(v) for _k, v in values):

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,24 +60,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _defaults_file(password: str | None) -> Iterator[str | None]:
-    """A client option file holding *password* (mode 0600), removed after; None without a
-    password. The tool reads it (DSN ``F=``): the password never shows in ``ps``."""
-    if not password:
-        yield None
-        return
-    handle, path = tempfile.mkstemp(prefix="lupo-pt-osc-", suffix=".cnf")
-    try:
-        with os.fdopen(handle, "w") as out:
-            escaped = password.replace("\\", "\\\\").replace('"', '\\"')
-            out.write(f'[client]\npassword="{escaped}"\n')
-        yield path
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
 
 
 def copy_with_pt_osc(
@@ -216,39 +198,45 @@ def _run_tool(
     """Run the tool to its end on *where* (database, table); its exit code and what it
     said."""
     database, table = where
-    with (
-        _defaults_file(connection.password) as defaults,
-        tempfile.TemporaryDirectory(prefix="lupo-pt-osc-") as scratch,
-    ):
-        target = pt.dsn(
-            database,
-            table,
-            host=connection.host,
-            port=connection.port,
-            user=connection.user,
-            socket=connection.socket,
-            defaults_file=defaults,
-        )
-        if target is None:
-            raise _oc.NotCopyable("pt-online-schema-change cannot name it in a DSN (a , or =)")
-        pause = Path(scratch) / "pause"
-        argv = pt.command(
-            tool,
-            alter,
-            target,
-            new_table=names.shadow,
-            chunk_time=settings.chunk_time,
-            most_threads=settings.most_threads,
-            lock_wait=settings.cutover_wait,
-            tries=settings.cutover_tries,
-            backoff=settings.backoff,
-            pause_file=str(pause),
-        )
+    target = pt.dsn(
+        database,
+        table,
+        host=connection.host,
+        port=connection.port,
+        user=connection.user,
+        socket=connection.socket,
+    )
+    if target is None:
+        raise _oc.NotCopyable("pt-online-schema-change cannot name it in a DSN (a , or =)")
+    # The tool's pause file: named by the run's copy, so none is left to hold another.
+    pause = Path(tempfile.gettempdir()) / f"lupo-pt-osc-{names.shadow}.pause"
+    pause.unlink(missing_ok=True)  # left by a run killed while it held the copy
+    argv = pt.command(
+        tool,
+        alter,
+        target,
+        new_table=names.shadow,
+        chunk_time=settings.chunk_time,
+        most_threads=settings.most_threads,
+        lock_wait=settings.cutover_wait,
+        tries=settings.cutover_tries,
+        backoff=settings.backoff,
+        pause_file=str(pause),
+    )
+    # The password reaches the tool's client library in its environment (MYSQL_PWD), which
+    # only this user can read: never on the command line, where ps shows it, nor in a file
+    # a kill -9 would leave behind.
+    environment = dict(os.environ)
+    environment.pop("MYSQL_PWD", None)
+    if connection.password:
+        environment["MYSQL_PWD"] = connection.password
+    try:
         child = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=environment,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         said: list[str] = []
@@ -268,6 +256,8 @@ def _run_tool(
                     child.wait()
             reader.join(_GRACE)
         return int(child.returncode), said
+    finally:
+        pause.unlink(missing_ok=True)
 
 
 def _read(
