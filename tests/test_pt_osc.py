@@ -486,3 +486,30 @@ def test_the_tool_reaches_a_server_that_asks_a_password_and_leaves_no_file(
     left = {n for n in set(os.listdir(tempfile.gettempdir())) - before if "pt-osc" in n}
     assert left == set()
     assert database
+
+
+@pytest.mark.mariadb
+def test_an_old_table_the_tool_names_otherwise_than_foreseen_is_still_kept(
+    tool: str, mariadb_pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old table's name is foreseen before the tool runs; one taken meanwhile makes the
+    tool pick another. Made here by foreseeing a wrong one: the swap is still found, the
+    old table kept among the run's backups, nothing left behind."""
+    from lupo_migrate.backends.sqlalchemy import pt_osc as shell
+
+    url = mariadb_pair[0]
+    _client(url, SEED.format(rows=300))
+    monkeypatch.setattr(shell.pt, "old_name", lambda table, existing: f"__{table}_old")
+    root = _migrations(tmp_path, f"-- online: copy\n{CHANGE};\n")
+    result, events = _apply(url, root, copy_executor=TOOL)
+    assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    assert [e.data["event"] for e in events if e.name == "step.copy"][-1] == "cut_over"
+    assert _left(url) == []
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        kept = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name ="
+            f" 'lupo_bk_{result.run.id[:12]}_old_t'"  # type: ignore[attr-defined]
+        ).scalar()
+    engine.dispose()
+    assert kept == 1

@@ -155,6 +155,8 @@ def copy_with_pt_osc(
             if _oc.state(dbapi, backup_prefix, run_id, name) != "cut over":
                 _oc.discard_external(cur, names)
         raise
+    if code == 0 and _oc.state(dbapi, backup_prefix, run_id, name) != "cut over":
+        old = _swapped_out(cur, names, existing) or old
     if _oc.state(dbapi, backup_prefix, run_id, name) == "cut over":
         report({"event": "cut_over", "table": name, "executor": pt.PT_OSC})
         _tidy(cur, names, old, backup_schema, report)
@@ -164,6 +166,26 @@ def copy_with_pt_osc(
     if why:
         raise _oc.CopyFailed(f"stopped: {why}")
     raise _oc.CopyFailed(f"pt-online-schema-change failed (exit {code}): {pt.last_error(said)}")
+
+
+def _swapped_out(cur: Any, names: oc.CopyNames, existing: set[str]) -> str | None:
+    """The tool's old table after a swap that named it otherwise than foreseen (a name taken
+    meanwhile: the tool then adds underscores, or random letters): the one table new since
+    the tool began, noted in the checkpoint. None when the swap did not happen."""
+    if cur.exists(names.shadow):
+        return None
+    now = {
+        str(r[0])
+        for r in cur.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        )
+    }
+    new = sorted(now - existing - {names.checkpoint})
+    if len(new) != 1:
+        return None
+    cur.run(f"UPDATE {_oc._q(names.checkpoint)} SET old_table = %s WHERE id = 1", new[0])
+    cur.commit()
+    return new[0]
 
 
 def _tidy(
