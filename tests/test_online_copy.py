@@ -945,3 +945,28 @@ def test_recover_after_kill_9_keeps_what_the_application_wrote_during_the_copy(
         )
     engine.dispose()
     assert _left(ours) == []
+
+
+@pytest.mark.mariadb
+def test_rows_an_alter_ignore_removed_come_back_with_a_rollback(
+    mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    """``ALTER IGNORE TABLE ... ADD UNIQUE`` removes duplicates: the alteration's own
+    change, which the seal keeps (rows the converted pre-image lacks too), so the rollback
+    puts them back."""
+    url = mariadb_pair[0]
+    _client(
+        url,
+        "CREATE TABLE t (id INT PRIMARY KEY, k INT); INSERT INTO t VALUES (1, 5), (2, 5), (3, 6);",
+    )
+    before = _dump(url, "t")
+    root = _migrations(tmp_path, "ALTER IGNORE TABLE t ADD UNIQUE KEY uk (k);\n")
+    result, _events = _apply(url, root)
+    assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM t ORDER BY id").scalars().all() == [1, 3]
+    engine.dispose()
+    done = _lupo("rollback", result.run.id, str(root), "--db", url, "-y")  # type: ignore[attr-defined]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _dump(url, "t") == before

@@ -130,9 +130,13 @@ def convert(conn: sa.Connection, rows: RowSet, converted: str) -> None:
     (see :func:`seal`)."""
     now = ", ".join(_q(conn, b) for _, b in rows.columns)
     was = ", ".join(f"c.{_q(conn, a)}" for a, _ in rows.columns)
+    # In key order, as the alteration read them: where a new unique key keeps one of two
+    # rows (ALTER IGNORE), the same one is kept here.
+    order = ", ".join(f"c.{_q(conn, k)}" for k in rows.key) or "1"
     conn.exec_driver_sql(f"CREATE TABLE {converted} LIKE {rows.table}")
     conn.exec_driver_sql(
         f"INSERT IGNORE INTO {converted} ({now}) SELECT {was} FROM {rows.copy} AS c"
+        f" ORDER BY {order}"
     )
 
 
