@@ -46,8 +46,7 @@ from lupo_migrate.observe.watch import Watch
 from lupo_migrate.run.keepalive import KeepAlive
 from lupo_migrate.run.shared import _Rollback
 from lupo_migrate.sql.lint import risky_statements
-from lupo_migrate.sql.online import check_mode
-from lupo_migrate.sql.pt_osc import check_executor
+from lupo_migrate.sql.online import check_executor, check_mode
 
 if TYPE_CHECKING:
     from lupo_migrate.observe import Event
@@ -93,7 +92,7 @@ def _online_mode(_instance: object, _attribute: Any, value: object) -> None:
 
 
 def _executor(_instance: object, _attribute: Any, value: object) -> None:
-    """``copy_executor``: one of :data:`lupo_migrate.sql.pt_osc.EXECUTORS`."""
+    """``copy_executor``: one of :data:`lupo_migrate.sql.online.EXECUTORS`."""
     try:
         check_executor(value, "Orchestrator(copy_executor=...)")
     except ValueError as error:

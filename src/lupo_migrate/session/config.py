@@ -103,8 +103,7 @@ from typing import Any, Final
 import attrs
 
 from lupo_migrate.core.errors import ConfigurationError
-from lupo_migrate.sql.online import check_mode
-from lupo_migrate.sql.pt_osc import check_executor
+from lupo_migrate.sql.online import check_executor, check_mode
 
 __all__ = ["ENVIRONMENT", "Settings", "from_options", "load_settings"]
 

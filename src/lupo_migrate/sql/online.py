@@ -38,12 +38,16 @@ from typing import Final
 __all__ = [
     "AS_WRITTEN",
     "COPY",
+    "EXECUTORS",
     "INPLACE",
     "INSTANT",
+    "LUPO",
     "MODES",
+    "PT_OSC",
     "REFUSED",
     "after_table",
     "attempts",
+    "check_executor",
     "check_mode",
     "retarget",
     "table_of",
@@ -51,6 +55,12 @@ __all__ = [
 
 #: The values of the ``online`` setting.
 MODES: Final = ("auto", "instant", "inplace", "copy", "off")
+#: The values of the ``copy_executor`` setting: what makes an online copy (lupo_migrate's own,
+#: or Percona's tool: ``sql.pt_osc``). Here, not there, so that reading the settings does
+#: not load the tool's module.
+LUPO: Final = "lupo"
+PT_OSC: Final = "pt-online-schema-change"
+EXECUTORS: Final = (LUPO, PT_OSC)
 #: Strategy names, as recorded in events and shown by ``--dry-run``.
 INSTANT: Final = "instant"
 INPLACE: Final = "inplace"
@@ -74,6 +84,22 @@ _INDEX: Final = re.compile(
 )
 #: The file names its own algorithm or lock, or works on partitions: sent as written.
 _OWN: Final = re.compile(r"\balgorithm\s*=|\block\s*=|\bpartition", re.IGNORECASE)
+
+
+def check_executor(value: object, where: str) -> str:
+    """*value* as a ``copy_executor``; ``ValueError`` naming *where* and the choices
+    otherwise.
+
+    >>> check_executor("PT-Online-Schema-Change", "lupo.toml")
+    'pt-online-schema-change'
+    """
+    text = str(value).strip().lower()
+    if text not in EXECUTORS:
+        raise ValueError(
+            f"{where}: copy_executor {value!r} is not one of {', '.join(EXECUTORS)}"
+            " (lupo: lupo_migrate's own online copy)"
+        )
+    return text
 
 
 def check_mode(value: object, where: str) -> str:

@@ -26,6 +26,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Final
 
+from lupo_migrate.sql.online import EXECUTORS, LUPO, PT_OSC, check_executor
+
 __all__ = [
     "EXECUTORS",
     "LUPO",
@@ -41,10 +43,6 @@ __all__ = [
     "triggers",
 ]
 
-#: The values of the ``copy_executor`` setting.
-LUPO: Final = "lupo"
-PT_OSC: Final = "pt-online-schema-change"
-EXECUTORS: Final = (LUPO, PT_OSC)
 #: The checkpoint's phase while the tool runs.
 PHASE: Final = "pt-osc"
 #: MySQL/MariaDB's longest identifier; the tool's longest trigger name prefix.
@@ -60,22 +58,6 @@ _INDEX: Final = re.compile(
 )
 #: Characters a DSN value cannot hold (the tool splits on them).
 _DSN_UNSAFE: Final = re.compile(r"[,=]")
-
-
-def check_executor(value: object, where: str) -> str:
-    """*value* as a ``copy_executor``; ``ValueError`` naming *where* and the choices
-    otherwise.
-
-    >>> check_executor("PT-Online-Schema-Change", "lupo.toml")
-    'pt-online-schema-change'
-    """
-    text = str(value).strip().lower()
-    if text not in EXECUTORS:
-        raise ValueError(
-            f"{where}: copy_executor {value!r} is not one of {', '.join(EXECUTORS)}"
-            " (lupo: lupo_migrate's own online copy)"
-        )
-    return text
 
 
 def alter_clause(statement_rest: str) -> str | None:

@@ -40,8 +40,7 @@ from lupo_migrate.backends.sqlalchemy.fingerprint import read_fingerprint, table
 from lupo_migrate.core.errors import ConfigurationError
 from lupo_migrate.core.fingerprint import Fingerprint, TableData
 from lupo_migrate.core.placement import LOOPBACK, ORCHESTRATION_SUFFIX, POSTGRESQL_ORCHESTRATION
-from lupo_migrate.sql.online import REFUSED, table_of
-from lupo_migrate.sql.pt_osc import PT_OSC, check_executor
+from lupo_migrate.sql.online import PT_OSC, REFUSED, check_executor, table_of
 
 __all__ = [
     "ORCHESTRATION_TABLES",
