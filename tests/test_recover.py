@@ -110,7 +110,7 @@ def test_a_run_killed_in_a_long_statement_is_reported_and_recovered(
     before, args, orch = _prepare(mariadb_url, tmp_path, FILES)
     try:
         process = _apply_until(mariadb_url, args, "SLEEP(30)")
-        os.kill(process.pid, signal.SIGKILL)
+        process.kill()  # a no-op once the process has ended and been reaped
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
         _wait_gone(mariadb_url, orch)
@@ -184,7 +184,7 @@ def test_kills_at_random_moments_always_end_where_the_run_began(
                 if process.poll() is None:
                     raise  # never got there; else it ended first (handled below)
             time.sleep(rng.uniform(0.0, 0.6))
-            os.kill(process.pid, signal.SIGKILL)
+            process.kill()  # a no-op once the process has ended and been reaped
             process.wait(timeout=10)
             _wait_gone(mariadb_url, orch)
             code = main(["recover", *args])
@@ -309,7 +309,7 @@ def test_recover_waits_for_a_statement_the_dead_run_left_running(
     before, args, orch = _prepare(mariadb_url, tmp_path, files)
     try:
         process = _apply_until(mariadb_url, args, "ADD COLUMN late")
-        os.kill(process.pid, signal.SIGKILL)
+        process.kill()  # a no-op once the process has ended and been reaped
         process.wait(timeout=10)
         _wait_gone(mariadb_url, orch)
         assert main(["status", *args]) == 0
