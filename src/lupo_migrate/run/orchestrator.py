@@ -117,6 +117,12 @@ class Orchestrator(Wiring):
         copy_executor: what makes an online copy: ``lupo`` (lupo_migrate's own) or
             ``pt-online-schema-change`` (Percona's tool, when installed: see
             :mod:`lupo_migrate.sql.pt_osc`).
+        copy_swap_back: after lupo_migrate's own copy cuts over, keep the old table current
+            (triggers on the table write each change into it too, for the decision window),
+            so that rolling the step back swaps the old table back at once, every row
+            written since carried over, instead of copying the table again (see
+            :mod:`lupo_migrate.sql.online_copy`). Off by default: the triggers stay on the
+            table until the run's backups are purged.
         statement_wait: seconds recovery waits for a statement a dead run left running on
             the server (MySQL/MariaDB) before it reads the schema.
         files_root: the directory agent-file and documentation steps change (default: the

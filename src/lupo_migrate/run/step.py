@@ -95,6 +95,7 @@ def context(
             "replicas": tuple(orch.copy_replicas),
             "most_lag": orch.copy_max_lag,
             "executor": orch.copy_executor,
+            "swap_back": orch.copy_swap_back,
         },
         dialect=orch.target.dialect,
         names=orch.target.names,

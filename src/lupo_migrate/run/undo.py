@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from lupo_migrate.core import state as sm
 from lupo_migrate.core.errors import ConnectionLostError, LupoMigrateError
 from lupo_migrate.core.fact_keys import APART
-from lupo_migrate.core.model import Failure, FailureKind, Finding, Run, Severity, Step
+from lupo_migrate.core.model import (
+    UNDO_BASE,
+    Failure,
+    FailureKind,
+    Finding,
+    Run,
+    Severity,
+    Step,
+)
 from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.run import step as _stepping
 from lupo_migrate.run.shared import (
@@ -27,6 +35,7 @@ from lupo_migrate.run.shared import (
     _rollback_failure,
     _transactional,
 )
+from lupo_migrate.sql.online import table_of
 
 if TYPE_CHECKING:
     from lupo_migrate.run.wiring import Wiring
@@ -248,6 +257,9 @@ def undo_step(orch: Wiring, run: Run, step: Step, *, partial: bool) -> sm.Event:
         if (in_one and _transactional(handler)) or not ran:
             # Rolled back with its transaction, or nothing of it ran: nothing to undo.
             return sm.StepRolledBack(step.id)
+    if _swapped_back(orch, run, step):
+        orch.storage.remove_applied(orch.target_name, step.id)
+        return sm.StepRolledBack(step.id)
     ran_before = set(orch._done.get((run.id, step.id), ()))
     try:
         with (
@@ -301,3 +313,40 @@ def undo_step(orch: Wiring, run: Run, step: Step, *, partial: bool) -> sm.Event:
         )
     orch.storage.remove_applied(orch.target_name, step.id)
     return sm.StepRolledBack(step.id)
+
+
+#: What the target says when a copy kept no swap-back (nothing worth telling).
+_NONE_KEPT = "no swap-back was kept"
+
+
+def _swapped_back(orch: Wiring, run: Run, step: Step) -> bool:
+    """Whether *step* was undone by swapping back the old table its online copy kept current
+    (``copy_swap_back``: see ``sql.online_copy``). Only a step of one statement, run by a
+    copy, is: its down section is then not run. Why a kept swap-back could not be made is
+    recorded among the run's findings, and the step is undone as it would be otherwise."""
+    swap = getattr(orch.target, "swap_back", None)
+    if swap is None:
+        return False
+    applied = orch.storage.applied(orch.target_name).get(step.id)
+    run_id = applied.run_id if applied is not None else run.id
+    ran = [
+        e.statement
+        for e in orch.storage.journal(run_id)
+        if e.step_id == step.id and e.index < UNDO_BASE and e.done_at is not None
+    ]
+    if len(ran) != 1 or table_of(ran[0]) is None:
+        return False
+    why = swap(run_id, ran[0])
+    if why is not None and why.startswith(_NONE_KEPT):
+        return False
+    table = table_of(ran[0])
+    message = (
+        f"{step.id}: {table} swapped back to its old table, kept current since the cut-over"
+        if why is None
+        else f"{step.id}: {table} could not be swapped back ({why}); undone as written instead"
+    )
+    logger.info("run %s: %s", run.id, message)
+    orch.storage.record_findings(
+        run.id, [Finding(severity=Severity.INFO, message=message, code="swap-back")]
+    )
+    return why is None

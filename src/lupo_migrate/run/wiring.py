@@ -137,6 +137,7 @@ class Wiring:
     copy_replicas: Sequence[str] = ()
     copy_max_lag: float = attrs.field(default=1.0, validator=_at_least_0)
     copy_executor: str = attrs.field(default="lupo", validator=_executor)
+    copy_swap_back: bool = False
     statement_wait: float = 120.0
     files_root: Path | None = None
     observers: Sequence[Callable[[Event], None]] = ()

@@ -38,6 +38,12 @@ environment variables, then command-line flags (each later source wins).
     ``copy_executor``           ``LUPO_MIGRATE_COPY_EXECUTOR`` what makes an online copy:
                                                          ``lupo`` (lupo_migrate's own) or
                                                          ``pt-online-schema-change``
+    ``copy_swap_back``          ``LUPO_MIGRATE_COPY_SWAP_BACK`` ``true``: after an online copy's
+                                                         cut-over the old table is kept current
+                                                         for the decision window (triggers on
+                                                         the table), so a rollback swaps it
+                                                         back at once instead of copying again
+                                                         (false)
     ``lock_retries``            ``LUPO_MIGRATE_LOCK_RETRIES`` times a step whose statement gave up
                                                          waiting for a lock is tried again (3)
     ``lock_retry_backoff``      ``LUPO_MIGRATE_LOCK_RETRY_BACKOFF`` seconds paused before the
@@ -125,6 +131,7 @@ ENVIRONMENT: Final = {
     "copy_replicas": "LUPO_MIGRATE_COPY_REPLICAS",
     "copy_max_lag": "LUPO_MIGRATE_COPY_MAX_LAG",
     "copy_executor": "LUPO_MIGRATE_COPY_EXECUTOR",
+    "copy_swap_back": "LUPO_MIGRATE_COPY_SWAP_BACK",
     "lock_retry_backoff": "LUPO_MIGRATE_LOCK_RETRY_BACKOFF",
     "backup_limit": "LUPO_MIGRATE_BACKUP_LIMIT",
     "orchestration_db": "LUPO_MIGRATE_ORCHESTRATION_DB",
@@ -174,7 +181,7 @@ _FLOATS: Final = (
 )
 _PATHS: Final = ("migrations", "manifest", "files")
 _LISTS: Final = ("forbid", "lint_ignore")
-_BOOLS: Final = ("out_of_order",)
+_BOOLS: Final = ("out_of_order", "copy_swap_back")
 _TRUE: Final = ("true", "yes", "on", "1")
 _FALSE: Final = ("false", "no", "off", "0")
 _DRIFT: Final = ("error", "warn", "off")
@@ -203,6 +210,7 @@ class Settings:
     copy_replicas: tuple[str, ...] = ()
     copy_max_lag: float = 1.0
     copy_executor: str = "lupo"
+    copy_swap_back: bool = False
     long_transaction_wait: float = 30.0
     statement_wait: float = 120.0
     backup_limit: int = 100_000

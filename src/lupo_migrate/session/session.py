@@ -304,6 +304,7 @@ def open_session(
         copy_replicas=settings.copy_replicas,
         copy_max_lag=settings.copy_max_lag,
         copy_executor=settings.copy_executor,
+        copy_swap_back=settings.copy_swap_back,
         long_transaction_wait=settings.long_transaction_wait,
         statement_wait=settings.statement_wait,
         keep_rollback=timedelta(hours=settings.keep_rollback_hours),

@@ -32,6 +32,22 @@ How it goes, each part restartable (see the shell for the order and for recovery
    are dropped and the old table is kept as the run's backup (dropped with its other
    backups when its decision window closes).
 
+6. The swap-back (``copy_swap_back``, off by default): at the switch, the shadow gets
+   triggers of its own that note keys in a second log (a cascade: the application's write
+   to the original writes the shadow, which notes the key). After the cut-over the old table
+   is moved among the backups, and three triggers on the table (the shadow until then)
+   write each change into the old table as well, converted to the old definition, under a
+   strict ``sql_mode`` and a handler: a change the old table cannot take (a value beyond its
+   type, a clash on a unique key the alteration dropped) never fails the application's
+   write, it marks the swap-back spent instead. The second log is applied to the old table
+   (the keys noted between the ``RENAME`` and those triggers), then dropped. Rolling the step
+   back within the decision window is then one ``RENAME TABLE`` swapping the tables again:
+   the old definition, the rows as they were, and every row written since. It is refused
+   (and the rollback copies as before) when the mark is set, when the triggers are gone or
+   the table's definition changed since (a later run altered it), or when the old table is
+   gone. While it swaps, a second connection holds the mark's row, so that a write that
+   would set it keeps the table's lock and the swap waits for it, then sees the mark.
+
 Why a change log rather than triggers writing the shadow from the start (as
 pt-online-schema-change does): an ``INSERT ... SELECT`` into a table with an
 ``AUTO_INCREMENT`` column holds a table lock for its whole length on MariaDB by default
@@ -61,13 +77,17 @@ import attrs
 
 __all__ = [
     "SEQ",
+    "STRICT",
     "ColumnFacts",
     "CopyNames",
     "TableFacts",
     "apply_sql",
+    "back_trigger_sql",
+    "back_write_sql",
     "chunk_bound_sql",
     "chunk_sql",
     "copy_columns",
+    "definition",
     "digest",
     "eta",
     "key_in",
@@ -77,6 +97,7 @@ __all__ = [
     "names_for",
     "next_chunk",
     "statement_refusal",
+    "swap_refusal",
     "table_refusal",
     "throttled",
     "trigger_sql",
@@ -108,6 +129,13 @@ class CopyNames:
     log: str
     triggers: tuple[str, str, str]  # the log's: after insert, update, delete
     sync_triggers: tuple[str, str, str]  # the shadow's, from the switch on
+    back_log: str = ""  # the swap-back's log, of the keys written from the switch on
+    back_log_triggers: tuple[str, str, str] = ("", "", "")  # on the shadow, into back_log
+    back_triggers: tuple[str, str, str] = ("", "", "")  # on the table, into the old one
+    revert: str = ""  # the swap-back's record (in the backup schema)
+    swapped: str = ""  # the table with the new definition, once swapped back
+    backup_prefix: str = ""  # the backup prefix the names begin with
+    base: str = ""  # the backup prefix and the run's 12 characters: every name's beginning
 
 
 def _name(prefix: str, table: str) -> str:
@@ -141,6 +169,21 @@ def names_for(backup_prefix: str, run_id: str, table: str) -> CopyNames:
             _name(f"{base}sup_", table),
             _name(f"{base}sde_", table),
         ),
+        back_log=_name(f"{base}blg_", table),
+        back_log_triggers=(
+            _name(f"{base}bli_", table),
+            _name(f"{base}blu_", table),
+            _name(f"{base}bld_", table),
+        ),
+        back_triggers=(
+            _name(f"{base}bin_", table),
+            _name(f"{base}bup_", table),
+            _name(f"{base}bde_", table),
+        ),
+        revert=_name(f"{base}rev_", table),
+        swapped=_name(f"{base}swp_", table),
+        backup_prefix=backup_prefix,
+        base=base,
     )
 
 
@@ -148,26 +191,29 @@ def names_for(backup_prefix: str, run_id: str, table: str) -> CopyNames:
 SEQ: Final = "lupo_seq"
 
 
-def log_table_sql(names: CopyNames, table: str, key: Sequence[str]) -> str:
+def log_table_sql(names: CopyNames, table: str, key: Sequence[str], *, back: bool = False) -> str:
     """The change log: a sequence number (``UUID_SHORT()``: unique, and no
     ``AUTO_INCREMENT`` lock for the application's inserts to queue on) and the key's
-    columns, typed as the original's."""
+    columns, typed as the original's (*back*: the swap-back's log)."""
+    log = names.back_log if back else names.log
     return (
-        f"CREATE TABLE {_q(names.log)} ({_q(SEQ)} BIGINT UNSIGNED NOT NULL DEFAULT 0"
+        f"CREATE TABLE {_q(log)} ({_q(SEQ)} BIGINT UNSIGNED NOT NULL DEFAULT 0"
         " PRIMARY KEY)"
         f" ENGINE=InnoDB SELECT {_list(key)} FROM {table} WHERE 1 = 0"
     )
 
 
-def log_trigger_sql(names: CopyNames, table: str, key: Sequence[str]) -> tuple[str, str, str]:
+def log_trigger_sql(
+    names: CopyNames, table: str, key: Sequence[str], *, back: bool = False
+) -> tuple[str, str, str]:
     """The three triggers that note in the change log the key of each row the application
     writes to *table* (quoted): after insert (the new key), update (the old and the new),
-    delete (the old)."""
-    log = _q(names.log)
+    delete (the old). *back*: the swap-back's, on the shadow, into its own log."""
+    log = _q(names.back_log if back else names.log)
     cols = f"{_q(SEQ)}, {_list(key)}"
     new = f"(UUID_SHORT(), {_list(key, 'NEW.')})"
     old = f"(UUID_SHORT(), {_list(key, 'OLD.')})"
-    ins, upd, dele = (_q(n) for n in names.triggers)
+    ins, upd, dele = (_q(n) for n in (names.back_log_triggers if back else names.triggers))
     return (
         f"CREATE TRIGGER {ins} AFTER INSERT ON {table} FOR EACH ROW"
         f" INSERT INTO {log} ({cols}) VALUES {new}",
@@ -475,3 +521,96 @@ def eta(copied: int, total: int, seconds: float) -> float | None:
     if copied <= 0 or seconds <= 0:
         return None
     return max(0.0, (total - copied) * seconds / copied)
+
+
+#: The ``sql_mode`` the swap-back's triggers are made under (a trigger runs under the mode
+#: it was made under): a value the old table cannot hold fails, rather than being cut.
+STRICT: Final = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+#: MySQL's "table doesn't exist": the swap-back's record gone (a dump restored elsewhere).
+_NO_TABLE: Final = 1146
+
+
+def back_trigger_sql(
+    names: CopyNames,
+    table: str,
+    old: str,
+    revert: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+) -> tuple[str, str, str]:
+    """The three triggers on *table* (quoted, the new definition) that write each change
+    into *old* (quoted, qualified: the old table among the backups) too, for a swap-back.
+    A change the old table refuses is not the application's failure: the handler marks the
+    swap-back spent in *revert* (quoted) instead. The mark's own failure is raised, except
+    when the record is gone (nothing can be swapped back then)."""
+    cols = _list(columns)
+    new = _list(columns, "NEW.")
+    sets = ", ".join(f"{_q(c)} = NEW.{_q(c)}" for c in columns)
+    same = " AND ".join(f"{_q(k)} <=> OLD.{_q(k)}" for k in key)
+    mark = (
+        "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN"
+        f" DECLARE CONTINUE HANDLER FOR {_NO_TABLE} BEGIN END;"
+        f" UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1; END;"
+    )
+    ins, upd, dele = (_q(n) for n in names.back_triggers)
+    return (
+        f"CREATE TRIGGER {ins} AFTER INSERT ON {table} FOR EACH ROW BEGIN {mark}"
+        f" INSERT INTO {old} ({cols}) VALUES ({new}); END",
+        f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} FOR EACH ROW BEGIN {mark}"
+        f" UPDATE {old} SET {sets} WHERE {same}; END",
+        f"CREATE TRIGGER {dele} AFTER DELETE ON {table} FOR EACH ROW BEGIN {mark}"
+        f" DELETE FROM {old} WHERE {same}; END",
+    )
+
+
+def back_write_sql(old: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """Writing a row of the table into *old* (quoted, qualified), when the swap-back's log
+    is applied (one row of parameters each): inserted, or its columns of the new definition
+    set where its key is there (a column only the old table has keeps its value); a clash
+    on another unique key sets the key to NULL, which fails (see :func:`chunk_sql`). The
+    keys no longer in the table are deleted from *old* (``DELETE ... WHERE`` :func:`key_in`).
+    """
+    marks = ", ".join("%s" for _ in columns)
+    same = " AND ".join(f"{old}.{_q(k)} <=> VALUES({_q(k)})" for k in key)
+    lower = {k.lower() for k in key}
+    rest = [c for c in columns if c.lower() not in lower]
+    sets = [f"{old}.{_q(c)} = IF({same}, VALUES({_q(c)}), {old}.{_q(c)})" for c in rest]
+    sets += [f"{old}.{_q(k)} = IF({same}, {old}.{_q(k)}, NULL)" for k in key]
+    return (
+        f"INSERT INTO {old} ({_list(columns)}) VALUES ({marks})"
+        f" ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+    )
+
+
+_AUTO_INCREMENT: Final = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def definition(create: str) -> str:
+    """A table's ``SHOW CREATE TABLE`` text without its ``AUTO_INCREMENT`` counter (which
+    every insert moves): what a swap-back compares.
+
+    >>> definition("CREATE TABLE `t` (...) ENGINE=InnoDB AUTO_INCREMENT=12 DEFAULT CHARSET=x")
+    'CREATE TABLE `t` (...) ENGINE=InnoDB DEFAULT CHARSET=x'
+    """
+    return _AUTO_INCREMENT.sub("", create)
+
+
+def swap_refusal(
+    *, diverged: int, triggers_there: bool, same_definition: bool, old_there: bool
+) -> str | None:
+    """Why a swap-back cannot give the old table back exactly (the rollback copies again
+    instead), or None.
+
+    >>> swap_refusal(diverged=0, triggers_there=True, same_definition=True, old_there=True)
+    >>> swap_refusal(diverged=2, triggers_there=True, same_definition=True, old_there=True)
+    '2 change(s) since the cut-over could not be written into the old table'
+    """
+    if diverged:
+        return f"{diverged} change(s) since the cut-over could not be written into the old table"
+    if not old_there:
+        return "the old table is gone"
+    if not triggers_there:
+        return "the triggers keeping the old table current are gone"
+    if not same_definition:
+        return "the table was altered again since the cut-over"
+    return None

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import attrs
 
+from lupo_migrate.backends.sqlalchemy._snapshot import BACKUP_PREFIX
 from lupo_migrate.core.retry import lock_retry_pause
 from lupo_migrate.sql import online_copy as oc
 from lupo_migrate.sql import pt_osc as pt
@@ -39,9 +40,12 @@ __all__ = [
     "ReplicaLag",
     "Underway",
     "copy_online",
+    "end_run_swap_backs",
+    "end_swap_backs",
     "refusal",
     "set_control",
     "settle",
+    "swap_back",
     "underway",
 ]
 
@@ -75,6 +79,8 @@ _CLASH_TRIES: Final = 3
 #: Rounds of the log applied before the switch, and the round size that ends them.
 _CATCH_UP: Final = 20
 _SMALL: Final = 1000
+#: The triggers of a swap-back (``sql.online_copy``), of any run.
+_SWAP_TRIGGER: Final = re.compile(re.escape(BACKUP_PREFIX) + r"\w{12}_(?:bin|bup|bde)_")
 _UNQUOTE: Final = re.compile(r"`((?:[^`]|``)*)`|([^.`\s]+)")
 
 
@@ -103,6 +109,8 @@ class CopySettings:
             ``core.retry``).
         replica_lag: called before each chunk for the worst replica lag in seconds (None:
             unknown); the copy waits while it is above *most_lag*.
+        swap_back: keep the old table current after the cut-over, for a rollback that
+            swaps it back (see ``sql.online_copy``).
     """
 
     chunk_time: float = 0.1
@@ -113,6 +121,7 @@ class CopySettings:
     backoff: float = 1.0
     most_lag: float = 1.0
     replica_lag: Callable[[], float | None] | None = None
+    swap_back: bool = False
 
 
 def _split(table: str) -> tuple[str | None, str]:
@@ -308,6 +317,9 @@ class ReplicaLag:
 def _refusal(
     statement: str, facts: oc.TableFacts, rows: int, least_rows: int, required: bool
 ) -> str | None:
+    # An earlier run's swap-back triggers are not the table's own: the copy ends them.
+    own = tuple(t for t in facts.triggers if not _SWAP_TRIGGER.match(t))
+    facts = attrs.evolve(facts, triggers=own)
     why = oc.statement_refusal(after_table(statement) or "") or oc.table_refusal(facts)
     if why is None and not required and rows < least_rows:
         why = f"it holds about {rows} rows (copy_min_rows is {least_rows})"
@@ -418,8 +430,11 @@ class _Copy:
         would fail the application's writes); the original table is not touched."""
         for name in (*self.names.triggers, *self.names.sync_triggers):
             self._ddl(f"DROP TRIGGER IF EXISTS {_q(name)}")
-        for table in (self.names.shadow, self.names.log, self.names.checkpoint):
+        for name in self.names.back_log_triggers:  # on the shadow
+            self._ddl(f"DROP TRIGGER IF EXISTS {_q(name)}")
+        for table in (self.names.shadow, self.names.log, self.names.back_log):
             self._ddl(f"DROP TABLE IF EXISTS {_q(table)}")
+        self._ddl(f"DROP TABLE IF EXISTS {_q(self.names.checkpoint)}")
         self._made = False
 
     def _ddl(self, sql: str) -> None:
@@ -439,6 +454,9 @@ class _Copy:
         self.cur.commit()
 
     def _prepare(self) -> None:
+        # An earlier run's swap-back of this table ends here: its triggers would stay on
+        # the table this copy sets aside (that run's rollback copies again instead).
+        end_swap_backs(self.cur, self.names, table=self.table)
         facts, estimated, counter = self.cur.facts(self.table)
         why = _refusal(self.statement, facts, estimated, self.settings.least_rows, self.required)
         if why is not None:
@@ -677,6 +695,8 @@ class _Copy:
                 self._apply(oc.MOST_CHUNK)
                 time.sleep(_LOOK)
             self._phase("switching")
+        if self.settings.swap_back:
+            self._note_for_swap_back()
         present = set(self.cur.triggers(self.table))
         statements = oc.trigger_sql(self.names, _q(self.table), self.columns, self.key)
         for name, sql in zip(self.names.sync_triggers, statements, strict=True):
@@ -715,6 +735,19 @@ class _Copy:
                         " (the plain ALTER fails on it too)"
                     ) from exc
                 raise
+
+    def _note_for_swap_back(self) -> None:
+        """From the switch on, the keys written to the shadow are noted in the swap-back's
+        log (by the cascade of the original's triggers, then by the application itself once
+        the shadow is the table), until the triggers that keep the old table current are
+        made after the cut-over (see :func:`finish`)."""
+        if not self.cur.exists(self.names.back_log):
+            self.cur.run(oc.log_table_sql(self.names, _q(self.table), self.key, back=True))
+        present = set(self.cur.triggers(self.names.shadow))
+        statements = oc.log_trigger_sql(self.names, _q(self.names.shadow), self.key, back=True)
+        for name, sql in zip(self.names.back_log_triggers, statements, strict=True):
+            if name not in present:
+                self._ddl(sql)
 
     def _wait_while_held(self, controls: Mapping[str, Any]) -> None:
         """Wait while the copy is paused, the server busy or a replica behind; a stop asked
@@ -797,7 +830,8 @@ def _beyond(end: Sequence[Any], bound: Sequence[Any]) -> bool:
 
 def finish(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None) -> None:
     """After the cut-over: the triggers (now on the old table) dropped, the old table moved
-    among the backups, the checkpoint dropped."""
+    among the backups, the swap-back armed (when its log was made at the switch), the
+    checkpoint dropped."""
     for name in (*names.triggers, *names.sync_triggers):
         cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
     cur.run(f"DROP TABLE IF EXISTS {_q(names.log)}")
@@ -805,7 +839,235 @@ def finish(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None) -> None
         current = cur.rows("SELECT DATABASE()")[0][0]
         if current != backup_schema:
             cur.run(f"RENAME TABLE {_q(names.old)} TO {_q(backup_schema)}.{_q(names.old)}")
+    if cur.exists(names.back_log):
+        _arm_swap_back(cur, names, backup_schema)
     cur.run(f"DROP TABLE IF EXISTS {_q(names.checkpoint)}")
+
+
+def _in(schema: str | None, name: str) -> str:
+    """*name* quoted, qualified by *schema* (None: the connection's database)."""
+    return _q(name) if schema is None else f"{_q(schema)}.{_q(name)}"
+
+
+def _exists_in(cur: _Cursor, schema: str | None, name: str) -> bool:
+    if schema is None:
+        return cur.exists(name)
+    found = cur.rows(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        schema,
+        name,
+    )
+    return bool(found)
+
+
+def _definition(cur: _Cursor, table: str) -> str | None:
+    try:
+        return oc.definition(str(cur.rows(f"SHOW CREATE TABLE {_q(table)}")[0][1]))
+    except Exception as exc:
+        if _code(exc) == 1146:  # no such table
+            return None
+        raise
+
+
+def _strict(cur: _Cursor) -> str:
+    """Set the session's ``sql_mode`` strict (see ``oc.STRICT``); the mode it had."""
+    mode = str(cur.rows("SELECT @@SESSION.sql_mode")[0][0])
+    cur.run("SET SESSION sql_mode = %s", oc.STRICT)
+    return mode
+
+
+def _arm_swap_back(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None) -> None:
+    """After the cut-over, with the old table among the backups: its record (the table's
+    definition now), the triggers that keep the old table current, then the swap-back's
+    log applied to it and dropped (see ``sql.online_copy``). Each part is skipped when done
+    (a copy settled after a crash arms it again). A change the old table cannot take marks
+    the swap-back spent, and its triggers go: the rollback copies instead."""
+    found = cur.rows(f"SELECT columns_copied, key_columns FROM {_q(names.checkpoint)} WHERE id = 1")
+    cur.commit()
+    columns, key = json.loads(found[0][0]), json.loads(found[0][1])
+    old, revert, table = (
+        _in(backup_schema, names.old),
+        _in(backup_schema, names.revert),
+        names.table,
+    )
+    if not _exists_in(cur, backup_schema, names.revert):
+        cur.run(
+            f"CREATE TABLE {revert} (id TINYINT PRIMARY KEY, definition LONGTEXT NOT NULL,"
+            " diverged INT NOT NULL DEFAULT 0, swapped TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB"
+        )
+        cur.run(
+            f"INSERT INTO {revert} (id, definition) VALUES (1, %s)", _definition(cur, table) or ""
+        )
+        cur.commit()
+    mode = _strict(cur)
+    try:
+        present = set(cur.triggers(table))
+        statements = oc.back_trigger_sql(names, _q(table), old, revert, columns, key)
+        for name, sql in zip(names.back_triggers, statements, strict=True):
+            if name not in present:
+                cur.run(sql)
+        try:
+            _apply_back_log(cur, names, old, columns, key)
+        except Exception as exc:
+            cur.rollback()
+            if _lost(exc):
+                raise
+            cur.run(f"UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1")
+            cur.commit()
+            for name in names.back_triggers:
+                cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    finally:
+        cur.run("SET SESSION sql_mode = %s", mode)
+    for name in names.back_log_triggers:
+        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    cur.run(f"DROP TABLE IF EXISTS {_q(names.back_log)}")
+
+
+def _apply_back_log(
+    cur: _Cursor, names: oc.CopyNames, old: str, columns: Sequence[str], key: Sequence[str]
+) -> None:
+    """The keys the swap-back's log noted, each made in *old* the table's row as it is now
+    (read under a shared lock: a write racing with it waits, then its trigger writes *old*
+    itself), or deleted from *old* when the table has it no more."""
+    table = _q(names.table)
+    write = oc.back_write_sql(old, columns, key)
+    where = [columns.index(k) for k in key]
+    cols = ", ".join(_q(c) for c in (oc.SEQ, *key))
+    while True:
+        entries = cur.rows(
+            f"SELECT {cols} FROM {_q(names.back_log)} ORDER BY {_q(oc.SEQ)} LIMIT %s",
+            oc.MOST_CHUNK,
+        )
+        if not entries:
+            cur.commit()
+            return
+        keys = sorted({tuple(e[1:]) for e in entries}, key=repr)
+        flat = [v for k in keys for v in k]
+        rows = cur.rows(oc.locked_rows_sql(table, columns, key, len(keys)), *flat)
+        there = {tuple(row[i] for i in where) for row in rows}
+        gone = [k for k in keys if k not in there]
+        if gone:
+            cur.run(
+                f"DELETE FROM {old} WHERE {oc.key_in(key, len(gone))}",
+                *[v for k in gone for v in k],
+            )
+        if rows:
+            cursor = cur.dbapi.cursor()
+            try:
+                cursor.executemany(write, rows)
+            finally:
+                cursor.close()
+        seqs = [e[0] for e in entries]
+        marks = ", ".join("%s" for _ in seqs)
+        cur.run(f"DELETE FROM {_q(names.back_log)} WHERE {_q(oc.SEQ)} IN ({marks})", *seqs)
+        cur.commit()
+
+
+def end_swap_backs(cur: _Cursor, names: oc.CopyNames, *, table: str | None = None) -> list[str]:
+    """Drop the swap-back triggers of every run on *table* (None: those of the run *names*
+    belongs to, on any table), so that nothing writes into an old table about to be set
+    aside or dropped; the triggers dropped."""
+    if table is None:
+        pattern = re.compile(re.escape(names.base) + r"(?:bin|bup|bde|bli|blu|bld)_")
+        rows = cur.rows(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+        )
+    else:
+        pattern = re.compile(re.escape(names.backup_prefix) + r"\w{12}_(?:bin|bup|bde)_")
+        rows = [(t,) for t in cur.triggers(table)]
+    dropped = [str(r[0]) for r in rows if pattern.match(str(r[0]))]
+    for name in dropped:
+        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    return dropped
+
+
+def end_run_swap_backs(dbapi: Any, backup_prefix: str, run_id: str) -> list[str]:
+    """Drop run *run_id*'s swap-back triggers, on every table (its backups are about to be
+    dropped); the triggers dropped."""
+    cur = _Cursor(dbapi)
+    dropped = end_swap_backs(cur, oc.names_for(backup_prefix, run_id, ""))
+    cur.commit()
+    return dropped
+
+
+def swap_back(
+    dbapi: Any,
+    guard: Any,
+    *,
+    backup_prefix: str,
+    run_id: str,
+    table: str,
+    backup_schema: str | None,
+    settings: CopySettings,
+) -> str | None:
+    """Swap run *run_id*'s old table of *table* back (``sql.online_copy``, step 6): one
+    ``RENAME TABLE``, under the cut-over's short lock wait and its retries, while *guard* (a
+    second connection) holds the record's row. None once swapped (also when it had been,
+    by a process killed before it tidied), or why it cannot be (nothing was touched)."""
+    cur = _Cursor(dbapi)
+    names = oc.names_for(backup_prefix, run_id, _split(table)[1])
+    revert, old = _in(backup_schema, names.revert), _in(backup_schema, names.old)
+    if cur.exists(names.swapped):
+        _after_swap(cur, names, backup_schema)
+        return None
+    if not _exists_in(cur, backup_schema, names.revert):
+        return "no swap-back was kept (copy_swap_back was off, or the backups were purged)"
+    record = cur.rows(f"SELECT definition, diverged, swapped FROM {revert} WHERE id = 1")
+    cur.commit()
+    if record and record[0][2]:
+        _after_swap(cur, names, backup_schema)
+        return None
+    check = _Cursor(guard)
+
+    def refused(diverged: int) -> str | None:
+        return oc.swap_refusal(
+            diverged=diverged,
+            triggers_there=set(names.back_triggers) <= set(cur.triggers(names.table)),
+            same_definition=bool(record) and _definition(cur, names.table) == str(record[0][0]),
+            old_there=_exists_in(cur, backup_schema, names.old),
+        )
+
+    why = refused(int(record[0][1]) if record else 0)
+    if why is not None:
+        return why
+    wait = cur.rows("SELECT @@SESSION.lock_wait_timeout")[0][0]
+    rename = f"RENAME TABLE {_q(names.table)} TO {_q(names.swapped)}, {old} TO {_q(names.table)}"
+    try:
+        for attempt in range(1, settings.cutover_tries + 1):
+            # A write that would mark the record now waits for its row, holding the
+            # table's lock: the RENAME cannot pass it, and gives up after its short wait.
+            held = check.rows(f"SELECT diverged FROM {revert} WHERE id = 1 FOR UPDATE")
+            diverged = int(held[0][0]) if held else 0
+            if diverged:
+                check.rollback()
+                return refused(diverged)
+            cur.run(f"SET SESSION lock_wait_timeout = {int(settings.cutover_wait)}")
+            try:
+                cur.run(rename)
+                break
+            except Exception as exc:
+                check.rollback()
+                if _code(exc) != _LOCK_WAIT or attempt == settings.cutover_tries:
+                    raise
+                time.sleep(lock_retry_pause(attempt, settings.backoff, random.random()))
+        check.rollback()
+    finally:
+        _quietly(check.rollback)
+        cur.run(f"SET SESSION lock_wait_timeout = {int(wait)}")
+    cur.run(f"UPDATE {revert} SET swapped = 1 WHERE id = 1")
+    cur.commit()
+    _after_swap(cur, names, backup_schema)
+    return None
+
+
+def _after_swap(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None) -> None:
+    """The table of the new definition, swapped out: its triggers dropped (a table with
+    triggers cannot move to another database), then moved among the backups."""
+    for name in names.back_triggers:
+        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+    elsewhere = backup_schema is not None and backup_schema != cur.rows("SELECT DATABASE()")[0][0]
+    if elsewhere and cur.exists(names.swapped):
+        cur.run(f"RENAME TABLE {_q(names.swapped)} TO {_in(backup_schema, names.swapped)}")
 
 
 def copy_online(

@@ -105,6 +105,8 @@ def copy_with_pt_osc(
             _oc.discard_own(cur, names, statement)
         report({"event": "restarted", "table": name, "reason": f"{pt.PT_OSC} cannot resume"})
     # Its leftover triggers dropped first: the refusal would take them for the table's own.
+    # An earlier run's swap-back of the table ends (its triggers would stay on the old one).
+    _oc.end_swap_backs(cur, names, table=name)
     why = _oc.refusal(dbapi, statement, least_rows=settings.least_rows, required=required)
     if why is not None:
         raise _oc.NotCopyable(why)

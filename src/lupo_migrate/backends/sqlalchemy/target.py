@@ -277,6 +277,7 @@ class SqlAlchemyTarget(StepSessions):
         replicas: Sequence[str] = (),
         most_lag: float = 1.0,
         executor: str = "lupo",
+        swap_back: bool = False,
     ) -> str | None:
         """Run *statement* (``ALTER TABLE`` / ``CREATE INDEX``) on MySQL/MariaDB by an online
         copy on the step's *connection* (``backends/sqlalchemy/online_copy``), resuming run
@@ -298,6 +299,7 @@ class SqlAlchemyTarget(StepSessions):
             backoff=backoff,
             most_lag=most_lag,
             replica_lag=lag,
+            swap_back=swap_back,
         )
         dbapi = connection.connection.dbapi_connection
         how: dict[str, Any] = {
@@ -329,6 +331,24 @@ class SqlAlchemyTarget(StepSessions):
             if lag is not None:
                 lag.close()
         return None
+
+    def swap_back(self, run_id: str, statement: str) -> str | None:
+        """Swap back the old table run *run_id*'s online copy for *statement* kept current
+        (``copy_swap_back``): None once swapped, or why it cannot be (nothing was touched;
+        the rollback undoes the step as it would have otherwise)."""
+        table = table_of(statement)
+        if self.engine.dialect.name != "mysql" or table is None:
+            return "a swap-back is made on MySQL/MariaDB only"
+        with self.engine.connect() as conn, self.engine.connect() as guard:
+            return _online_copy.swap_back(
+                conn.connection.dbapi_connection,
+                guard.connection.dbapi_connection,
+                backup_prefix=BACKUP_PREFIX,
+                run_id=run_id,
+                table=table,
+                backup_schema=self.backup_schema,
+                settings=_online_copy.CopySettings(),
+            )
 
     def online_copy_state(self, run_id: str, statement: str) -> str | None:
         """Where run *run_id*'s online copy for *statement* stands: None (none was begun),
@@ -443,7 +463,13 @@ class SqlAlchemyTarget(StepSessions):
         return tuple(sorted(n for names in self._leftovers.values() for n in names))
 
     def drop_backups(self, run_id: str) -> tuple[str, ...]:
-        """Drop the backup tables and kept material of run *run_id*; returns their names."""
+        """Drop the backup tables and kept material of run *run_id*; returns their names.
+        The triggers of its swap-backs go first: they write into old tables dropped here."""
+        if self.engine.dialect.name == "mysql":
+            with self.engine.connect() as conn:
+                _online_copy.end_run_swap_backs(
+                    conn.connection.dbapi_connection, BACKUP_PREFIX, run_id
+                )
         return drop_backups(self.engine, run_id, self.backup_schema)
 
     def _own(self, name: str) -> bool:

@@ -41,6 +41,6 @@ def read_fingerprint(
         key: value
         for key, value in objects.items()
         if not (key.startswith("table:") and skip(key[6:]))
-        and not (key.startswith("trigger:") and skip(value.get("table", "")))
+        and not (key.startswith("trigger:") and (skip(value.get("table", "")) or skip(key[8:])))
     }
     return Fingerprint(dialect=family, objects=kept)
