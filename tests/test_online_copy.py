@@ -42,6 +42,11 @@ def test_names_start_with_the_runs_backup_prefix_and_fit_mysql() -> None:
         names.log,
         *names.triggers,
         *names.sync_triggers,
+        names.back_log,
+        *names.back_log_triggers,
+        *names.back_triggers,
+        names.revert,
+        names.swapped,
     )
     assert all(n.startswith("lupo_bk_0123456789ab_") and len(n) <= 64 for n in every)
     assert len(set(every)) == len(every)

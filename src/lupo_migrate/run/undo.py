@@ -325,10 +325,13 @@ def _swapped_back(orch: Wiring, run: Run, step: Step) -> bool:
     copy, is: its down section is then not run. Why a kept swap-back could not be made is
     recorded among the run's findings, and the step is undone as it would be otherwise."""
     swap = getattr(orch.target, "swap_back", None)
-    if swap is None:
+    kept = getattr(orch.target, "swap_backs_kept", None)
+    if swap is None or kept is None:
         return False
     applied = orch.storage.applied(orch.target_name).get(step.id)
     run_id = applied.run_id if applied is not None else run.id
+    if not kept(run_id):  # one catalog read: most runs kept none
+        return False
     ran = [
         e.statement
         for e in orch.storage.journal(run_id)

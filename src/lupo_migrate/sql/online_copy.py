@@ -537,12 +537,16 @@ def back_trigger_sql(
     revert: str,
     columns: Sequence[str],
     key: Sequence[str],
+    database: str,
 ) -> tuple[str, str, str]:
-    """The three triggers on *table* (quoted, the new definition) that write each change
-    into *old* (quoted, qualified: the old table among the backups) too, for a swap-back.
-    A change the old table refuses is not the application's failure: the handler marks the
-    swap-back spent in *revert* (quoted) instead. The mark's own failure is raised, except
-    when the record is gone (nothing can be swapped back then)."""
+    """The three triggers on *table* (quoted, the new definition, in *database*) that write
+    each change into *old* (quoted, qualified: the old table among the backups) too, for a
+    swap-back. A change the old table refuses is not the application's failure: the handler
+    marks the swap-back spent in *revert* (quoted) instead. The mark's own failure is
+    raised, except when the record is gone (nothing can be swapped back then). They act
+    only in *database* (a trigger's ``DATABASE()`` is its own): a dump of the table
+    restored into another database on the same server carries them, and must not write
+    into this one's old table."""
     cols = _list(columns)
     new = _list(columns, "NEW.")
     sets = ", ".join(f"{_q(c)} = NEW.{_q(c)}" for c in columns)
@@ -552,14 +556,18 @@ def back_trigger_sql(
         f" DECLARE CONTINUE HANDLER FOR {_NO_TABLE} BEGIN END;"
         f" UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1; END;"
     )
+    here = "'" + database.replace("\\", "\\\\").replace("'", "''") + "'"
     ins, upd, dele = (_q(n) for n in names.back_triggers)
+
+    def body(statement: str) -> str:
+        return f"FOR EACH ROW BEGIN {mark} IF DATABASE() = {here} THEN {statement}; END IF; END"
+
     return (
-        f"CREATE TRIGGER {ins} AFTER INSERT ON {table} FOR EACH ROW BEGIN {mark}"
-        f" INSERT INTO {old} ({cols}) VALUES ({new}); END",
-        f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} FOR EACH ROW BEGIN {mark}"
-        f" UPDATE {old} SET {sets} WHERE {same}; END",
-        f"CREATE TRIGGER {dele} AFTER DELETE ON {table} FOR EACH ROW BEGIN {mark}"
-        f" DELETE FROM {old} WHERE {same}; END",
+        f"CREATE TRIGGER {ins} AFTER INSERT ON {table} "
+        + body(f"INSERT INTO {old} ({cols}) VALUES ({new})"),
+        f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} "
+        + body(f"UPDATE {old} SET {sets} WHERE {same}"),
+        f"CREATE TRIGGER {dele} AFTER DELETE ON {table} " + body(f"DELETE FROM {old} WHERE {same}"),
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "copy_online",
     "end_run_swap_backs",
     "end_swap_backs",
+    "kept_swap_backs",
     "refusal",
     "set_control",
     "settle",
@@ -438,16 +439,7 @@ class _Copy:
         self._made = False
 
     def _ddl(self, sql: str) -> None:
-        """A DDL statement on the original's lock (triggers): tried again when its short
-        lock wait runs out."""
-        for attempt in range(1, self.settings.cutover_tries + 1):
-            try:
-                self.cur.run(sql)
-                return
-            except Exception as exc:
-                if _code(exc) != _LOCK_WAIT or attempt == self.settings.cutover_tries:
-                    raise
-                time.sleep(lock_retry_pause(attempt, self.settings.backoff, random.random()))
+        _ddl(self.cur, sql, self.settings)
 
     def _phase(self, phase: str) -> None:
         self.cur.run(f"UPDATE {_q(self.names.checkpoint)} SET phase = %s WHERE id = 1", phase)
@@ -812,6 +804,19 @@ class _Copy:
             self.report({"event": "tidy_failed", "table": self.table, "reason": str(exc)})
 
 
+def _ddl(cur: _Cursor, sql: str, settings: CopySettings) -> None:
+    """A DDL statement on the original's lock (triggers): tried again when its short lock
+    wait runs out."""
+    for attempt in range(1, settings.cutover_tries + 1):
+        try:
+            cur.run(sql)
+            return
+        except Exception as exc:
+            if _code(exc) != _LOCK_WAIT or attempt == settings.cutover_tries:
+                raise
+            time.sleep(lock_retry_pause(attempt, settings.backoff, random.random()))
+
+
 def _plain(value: Any) -> Any:
     """A key value as JSON keeps it (bytes as text; dates as their text)."""
     if isinstance(value, (int, float, str)) or value is None:
@@ -881,46 +886,63 @@ def _arm_swap_back(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None)
     definition now), the triggers that keep the old table current, then the swap-back's
     log applied to it and dropped (see ``sql.online_copy``). Each part is skipped when done
     (a copy settled after a crash arms it again). A change the old table cannot take marks
-    the swap-back spent, and its triggers go: the rollback copies instead."""
+    the swap-back spent, and its triggers go: the rollback undoes the step as written. Any
+    other failure takes what it made away (nothing is left writing the old table) and is
+    raised, to be told."""
     found = cur.rows(f"SELECT columns_copied, key_columns FROM {_q(names.checkpoint)} WHERE id = 1")
     cur.commit()
     columns, key = json.loads(found[0][0]), json.loads(found[0][1])
-    old, revert, table = (
-        _in(backup_schema, names.old),
-        _in(backup_schema, names.revert),
-        names.table,
-    )
-    if not _exists_in(cur, backup_schema, names.revert):
-        cur.run(
-            f"CREATE TABLE {revert} (id TINYINT PRIMARY KEY, definition LONGTEXT NOT NULL,"
-            " diverged INT NOT NULL DEFAULT 0, swapped TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB"
-        )
-        cur.run(
-            f"INSERT INTO {revert} (id, definition) VALUES (1, %s)", _definition(cur, table) or ""
-        )
-        cur.commit()
-    mode = _strict(cur)
+    old, revert = _in(backup_schema, names.old), _in(backup_schema, names.revert)
+    table, settings = names.table, CopySettings()
     try:
-        present = set(cur.triggers(table))
-        statements = oc.back_trigger_sql(names, _q(table), old, revert, columns, key)
-        for name, sql in zip(names.back_triggers, statements, strict=True):
-            if name not in present:
-                cur.run(sql)
-        try:
-            _apply_back_log(cur, names, old, columns, key)
-        except Exception as exc:
-            cur.rollback()
-            if _lost(exc):
-                raise
-            cur.run(f"UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1")
+        if not _exists_in(cur, backup_schema, names.revert):
+            cur.run(
+                f"CREATE TABLE {revert} (id TINYINT PRIMARY KEY, definition LONGTEXT NOT NULL,"
+                " diverged INT NOT NULL DEFAULT 0, swapped TINYINT NOT NULL DEFAULT 0)"
+                " ENGINE=InnoDB"
+            )
+            definition = _definition(cur, table) or ""
+            cur.run(f"INSERT INTO {revert} (id, definition) VALUES (1, %s)", definition)
             cur.commit()
-            for name in names.back_triggers:
-                cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
-    finally:
-        cur.run("SET SESSION sql_mode = %s", mode)
-    for name in names.back_log_triggers:
-        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
-    cur.run(f"DROP TABLE IF EXISTS {_q(names.back_log)}")
+        mode = _strict(cur)
+        try:
+            present = set(cur.triggers(table))
+            database = str(cur.rows("SELECT DATABASE()")[0][0])
+            statements = oc.back_trigger_sql(names, _q(table), old, revert, columns, key, database)
+            for name, sql in zip(names.back_triggers, statements, strict=True):
+                if name not in present:
+                    _ddl(cur, sql, settings)
+            try:
+                _apply_back_log(cur, names, old, columns, key)
+            except Exception as exc:
+                cur.rollback()
+                if _lost(exc):
+                    raise
+                cur.run(f"UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1")
+                cur.commit()
+                for name in names.back_triggers:
+                    _ddl(cur, f"DROP TRIGGER IF EXISTS {_q(name)}", settings)
+        finally:
+            cur.run("SET SESSION sql_mode = %s", mode)
+        for name in names.back_log_triggers:
+            _ddl(cur, f"DROP TRIGGER IF EXISTS {_q(name)}", settings)
+        cur.run(f"DROP TABLE IF EXISTS {_q(names.back_log)}")
+    except Exception as exc:
+        if _lost(exc):
+            raise
+        _quietly(cur.rollback)
+        for sql in (
+            *(
+                f"DROP TRIGGER IF EXISTS {_q(n)}"
+                for n in (*names.back_triggers, *names.back_log_triggers)
+            ),
+            f"DROP TABLE IF EXISTS {_q(names.back_log)}",
+            f"UPDATE {revert} SET diverged = diverged + 1 WHERE id = 1",
+        ):
+            with contextlib.suppress(Exception):
+                cur.run(sql)
+        _quietly(cur.commit)
+        raise
 
 
 def _apply_back_log(
@@ -977,8 +999,31 @@ def end_swap_backs(cur: _Cursor, names: oc.CopyNames, *, table: str | None = Non
         rows = [(t,) for t in cur.triggers(table)]
     dropped = [str(r[0]) for r in rows if pattern.match(str(r[0]))]
     for name in dropped:
-        cur.run(f"DROP TRIGGER IF EXISTS {_q(name)}")
+        _ddl(cur, f"DROP TRIGGER IF EXISTS {_q(name)}", CopySettings())
     return dropped
+
+
+def kept_swap_backs(
+    dbapi: Any, backup_prefix: str, run_id: str, backup_schema: str | None
+) -> set[str]:
+    """The names of run *run_id*'s swap-back records (``CopyNames.revert``): one catalog
+    read, before anything else is looked at."""
+    cur = _Cursor(dbapi)
+    base = oc.names_for(backup_prefix, run_id, "").base
+    pattern = base.replace("_", "\\_") + "rev\\_%"
+    schema = "DATABASE()" if backup_schema is None else "%s"
+    params = () if backup_schema is None else (backup_schema,)
+    found = {
+        str(r[0])
+        for r in cur.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES"
+            f" WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME LIKE %s",
+            *params,
+            pattern,
+        )
+    }
+    cur.commit()
+    return found
 
 
 def end_run_swap_backs(dbapi: Any, backup_prefix: str, run_id: str) -> list[str]:
@@ -1007,7 +1052,11 @@ def swap_back(
     cur = _Cursor(dbapi)
     names = oc.names_for(backup_prefix, run_id, _split(table)[1])
     revert, old = _in(backup_schema, names.revert), _in(backup_schema, names.old)
-    if cur.exists(names.swapped):
+    if cur.exists(names.swapped) or _exists_in(cur, backup_schema, names.swapped):
+        # Swapped by a process that died before it tidied (or before it said so).
+        if _exists_in(cur, backup_schema, names.revert):
+            cur.run(f"UPDATE {revert} SET swapped = 1 WHERE id = 1")
+            cur.commit()
         _after_swap(cur, names, backup_schema)
         return None
     if not _exists_in(cur, backup_schema, names.revert):

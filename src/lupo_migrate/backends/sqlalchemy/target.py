@@ -338,7 +338,7 @@ class SqlAlchemyTarget(StepSessions):
         the rollback undoes the step as it would have otherwise)."""
         table = table_of(statement)
         if self.engine.dialect.name != "mysql" or table is None:
-            return "a swap-back is made on MySQL/MariaDB only"
+            return "no swap-back was kept (one is made on MySQL/MariaDB only)"
         with self.engine.connect() as conn, self.engine.connect() as guard:
             return _online_copy.swap_back(
                 conn.connection.dbapi_connection,
@@ -348,6 +348,16 @@ class SqlAlchemyTarget(StepSessions):
                 table=table,
                 backup_schema=self.backup_schema,
                 settings=_online_copy.CopySettings(),
+            )
+
+    def swap_backs_kept(self, run_id: str) -> set[str]:
+        """The tables run *run_id*'s online copies kept a swap-back of (their records'
+        names: ``sql.online_copy.CopyNames.revert``); empty off MySQL/MariaDB."""
+        if self.engine.dialect.name != "mysql":
+            return set()
+        with self.engine.connect() as conn:
+            return _online_copy.kept_swap_backs(
+                conn.connection.dbapi_connection, BACKUP_PREFIX, run_id, self.backup_schema
             )
 
     def online_copy_state(self, run_id: str, statement: str) -> str | None:
