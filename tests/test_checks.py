@@ -142,17 +142,24 @@ class TestUntouched:
             ("mysql", "alter", Severity.WARNING),  # altered online: the application may write
             ("mysql", "write", Severity.ERROR),  # its rows and the run's: the freeze matters
             ("postgresql", "alter", Severity.ERROR),
+            # An ALTER that adds and drops columns alters too (a column is no rows written).
+            ("mysql", "columns", Severity.WARNING),
         ],
     )
     def test_a_run_that_only_alters_tables_on_mysql_lets_the_application_write_elsewhere(
         self, dialect: str, action: str, severity: Severity
     ) -> None:
         before = attrs.evolve(_fp(table__a=T, table__b=T), dialect=dialect)
+        effects: tuple[tuple[str, str, str, str, str | None], ...] = (
+            ("s", "table", "a", "alter" if action == "columns" else action, None),
+        )
+        if action == "columns":
+            effects += (("s", "column", "a.x", "add", None), ("s", "column", "a.y", "drop", None))
         findings = self._check(
             before,
             before,
             **{
-                EFFECTS: (("s", "table", "a", action, None),),
+                EFFECTS: effects,
                 DATA_BEFORE: {"b": TableData(2, "10")},
                 DATA_AFTER: {"b": TableData(3, "11")},
             },

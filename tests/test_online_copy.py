@@ -103,10 +103,10 @@ def test_the_chunk_keeps_a_newer_row_and_fails_on_another_unique_clash() -> None
     assert sql.endswith(
         "ON DUPLICATE KEY UPDATE `lupo_bk_rrrrrrrrrrrr_new_t`.`a` = IF("
         "`lupo_bk_rrrrrrrrrrrr_new_t`.`a` <=> VALUES(`a`) AND `lupo_bk_rrrrrrrrrrrr_new_t`.`b`"
-        " <=> VALUES(`b`), `lupo_bk_rrrrrrrrrrrr_new_t`.`a`, NULL), `lupo_bk_rrrrrrrrrrrr_new_t`"
-        ".`b` = IF(`lupo_bk_rrrrrrrrrrrr_new_t`.`a` <=> VALUES(`a`) AND"
-        " `lupo_bk_rrrrrrrrrrrr_new_t`.`b` <=> VALUES(`b`), `lupo_bk_rrrrrrrrrrrr_new_t`.`b`,"
-        " NULL)"
+        " <=> VALUES(`b`), `lupo_bk_rrrrrrrrrrrr_new_t`.`a`, (SELECT 1 UNION ALL SELECT 2)),"
+        " `lupo_bk_rrrrrrrrrrrr_new_t`.`b` = IF(`lupo_bk_rrrrrrrrrrrr_new_t`.`a` <=> VALUES(`a`)"
+        " AND `lupo_bk_rrrrrrrrrrrr_new_t`.`b` <=> VALUES(`b`), `lupo_bk_rrrrrrrrrrrr_new_t`.`b`,"
+        " (SELECT 1 UNION ALL SELECT 2))"
     )
     assert oc.after_params(("a", "b"), [1, 2]) == [1, 1, 2]
 
@@ -909,6 +909,83 @@ def test_a_rollback_puts_back_what_the_alteration_changed_and_keeps_what_the_app
         rounded = conn.exec_driver_sql("SELECT amount FROM t WHERE id = 2999").scalar()
     engine.dispose()
     assert str(rounded) == "3700.8"  # 3700.766, rounded by the alteration
+    done = _lupo("rollback", result.run.id, str(root), "--db", ours, "-y")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _dump(ours, "t").replace("`t`", "`x`") == _dump(ours, "mirror").replace(
+        "`mirror`", "`x`"
+    )
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("auto_increment", [True, False])
+def test_a_chunk_that_clashes_on_another_unique_key_fails_and_changes_no_key(
+    mariadb_url: str, auto_increment: bool
+) -> None:
+    """The clash guard on the server: a row in the shadow holding the chunk's value of
+    another unique key. The chunk fails (and is retried after the log, or fails the copy);
+    the shadow's row keeps its key. Before, the guard set the key to NULL, which MariaDB
+    turns into 0 for an AUTO_INCREMENT key, silently: the row lost its key."""
+    names = oc.names_for("lupo_bk_", "c" * 16, "t")
+    auto = " AUTO_INCREMENT" if auto_increment else ""
+    _client(
+        mariadb_url,
+        f"CREATE TABLE t (id INT{auto} PRIMARY KEY, k INT, UNIQUE KEY uk (k));"
+        " INSERT INTO t VALUES (1, 10), (2, 20);"
+        f" CREATE TABLE {names.shadow} LIKE t; INSERT INTO {names.shadow} VALUES (7, 20);",
+    )
+    engine = sa.create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            sql = oc.chunk_sql(names, "`t`", ("id", "k"), ("id",), first=True)
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                conn.exec_driver_sql(sql, (2,))
+            assert raised.value.orig.args[0] == oc.CLASH  # type: ignore[union-attr]
+            conn.rollback()
+            rows = conn.exec_driver_sql(f"SELECT id, k FROM {names.shadow} ORDER BY id").all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [(7, 20)]
+
+
+@pytest.mark.mariadb
+def test_columns_added_and_dropped_online_while_the_application_writes_elsewhere(
+    mariadb_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    """A copy that drops a column and adds one while the application writes the table and
+    another one: the run completes (the other table's change is told, not a failure: a
+    column dropped is part of the ALTER, no rows written), and its rollback gives the
+    dropped column's values back and keeps every row the application wrote."""
+    ours = mariadb_pair[0]
+    seed = (
+        "CREATE TABLE {t} (id INT PRIMARY KEY, amount INT NOT NULL, note VARCHAR(10));"
+        " INSERT INTO {t} SELECT seq, seq, CONCAT('n', seq) FROM seq_1_to_3000;"
+    )
+    _client(ours, seed.format(t="t") + seed.format(t="mirror") + "CREATE TABLE other (i INT);")
+    change = "ALTER TABLE t DROP COLUMN note, ADD COLUMN extra INT DEFAULT 7"
+    # No down section: the pre-images put the definition and the dropped values back (a
+    # down section that adds the column again is trusted as written, and leaves it empty).
+    root = _migrations(tmp_path, f"-- online: copy\n{change};\n")
+    writes = (
+        "UPDATE {t} SET amount = -7 WHERE id = 10; INSERT INTO {t} (id, amount) VALUES (5000, 9);"
+        " DELETE FROM {t} WHERE id = 20;"
+    )
+    wrote = threading.Event()
+
+    def application(event: Event) -> None:
+        if event.name == "step.copy" and event.data["event"] == "progress" and not wrote.is_set():
+            _client(ours, writes.format(t="t") + writes.format(t="mirror"))
+            _client(ours, "INSERT INTO other VALUES (1), (2);")
+            wrote.set()
+
+    settings = Settings(db=ours, migrations=root, copy_chunk_time=0.002)
+    with _session.session(settings) as opened:
+        opened.orchestrator.observers = [application]
+        result = opened.orchestrator.apply(opened.steps)
+    assert wrote.is_set(), "the application wrote while the copy ran"
+    assert result.run.outcome is Outcome.COMPLETED, result.run.failure
+    told = [f for f in result.findings if f.code == "untouched-data-changed"]
+    assert [f.severity.value for f in told] == ["warning", "warning"]  # mirror, other
+    assert all("the application wrote while the run only altered tables" in f.message for f in told)
     done = _lupo("rollback", result.run.id, str(root), "--db", ours, "-y")
     assert done.returncode == 0, done.stdout + done.stderr
     assert _dump(ours, "t").replace("`t`", "`x`") == _dump(ours, "mirror").replace(

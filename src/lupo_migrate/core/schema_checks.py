@@ -265,8 +265,10 @@ class _UntouchedUnchanged:
         # lets the application write meanwhile (online DDL, the online copy), and its
         # rollback tells the application's rows from the alteration's (Sealing.seal): a
         # write elsewhere is told, not a failure.
+        # (A column added, dropped or changed is part of its table's ALTER: no rows written.)
         altering = before.dialect == "mysql" and all(
-            e[3] in ("alter", "create", "rename") for e in effects
+            e[3] in ("alter", "create", "rename") or (e[1] == "column" and e[3] != "write")
+            for e in effects
         )
         rows_before, rows_after = facts.get(DATA_BEFORE) or {}, facts.get(DATA_AFTER) or {}
         for name in sorted(set(rows_before) & set(rows_after)):

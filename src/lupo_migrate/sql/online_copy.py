@@ -76,6 +76,7 @@ from typing import Final
 import attrs
 
 __all__ = [
+    "CLASH",
     "SEQ",
     "STRICT",
     "ColumnFacts",
@@ -434,9 +435,9 @@ def chunk_sql(
     """Copy the rows after the position (unless *first*) up to a bound, both as parameters,
     into the shadow, read as they were when the statement began (no row lock: a change
     committed since is in the change log, applied after the chunk). A row already in the
-    shadow (applied from the log) is left as it is; a clash on another unique key sets the
-    key to NULL, which a primary key refuses: the chunk fails as the plain ``ALTER`` would,
-    rather than drop a row."""
+    shadow (applied from the log) is left as it is; a clash on another unique key fails
+    (:data:`CLASH`, see :data:`_FAIL`), as the plain ``ALTER`` would, rather than drop a
+    row or change its key."""
     cols = _list(columns)
     where = _upto(key) if first else f"{_after(key)} AND {_upto(key)}"
     return (
@@ -445,12 +446,20 @@ def chunk_sql(
     )
 
 
+#: What a clash on another unique key sets the key to: a subquery of two rows, which fails
+#: (:data:`CLASH`). Not NULL: MariaDB sets an ``AUTO_INCREMENT`` key updated to NULL to 0,
+#: with no error and no warning (measured), which took the row's key away silently.
+_FAIL: Final = "(SELECT 1 UNION ALL SELECT 2)"
+#: ER_SUBQUERY_NO_1_ROW: the error :data:`_FAIL` raises, a clash on another unique key.
+CLASH: Final = 1242
+
+
 def _keep_newer(names: CopyNames, key: Sequence[str]) -> str:
     """The clause that leaves a row already in the shadow as it is, and fails on a clash on
     another unique key (see :func:`chunk_sql`)."""
     shadow = _q(names.shadow)
     same = " AND ".join(f"{shadow}.{_q(k)} <=> VALUES({_q(k)})" for k in key)
-    keep = ", ".join(f"{shadow}.{_q(k)} = IF({same}, {shadow}.{_q(k)}, NULL)" for k in key)
+    keep = ", ".join(f"{shadow}.{_q(k)} = IF({same}, {shadow}.{_q(k)}, {_FAIL})" for k in key)
     return f"ON DUPLICATE KEY UPDATE {keep}"
 
 
@@ -575,7 +584,7 @@ def back_write_sql(old: str, columns: Sequence[str], key: Sequence[str]) -> str:
     """Writing a row of the table into *old* (quoted, qualified), when the swap-back's log
     is applied (one row of parameters each): inserted, or its columns of the new definition
     set where its key is there (a column only the old table has keeps its value); a clash
-    on another unique key sets the key to NULL, which fails (see :func:`chunk_sql`). The
+    on another unique key fails (see :func:`chunk_sql`). The
     keys no longer in the table are deleted from *old* (``DELETE ... WHERE`` :func:`key_in`).
     """
     marks = ", ".join("%s" for _ in columns)
@@ -583,7 +592,7 @@ def back_write_sql(old: str, columns: Sequence[str], key: Sequence[str]) -> str:
     lower = {k.lower() for k in key}
     rest = [c for c in columns if c.lower() not in lower]
     sets = [f"{old}.{_q(c)} = IF({same}, VALUES({_q(c)}), {old}.{_q(c)})" for c in rest]
-    sets += [f"{old}.{_q(k)} = IF({same}, {old}.{_q(k)}, NULL)" for k in key]
+    sets += [f"{old}.{_q(k)} = IF({same}, {old}.{_q(k)}, {_FAIL})" for k in key]
     return (
         f"INSERT INTO {old} ({_list(columns)}) VALUES ({marks})"
         f" ON DUPLICATE KEY UPDATE {', '.join(sets)}"

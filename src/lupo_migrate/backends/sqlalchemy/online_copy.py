@@ -73,8 +73,8 @@ _CHECKPOINT: Final = (
 )
 #: ER_BAD_FIELD_ERROR: a checkpoint made before a column was added.
 _NO_COLUMN: Final = 1054
-#: ER_BAD_NULL_ERROR: a chunk's key set to NULL, a clash on another unique key.
-_CLASH: Final = 1048
+#: A clash on another unique key (``sql.online_copy.CLASH``).
+_CLASH: Final = oc.CLASH
 #: Tries of a chunk that clashes on another unique key (the log applied between two).
 _CLASH_TRIES: Final = 3
 #: Rounds of the log applied before the switch, and the round size that ends them.
