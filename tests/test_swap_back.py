@@ -450,3 +450,27 @@ def test_a_dump_restored_into_another_database_does_not_write_into_the_old_table
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert "t swapped back to its old table" in rolled.stderr
     assert _differ(mariadb_url, mirror) == []  # nothing the copy wrote came back here
+
+
+@pytest.mark.mariadb
+def test_a_spent_swap_back_leaves_no_trigger_when_the_pre_images_undo_the_step(
+    mariadb_url: str, tmp_path: Path, mirror: str
+) -> None:
+    """No down section: the step is undone by its derived inverse, itself an online copy
+    (the file's header); the spent swap-back's triggers are dropped first, so that the
+    undo's pre-images do not take them for the table's own and bring them back."""
+    _client(mariadb_url, SEED.format(rows=3000, mirror=mirror))
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "V1__change.sql").write_text(
+        "-- online: copy\nALTER TABLE t MODIFY amount BIGINT NOT NULL;\n"
+    )
+    result, _events = _apply(mariadb_url, root, copy_swap_back=True)
+    assert result.run.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+    _client(mariadb_url, "INSERT INTO t (id, k, amount) VALUES (90001, 1, 5000000000);")
+    _client(mariadb_url, "DELETE FROM t WHERE id = 90001;")
+    rolled = _lupo("rollback", result.run.id, str(root), "--db", mariadb_url, "-y")  # type: ignore[attr-defined]
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "could not be swapped back (1 change(s)" in rolled.stderr, rolled.stderr
+    assert leftovers(mariadb_url, "lupo%") == []
+    assert _definition(mariadb_url, "t") == _definition(mariadb_url, mirror)

@@ -1078,7 +1078,7 @@ def swap_back(
 
     why = refused(int(record[0][1]) if record else 0)
     if why is not None:
-        return why
+        return _spent(cur, names, why)
     wait = cur.rows("SELECT @@SESSION.lock_wait_timeout")[0][0]
     rename = f"RENAME TABLE {_q(names.table)} TO {_q(names.swapped)}, {old} TO {_q(names.table)}"
     try:
@@ -1089,7 +1089,7 @@ def swap_back(
             diverged = int(held[0][0]) if held else 0
             if diverged:
                 check.rollback()
-                return refused(diverged)
+                return _spent(cur, names, refused(diverged) or "")
             cur.run(f"SET SESSION lock_wait_timeout = {int(settings.cutover_wait)}")
             try:
                 cur.run(rename)
@@ -1107,6 +1107,16 @@ def swap_back(
     cur.commit()
     _after_swap(cur, names, backup_schema)
     return None
+
+
+def _spent(cur: _Cursor, names: oc.CopyNames, why: str) -> str:
+    """A swap-back refused for *why*: its triggers dropped (the step is undone another way,
+    and nothing should go on writing the old table, nor be taken for the table's own by the
+    undo's pre-images); *why*."""
+    for name in names.back_triggers:
+        _ddl(cur, f"DROP TRIGGER IF EXISTS {_q(name)}", CopySettings())
+    cur.commit()
+    return why
 
 
 def _after_swap(cur: _Cursor, names: oc.CopyNames, backup_schema: str | None) -> None:
