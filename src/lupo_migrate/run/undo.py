@@ -326,8 +326,8 @@ def _swapped_back(orch: Wiring, run: Run, step: Step) -> bool:
     recorded among the run's findings, and the step is undone as it would be otherwise."""
     swap = getattr(orch.target, "swap_back", None)
     kept = getattr(orch.target, "swap_backs_kept", None)
-    if swap is None or kept is None:
-        return False
+    if swap is None or kept is None or orch.target.dialect not in ("mysql", "mariadb"):
+        return False  # (nothing is read for the others: a rollback of many steps stays lean)
     applied = orch.storage.applied(orch.target_name).get(step.id)
     run_id = applied.run_id if applied is not None else run.id
     if not kept(run_id):  # one catalog read: most runs kept none
