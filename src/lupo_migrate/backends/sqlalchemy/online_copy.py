@@ -80,8 +80,15 @@ _CLASH_TRIES: Final = 3
 #: Rounds of the log applied before the switch, and the round size that ends them.
 _CATCH_UP: Final = 20
 _SMALL: Final = 1000
+
+
+def _swap_triggers(backup_prefix: str) -> re.Pattern[str]:
+    """The names of a swap-back's triggers on a table, of any run."""
+    return re.compile(re.escape(backup_prefix) + r"\w{12}_(?:bin|bup|bde)_")
+
+
 #: The triggers of a swap-back (``sql.online_copy``), of any run.
-_SWAP_TRIGGER: Final = re.compile(re.escape(BACKUP_PREFIX) + r"\w{12}_(?:bin|bup|bde)_")
+_SWAP_TRIGGER: Final = _swap_triggers(BACKUP_PREFIX)
 _UNQUOTE: Final = re.compile(r"`((?:[^`]|``)*)`|([^.`\s]+)")
 
 
@@ -995,7 +1002,7 @@ def end_swap_backs(cur: _Cursor, names: oc.CopyNames, *, table: str | None = Non
             "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
         )
     else:
-        pattern = re.compile(re.escape(names.backup_prefix) + r"\w{12}_(?:bin|bup|bde)_")
+        pattern = _swap_triggers(names.backup_prefix)
         rows = [(t,) for t in cur.triggers(table)]
     dropped = [str(r[0]) for r in rows if pattern.match(str(r[0]))]
     for name in dropped:
